@@ -1,0 +1,1 @@
+"""Firmware modules (MicroPython/CPython common subset): detector, wire format, drivers."""

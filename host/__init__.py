@@ -1,0 +1,1 @@
+"""Host side: receive, store, cluster, alert, report; the spasmwatch CLI."""

@@ -1,0 +1,1 @@
+"""Simulator: trace files, scenario generator, sensor model and replay through the firmware."""
