@@ -1,0 +1,258 @@
+"""Streaming movement-event detector: gravity removal, hysteresis, features, class.
+
+MicroPython/CPython common subset, integer arithmetic only, O(1) memory. Per sample:
+
+1. gravity: an exponential average per axis (time constant 2**k samples, a shift);
+   the high-passed residual is the movement;
+2. magnitude: L1 norm |dx|+|dy|+|dz| of the residual (no sqrt, no multiply);
+3. an event starts when the magnitude exceeds the onset threshold and ends after
+   ``quiet_ms`` below the (lower) offset threshold: hysteresis against chatter;
+4. while an event runs: peak, energy, number of peaks (re-crossings of the onset
+   threshold after dropping below offset), excursion of the gravity vector from where it
+   was at onset; at the end the net orientation change (tilt) is measured. A quiet spell
+   while the posture is still displaced does not end the event until ``spasm_max_ms``
+   from onset: a spasm's tonic phase holds the flexed posture before it relaxes, and
+   contraction, hold and relaxation are one movement;
+5. each second the mean magnitude says whether that second was active; an exponential
+   average of that over ~2 minutes tags the arousal state (asleep / settling / awake).
+
+A finished event is classified: ``jerk`` (shorter than ``jerk_max_ms``), ``spasm_like``
+(short, returns to its starting posture, few peaks, a real orientation excursion) or
+``movement`` (everything else: rolling over, handling, rocking, fidgeting).
+Records go to ``pending`` as wire-format tuples (see wire.py); ``pop()`` drains them.
+"""
+
+from . import wire
+
+# Arousal state: activity average in 1/256 units, updated once a second.
+_ACT_SHIFT = 7  # time constant 128 s
+_ASLEEP_BELOW = 13  # < 5 % of seconds active
+_SETTLING_BELOW = 64  # < 25 %
+_STATE_WARMUP_S = 60
+
+
+class Detector:
+    """Feed int16 counts (x, y, z interleaved) with ``process``; drain records with ``pop``."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.k = cfg.gravity_shift
+        self.n = 0  # samples processed since start
+        self.gx = self.gy = self.gz = 0
+        self.primed = False
+        self.pending = []
+        self.dropped = 0
+        # event state
+        self.active = False
+        self.ev_start = 0
+        self.ev_peak = 0
+        self.ev_peak_at = 0
+        self.ev_energy = 0
+        self.ev_peaks = 0
+        self.ev_armed = False
+        self.ev_quiet = 0
+        self.ev_exc = 0
+        self.ev_state = wire.STATE_UNKNOWN
+        self.pre_x = self.pre_y = self.pre_z = 0
+        self.last_active_end = 0
+        # per-second activity
+        self.sec_left = cfg.rate_hz
+        self.sec_sum = 0
+        self.seconds = 0
+        self.act_avg = 0
+        # summary period
+        self.sum_left = cfg.summary_s
+        self.sum_active = 0
+        self.sum_events = 0
+        self.sum_spasm = 0
+        self.sum_peak = 0
+        self.sum_mag = 0
+
+    def state(self):
+        if self.seconds < _STATE_WARMUP_S:
+            return wire.STATE_UNKNOWN
+        if self.act_avg < _ASLEEP_BELOW:
+            return wire.STATE_ASLEEP
+        if self.act_avg < _SETTLING_BELOW:
+            return wire.STATE_SETTLING
+        return wire.STATE_AWAKE
+
+    def t_ms(self, sample):
+        r = self.cfg.rate_hz
+        return (sample // r) * 1000 + (sample % r) * 1000 // r
+
+    def process(self, buf, n):
+        """Run ``n`` samples from ``buf`` (x, y, z interleaved, int16 counts)."""
+        if n <= 0:
+            return
+        k = self.k
+        if not self.primed:
+            # Start the gravity estimate at the first sample, not at zero, so start-up
+            # is not one huge "movement".
+            self.gx = buf[0] << k
+            self.gy = buf[1] << k
+            self.gz = buf[2] << k
+            self.primed = True
+        gx = self.gx
+        gy = self.gy
+        gz = self.gz
+        on = self.cfg.onset_counts
+        active = self.active
+        sec_left = self.sec_left
+        sec_sum = self.sec_sum
+        base = self.n
+        i = 0
+        end = 3 * n
+        # The quiet path below is the per-sample budget: keep it to locals and
+        # integer adds, shifts and compares.
+        while i < end:
+            dx = buf[i] - (gx >> k)
+            gx += dx
+            dy = buf[i + 1] - (gy >> k)
+            gy += dy
+            dz = buf[i + 2] - (gz >> k)
+            gz += dz
+            m = (dx if dx > 0 else -dx) + (dy if dy > 0 else -dy) + (dz if dz > 0 else -dz)
+            sec_sum += m
+            if active or m > on:
+                active = self._busy(m, base + i // 3, gx >> k, gy >> k, gz >> k)
+            i += 3
+            sec_left -= 1
+            if sec_left == 0:
+                self._second(sec_sum)
+                sec_left = self.cfg.rate_hz
+                sec_sum = 0
+        self.gx = gx
+        self.gy = gy
+        self.gz = gz
+        self.active = active
+        self.sec_left = sec_left
+        self.sec_sum = sec_sum
+        self.n = base + n
+
+    def _busy(self, m, idx, gx, gy, gz):
+        """One sample during (or starting) an event; returns whether an event runs."""
+        cfg = self.cfg
+        if not self.active:
+            self.active = True
+            self.ev_start = idx
+            self.ev_peak = m
+            self.ev_peak_at = idx
+            self.ev_energy = 0
+            self.ev_peaks = 1
+            self.ev_armed = False
+            self.ev_quiet = 0
+            self.ev_exc = 0
+            self.ev_state = self.state()
+            self.pre_x = gx
+            self.pre_y = gy
+            self.pre_z = gz
+        self.ev_energy += m
+        if m > self.ev_peak:
+            self.ev_peak = m
+            self.ev_peak_at = idx
+        d = gx - self.pre_x
+        e = d if d > 0 else -d
+        d = gy - self.pre_y
+        e += d if d > 0 else -d
+        d = gz - self.pre_z
+        e += d if d > 0 else -d
+        if e > self.ev_exc:
+            self.ev_exc = e
+        if m < cfg.offset_counts:
+            self.ev_armed = True
+            self.ev_quiet += 1
+            if self.ev_quiet >= cfg.quiet_samples and (
+                e <= cfg.hold_counts or idx - self.ev_start >= cfg.hold_max_samples
+            ):
+                # Quiet, and either back near the starting posture or held away too
+                # long to be a tonic phase: the event is over.
+                self._finish(idx - self.ev_quiet + 1, gx, gy, gz)
+                return False
+        else:
+            self.ev_quiet = 0
+            if m > cfg.onset_counts and self.ev_armed:
+                self.ev_peaks += 1
+                self.ev_armed = False
+        if idx - self.ev_start >= cfg.max_event_samples:
+            # Cap long movement (handling, rocking) so records keep flowing.
+            self._finish(idx + 1, gx, gy, gz)
+            return False
+        return True
+
+    def _finish(self, end, gx, gy, gz):
+        cfg = self.cfg
+        self.active = False
+        dur_ms = (end - self.ev_start) * 1000 // cfg.rate_hz
+        d = gx - self.pre_x
+        tilt = d if d > 0 else -d
+        d = gy - self.pre_y
+        tilt += d if d > 0 else -d
+        d = gz - self.pre_z
+        tilt += d if d > 0 else -d
+        tilt_mg = cfg.counts_to_mg(tilt)
+        exc_mg = cfg.counts_to_mg(self.ev_exc)
+        peak_mg = cfg.counts_to_mg(self.ev_peak)
+        energy_mgs = cfg.counts_to_mg(self.ev_energy) // cfg.rate_hz
+        still = (self.ev_start - self.last_active_end) // cfg.rate_hz
+        self.last_active_end = end
+        if dur_ms < cfg.jerk_max_ms:
+            cls = wire.CLS_JERK
+        elif (
+            dur_ms <= cfg.spasm_max_ms
+            and tilt_mg <= cfg.spasm_max_tilt_mg
+            and exc_mg >= cfg.spasm_min_excursion_mg
+            and self.ev_peaks <= cfg.spasm_max_peaks
+        ):
+            cls = wire.CLS_SPASM_LIKE
+        else:
+            cls = wire.CLS_MOVEMENT
+        self.sum_events += 1
+        if cls == wire.CLS_SPASM_LIKE:
+            self.sum_spasm += 1
+        if peak_mg > self.sum_peak:
+            self.sum_peak = peak_mg
+        self._emit((
+            wire.KIND_EVENT, self.t_ms(self.ev_start), cls, self.ev_state,
+            self.ev_peaks, dur_ms, peak_mg, energy_mgs, tilt_mg, exc_mg,
+            still if still < 255 else 255,
+        ))
+
+    def _second(self, sec_sum):
+        cfg = self.cfg
+        self.seconds += 1
+        active = 256 if sec_sum > cfg.active_sum_counts else 0
+        self.act_avg += (active - self.act_avg) >> _ACT_SHIFT
+        if active:
+            self.sum_active += 1
+        self.sum_mag += sec_sum
+        self.sum_left -= 1
+        if self.sum_left == 0:
+            period = cfg.summary_s
+            mean_mg = cfg.counts_to_mg(self.sum_mag // (period * cfg.rate_hz))
+            self._emit((
+                wire.KIND_SUMMARY, self.t_ms(self.n_at_second()), period, self.sum_active,
+                self.sum_events, self.sum_spasm, self.sum_peak, mean_mg, self.state(),
+            ))
+            self.sum_left = period
+            self.sum_active = 0
+            self.sum_events = 0
+            self.sum_spasm = 0
+            self.sum_peak = 0
+            self.sum_mag = 0
+
+    def n_at_second(self):
+        return self.seconds * self.cfg.rate_hz
+
+    def _emit(self, rec):
+        if len(self.pending) >= self.cfg.max_pending:
+            # Bounded RAM: drop the oldest and say so in the next status packet.
+            self.pending.pop(0)
+            self.dropped += 1
+        self.pending.append(rec)
+
+    def pop(self):
+        """Return and clear the finished records (events and summaries), oldest first."""
+        out = self.pending
+        self.pending = []
+        return out

@@ -1,0 +1,102 @@
+"""Alert vocabulary: the ``Alert`` record, its levels, the thresholds, and time wording.
+
+Alerts describe what the sensor saw and why it matters enough to look; they never name a
+condition. "Spasm-like" is the detector's movement class, not a finding: an alarm means
+"a pattern worth checking", and every alarm says how many movements, over what span, at
+what times, so a parent (or a doctor shown the log) can judge it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+INFO = "info"
+WARNING = "warning"
+ALARM = "alarm"
+FAULT = "fault"
+LEVELS = (INFO, WARNING, ALARM, FAULT)
+
+# Times at or beyond this are Unix epoch seconds (live use) and are shown as local
+# wall-clock time; smaller ones are seconds on a replayed trace's clock.
+_EPOCH_FROM = 1e9
+
+
+@dataclass
+class AlertConfig:
+    """Every threshold the alerting uses. Mutable so a CLI can set fields after creating it."""
+
+    cluster_gap_s: float = 60.0  # events closer than this (next onset - previous end) cluster
+    alarm_min_spasms: int = 3  # spasm-like events in one chain that raise an alarm
+    spasm_gap_s: float = 60.0  # max gap between spasm-like events of one chain
+    warn_spasms: int = 2  # spasm-like events in one chain that raise a warning
+    burst_min_jerks: int = 8  # jerks within burst_window_s that raise a warning
+    burst_window_s: float = 30.0
+    decode_error_run: int = 3  # consecutive undecodable packets that make a link fault
+    lost_clear_packets: int = 10  # gap-free packets after a loss that clear the fault
+    max_listed: int = 12  # event times spelled out in one message
+    max_intervals: int = 1000  # intervals kept per cluster (memory bound for long ones)
+
+    def validate(self) -> None:
+        if self.cluster_gap_s <= 0 or self.spasm_gap_s <= 0 or self.burst_window_s <= 0:
+            raise ValueError("gaps and windows must be positive")
+        if self.alarm_min_spasms < 1 or self.warn_spasms < 1 or self.burst_min_jerks < 1:
+            raise ValueError("event counts must be >= 1")
+        if self.decode_error_run < 1 or self.lost_clear_packets < 1:
+            raise ValueError("fault thresholds must be >= 1")
+        if self.max_listed < 1 or self.max_intervals < 0:
+            raise ValueError("max_listed must be >= 1 and max_intervals >= 0")
+
+
+@dataclass
+class Alert:
+    """Something worth telling a person. ``t`` is when the host could first know it."""
+
+    t: float
+    level: str
+    kind: str
+    message: str
+    cluster_id: int | None = None
+    event_seqs: tuple[int, ...] = ()
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.level not in LEVELS:
+            raise ValueError(f"alert level must be one of {LEVELS}, not {self.level!r}")
+        self.event_seqs = tuple(self.event_seqs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": "alert", "t": self.t, "level": self.level, "kind": self.kind,
+            "message": self.message, "cluster_id": self.cluster_id,
+            "event_seqs": list(self.event_seqs), "details": dict(self.details),
+        }
+
+
+def fmt_time(t: float) -> str:
+    """``HH:MM:SS``: local time for epoch seconds, elapsed time for a trace clock."""
+    if t >= _EPOCH_FROM:
+        return time.strftime("%H:%M:%S", time.localtime(t))
+    t = max(t, 0.0)
+    h, rem = divmod(int(t), 3600)
+    m, s = divmod(rem, 60)
+    return f"{h:02d}:{m:02d}:{s:02d}"
+
+
+def fmt_span(seconds: float) -> str:
+    """A duration the way a person says it: ``17 s``, ``3.5 min``, ``1.2 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def fmt_times(times: list[float], limit: int) -> str:
+    """Comma-separated clock times, the middle elided when there are more than ``limit``."""
+    if len(times) <= limit:
+        return ", ".join(fmt_time(t) for t in times)
+    head = max(1, limit - 1)
+    shown = [fmt_time(t) for t in times[:head]]
+    return ", ".join(shown) + f", … ({len(times) - head} more) … {fmt_time(times[-1])}"

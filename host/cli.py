@@ -1,0 +1,267 @@
+"""The ``spasmwatch`` command: demo, simulate, replay, evaluate.
+
+Errors a user can cause (a malformed trace, a missing file, an unknown scenario) end in
+one line on stderr naming the file and problem, and exit code 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from spasmwatch import __version__
+from spasmwatch.host.alerts import AlertConfig
+from spasmwatch.host.engine import Engine
+from spasmwatch.simulator.traceio import Trace, TraceFormatError, read_trace
+
+EXIT_USAGE = 2
+DISCLAIMER = (
+    "spasmwatch is a monitoring aid, not a medical device: it describes movements, it "
+    "does not diagnose. If you are worried, film an episode and see a doctor urgently."
+)
+
+
+class UserError(Exception):
+    """A problem with the user's input: printed as one line, exit code 2."""
+
+
+def _clock(t: float) -> str:
+    t = max(t, 0.0)
+    h, rem = divmod(int(t), 3600)
+    m, s = divmod(rem, 60)
+    return f"{h:02d}:{m:02d}:{s:02d}.{int((t % 1) * 10)}"
+
+
+def format_output(out: dict[str, Any]) -> str | None:
+    """One human-readable line for an engine output (None: not worth a line)."""
+    kind = out["type"]
+    if kind == "event":
+        return (
+            f"{_clock(out['t'])}  event   {out['cls']:<10} {out['duration_s']:4.2f} s  "
+            f"peak {out['peak_mg']:>5} mg  tilt {out['tilt_mg']:>4} mg  "
+            f"({out['state']})"
+        )
+    if kind == "alert":
+        level = out["level"].upper()
+        return f"{_clock(out['t'])}  {level:<7} {out['message']}"
+    if kind == "cluster":
+        return (
+            f"{_clock(out['end'])}  cluster {out['n_events']} events "
+            f"({out.get('n_spasm_like', 0)} spasm-like) from {_clock(out['start'])}"
+        )
+    if kind == "gap":
+        return f"{_clock(out['t'])}  GAP     {out['message']}"
+    return None
+
+
+def _load_trace(path: str) -> Trace:
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"{path}: no such file")
+    return read_trace(p)
+
+
+def _alert_config(args: argparse.Namespace) -> AlertConfig:
+    cfg = AlertConfig()
+    if getattr(args, "min_spasms", None):
+        cfg.alarm_min_spasms = args.min_spasms
+    if getattr(args, "gap", None):
+        cfg.spasm_gap_s = args.gap
+    return cfg
+
+
+def cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
+    from spasmwatch.simulator.replay import iter_replay
+
+    trace = _load_trace(args.trace)
+    engine = Engine(_alert_config(args), t0=float(trace.t[0]))
+    for _, o in iter_replay(trace, engine):
+        if args.json:
+            out.write(json.dumps(o) + "\n")
+        else:
+            line = format_output(o)
+            if line and (o["type"] != "event" or not args.quiet):
+                out.write(line + "\n")
+    if not args.json:
+        out.write(_stats_line(engine.stats) + "\n")
+    return 0
+
+
+def _stats_line(stats: dict[str, Any]) -> str:
+    parts = [f"{k}={v}" for k, v in stats.items() if not isinstance(v, dict)]
+    for k, v in stats.items():
+        if isinstance(v, dict) and v:
+            parts.append(f"{k}=" + ",".join(f"{kk}:{vv}" for kk, vv in v.items()))
+    return "summary: " + " ".join(parts)
+
+
+def cmd_simulate(args: argparse.Namespace, out: TextIO) -> int:
+    from spasmwatch.simulator import scenarios
+
+    if args.scenario == "suite":
+        paths = scenarios.generate_suite(Path(args.output), seed=args.seed)
+        out.write(f"wrote {len(paths)} traces to {args.output}\n")
+        return 0
+    if args.scenario not in scenarios.SCENARIOS:
+        raise UserError(
+            f"unknown scenario {args.scenario!r}; choose from: "
+            + ", ".join(sorted(scenarios.SCENARIOS)) + ", suite"
+        )
+    kw: dict[str, Any] = {"rate_hz": args.rate, "range_g": args.range}
+    if args.spasm_g is not None:
+        kw["spasm_g"] = args.spasm_g
+    if args.posture:
+        kw["posture"] = args.posture
+    path = scenarios.simulate_to_dir(
+        args.scenario, Path(args.output), seed=args.seed, gz=args.gz, **kw
+    )
+    out.write(f"wrote {path}\n")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace, out: TextIO) -> int:
+    from spasmwatch.host.evaluate import evaluate_folder
+
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise UserError(f"{args.folder}: not a folder")
+    summary, scores = evaluate_folder(folder, _alert_config(args))
+    if summary.traces == 0:
+        raise UserError(f"{args.folder}: no trace files (*.csv, *.csv.gz)")
+    if args.json:
+        out.write(json.dumps(summary.as_dict()) + "\n")
+        return 0
+    for s in scores:
+        out.write(
+            f"{s.name:<40} {s.hours * 60:6.1f} min  clusters {s.detected}/{s.clusters}  "
+            f"false alarms {s.false_alarms}  spasms found {s.spasms_found}/{s.spasms}\n"
+        )
+    for k, v in summary.as_dict().items():
+        out.write(f"{k}: {v}\n")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
+    from spasmwatch.simulator import scenarios
+    from spasmwatch.simulator.replay import iter_replay
+
+    if args.trace:
+        trace = _load_trace(args.trace)
+        labels = None
+    else:
+        if args.scenario not in scenarios.SCENARIOS:
+            raise UserError(f"unknown scenario {args.scenario!r}")
+        trace, labels = scenarios.generate(args.scenario, seed=args.seed)
+    out.write(DISCLAIMER + "\n")
+    out.write(
+        f"Replaying {trace.source or args.scenario}: {trace.duration / 60:.1f} min of "
+        f"sensor data at {args.speed:g}x through the firmware detector and the host.\n\n"
+    )
+    out.flush()
+    engine = Engine(AlertConfig(), t0=float(trace.t[0]))
+    wall0 = time.monotonic()
+    t0 = float(trace.t[0])
+    counts: Counter[str] = Counter()
+    first_alarm: float | None = None
+    for t_known, o in iter_replay(trace, engine):
+        if args.speed > 0:
+            delay = (t_known - t0) / args.speed - (time.monotonic() - wall0)
+            if delay > 0:
+                time.sleep(delay)
+        if o["type"] == "event":
+            counts[o["cls"]] += 1
+        if o["type"] == "alert":
+            counts[o["level"]] += 1
+            if o["level"] == "alarm" and first_alarm is None:
+                first_alarm = o["t"]
+        line = format_output(o)
+        if line:
+            out.write(line + "\n")
+            out.flush()
+    out.write("\nSummary\n")
+    out.write(
+        "  events: " + ", ".join(f"{counts[c]} {c}" for c in ("jerk", "spasm_like", "movement"))
+        + "\n"
+    )
+    out.write(
+        "  alerts: " + ", ".join(
+            f"{counts[lv]} {lv}" for lv in ("info", "warning", "alarm", "fault")
+        ) + "\n"
+    )
+    if labels is not None:
+        spasms = sorted(lb.start for lb in labels if lb.label == "spasm")
+        jerks = sum(1 for lb in labels if lb.label == "jerk")
+        out.write(
+            f"  ground truth: {len(spasms)} simulated spasms, {jerks} isolated jerks\n"
+        )
+        if first_alarm is not None and len(spasms) >= 3:
+            out.write(
+                f"  first alarm {first_alarm - spasms[2]:.1f} s after the onset of the "
+                "third simulated spasm\n"
+            )
+    out.write("\n" + DISCLAIMER + "\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="spasmwatch",
+        description="Local-first monitor for infant sleep-onset movements. " + DISCLAIMER,
+    )
+    p.add_argument("--version", action="version", version=f"spasmwatch {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="run a simulated night through the whole system")
+    d.add_argument("--scenario", default="mixed-night")
+    d.add_argument("--trace", help="replay this trace file instead of a scenario")
+    d.add_argument("--speed", type=float, default=60.0,
+                   help="times real time (0: as fast as possible; default 60)")
+    d.add_argument("--seed", type=int, default=1)
+    d.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("simulate", help="write a scenario trace and its labels")
+    s.add_argument("scenario", help="scenario name, or 'suite' for an evaluation set")
+    s.add_argument("-o", "--output", required=True, help="output folder")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--rate", type=float, default=100.0, help="sample rate in Hz")
+    s.add_argument("--range", type=int, default=4, choices=(2, 4, 8, 16), help="range in g")
+    s.add_argument("--posture", help="starting posture (supine, prone, left, right, ...)")
+    s.add_argument("--spasm-g", type=float, help="scale of spasm accelerations (assumption)")
+    s.add_argument("--gz", action="store_true", help="write .csv.gz")
+    s.set_defaults(func=cmd_simulate)
+
+    r = sub.add_parser("replay", help="run a trace through detector and host, fast")
+    r.add_argument("trace")
+    r.add_argument("--json", action="store_true", help="JSON lines on stdout")
+    r.add_argument("--quiet", action="store_true", help="alerts and clusters only")
+    r.add_argument("--min-spasms", type=int, help="spasm-like events for an alarm (3)")
+    r.add_argument("--gap", type=float, help="max gap between them in s (60)")
+    r.set_defaults(func=cmd_replay)
+
+    e = sub.add_parser("evaluate", help="score replay against labels in a folder")
+    e.add_argument("folder")
+    e.add_argument("--json", action="store_true")
+    e.add_argument("--min-spasms", type=int)
+    e.add_argument("--gap", type=float)
+    e.set_defaults(func=cmd_evaluate)
+    return p
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace, TextIO], int] = args.func
+    try:
+        return func(args, out or sys.stdout)
+    except (TraceFormatError, UserError) as exc:
+        print(f"spasmwatch: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        return 130

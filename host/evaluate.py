@@ -1,0 +1,189 @@
+"""Score replay against ground-truth labels: the figures the detector is judged by.
+
+Per folder of labelled traces: cluster sensitivity (labelled spasm clusters that raised
+an alarm), false alarms per 10 h, alarm latency (seconds after the end of the spasm that
+completed the pattern, and spasms elapsed when it fired), event recall (labelled spasms
+covered by a spasm-like event) and replay speed.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spasmwatch.firmware.config import DetectorConfig
+from spasmwatch.host.alerts import AlertConfig
+from spasmwatch.host.engine import Engine
+from spasmwatch.simulator.replay import iter_replay
+from spasmwatch.simulator.traceio import Label, Trace, load_labels_for, read_trace
+
+#: Slack after a cluster's last spasm within which an alarm still belongs to it.
+ALARM_SLACK_S = 10.0
+#: Slack around a labelled spasm when matching detected events to it.
+MATCH_SLACK_S = 0.5
+
+
+@dataclass
+class TruthCluster:
+    """A run of labelled spasms whose gaps are at most the alarm rule's gap."""
+
+    spasms: list[Label]
+
+    @property
+    def start(self) -> float:
+        return self.spasms[0].start
+
+    @property
+    def end(self) -> float:
+        return self.spasms[-1].end
+
+
+@dataclass
+class TraceScore:
+    name: str
+    hours: float
+    clusters: int
+    detected: int
+    false_alarms: int
+    latencies_s: list[float] = field(default_factory=list)
+    spasms_elapsed: list[int] = field(default_factory=list)
+    spasms: int = 0
+    spasms_found: int = 0
+    replay_s: float = 0.0
+    alarms: int = 0
+
+
+def truth_clusters(labels: Iterable[Label], gap_s: float, min_spasms: int) -> list[TruthCluster]:
+    """Group ``spasm`` labels by the alarm rule; keep groups big enough to alarm on."""
+    spasms = sorted((lb for lb in labels if lb.label == "spasm"), key=lambda lb: lb.start)
+    groups: list[list[Label]] = []
+    for lb in spasms:
+        if groups and lb.start - groups[-1][-1].end <= gap_s:
+            groups[-1].append(lb)
+        else:
+            groups.append([lb])
+    return [TruthCluster(g) for g in groups if len(g) >= min_spasms]
+
+
+def score_trace(
+    trace: Trace,
+    labels: Sequence[Label],
+    alert_cfg: AlertConfig | None = None,
+    det_cfg: DetectorConfig | None = None,
+) -> TraceScore:
+    """Replay one trace and compare its alarms and events with its labels."""
+    alert_cfg = alert_cfg or AlertConfig()
+    engine = Engine(alert_cfg, t0=float(trace.t[0]))
+    t_start = time.perf_counter()
+    outputs = [out for _, out in iter_replay(trace, engine, det_cfg)]
+    replay_s = time.perf_counter() - t_start
+    alarms = sorted(
+        o["t"] for o in outputs if o["type"] == "alert" and o["level"] == "alarm"
+    )
+    spasm_events = [
+        (o["t"], o["t"] + o["duration_s"])
+        for o in outputs
+        if o["type"] == "event" and o["cls"] == "spasm_like"
+    ]
+    all_groups = truth_clusters(labels, alert_cfg.spasm_gap_s, 1)
+    clusters = [g for g in all_groups if len(g.spasms) >= alert_cfg.alarm_min_spasms]
+    score = TraceScore(
+        name=trace.source, hours=trace.duration / 3600.0, clusters=len(clusters),
+        detected=0, false_alarms=0, replay_s=replay_s, alarms=len(alarms),
+    )
+    for cl in clusters:
+        hits = [t for t in alarms if cl.start <= t <= cl.end + ALARM_SLACK_S]
+        if hits:
+            score.detected += 1
+            first = hits[0]
+            completing = cl.spasms[alert_cfg.alarm_min_spasms - 1]
+            score.latencies_s.append(first - completing.end)
+            score.spasms_elapsed.append(sum(1 for s in cl.spasms if s.start <= first))
+    # An alarm on a labelled group too small for the rule is neither credit nor blame.
+    for t in alarms:
+        if not any(g.start <= t <= g.end + ALARM_SLACK_S for g in all_groups):
+            score.false_alarms += 1
+    for lb in labels:
+        if lb.label != "spasm":
+            continue
+        score.spasms += 1
+        if any(
+            s < lb.end + MATCH_SLACK_S and e > lb.start - MATCH_SLACK_S
+            for s, e in spasm_events
+        ):
+            score.spasms_found += 1
+    return score
+
+
+@dataclass
+class Summary:
+    traces: int
+    hours: float
+    clusters: int
+    detected: int
+    cluster_sensitivity: float | None
+    false_alarms: int
+    false_alarms_per_10h: float
+    median_latency_s: float | None
+    median_spasms_elapsed: float | None
+    event_recall: float | None
+    replay_speed_x: float
+    missed: list[str]
+    false_alarm_traces: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def summarise(scores: Sequence[TraceScore]) -> Summary:
+    hours = sum(s.hours for s in scores)
+    clusters = sum(s.clusters for s in scores)
+    detected = sum(s.detected for s in scores)
+    fa = sum(s.false_alarms for s in scores)
+    lat = [x for s in scores for x in s.latencies_s]
+    el = [x for s in scores for x in s.spasms_elapsed]
+    spasms = sum(s.spasms for s in scores)
+    found = sum(s.spasms_found for s in scores)
+    wall = sum(s.replay_s for s in scores)
+    return Summary(
+        traces=len(scores),
+        hours=round(hours, 3),
+        clusters=clusters,
+        detected=detected,
+        cluster_sensitivity=round(detected / clusters, 3) if clusters else None,
+        false_alarms=fa,
+        false_alarms_per_10h=round(fa / hours * 10.0, 3) if hours else 0.0,
+        median_latency_s=round(statistics.median(lat), 2) if lat else None,
+        median_spasms_elapsed=statistics.median(el) if el else None,
+        event_recall=round(found / spasms, 3) if spasms else None,
+        replay_speed_x=round(hours * 3600.0 / wall, 1) if wall else 0.0,
+        missed=[s.name for s in scores if s.detected < s.clusters],
+        false_alarm_traces=[s.name for s in scores if s.false_alarms],
+    )
+
+
+def find_traces(folder: Path) -> list[Path]:
+    """Trace files in a folder (not the label sidecars), sorted by name."""
+    out = [
+        p for p in folder.iterdir()
+        if (p.name.endswith(".csv") or p.name.endswith(".csv.gz"))
+        and not p.name.endswith(".labels.csv")
+    ]
+    return sorted(out)
+
+
+def evaluate_folder(
+    folder: Path, alert_cfg: AlertConfig | None = None, det_cfg: DetectorConfig | None = None
+) -> tuple[Summary, list[TraceScore]]:
+    scores = []
+    for path in find_traces(folder):
+        trace = read_trace(path)
+        labels = load_labels_for(path) or []
+        score = score_trace(trace, labels, alert_cfg, det_cfg)
+        score.name = path.name
+        scores.append(score)
+    return summarise(scores), scores

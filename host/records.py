@@ -1,0 +1,144 @@
+"""Typed host-side records built from decoded wire tuples (see ``firmware/wire.py``).
+
+The wire format carries compact integer tuples on the device clock; the host works with
+these dataclasses on its own clock (``t`` in seconds). Field meanings follow
+``wire.EVENT_FIELDS`` / ``SUMMARY_FIELDS`` / ``STATUS_FIELDS``; names are resolved here
+(class, state, status flags) so nothing downstream needs the numeric codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from spasmwatch.firmware import wire
+
+# Status flag bit -> name, in bit order. Names are the wire constants without ``ST_``.
+STATUS_FLAGS: tuple[tuple[int, str], ...] = (
+    (wire.ST_SENSOR_OK, "sensor_ok"),
+    (wire.ST_FIFO_OVERFLOW, "fifo_overflow"),
+    (wire.ST_I2C_ERROR, "i2c_error"),
+    (wire.ST_CHARGING, "charging"),
+    (wire.ST_BATTERY_LOW, "battery_low"),
+    (wire.ST_INJECTION, "injection"),
+    (wire.ST_EVENTS_DROPPED, "events_dropped"),
+)
+
+
+def flag_names(flags: int) -> tuple[str, ...]:
+    """Names of the status flag bits set in ``flags`` (unknown bits are ignored)."""
+    return tuple(name for bit, name in STATUS_FLAGS if flags & bit)
+
+
+def _name(names: tuple[str, ...], code: int) -> str:
+    return names[code] if 0 <= code < len(names) else f"unknown_{code}"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One movement event. ``t`` is the onset in host seconds; ``end`` is when it finished."""
+
+    seq: int
+    t: float
+    cls: str
+    state: str
+    peaks: int
+    duration_s: float
+    peak_mg: int
+    energy_mgs: int
+    tilt_mg: int
+    excursion_mg: int
+    still_s: int
+    t_ms: int = 0  # raw device clock (u32 ms since boot), kept for forensics
+    received_at: float | None = None
+
+    @property
+    def end(self) -> float:
+        return self.t + self.duration_s
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["end"] = self.end
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Activity over one period; ``t`` is the period end in host seconds."""
+
+    seq: int
+    t: float
+    period_s: int
+    active_s: int
+    events: int
+    spasm_like: int
+    peak_mg: int
+    mean_mg: int
+    state: str
+    t_ms: int = 0
+    received_at: float | None = None
+
+    @property
+    def start(self) -> float:
+        return self.t - self.period_s
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """Device heartbeat. ``flags`` are decoded names, ``flags_raw`` the byte as sent."""
+
+    seq: int
+    t: float
+    battery_mv: int
+    flags: tuple[str, ...]
+    flags_raw: int
+    buffer_pct: int
+    heap_kb: int
+    rate_hz: int
+    range_g: int
+    t_ms: int = 0
+    received_at: float | None = None
+
+    @property
+    def sensor_ok(self) -> bool:
+        return "sensor_ok" in self.flags
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["flags"] = list(self.flags)
+        return d
+
+
+Record = Event | Summary | Status
+
+
+def record_from_tuple(
+    seq: int, rec: tuple, t: float, received_at: float | None = None
+) -> Record:
+    """Build the typed record for a decoded wire tuple whose device time maps to ``t``."""
+    kind = rec[0]
+    if kind == wire.KIND_EVENT:
+        _, t_ms, cls, state, peaks, dur_ms, peak, energy, tilt, exc, still = rec
+        return Event(
+            seq=seq, t=t, cls=_name(wire.CLASS_NAMES, cls), state=_name(wire.STATE_NAMES, state),
+            peaks=peaks, duration_s=dur_ms / 1000.0, peak_mg=peak, energy_mgs=energy,
+            tilt_mg=tilt, excursion_mg=exc, still_s=still, t_ms=t_ms, received_at=received_at,
+        )
+    if kind == wire.KIND_SUMMARY:
+        _, t_ms, period, active, events, spasm, peak, mean, state = rec
+        return Summary(
+            seq=seq, t=t, period_s=period, active_s=active, events=events, spasm_like=spasm,
+            peak_mg=peak, mean_mg=mean, state=_name(wire.STATE_NAMES, state), t_ms=t_ms,
+            received_at=received_at,
+        )
+    if kind == wire.KIND_STATUS:
+        _, t_ms, mv, flags, buf, heap, rate, rng = rec
+        return Status(
+            seq=seq, t=t, battery_mv=mv, flags=flag_names(flags), flags_raw=flags,
+            buffer_pct=buf, heap_kb=heap, rate_hz=rate, range_g=rng, t_ms=t_ms,
+            received_at=received_at,
+        )
+    raise ValueError(f"unknown record kind {kind!r}")
