@@ -200,7 +200,7 @@ def decode(data, verifier=None):
     p = HEADER_LEN
     if kind == KIND_EVENT:
         b = struct.unpack_from("<7B", data, p)
-        rec = (
+        rec: tuple = (
             kind, t_ms, b[0] >> 6, (b[0] >> 4) & 3, b[0] & 15, mf8_decode(b[1]),
             mf8_decode(b[2]), mf8_decode(b[3]), mf8_decode(b[4]), mf8_decode(b[5]), b[6],
         )

@@ -1,14 +1,17 @@
 """Trunk kinematics of a lying infant: posture, gravity in the sensor frame, breathing, heartbeat.
 
 Sensor frame (as the firmware assumes; board on the chest): +X toward the head, +Y to the
-baby's left, +Z out of the chest. An accelerometer reports specific force, so at rest it reads
-"up": supine (0, 0, +1) g, prone (0, 0, -1) g, lying on the left side (0, -1, 0) g, on the right
-side (0, +1, 0) g, and a head-up incline of alpha moves sin(alpha) g into +X.
+baby's right, +Z out of the chest -- right-handed (X x Y = Z), so it is the chip's own frame
+with no sign flips. An accelerometer reports specific force, so at rest it reads "up": supine
+(0, 0, +1) g, prone (0, 0, -1) g, lying on the left side (left side down, "up" is the baby's
+right) (0, +1, 0) g, on the right side (0, -1, 0) g, and a head-up incline of alpha moves
+sin(alpha) g into +X.
 
 Orientation is parametrised by four angles (radians), composed world -> sensor as
 
     incline  about world Y  (mattress / car-seat tilt, head up positive)
-    roll     about body X   (posture: 0 supine, +-pi/2 side, pi prone)
+    roll     about body X   (posture: 0 supine, +pi/2 left side down, -pi/2 right side down,
+                             pi prone; positive roll lifts the baby's right side)
     flex     about body Y   (trunk flexion positive = chest/head curling toward the front)
     yaw      about body Z   (twist; only matters during handling)
 
@@ -29,8 +32,8 @@ DEG = np.pi / 180.0
 POSTURES: dict[str, tuple[float, float]] = {
     "supine": (0.0, 0.0),
     "prone": (180.0, 0.0),
-    "left": (-90.0, 0.0),
-    "right": (90.0, 0.0),
+    "left": (90.0, 0.0),  # left side down: up = +Y (baby's right)
+    "right": (-90.0, 0.0),  # right side down: up = -Y
     "inclined": (0.0, 20.0),
 }
 #: Accepted aliases; "side" resolves to left or right at random (deterministic per seed).
@@ -58,7 +61,8 @@ def specific_force(
     """Gravity reaction (the 1 g "up" vector) expressed in the sensor frame, shape (n, 3)."""
     # up in the inclined-mattress frame (rotation about world Y by -incline lifts +X).
     ux, uz = np.sin(incline), np.cos(incline)
-    # roll about body X: (x, y, z) -> (x, z*sin(r), z*cos(r))  [y is 0 before the roll]
+    # roll about body X: (x, y, z) -> (x, z*sin(r), z*cos(r))  [y is 0 before the roll];
+    # r = +90 deg (left side down) puts "up" on +Y, the baby's right.
     sr, cr = np.sin(roll), np.cos(roll)
     x1 = np.full_like(roll, ux)
     y1 = uz * sr

@@ -27,8 +27,9 @@ def _random_direction(rng: np.random.Generator, bias: np.ndarray, spread: float)
     return _unit(_unit(np.asarray(bias, dtype=float)) + rng.normal(0.0, spread, 3))
 
 
-def _ring(tau: np.ndarray, t0: float, amp_g: float, direction: np.ndarray, freq_hz: float,
-          decay_s: float) -> np.ndarray:
+def _ring(
+    tau: np.ndarray, t0: float, amp_g: float, direction: np.ndarray, freq_hz: float, decay_s: float
+) -> np.ndarray:
     """Damped oscillation of the sensor on soft tissue / sleep-sack fabric after an impulse."""
     dt = tau - t0
     env = np.where(dt >= 0.0, np.exp(-np.maximum(dt, 0.0) / decay_s), 0.0)
@@ -40,8 +41,16 @@ def _ring(tau: np.ndarray, t0: float, amp_g: float, direction: np.ndarray, freq_
 # --------------------------------------------------------------------------------------------
 
 
-def jerk(tau: np.ndarray, rng: np.random.Generator, *, dur_s: float, peak_g: float,
-         direction: np.ndarray, tilt_deg: float = 0.0, ring: bool = True) -> Motion:
+def jerk(
+    tau: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    dur_s: float,
+    peak_g: float,
+    direction: np.ndarray,
+    tilt_deg: float = 0.0,
+    ring: bool = True,
+) -> Motion:
     """One sharp biphasic trunk jerk of ``dur_s`` with |lin| peak ``peak_g``.
 
     ``tilt_deg`` is a transient flexion bump that comes back (little net orientation change).
@@ -64,8 +73,9 @@ def draw_hypnic_duration(rng: np.random.Generator) -> float:
     return float(rng.uniform(0.075, 0.25))
 
 
-def hypnic_jerk(tau: np.ndarray, rng: np.random.Generator, dur: float, amp_scale: float = 1.0
-                ) -> Motion:
+def hypnic_jerk(
+    tau: np.ndarray, rng: np.random.Generator, dur: float, amp_scale: float = 1.0
+) -> Motion:
     """Isolated sleep-onset (hypnic) jerk of ``dur`` s, startle-like flexion.
 
     ASSUMPTION: trunk peak 0.1-1.0 g, mostly anterior (+Z) and along the body axis, 1-6 deg
@@ -91,8 +101,13 @@ class BurstPlan:
         return float(self.onsets[-1] + self.durs[-1]) if len(self.onsets) else 0.0
 
 
-def plan_myoclonus_run(rng: np.random.Generator, run_s: float, *, freq_hz: float | None = None,
-                       amp_g: float | None = None) -> BurstPlan:
+def plan_myoclonus_run(
+    rng: np.random.Generator,
+    run_s: float,
+    *,
+    freq_hz: float | None = None,
+    amp_g: float | None = None,
+) -> BurstPlan:
     """Benign neonatal sleep myoclonus: a run of jerks at 1-5 Hz (clinical) lasting ``run_s``.
 
     ASSUMPTION: trunk amplitude 0.03-0.4 g (jerks are mostly distal limb; the trunk sees a
@@ -123,8 +138,7 @@ def twitch(tau: np.ndarray, rng: np.random.Generator, dur: float) -> Motion:
     return jerk(tau, rng, dur_s=dur, peak_g=peak, direction=d, ring=False)
 
 
-def limb_movement(tau: np.ndarray, rng: np.random.Generator, vigour: float = 1.0
-                  ) -> tuple[Motion, float]:
+def limb_movement(tau: np.ndarray, rng: np.random.Generator, vigour: float = 1.0) -> Motion:
     """Wake limb movement (kick/arm swing) felt at the trunk: 0.2-0.35 s, smooth.
 
     ASSUMPTION: trunk reaction 0.02-0.15 g x vigour, plus a ~2 deg (x vigour) orientation
@@ -143,7 +157,7 @@ def limb_movement(tau: np.ndarray, rng: np.random.Generator, vigour: float = 1.0
     shape = s * (1.0 - back)
     m.flex += float(rng.normal(0.0, 2.0)) * vigour * DEG * shape
     m.roll += float(rng.normal(0.0, 2.0)) * vigour * DEG * shape
-    return m, dur
+    return m
 
 
 # --------------------------------------------------------------------------------------------
@@ -151,8 +165,9 @@ def limb_movement(tau: np.ndarray, rng: np.random.Generator, vigour: float = 1.0
 # --------------------------------------------------------------------------------------------
 
 
-def roll_over(tau: np.ndarray, rng: np.random.Generator, *, dur_s: float, delta_roll: float
-              ) -> Motion:
+def roll_over(
+    tau: np.ndarray, rng: np.random.Generator, *, dur_s: float, delta_roll: float
+) -> Motion:
     """Rolling about the head-foot axis by ``delta_roll`` rad over ``dur_s`` (1-4 s).
 
     The roll angle itself is applied as a posture change by the caller; this returns the extra
@@ -166,15 +181,17 @@ def roll_over(tau: np.ndarray, rng: np.random.Generator, *, dur_s: float, delta_
     r = 0.06  # m, chest sensor to the rolling axis (infant chest half-depth)
     omega = delta_roll * ds / dur_s
     alpha = delta_roll * dds / dur_s**2
-    m.lin[:, 1] += r * alpha / G
+    m.lin[:, 1] -= r * alpha / G  # omega x (r z) = -omega r y for a roll about +X
     m.lin[:, 2] += -r * omega**2 / G
     push = float(rng.uniform(0.05, 0.3))
     d = _random_direction(rng, np.array([0.3, np.sign(delta_roll), 0.5]), 0.4)
     m.lin += (push * biphasic_pulse(np.clip(u * 2.5, 0, 1)))[:, None] * d
     m.flex += float(rng.uniform(-15.0, 15.0)) * DEG * np.sin(np.pi * np.clip(u, 0, 1)) ** 2
-    m.lin += 0.03 * smooth_noise(n, 1.0 / (tau[1] - tau[0]) if n > 1 else 1.0, 0.15, rng, 3) * (
-        np.sin(np.pi * np.clip(u, 0, 1)) ** 2
-    )[:, None]
+    m.lin += (
+        0.03
+        * smooth_noise(n, 1.0 / (tau[1] - tau[0]) if n > 1 else 1.0, 0.15, rng, 3)
+        * (np.sin(np.pi * np.clip(u, 0, 1)) ** 2)[:, None]
+    )
     return m
 
 
@@ -183,8 +200,15 @@ def roll_path(tau: np.ndarray, dur_s: float, start: float, delta: float) -> np.n
     return start + delta * s
 
 
-def handling(tau: np.ndarray, rng: np.random.Generator, *, dur_s: float, start_roll: float,
-             end_roll: float, violent: bool = False) -> tuple[Motion, np.ndarray]:
+def handling(
+    tau: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    dur_s: float,
+    start_roll: float,
+    end_roll: float,
+    violent: bool = False,
+) -> tuple[Motion, np.ndarray]:
     """A carer picks the baby up (held upright/cradled), moves about, and puts it down.
 
     Returns (motion, absolute roll path for the window). ASSUMPTIONS: carrying/walking sway
@@ -226,8 +250,10 @@ def handling(tau: np.ndarray, rng: np.random.Generator, *, dur_s: float, start_r
         for k in range(int(max(0.0, pat_len) * pat_f)):
             t0 = pat_start + k / pat_f
             u = (tau - t0) / 0.06
-            m.lin[:, 2] += pat_a * rng.uniform(0.7, 1.1) * np.where(
-                (u >= 0) & (u <= 1), biphasic_pulse(u), 0.0
+            m.lin[:, 2] += (
+                pat_a
+                * rng.uniform(0.7, 1.1)
+                * np.where((u >= 0) & (u <= 1), biphasic_pulse(u), 0.0)
             )
     impact_t = dur_s - 0.2 * down_s
     impact = float(rng.uniform(2.5, 3.5) if violent else rng.uniform(0.3, 1.5))
@@ -263,17 +289,16 @@ def rocking(tau: np.ndarray, rng: np.random.Generator, *, dur_s: float) -> Motio
 
 #: Spasm types and probabilities (Kellaway et al. 1979: 33.9 % flexor, 22.5 % extensor,
 #: 42.0 % mixed; the remaining ~1.6 % were pure arrests and are not modelled as movements).
-SPASM_TYPES: tuple[tuple[str, float], ...] = (("flexor", 0.34), ("extensor", 0.23),
-                                              ("mixed", 0.43))
+SPASM_TYPES: tuple[tuple[str, float], ...] = (("flexor", 0.34), ("extensor", 0.23), ("mixed", 0.43))
 
 
 @dataclass
 class SpasmParams:
     kind: str
-    dur_s: float      # whole spasm: phasic contraction + relaxing tonic phase
-    rise_s: float     # phasic contraction
+    dur_s: float  # whole spasm: phasic contraction + relaxing tonic phase
+    rise_s: float  # phasic contraction
     angle_deg: float  # peak flexion (+) / extension (-) of the trunk sensor
-    peak_g: float     # peak linear acceleration
+    peak_g: float  # peak linear acceleration
 
 
 def draw_spasm(rng: np.random.Generator, intensity: float, spasm_g: float) -> SpasmParams:
@@ -283,8 +308,9 @@ def draw_spasm(rng: np.random.Generator, intensity: float, spasm_g: float) -> Sp
     Pitch 10-40 deg, linear peak 0.3-0.8 g; both x ``intensity`` (crescendo-decrescendo across
     the cluster) x ``spasm_g`` (the sweep knob), pitch capped at 60 deg.
     """
-    r = rng.random()
-    kind = "flexor" if r < 0.34 else ("extensor" if r < 0.57 else "mixed")
+    names = [k for k, _ in SPASM_TYPES]
+    probs = np.array([w for _, w in SPASM_TYPES])
+    kind = str(names[int(np.searchsorted(np.cumsum(probs) / probs.sum(), rng.random()))])
     if rng.random() < 0.86:
         # Skewed toward ~1 s (Vigevano: "lasting about 1 s").
         dur = float(np.clip(rng.lognormal(np.log(1.1), 0.45), 0.4, 3.0))
@@ -336,8 +362,8 @@ def spasm(tau: np.ndarray, rng: np.random.Generator, p: SpasmParams) -> Motion:
     # Contraction tremor during the phasic part.
     phasic_env = np.sin(np.pi * np.clip(tau / (1.5 * p.rise_s), 0, 1)) ** 2
     tremor_f = float(rng.uniform(12.0, 25.0))
-    lin[:, 2] += 0.08 * np.max(np.abs(lin[:, 2]) + 1e-12) * phasic_env * np.sin(
-        2 * np.pi * tremor_f * tau
+    lin[:, 2] += (
+        0.08 * np.max(np.abs(lin[:, 2]) + 1e-12) * phasic_env * np.sin(2 * np.pi * tremor_f * tau)
     )
     # Scale to the drawn peak using the analytic peak (not the sampled one) so the spasm's
     # strength does not depend on the sample rate.
@@ -358,8 +384,9 @@ class ClusterPlan:
         return float(self.onsets[-1] + self.spasms[-1].dur_s) if self.spasms else 0.0
 
 
-def plan_cluster(rng: np.random.Generator, *, n: int | None = None, spasm_g: float = 1.0
-                 ) -> ClusterPlan:
+def plan_cluster(
+    rng: np.random.Generator, *, n: int | None = None, spasm_g: float = 1.0
+) -> ClusterPlan:
     """Plan a cluster of spasms (clinical timing, assumed amplitudes).
 
     Count: 5-50 typical (log-uniform), ~5 % of clusters 50-120. Interval onset-to-onset ~5-10 s

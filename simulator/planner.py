@@ -14,6 +14,9 @@ its sleep segment; spasm clusters are wrapped in a ``wake`` arousal (or sit in `
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import numpy as np
 
 from . import movements as mv
@@ -34,8 +37,16 @@ def _wrap(angle: float) -> float:
 class Planner:
     """Builds one trace. Times are seconds from the trace start."""
 
-    def __init__(self, duration_s: float, rate_hz: float, rng: np.random.Generator, *,
-                 roll0: float, incline: float, spasm_g: float = 1.0) -> None:
+    def __init__(
+        self,
+        duration_s: float,
+        rate_hz: float,
+        rng: np.random.Generator,
+        *,
+        roll0: float,
+        incline: float,
+        spasm_g: float = 1.0,
+    ) -> None:
         self.T = float(duration_s)
         self.rate_hz = float(rate_hz)
         self.rng = rng
@@ -57,7 +68,7 @@ class Planner:
     def _label(self, start: float, end: float, label: str) -> None:
         self.labels.append(Label(float(start), float(end), label))
 
-    def _render(self, t0: float, window_s: float, fn) -> None:  # noqa: ANN001 - local callable
+    def _render(self, t0: float, window_s: float, fn: Callable[[np.ndarray], mv.Motion]) -> None:
         i0, tau = self.body.local_time(t0, window_s)
         if len(tau):
             self.body.add(i0, fn(tau))
@@ -111,6 +122,8 @@ class Planner:
         Each run gets a ``burst`` label. The episode is cut at the end of the sleep segment it
         starts in (BNSM stops on arousal). Returns the episode end.
         """
+        if t0 >= self.T:
+            return t0
         seg = self.state_at(t0)
         if seg is None or seg[2] not in SLEEP_STATES:
             raise ValueError(f"benign myoclonus must start in sleep (t={t0:.1f})")
@@ -121,30 +134,45 @@ class Planner:
             run_s = float(r.uniform(2.0, 20.0))
             plan = mv.plan_myoclonus_run(r, min(run_s, end - t))
             last = t
-            for on, d, pk, direc in zip(plan.onsets, plan.durs, plan.peaks, plan.directions,
-                                        strict=True):
+            for on, d, pk, direc in zip(
+                plan.onsets, plan.durs, plan.peaks, plan.directions, strict=True
+            ):
                 if t + on + d > end:
                     break
                 rr = self.child()
-                self._render(t + on, d + 0.35, lambda tau, d=d, pk=pk, direc=direc, rr=rr:
-                             mv.jerk(tau, rr, dur_s=d, peak_g=pk, direction=direc,
-                                     tilt_deg=float(rr.uniform(0.0, 1.5))))
+                tilt = float(rr.uniform(0.0, 1.5))
+                self._render(
+                    t + on,
+                    d + 0.35,
+                    partial(
+                        mv.jerk,
+                        rng=rr,
+                        dur_s=float(d),
+                        peak_g=float(pk),
+                        direction=direc,
+                        tilt_deg=tilt,
+                    ),
+                )
                 last = t + on + d
             if last > t:
                 self._label(t, last, "burst")
             t = last + float(self.rng.uniform(1.0, 15.0))
         return end
 
-    def _posture_check(self, t0: float) -> None:
-        if t0 < self._last_posture_t:
-            raise ValueError("roll/handling events must be added in chronological order")
+    def _posture_ok(self, t0: float) -> bool:
+        """Posture-changing events must not overlap: one that starts before the previous one
+        has finished (only possible when a short ``duration_s`` squeezes a script) or after the
+        end of the trace is skipped."""
+        return self._last_posture_t <= t0 < self.T
 
-    def roll(self, t0: float, *, dur_s: float | None = None, delta_deg: float | None = None
-             ) -> float:
+    def roll(
+        self, t0: float, *, dur_s: float | None = None, delta_deg: float | None = None
+    ) -> float:
         """Roll over about the head-foot axis; the new posture persists. Returns the end time."""
-        self._posture_check(t0)
         r = self.child()
         dur = float(r.uniform(1.0, 4.0)) if dur_s is None else dur_s
+        if not self._posture_ok(t0):
+            return t0
         if delta_deg is None:
             # Roll to another stable lying posture 90 or 180 deg away (plus a little slop).
             deltas = [_wrap(p - self.current_roll) for p in _POSTURE_ROLLS]
@@ -156,27 +184,31 @@ class Planner:
         else:
             delta = delta_deg * DEG
         i0, tau = self.body.local_time(t0, dur + 0.5)
-        self.body.change_posture(i0, mv.roll_path(tau, dur, self.current_roll, delta),
-                                 self.current_roll + delta)
+        self.body.change_posture(
+            i0, mv.roll_path(tau, dur, self.current_roll, delta), self.current_roll + delta
+        )
         self.body.add(i0, mv.roll_over(tau, r, dur_s=dur, delta_roll=delta))
         self.current_roll = _wrap(self.current_roll + delta)
         self._last_posture_t = t0 + dur
         self._label(t0, t0 + dur, "roll")
         return t0 + dur
 
-    def handling(self, t0: float, dur_s: float, *, end_roll: float | None = None,
-                 violent: bool = False) -> float:
+    def handling(
+        self, t0: float, dur_s: float, *, end_roll: float | None = None, violent: bool = False
+    ) -> float:
         """Carer picks the baby up and puts it down (maybe in a new posture)."""
-        self._posture_check(t0)
         r = self.child()
+        if not self._posture_ok(t0) or dur_s < 3.0:
+            return t0
         if end_roll is None:
             # Mostly put back on the back (safe-sleep advice), sometimes on a side.
             end_roll = float(r.choice(_POSTURE_ROLLS[:3], p=[0.7, 0.15, 0.15]))
         i0, tau = self.body.local_time(t0, dur_s)
         if len(tau) == 0:
             return t0 + dur_s
-        m, path = mv.handling(tau, r, dur_s=dur_s, start_roll=self.current_roll,
-                              end_roll=end_roll, violent=violent)
+        m, path = mv.handling(
+            tau, r, dur_s=dur_s, start_roll=self.current_roll, end_roll=end_roll, violent=violent
+        )
         self.body.change_posture(i0, path, end_roll)
         self.body.add(i0, m)
         self.current_roll = end_roll
@@ -186,6 +218,8 @@ class Planner:
 
     def rocking(self, t0: float, dur_s: float) -> float:
         r = self.child()
+        if dur_s < 6.0 or t0 >= self.T:  # too short to ramp in and out
+            return t0
         self._render(t0, dur_s, lambda tau: mv.rocking(tau, r, dur_s=dur_s))
         self._label(t0, min(t0 + dur_s, self.T), "rocking")
         return t0 + dur_s
@@ -198,7 +232,7 @@ class Planner:
             if ts + sp.dur_s > self.T:
                 break
             r = self.child()
-            self._render(ts, sp.dur_s + 0.2, lambda tau, r=r, sp=sp: mv.spasm(tau, r, sp))
+            self._render(ts, sp.dur_s + 0.2, partial(mv.spasm, rng=r, p=sp))
             self._label(ts, ts + sp.dur_s, "spasm")
             last_end = ts + sp.dur_s
         if last_end > t0:
@@ -206,9 +240,15 @@ class Planner:
             self.n_clusters += 1
         return last_end
 
-    def arousal_with_cluster(self, *, n: int | None = None, pre_s: float | None = None,
-                             post_s: float | None = None, state: str = "wake",
-                             max_n: int | None = None) -> float:
+    def arousal_with_cluster(
+        self,
+        *,
+        n: int | None = None,
+        pre_s: float | None = None,
+        post_s: float | None = None,
+        state: str = "wake",
+        max_n: int | None = None,
+    ) -> float:
         """Arousal (``wake``) wrapped around one spasm cluster, or a cluster in ``settling``.
 
         Spasms mostly come on/just after waking, with wake movements around them.
@@ -231,11 +271,12 @@ class Planner:
             i0, i1 = self.body.index(a), min(n, self.body.index(b))
             codes[i0:i1] = STATES.index(kind)
         if self.states:  # after the last segment the last state simply continues
-            codes[self.body.index(self.states[-1][1]):] = STATES.index(self.states[-1][2])
+            codes[self.body.index(self.states[-1][1]) :] = STATES.index(self.states[-1][2])
         return codes
 
-    def _fidget(self, a: float, b: float, rate_range: tuple[float, float],
-                vigour: tuple[float, float]) -> None:
+    def _fidget(
+        self, a: float, b: float, rate_range: tuple[float, float], vigour: tuple[float, float]
+    ) -> None:
         r = self.child()
         t = a
         while True:
@@ -245,7 +286,7 @@ class Planner:
                 break
             rr = np.random.default_rng(int(r.integers(0, 2**63 - 1)))
             v = float(r.uniform(*vigour))
-            self._render(t, 2.0, lambda tau, rr=rr, v=v: mv.limb_movement(tau, rr, v)[0])
+            self._render(t, 2.0, partial(mv.limb_movement, rng=rr, vigour=v))
         # Slow orientation wander while awake (shifting, head turning), ramped at the edges.
         i0, tau = self.body.local_time(a, b - a)
         if len(tau) > 1:
@@ -266,7 +307,7 @@ class Planner:
             for on in onsets:
                 rr = np.random.default_rng(int(r.integers(0, 2**63 - 1)))
                 dur = float(r.uniform(0.03, 0.12))
-                self._render(float(on), 0.3, lambda tau, rr=rr, dur=dur: mv.twitch(tau, rr, dur))
+                self._render(float(on), 0.3, partial(mv.twitch, rng=rr, dur=dur))
                 end = max(end, float(on) + dur)
             self._label(t, end, "twitch")
             # Bursts recur at intervals mostly <= 10 s (Blumberg), with quieter stretches.
@@ -274,7 +315,7 @@ class Planner:
         # An occasional gross body movement in active sleep.
         for tg in self.times(a + 5.0, b - 5.0, int((b - a) // 240), 30.0):
             rr = self.child()
-            self._render(tg, 2.0, lambda tau, rr=rr: mv.limb_movement(tau, rr, 0.6)[0])
+            self._render(tg, 2.0, partial(mv.limb_movement, rng=rr, vigour=0.6))
 
     def finish(self) -> tuple[np.ndarray, list[Label]]:
         """Add background activity; return (true specific force (n, 3) g, labels)."""

@@ -128,14 +128,16 @@ def _build_mixed(p: Planner) -> None:
     p.handling(a + 10.0 * s, _u(p, 20.0, 40.0) * s)
     p.state("settling", 90.0 * s)
     p.state("quiet-sleep", 180.0 * s)
-    p.arousal_with_cluster(n=int(p.rng.integers(10, 26)), pre_s=_u(p, 10.0, 30.0) * s,
-                           post_s=_u(p, 20.0, 40.0) * s)
+    p.arousal_with_cluster(
+        n=int(p.rng.integers(10, 26)), pre_s=_u(p, 10.0, 30.0) * s, post_s=_u(p, 20.0, 40.0) * s
+    )
     p.state("settling", 90.0 * s)
     p.state("quiet-sleep", max(0.0, p.remaining))
 
 
-def _night(p: Planner, *, clusters: list[int | None], onset_prob: float = 0.15,
-           force_benign: bool = True) -> None:
+def _night(
+    p: Planner, *, clusters: list[int | None], onset_prob: float = 0.15, force_benign: bool = True
+) -> None:
     """A stretch of night: awake -> settling -> sleep cycles with arousals.
 
     Spasm clusters (sizes in ``clusters``; None = drawn) are spread over the night on arousals
@@ -148,7 +150,7 @@ def _night(p: Planner, *, clusters: list[int | None], onset_prob: float = 0.15,
     a, b = p.state("wake", _u(p, 40.0, 150.0) * s)
     need = {"burst", "roll", "handling", "rocking"} if force_benign else set()
     if rng.random() < 0.5 or "handling" in need:
-        p.handling(a + _u(p, 0.1, 0.3) * (b - a), _u(p, 0.4, 0.6) * (b - a))
+        p.handling(a + _u(p, 0.1, 0.3) * (b - a), min(60.0, _u(p, 0.4, 0.6) * (b - a)))
         need.discard("handling")
     a, b = p.state("settling", _u(p, 120.0, 300.0) * s)
     t = a + 5.0
@@ -191,7 +193,7 @@ def _night(p: Planner, *, clusters: list[int | None], onset_prob: float = 0.15,
         else:
             a, b = p.state("wake", _u(p, 20.0, 120.0))
             if rng.random() < 0.3:
-                p.handling(a + _u(p, 0.1, 0.3) * (b - a), _u(p, 0.4, 0.65) * (b - a))
+                p.handling(a + _u(p, 0.1, 0.3) * (b - a), min(60.0, _u(p, 0.4, 0.65) * (b - a)))
             elif rng.random() < 0.4:
                 p.roll(a + _u(p, 0.2, 0.7) * (b - a))
         a, b = p.state("settling", _u(p, 60.0, 200.0) * s)
@@ -218,40 +220,83 @@ def _build_onset_cluster(p: Planner) -> None:
 SCENARIOS: dict[str, ScenarioSpec] = {
     s.name: s
     for s in (
-        ScenarioSpec("quiet", "asleep (quiet sleep), breathing and heartbeat only", 600.0,
-                     _build_quiet),
-        ScenarioSpec("hypnic-jerks", "falling asleep with 3-8 isolated hypnic jerks", 480.0,
-                     _build_hypnic),
-        ScenarioSpec("benign-myoclonus", "quiet sleep with benign neonatal sleep myoclonus "
-                     "episodes (runs of 1-5 Hz jerks)", 480.0, _build_bnsm),
-        ScenarioSpec("active-sleep", "active (REM) sleep with twitch bursts", 600.0,
-                     _build_active),
-        ScenarioSpec("rolling", "sleep and an arousal with three roll-overs", 480.0,
-                     _build_rolling),
-        ScenarioSpec("handling", "awake; picked up and put down three times, one violent",
-                     360.0, _build_handling),
-        ScenarioSpec("rocking", "rocked to sleep (0.5-1 Hz sway), then quiet sleep", 480.0,
-                     _build_rocking),
-        ScenarioSpec("spasm-cluster", "quiet sleep, then waking with one cluster of 8-30 "
-                     "spasms", 600.0, _build_spasm_cluster, has_spasms=True),
-        ScenarioSpec("mixed-night", "demo: settling with rocking and hypnic jerks, a benign "
-                     "myoclonus episode, a roll, handling, and one spasm cluster on an "
-                     "arousal", 1800.0, _build_mixed, has_spasms=True),
-        ScenarioSpec("benign-night", "an hour of night with every benign confounder, no "
-                     "spasms", 3600.0, _build_benign_night),
-        ScenarioSpec("spasm-night", "an hour of night with two spasm clusters among benign "
-                     "movements", 3600.0, _build_spasm_night, has_spasms=True),
-        ScenarioSpec("small-cluster", "a night stretch with one small cluster of 3-5 "
-                     "spasms", 1200.0, _build_small_cluster, has_spasms=True),
-        ScenarioSpec("onset-cluster", "a night stretch with one cluster while falling "
-                     "asleep again", 1200.0, _build_onset_cluster, has_spasms=True),
+        ScenarioSpec(
+            "quiet", "asleep (quiet sleep), breathing and heartbeat only", 600.0, _build_quiet
+        ),
+        ScenarioSpec(
+            "hypnic-jerks", "falling asleep with 3-8 isolated hypnic jerks", 480.0, _build_hypnic
+        ),
+        ScenarioSpec(
+            "benign-myoclonus",
+            "quiet sleep with benign neonatal sleep myoclonus episodes (runs of 1-5 Hz jerks)",
+            480.0,
+            _build_bnsm,
+        ),
+        ScenarioSpec("active-sleep", "active (REM) sleep with twitch bursts", 600.0, _build_active),
+        ScenarioSpec(
+            "rolling", "sleep and an arousal with three roll-overs", 480.0, _build_rolling
+        ),
+        ScenarioSpec(
+            "handling",
+            "awake; picked up and put down three times, one violent",
+            360.0,
+            _build_handling,
+        ),
+        ScenarioSpec(
+            "rocking", "rocked to sleep (0.5-1 Hz sway), then quiet sleep", 480.0, _build_rocking
+        ),
+        ScenarioSpec(
+            "spasm-cluster",
+            "quiet sleep, then waking with one cluster of 8-30 spasms",
+            600.0,
+            _build_spasm_cluster,
+            has_spasms=True,
+        ),
+        ScenarioSpec(
+            "mixed-night",
+            "demo: settling with rocking and hypnic jerks, a benign "
+            "myoclonus episode, a roll, handling, and one spasm cluster on an "
+            "arousal",
+            1800.0,
+            _build_mixed,
+            has_spasms=True,
+        ),
+        ScenarioSpec(
+            "benign-night",
+            "an hour of night with every benign confounder, no spasms",
+            3600.0,
+            _build_benign_night,
+        ),
+        ScenarioSpec(
+            "spasm-night",
+            "an hour of night with two spasm clusters among benign movements",
+            3600.0,
+            _build_spasm_night,
+            has_spasms=True,
+        ),
+        ScenarioSpec(
+            "small-cluster",
+            "a night stretch with one small cluster of 3-5 spasms",
+            1200.0,
+            _build_small_cluster,
+            has_spasms=True,
+        ),
+        ScenarioSpec(
+            "onset-cluster",
+            "a night stretch with one cluster while falling asleep again",
+            1200.0,
+            _build_onset_cluster,
+            has_spasms=True,
+        ),
     )
 }
 
 
-def _stream(seed: int, name: str) -> np.random.Generator:
+def _streams(seed: int, name: str, k: int) -> list[np.random.Generator]:
+    """k independent generators for (seed, scenario name)."""
     # crc32, not hash(): str hashes are salted per process and would break determinism.
-    return np.random.default_rng([int(seed), zlib.crc32(name.encode())])
+    root = np.random.SeedSequence([int(seed), zlib.crc32(name.encode())])
+    return [np.random.default_rng(s) for s in root.spawn(k)]
 
 
 def _drop_samples(n: int, fraction: float, rng: np.random.Generator) -> np.ndarray:
@@ -293,17 +338,14 @@ def generate(
     if not 0.0 <= dropout_fraction < 0.5:
         raise ValueError("dropout_fraction must be in [0, 0.5)")
     spec = SCENARIOS[name]
-    root = _stream(seed, name)
-    plan_rng, posture_rng, sensor_rng, drop_rng = (
-        np.random.default_rng(s) for s in root.bit_generator.seed_seq.spawn(4)
-    )
+    # Separate streams so e.g. the sensor noise draw cannot shift the event layout.
+    plan_rng, posture_rng, sensor_rng, drop_rng = _streams(seed, name, 4)
     posture_name, roll0, incline = resolve_posture(posture or spec.posture, posture_rng)
     duration = spec.duration_s if duration_s is None else float(duration_s)
     if duration * rate_hz < 2:
         raise ValueError("trace too short")
 
-    planner = Planner(duration, rate_hz, plan_rng, roll0=roll0, incline=incline,
-                      spasm_g=spasm_g)
+    planner = Planner(duration, rate_hz, plan_rng, roll0=roll0, incline=incline, spasm_g=spasm_g)
     spec.build(planner)
     acc_true, labels = planner.finish()
     acc = apply_sensor(acc_true, rate_hz, range_g, sensor_rng, noise_scale=noise_scale)
@@ -332,8 +374,9 @@ def generate(
     return trace, labels
 
 
-def simulate_to_dir(name: str, out_dir: str | Path, seed: int = 0, *, gz: bool = False,
-                    **kw: object) -> Path:
+def simulate_to_dir(
+    name: str, out_dir: str | Path, seed: int = 0, *, gz: bool = False, **kw: object
+) -> Path:
     """Generate ``name`` and write ``out_dir/NAME.csv[.gz]`` plus ``NAME.labels.csv``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -347,14 +390,33 @@ def simulate_to_dir(name: str, out_dir: str | Path, seed: int = 0, *, gz: bool =
 SUITE_RATES = (25.0, 50.0, 100.0, 200.0, 400.0)
 SUITE_RANGES = (2, 4, 8, 16)
 SUITE_POSTURES = ("supine", "prone", "side", "inclined")
-SUITE_POSITIVE = ("spasm-night", "small-cluster", "onset-cluster", "spasm-cluster",
-                  "small-cluster", "mixed-night")
-SUITE_NEGATIVE = ("benign-night", "benign-night", "benign-myoclonus", "benign-night",
-                  "hypnic-jerks", "handling")
+SUITE_POSITIVE = (
+    "spasm-night",
+    "small-cluster",
+    "onset-cluster",
+    "spasm-cluster",
+    "small-cluster",
+    "mixed-night",
+)
+SUITE_NEGATIVE = (
+    "benign-night",
+    "benign-night",
+    "benign-myoclonus",
+    "benign-night",
+    "hypnic-jerks",
+    "handling",
+)
 
 
-def generate_suite(out_dir: str | Path, *, n_spasm: int = 6, n_benign: int = 6, seed: int = 0,
-                   hours: float = 2.0, gz: bool = False) -> list[Path]:
+def generate_suite(
+    out_dir: str | Path,
+    *,
+    n_spasm: int = 6,
+    n_benign: int = 6,
+    seed: int = 0,
+    hours: float = 3.0,
+    gz: bool = False,
+) -> list[Path]:
     """Write a varied evaluation set to ``out_dir``; return the trace paths.
 
     ``n_spasm`` positive traces (clusters on arousals or at sleep onset, including small
@@ -375,15 +437,20 @@ def generate_suite(out_dir: str | Path, *, n_spasm: int = 6, n_benign: int = 6, 
     ranges = rng.permutation(np.resize(SUITE_RANGES, n_total))
     postures = rng.permutation(np.resize(SUITE_POSTURES, n_total))
     paths: list[Path] = []
-    rows = ["file,scenario,positive,seed,rate_hz,range_g,posture,noise_scale,spasm_g,"
-            "dropout_fraction,duration_s,n_spasms"]
+    rows = [
+        "file,scenario,positive,seed,rate_hz,range_g,posture,noise_scale,spasm_g,"
+        "dropout_fraction,duration_s,n_spasms"
+    ]
     for i in range(n_total):
         positive = i < n_spasm
         pool = SUITE_POSITIVE if positive else SUITE_NEGATIVE
         name = pool[(i if positive else i - n_spasm) % len(pool)]
         spec = SCENARIOS[name]
-        duration = per_trace if name.endswith("night") or name.endswith("cluster") else min(
-            per_trace, spec.duration_s)
+        duration = (
+            per_trace
+            if name.endswith("night") or name.endswith("cluster")
+            else min(per_trace, spec.duration_s)
+        )
         kw = dict(
             rate_hz=float(rates[i]),
             range_g=int(ranges[i]),

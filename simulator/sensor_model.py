@@ -121,9 +121,10 @@ def apply_sensor(
     bw = default_bandwidth(rate_hz) if bandwidth_hz is None else float(bandwidth_hz)
 
     gain = 1.0 + rng.uniform(-SENSITIVITY_TOLERANCE, SENSITIVITY_TOLERANCE, size=3)
-    offset = np.clip(
-        rng.normal(0.0, ZERO_G_TOLERANCE_G / 3.0), -ZERO_G_TOLERANCE_G, ZERO_G_TOLERANCE_G
-    ) * offset_scale
+    offset = (
+        np.clip(rng.normal(0.0, ZERO_G_TOLERANCE_G / 3.0), -ZERO_G_TOLERANCE_G, ZERO_G_TOLERANCE_G)
+        * offset_scale
+    )
 
     # White noise at the full sample-rate band, density 400 ug/sqrt(Hz); the DLPF below then
     # limits it to ~density * sqrt(bandwidth), as on the chip.

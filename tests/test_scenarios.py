@@ -10,6 +10,8 @@ import pytest
 
 from spasmwatch.simulator import movements as mv
 from spasmwatch.simulator import traceio
+from spasmwatch.simulator.body_model import specific_force
+from spasmwatch.simulator.planner import Planner
 from spasmwatch.simulator.scenarios import (
     SCENARIOS,
     generate,
@@ -28,9 +30,19 @@ def _inside(lb: Label, outer: list[Label]) -> bool:
 
 
 def test_required_scenarios_exist() -> None:
-    for name in ("quiet", "hypnic-jerks", "benign-myoclonus", "active-sleep", "rolling",
-                 "handling", "rocking", "spasm-cluster", "mixed-night", "benign-night",
-                 "spasm-night"):
+    for name in (
+        "quiet",
+        "hypnic-jerks",
+        "benign-myoclonus",
+        "active-sleep",
+        "rolling",
+        "handling",
+        "rocking",
+        "spasm-cluster",
+        "mixed-night",
+        "benign-night",
+        "spasm-night",
+    ):
         assert name in SCENARIOS
 
 
@@ -57,6 +69,8 @@ def test_labels_valid_and_inside_trace(name: str) -> None:
     for kind in ("spasm", "cluster", "jerk", "burst", "twitch", "wake"):
         ev = sorted(_of(labels, kind), key=lambda x: x.start)
         assert all(p.end <= q.start for p, q in zip(ev, ev[1:], strict=False)), kind
+    assert all(1.0 <= r.end - r.start <= 4.0 for r in _of(labels, "roll"))
+    assert all(5.0 <= h.end - h.start <= 60.0 for h in _of(labels, "handling"))
     posture = sorted(_of(labels, "roll") + _of(labels, "handling"), key=lambda x: x.start)
     assert all(p.end <= q.start for p, q in zip(posture, posture[1:], strict=False))
     # Spasms sit in clusters; benign myoclonus only in sleep (never inside a wake period).
@@ -93,9 +107,15 @@ def test_cluster_statistics_match_clinical_ranges() -> None:
     assert abs(frac["flexor"] - 0.34) < 0.03 and abs(frac["extensor"] - 0.23) < 0.03
     # Crescendo-decrescendo: the middle of a cluster is stronger than its start and end.
     big = [p for p in plans if len(p.spasms) >= 12]
-    thirds = np.array([[np.mean([s.peak_g for s in part])
-                        for part in np.array_split(np.array(p.spasms, dtype=object), 3)]
-                       for p in big])
+    thirds = np.array(
+        [
+            [
+                np.mean([s.peak_g for s in part])
+                for part in np.array_split(np.array(p.spasms, dtype=object), 3)
+            ]
+            for p in big
+        ]
+    )
     assert np.mean(thirds[:, 1] > thirds[:, 0]) > 0.8
     assert np.mean(thirds[:, 1] > thirds[:, 2]) > 0.8
 
@@ -126,7 +146,7 @@ def test_myoclonus_runs_are_1_to_5_hz() -> None:
 
 @pytest.mark.parametrize(
     ("posture", "axis", "sign"),
-    [("supine", 2, 1), ("prone", 2, -1), ("left", 1, -1), ("right", 1, 1)],
+    [("supine", 2, 1), ("prone", 2, -1), ("left", 1, 1), ("right", 1, -1)],
 )
 def test_rest_orientation_matches_posture(posture: str, axis: int, sign: int) -> None:
     trace, _ = generate("quiet", 0, posture=posture, duration_s=60)
@@ -134,6 +154,48 @@ def test_rest_orientation_matches_posture(posture: str, axis: int, sign: int) ->
     assert abs(np.linalg.norm(mean) - 1.0) < 0.1
     assert sign * mean[axis] > 0.9
     assert np.all(np.abs(np.delete(mean, axis)) < 0.1)
+
+
+def test_specific_force_frame_conventions() -> None:
+    z = np.zeros(1)
+    r30 = np.radians([30.0])
+    # Supine flexion (head and chest curl up) tilts +X up; extension tilts it down.
+    assert np.allclose(specific_force(z, r30, z)[0], [0.5, 0.0, np.sqrt(3) / 2])
+    assert np.allclose(specific_force(z, -r30, z)[0], [-0.5, 0.0, np.sqrt(3) / 2])
+    # Prone flexion moves the reading the other way on X, as the chest faces down.
+    assert np.allclose(specific_force(np.array([np.pi]), r30, z)[0], [-0.5, 0.0, -np.sqrt(3) / 2])
+    # Right side down (roll -90 deg): "up" is the baby's left, i.e. -Y.
+    assert np.allclose(specific_force(np.array([-np.pi / 2]), z, z)[0], [0.0, -1.0, 0.0])
+    # Left side down (roll +90 deg): "up" is the baby's right, +Y.
+    assert np.allclose(specific_force(np.array([np.pi / 2]), z, z)[0], [0.0, 1.0, 0.0])
+    assert np.allclose(
+        specific_force(z, z, z, incline=np.radians(20.0))[0],
+        [np.sin(np.radians(20.0)), 0.0, np.cos(np.radians(20.0))],
+    )
+
+
+def test_flexor_spasm_pitches_supine_sensor_toward_x() -> None:
+    rng = np.random.default_rng(0)
+    tau = np.arange(0, 2.0, 0.01)
+    for kind, sign in (("flexor", 1), ("extensor", -1)):
+        p = mv.SpasmParams(kind, dur_s=1.5, rise_s=0.2, angle_deg=sign * 30.0, peak_g=0.5)
+        m = mv.spasm(tau, rng, p)
+        acc = specific_force(m.roll, m.flex, m.yaw) + m.lin
+        assert sign * acc[20:40, 0].mean() > 0.3  # held posture right after the phasic part
+        assert abs(acc[-1, 0]) < 0.05  # relaxed back by the end
+        assert 0.35 < np.abs(m.lin[:40]).max() < 0.8
+
+
+def test_myoclonus_stops_at_end_of_sleep() -> None:
+    p = Planner(120.0, 50.0, np.random.default_rng(0), roll0=0.0, incline=0.0)
+    p.state("quiet-sleep", 30.0)
+    p.state("wake", 90.0)
+    p.myoclonus(5.0, 100.0)
+    _, labels = p.finish()
+    bursts = _of(labels, "burst")
+    assert bursts and all(b.end <= 30.0 for b in bursts)
+    with pytest.raises(ValueError):
+        p.myoclonus(40.0, 10.0)
 
 
 def test_inclined_posture_shifts_gravity_into_x() -> None:
@@ -147,12 +209,17 @@ def test_inclined_posture_shifts_gravity_into_x() -> None:
 
 def test_roll_changes_posture_permanently() -> None:
     trace, labels = generate("rolling", 0)
+    assert len(_of(labels, "roll")) == 3
     for r in _of(labels, "roll"):
         before = trace.acc[(trace.t > r.start - 4) & (trace.t < r.start - 1)].mean(0)
         after = trace.acc[(trace.t > r.end + 2) & (trace.t < r.end + 5)].mean(0)
-        angle = np.degrees(np.arccos(np.clip(np.dot(before, after) /
-                                             np.linalg.norm(before) / np.linalg.norm(after),
-                                             -1, 1)))
+        angle = np.degrees(
+            np.arccos(
+                np.clip(
+                    np.dot(before, after) / np.linalg.norm(before) / np.linalg.norm(after), -1, 1
+                )
+            )
+        )
         assert angle > 45.0
 
 
@@ -165,8 +232,9 @@ def test_quantisation_and_clipping_on_violent_handling() -> None:
     assert clipped.any()
     # Saturation happens only during handling.
     rows = np.nonzero(clipped.any(axis=1))[0]
-    assert all(_inside(Label(trace.t[i], trace.t[i] + 1e-6, "x"), _of(labels, "handling"))
-               for i in rows)
+    assert all(
+        _inside(Label(trace.t[i], trace.t[i] + 1e-6, "x"), _of(labels, "handling")) for i in rows
+    )
 
 
 @pytest.mark.parametrize("rate", [25.0, 50.0, 100.0, 200.0, 400.0])
@@ -211,8 +279,7 @@ def test_one_hour_generates_quickly() -> None:
 
 @pytest.mark.parametrize("gz", [False, True])
 def test_simulate_to_dir_round_trip(tmp_path: Path, gz: bool) -> None:
-    path = simulate_to_dir("spasm-cluster", tmp_path, seed=2, gz=gz, rate_hz=50.0,
-                           duration_s=240)
+    path = simulate_to_dir("spasm-cluster", tmp_path, seed=2, gz=gz, rate_hz=50.0, duration_s=240)
     assert path.name == ("spasm-cluster.csv.gz" if gz else "spasm-cluster.csv")
     back = traceio.read_trace(path)
     trace, labels = generate("spasm-cluster", 2, rate_hz=50.0, duration_s=240)

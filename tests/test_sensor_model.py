@@ -73,8 +73,9 @@ def test_offset_and_gain_within_datasheet_tolerance() -> None:
         mean = apply_sensor(acc, 50.0, 4, np.random.default_rng(seed)).mean(axis=0)
         assert abs(mean[0]) <= 0.051 and abs(mean[1]) <= 0.051
         assert 1.0 - 0.03 - 0.081 <= mean[2] <= 1.0 + 0.03 + 0.081
-    means = [apply_sensor(acc, 50.0, 4, np.random.default_rng(s)).mean(axis=0)[0]
-             for s in range(10)]
+    means = [
+        apply_sensor(acc, 50.0, 4, np.random.default_rng(s)).mean(axis=0)[0] for s in range(10)
+    ]
     assert np.std(means) > 0.003  # a per-part offset is actually drawn
 
 
@@ -84,8 +85,15 @@ def test_dlpf_attenuates_above_bandwidth() -> None:
     for f, lo, hi in ((1.0, 0.9, 1.1), (40.0, 0.0, 0.2)):
         acc = np.zeros((len(t), 3))
         acc[:, 0] = 0.5 * np.sin(2 * np.pi * f * t)
-        out = apply_sensor(acc, rate, 2, np.random.default_rng(0), noise_scale=0.0,
-                           bandwidth_hz=10.0, offset_scale=0.0)
+        out = apply_sensor(
+            acc,
+            rate,
+            2,
+            np.random.default_rng(0),
+            noise_scale=0.0,
+            bandwidth_hz=10.0,
+            offset_scale=0.0,
+        )
         amp = (out[200:-200, 0].max() - out[200:-200, 0].min()) / 2.0
         assert lo * 0.5 <= amp <= hi * 0.5, (f, amp)
 
