@@ -56,6 +56,7 @@ class DetectorConfig:
         spasm_max_tilt_mg=260,
         spasm_min_excursion_mg=60,
         spasm_max_peaks=3,
+        spasm_min_crest_x10=23,
         max_event_s=60,
         active_mg=15,
         summary_s=SUMMARY_S,
@@ -77,6 +78,11 @@ class DetectorConfig:
         self.spasm_max_tilt_mg = spasm_max_tilt_mg
         self.spasm_min_excursion_mg = spasm_min_excursion_mg
         self.spasm_max_peaks = spasm_max_peaks
+        # Crest factor = peak / mean magnitude over the event, x10. A spasm's sharp
+        # phasic contraction followed by a quieter tonic phase gives a high crest;
+        # fidgeting and rocking spread their energy evenly (low crest). Shape, not
+        # amplitude: it does not depend on the assumed g of a spasm.
+        self.spasm_min_crest_x10 = spasm_min_crest_x10
         self.max_event_s = max_event_s
         self.active_mg = active_mg
         self.summary_s = summary_s

@@ -18,7 +18,9 @@ MicroPython/CPython common subset, integer arithmetic only, O(1) memory. Per sam
 
 A finished event is classified: ``jerk`` (shorter than ``jerk_max_ms``), ``spasm_like``
 (short, returns to its starting posture, few peaks, a real orientation excursion) or
-``movement`` (everything else: rolling over, handling, rocking, fidgeting).
+``movement`` (everything else: rolling over, handling, rocking, fidgeting). The
+spasm-like test includes the crest factor (peak over mean magnitude): a sharp phasic
+contraction then a quieter tonic phase, rather than energy spread evenly.
 Records go to ``pending`` as wire-format tuples (see wire.py); ``pop()`` drains them.
 """
 
@@ -203,6 +205,8 @@ class Detector:
             and tilt_mg <= cfg.spasm_max_tilt_mg
             and exc_mg >= cfg.spasm_min_excursion_mg
             and self.ev_peaks <= cfg.spasm_max_peaks
+            and self.ev_peak * (end - self.ev_start) * 10
+            >= cfg.spasm_min_crest_x10 * self.ev_energy
         ):
             cls = wire.CLS_SPASM_LIKE
         else:

@@ -93,6 +93,12 @@ def fmt_span(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def fmt_range(values: list[float]) -> str:
+    """``8`` when all values round alike, else ``5–12`` (whole seconds)."""
+    lo, hi = f"{min(values):.0f}", f"{max(values):.0f}"
+    return lo if lo == hi else f"{lo}–{hi}"
+
+
 def fmt_times(times: list[float], limit: int) -> str:
     """Comma-separated clock times, the middle elided when there are more than ``limit``."""
     if len(times) <= limit:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .alerts import fmt_span, fmt_time
+from .alerts import fmt_range, fmt_span, fmt_time
 from .records import Event
 
 
@@ -42,7 +42,7 @@ class Cluster:
     def to_dict(self) -> dict[str, Any]:
         return {
             "type": "cluster", "id": self.id, "start": self.start, "end": self.end,
-            "duration_s": self.duration_s, "n_events": self.n_events,
+            "duration_s": round(self.duration_s, 3), "n_events": self.n_events,
             "n_spasm_like": self.n_spasm_like, "n_jerk": self.n_jerk,
             "n_movement": self.n_movement, "intervals_s": list(self.intervals_s),
             "spasm_intervals_s": list(self.spasm_intervals_s),
@@ -67,7 +67,7 @@ class Cluster:
         if gaps:
             med = sorted(gaps)[len(gaps) // 2]
             text += (
-                f"; spasm-like movements {min(gaps):.0f}–{max(gaps):.0f} s apart "
+                f"; spasm-like movements {fmt_range(gaps)} s apart "
                 f"(median {med:.0f} s)"
             )
         return text + "."

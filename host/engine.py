@@ -234,7 +234,7 @@ class Engine:
             ))
         if res.gap:
             self._clean_run = 0
-            missing = self.ingest.missing_ranges()
+            missing = [list(r) for r in self.ingest.missing_ranges()]
             a = self.faults.update(
                 "packets_lost", True, t,
                 f"{res.gap} packet(s) from the sensor did not arrive (before packet "

@@ -18,7 +18,16 @@ import bisect
 from collections import deque
 from dataclasses import dataclass, field
 
-from .alerts import ALARM, WARNING, Alert, AlertConfig, fmt_span, fmt_time, fmt_times
+from .alerts import (
+    ALARM,
+    WARNING,
+    Alert,
+    AlertConfig,
+    fmt_range,
+    fmt_span,
+    fmt_time,
+    fmt_times,
+)
 from .records import Event
 
 # Members remembered per chain for the message (the count itself is unbounded).
@@ -80,9 +89,7 @@ class SpasmChainDetector:
     def _alarm(self, ch: SpasmChain, t: float, cluster_id: int | None) -> Alert:
         onsets, seqs, details = self._facts(ch)
         gaps = details["intervals_s"]
-        spacing = (
-            f", {min(gaps):.0f}–{max(gaps):.0f} s apart" if gaps else ""
-        )
+        spacing = f", {fmt_range(gaps)} s apart" if gaps else ""
         msg = (
             f"{ch.count} spasm-like movements in {fmt_span(ch.end - ch.start)}{spacing} "
             f"(at {fmt_times(onsets, self.cfg.max_listed)}), each within "

@@ -8,7 +8,7 @@ these dataclasses on its own clock (``t`` in seconds). Field meanings follow
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from spasmwatch.firmware import wire
@@ -57,9 +57,15 @@ class Event:
         return self.t + self.duration_s
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["end"] = self.end
-        return d
+        # Spelled out rather than dataclasses.asdict: this runs once per event and asdict
+        # (recursive deep copy) was the engine's largest cost.
+        return {
+            "seq": self.seq, "t": self.t, "end": self.t + self.duration_s, "cls": self.cls,
+            "state": self.state, "peaks": self.peaks, "duration_s": self.duration_s,
+            "peak_mg": self.peak_mg, "energy_mgs": self.energy_mgs, "tilt_mg": self.tilt_mg,
+            "excursion_mg": self.excursion_mg, "still_s": self.still_s, "t_ms": self.t_ms,
+            "received_at": self.received_at,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +89,12 @@ class Summary:
         return self.t - self.period_s
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "seq": self.seq, "t": self.t, "period_s": self.period_s, "active_s": self.active_s,
+            "events": self.events, "spasm_like": self.spasm_like, "peak_mg": self.peak_mg,
+            "mean_mg": self.mean_mg, "state": self.state, "t_ms": self.t_ms,
+            "received_at": self.received_at,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,9 +118,12 @@ class Status:
         return "sensor_ok" in self.flags
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["flags"] = list(self.flags)
-        return d
+        return {
+            "seq": self.seq, "t": self.t, "battery_mv": self.battery_mv,
+            "flags": list(self.flags), "flags_raw": self.flags_raw,
+            "buffer_pct": self.buffer_pct, "heap_kb": self.heap_kb, "rate_hz": self.rate_hz,
+            "range_g": self.range_g, "t_ms": self.t_ms, "received_at": self.received_at,
+        }
 
 
 Record = Event | Summary | Status

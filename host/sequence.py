@@ -129,7 +129,7 @@ class SequenceTracker:
 
     def _prune(self) -> None:
         # Rebuilding once per ``window`` insertions keeps the cost amortised O(1).
-        if len(self._seen) > 2 * self.window:
+        if len(self._seen) > 2 * self.window or len(self._missing) > 2 * self.window:
             floor = self._top - self.window if self._top is not None else 0
             self._seen = {u: t for u, t in self._seen.items() if u >= floor}
             self._missing = {u for u in self._missing if u >= floor}

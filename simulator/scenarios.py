@@ -422,7 +422,7 @@ def generate_suite(
     ``n_spasm`` positive traces (clusters on arousals or at sleep onset, including small
     clusters of 3-5 and weak spasms via spasm_g 0.5-1.5) and ``n_benign`` benign-only traces,
     ``hours`` in total, with rates from {25..400} Hz, ranges {2..16} g, all postures, noise
-    x0.5-3 and a third of the traces with dropped samples. ``suite_manifest.csv`` lists the
+    x0.5-3 and a third of the traces with dropped samples. ``suite_manifest.tsv`` lists the
     parameters of each file.
     """
     out = Path(out_dir)
@@ -438,8 +438,8 @@ def generate_suite(
     postures = rng.permutation(np.resize(SUITE_POSTURES, n_total))
     paths: list[Path] = []
     rows = [
-        "file,scenario,positive,seed,rate_hz,range_g,posture,noise_scale,spasm_g,"
-        "dropout_fraction,duration_s,n_spasms"
+        "file\tscenario\tpositive\tseed\trate_hz\trange_g\tposture\tnoise_scale\tspasm_g\t"
+        "dropout_fraction\tduration_s\tn_spasms"
     ]
     for i in range(n_total):
         positive = i < n_spasm
@@ -468,9 +468,9 @@ def generate_suite(
         traceio.write_labels(traceio.labels_path_for(path), labels)
         paths.append(path)
         rows.append(
-            f"{path.name},{name},{int(positive)},{trace_seed},{kw['rate_hz']:g},{kw['range_g']},"
-            f"{trace.meta['posture']},{kw['noise_scale']:g},{kw['spasm_g']:g},"
-            f"{kw['dropout_fraction']:.4f},{kw['duration_s']:g},{trace.meta['n_spasms']}"
+            f"{path.name}\t{name}\t{int(positive)}\t{trace_seed}\t{kw['rate_hz']:g}\t{kw['range_g']}\t"
+            f"{trace.meta['posture']}\t{kw['noise_scale']:g}\t{kw['spasm_g']:g}\t"
+            f"{kw['dropout_fraction']:.4f}\t{kw['duration_s']:g}\t{trace.meta['n_spasms']}"
         )
-    (out / "suite_manifest.csv").write_text("\n".join(rows) + "\n")
+    (out / "suite_manifest.tsv").write_text("\n".join(rows) + "\n")
     return paths

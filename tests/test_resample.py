@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from spasmwatch.simulator.resample import Resampled, lowpass_taps, resample, resample_trace
 from spasmwatch.simulator.traceio import Trace
 

@@ -292,7 +292,7 @@ def test_simulate_to_dir_round_trip(tmp_path: Path, gz: bool) -> None:
 def test_generate_suite(tmp_path: Path) -> None:
     paths = generate_suite(tmp_path, n_spasm=3, n_benign=2, hours=0.4, seed=1)
     assert len(paths) == 5 and all(p.is_file() for p in paths)
-    manifest = (tmp_path / "suite_manifest.csv").read_text().splitlines()
+    manifest = (tmp_path / "suite_manifest.tsv").read_text().splitlines()
     assert len(manifest) == 6
     for p in paths:
         labels = traceio.load_labels_for(p)

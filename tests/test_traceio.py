@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from spasmwatch.simulator import traceio
 from spasmwatch.simulator.traceio import (
     Label,
