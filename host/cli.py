@@ -7,6 +7,7 @@ one line on stderr naming the file and problem, and exit code 2; never a traceba
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
@@ -18,6 +19,7 @@ from typing import Any, TextIO
 from spasmwatch import __version__
 from spasmwatch.host.alerts import AlertConfig
 from spasmwatch.host.engine import Engine
+from spasmwatch.host.errors import UserError
 from spasmwatch.simulator.traceio import Trace, TraceFormatError, read_trace
 
 EXIT_USAGE = 2
@@ -25,10 +27,6 @@ DISCLAIMER = (
     "spasmwatch is a monitoring aid, not a medical device: it describes movements, it "
     "does not diagnose. If you are worried, film an episode and see a doctor urgently."
 )
-
-
-class UserError(Exception):
-    """A problem with the user's input: printed as one line, exit code 2."""
 
 
 def _clock(t: float) -> str:
@@ -209,6 +207,12 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+#: Modules that add their own subcommands: each has ``register(subparsers)`` and sets
+#: ``func(args, out) -> int`` as the parser default. One line per module.
+COMMAND_MODULES: tuple[str, ...] = (
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="spasmwatch",
@@ -250,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--min-spasms", type=int)
     e.add_argument("--gap", type=float)
     e.set_defaults(func=cmd_evaluate)
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return p
 
 
