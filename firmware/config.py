@@ -54,6 +54,8 @@ class DetectorConfig:
         jerk_max_ms=300,
         spasm_max_ms=4000,
         spasm_max_tilt_mg=260,
+        spasm_max_return_pct=50,
+        hold_min_mg=40,
         spasm_min_excursion_mg=60,
         spasm_max_peaks=3,
         spasm_min_crest_x10=23,
@@ -76,6 +78,9 @@ class DetectorConfig:
         self.jerk_max_ms = jerk_max_ms
         self.spasm_max_ms = spasm_max_ms
         self.spasm_max_tilt_mg = spasm_max_tilt_mg
+        # A spasm flexes (or extends) the trunk and relaxes back: the net tilt at the
+        # end is a small part of the largest excursion. A posture shift keeps it.
+        self.spasm_max_return_pct = spasm_max_return_pct
         self.spasm_min_excursion_mg = spasm_min_excursion_mg
         self.spasm_max_peaks = spasm_max_peaks
         # Crest factor = peak / mean magnitude over the event, x10. A spasm's sharp
@@ -93,9 +98,10 @@ class DetectorConfig:
         self.offset_counts = self.mg_to_counts(offset_mg)
         self.quiet_samples = max(1, self.ms_to_samples(quiet_ms))
         self.max_event_samples = self.rate_hz * max_event_s
-        # A displaced posture after a quiet spell keeps the event open (tonic phase)
-        # until spasm_max_ms from onset.
-        self.hold_counts = self.mg_to_counts(spasm_max_tilt_mg)
+        # A posture still displaced after a quiet spell (more than hold_min_mg and more
+        # than spasm_max_return_pct of the largest excursion) keeps the event open:
+        # a tonic phase, to be followed by relaxation. Until spasm_max_ms from onset.
+        self.hold_counts = self.mg_to_counts(hold_min_mg)
         self.hold_max_samples = self.ms_to_samples(spasm_max_ms)
         # Gravity is an exponential average with time constant 2**k samples: a shift,
         # not a multiply, per sample.
@@ -104,6 +110,9 @@ class DetectorConfig:
         while (1 << (k + 1)) <= tau:
             k += 1
         self.gravity_shift = k
+        # Until the gravity estimate has settled (several time constants), an event's
+        # shape and tilt are not trustworthy: it can only be a jerk or a movement.
+        self.settle_samples = 6 << k
         # Per-second activity: mean L1 magnitude over a second above this is "active"
         self.active_sum_counts = self.mg_to_counts(active_mg) * self.rate_hz
 
@@ -115,3 +124,44 @@ class DetectorConfig:
 
     def ms_to_samples(self, ms):
         return (ms * self.rate_hz + 500) // 1000
+
+
+# --- Board firmware (firmware/app.py and its drivers) ------------------------------
+# Everything the board needs beyond the detector; the detector's keys are above.
+MPU_WHOAMI_OK = (0x68, 0x70, 0x72)  # MPU-6050; 0x70/0x72: common clones (docs/firmware.md)
+MPU_GYRO = False  # gyro off: it costs ~3.6 mA and the detector does not use it
+MPU_MAX_READ = 64  # samples per FIFO burst at most (bounded read buffer)
+MPU_REINIT_MS = 2000  # wait between re-init attempts after an I2C error
+I2C_SOFT = False  # bit-banged SoftI2C instead of the hardware controller
+PIN_CHARGING = -1  # charger STAT pin (active low), -1 = not wired
+BATTERY_LOW_MV = 3450  # below this the status packet says battery low
+BATTERY_SAMPLES = 8  # ADC readings averaged per battery measurement
+SNIPPET_S = 30  # raw samples kept for GET_SNIPPET
+SNIPPET_PER_LOOP = 25  # snippet packets sent per loop iteration (paces the link)
+RESEND_PER_LOOP = 32  # resent packets per loop iteration
+AUTH_KEY_FILE = "spasmwatch.key"  # relative to the working directory ("/" on the board)
+AUTH_KEY = b""  # fallback key when there is no key file; empty = refuse authed commands
+AUTH_PACKETS = False  # tag every outgoing packet (20-byte packets) when a key is set
+INJECT_IDLE_MS = 10  # loop sleep while injecting (samples arrive over serial)
+
+
+# --- Per-device overrides (written by `spasmwatch flash`, see docs/flashing.md) -----
+# On the board, device_config.py next to main.py may replace any UPPER_CASE name above
+# (not RATE_HZ/RANGE_G/SUMMARY_S: DetectorConfig's defaults are bound already). Only on
+# MicroPython, so a stray device_config.py never changes the host's view of the config.
+def _apply_device_config():
+    import sys
+
+    if sys.implementation.name != "micropython":
+        return
+    try:
+        import device_config  # type: ignore[import-not-found]
+    except ImportError:
+        return
+    g = globals()
+    for name in dir(device_config):
+        if name.isupper() and name in g:
+            g[name] = getattr(device_config, name)
+
+
+_apply_device_config()

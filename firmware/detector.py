@@ -165,7 +165,9 @@ class Detector:
             self.ev_armed = True
             self.ev_quiet += 1
             if self.ev_quiet >= cfg.quiet_samples and (
-                e <= cfg.hold_counts or idx - self.ev_start >= cfg.hold_max_samples
+                e <= cfg.hold_counts
+                or e * 100 <= cfg.spasm_max_return_pct * self.ev_exc
+                or idx - self.ev_start >= cfg.hold_max_samples
             ):
                 # Quiet, and either back near the starting posture or held away too
                 # long to be a tonic phase: the event is over.
@@ -201,8 +203,10 @@ class Detector:
         if dur_ms < cfg.jerk_max_ms:
             cls = wire.CLS_JERK
         elif (
-            dur_ms <= cfg.spasm_max_ms
+            self.ev_start >= cfg.settle_samples
+            and dur_ms <= cfg.spasm_max_ms
             and tilt_mg <= cfg.spasm_max_tilt_mg
+            and tilt_mg * 100 <= cfg.spasm_max_return_pct * exc_mg
             and exc_mg >= cfg.spasm_min_excursion_mg
             and self.ev_peaks <= cfg.spasm_max_peaks
             and self.ev_peak * (end - self.ev_start) * 10
