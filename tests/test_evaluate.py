@@ -1,0 +1,39 @@
+"""Evaluation scoring: ground-truth clusters, matching alarms, false alarms, latency."""
+
+from __future__ import annotations
+
+from spasmwatch.host.evaluate import TraceScore, summarise, truth_clusters
+from spasmwatch.simulator.traceio import Label
+
+
+def _spasms(*starts: float) -> list[Label]:
+    return [Label(s, s + 1.0, "spasm") for s in starts]
+
+
+def test_truth_clusters_follow_the_alarm_rule() -> None:
+    labels = _spasms(10, 20, 30, 200, 210, 400) + [Label(15, 15.2, "jerk")]
+    groups = truth_clusters(labels, gap_s=60, min_spasms=1)
+    assert [len(g.spasms) for g in groups] == [3, 2, 1]
+    big = truth_clusters(labels, gap_s=60, min_spasms=3)
+    assert len(big) == 1 and big[0].start == 10 and big[0].end == 31
+    # A tighter gap splits the first group.
+    assert [len(g.spasms) for g in truth_clusters(labels, gap_s=9.5, min_spasms=1)] == [
+        1, 1, 1, 1, 1, 1
+    ]
+
+
+def test_summary_rates_and_medians() -> None:
+    scores = [
+        TraceScore("a", hours=2.0, clusters=2, detected=2, false_alarms=0,
+                   latencies_s=[1.0, 3.0], spasms_elapsed=[3, 4], spasms=10, spasms_found=8,
+                   replay_s=1.0),
+        TraceScore("b", hours=3.0, clusters=1, detected=0, false_alarms=1, spasms=5,
+                   spasms_found=1, replay_s=1.0),
+    ]
+    s = summarise(scores)
+    assert s.cluster_sensitivity == round(2 / 3, 3)
+    assert s.false_alarms_per_10h == 2.0
+    assert s.median_latency_s == 2.0 and s.median_spasms_elapsed == 3.5
+    assert s.event_recall == 0.6
+    assert s.replay_speed_x == 9000.0
+    assert s.missed == ["b"] and s.false_alarm_traces == ["b"]
