@@ -17,7 +17,7 @@ def test_truth_clusters_follow_the_alarm_rule() -> None:
     big = truth_clusters(labels, gap_s=60, min_spasms=3)
     assert len(big) == 1 and big[0].start == 10 and big[0].end == 31
     # A tighter gap splits the first group.
-    assert [len(g.spasms) for g in truth_clusters(labels, gap_s=9.5, min_spasms=1)] == [
+    assert [len(g.spasms) for g in truth_clusters(labels, gap_s=8.5, min_spasms=1)] == [
         1, 1, 1, 1, 1, 1
     ]
 
