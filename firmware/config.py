@@ -54,11 +54,15 @@ class DetectorConfig:
         jerk_max_ms=300,
         spasm_max_ms=4000,
         spasm_max_tilt_mg=260,
-        spasm_max_return_pct=50,
+        spasm_max_return_pct=70,
         hold_min_mg=40,
+        hold_return_pct=50,
         spasm_min_excursion_mg=60,
         spasm_max_peaks=3,
         spasm_min_crest_x10=23,
+        rel_peak_pct=50,
+        spasm_min_prominence_x10=0,
+        spasm_min_exc_pct=12,
         max_event_s=60,
         active_mg=15,
         summary_s=SUMMARY_S,
@@ -81,6 +85,10 @@ class DetectorConfig:
         # A spasm flexes (or extends) the trunk and relaxes back: the net tilt at the
         # end is a small part of the largest excursion. A posture shift keeps it.
         self.spasm_max_return_pct = spasm_max_return_pct
+        # The tonic hold ends once the posture is back within hold_return_pct of the
+        # largest excursion: looser than spasm_max_return_pct would cut every slowly
+        # relaxing spasm exactly at the classification boundary.
+        self.hold_return_pct = hold_return_pct
         self.spasm_min_excursion_mg = spasm_min_excursion_mg
         self.spasm_max_peaks = spasm_max_peaks
         # Crest factor = peak / mean magnitude over the event, x10. A spasm's sharp
@@ -88,6 +96,10 @@ class DetectorConfig:
         # fidgeting and rocking spread their energy evenly (low crest). Shape, not
         # amplitude: it does not depend on the assumed g of a spasm.
         self.spasm_min_crest_x10 = spasm_min_crest_x10
+        # Peaks are counted relative to the event's largest one (see detector.py).
+        self.rel_peak_pct = rel_peak_pct
+        self.spasm_min_prominence_x10 = spasm_min_prominence_x10
+        self.spasm_min_exc_pct = spasm_min_exc_pct
         self.max_event_s = max_event_s
         self.active_mg = active_mg
         self.summary_s = summary_s

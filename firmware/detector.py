@@ -55,6 +55,7 @@ class Detector:
         self.ev_quiet = 0
         self.ev_exc = 0
         self.ev_state = wire.STATE_UNKNOWN
+        self.ev_on = cfg.onset_counts
         self.pre_x = self.pre_y = self.pre_z = 0
         self.last_active_end = 0
         # per-second activity
@@ -62,6 +63,8 @@ class Detector:
         self.sec_sum = 0
         self.seconds = 0
         self.act_avg = 0
+        self.bg = 0  # background: mean magnitude per second, averaged over ~4 s
+        self.ev_bg = 0
         # summary period
         self.sum_left = cfg.summary_s
         self.sum_active = 0
@@ -149,10 +152,18 @@ class Detector:
             self.pre_x = gx
             self.pre_y = gy
             self.pre_z = gz
+            self.ev_on = cfg.onset_counts
+            self.ev_bg = self.bg
         self.ev_energy += m
         if m > self.ev_peak:
             self.ev_peak = m
             self.ev_peak_at = idx
+            # A new peak counts only when it reaches rel_peak_pct of the largest so
+            # far: noise, the relaxation phase and ringing re-cross the fixed onset
+            # level, but they are much weaker than the phasic contraction.
+            on = m * cfg.rel_peak_pct // 100
+            if on > cfg.onset_counts:
+                self.ev_on = on
         d = gx - self.pre_x
         e = d if d > 0 else -d
         d = gy - self.pre_y
@@ -166,7 +177,7 @@ class Detector:
             self.ev_quiet += 1
             if self.ev_quiet >= cfg.quiet_samples and (
                 e <= cfg.hold_counts
-                or e * 100 <= cfg.spasm_max_return_pct * self.ev_exc
+                or e * 100 <= cfg.hold_return_pct * self.ev_exc
                 or idx - self.ev_start >= cfg.hold_max_samples
             ):
                 # Quiet, and either back near the starting posture or held away too
@@ -175,7 +186,7 @@ class Detector:
                 return False
         else:
             self.ev_quiet = 0
-            if m > cfg.onset_counts and self.ev_armed:
+            if m > self.ev_on and self.ev_armed:
                 self.ev_peaks += 1
                 self.ev_armed = False
         if idx - self.ev_start >= cfg.max_event_samples:
@@ -209,6 +220,8 @@ class Detector:
             and tilt_mg * 100 <= cfg.spasm_max_return_pct * exc_mg
             and exc_mg >= cfg.spasm_min_excursion_mg
             and self.ev_peaks <= cfg.spasm_max_peaks
+            and self.ev_peak * 10 >= cfg.spasm_min_prominence_x10 * self.ev_bg
+            and exc_mg * 100 >= cfg.spasm_min_exc_pct * peak_mg
             and self.ev_peak * (end - self.ev_start) * 10
             >= cfg.spasm_min_crest_x10 * self.ev_energy
         ):
@@ -229,6 +242,7 @@ class Detector:
     def _second(self, sec_sum):
         cfg = self.cfg
         self.seconds += 1
+        self.bg += (sec_sum // cfg.rate_hz - self.bg) >> 2
         active = 256 if sec_sum > cfg.active_sum_counts else 0
         self.act_avg += (active - self.act_avg) >> _ACT_SHIFT
         if active:

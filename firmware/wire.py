@@ -19,6 +19,15 @@ Payloads (``mf8`` is an 8-bit minifloat, see ``mf8_encode``: ~3-6 % precision):
             mean mg mf8, state u8
     status  battery mV u16, flags u8, buffer fill % u8, free heap kB u8, rate Hz u8,
             range g u8
+    snippet x i16, y i16, z i16 (raw counts of one sample), flags u8 (SNIP_FIRST,
+            SNIP_LAST); header seq = sample index in the snippet, time = sample time
+    reply   opcode u8, result u8 (control.RESULT_*), value u32, 0 u8; header seq = the
+            last stream sequence number sent (so a host sees a missing tail)
+
+Snippet and reply packets (``OUT_OF_BAND``) answer a control payload
+(firmware/control.py): they are not stored for resend and their seq field is not a
+stream sequence number, so a host routes them by ``peek_kind`` before its sequence
+tracking. Decoders older than these kinds reject them as an unknown kind.
 Records are plain tuples whose first item is the kind (see ``*_FIELDS``).
 """
 
@@ -37,6 +46,11 @@ VERSION = const(1)
 KIND_EVENT = const(1)
 KIND_SUMMARY = const(2)
 KIND_STATUS = const(3)
+KIND_SNIPPET = const(4)
+KIND_REPLY = const(5)
+OUT_OF_BAND = (KIND_SNIPPET, KIND_REPLY)
+SNIP_FIRST = const(0x01)
+SNIP_LAST = const(0x02)
 FLAG_AUTH = const(0x10)
 HEADER_LEN = const(7)
 PAYLOAD_LEN = const(7)
@@ -79,14 +93,19 @@ SUMMARY_FIELDS = (
 STATUS_FIELDS = (
     "kind", "t_ms", "battery_mv", "flags", "buffer_pct", "heap_kb", "rate_hz", "range_g",
 )
-FIELDS = {KIND_EVENT: EVENT_FIELDS, KIND_SUMMARY: SUMMARY_FIELDS, KIND_STATUS: STATUS_FIELDS}
+SNIPPET_FIELDS = ("kind", "t_ms", "x", "y", "z", "flags")
+REPLY_FIELDS = ("kind", "t_ms", "opcode", "result", "value")
+FIELDS = {
+    KIND_EVENT: EVENT_FIELDS, KIND_SUMMARY: SUMMARY_FIELDS, KIND_STATUS: STATUS_FIELDS,
+    KIND_SNIPPET: SNIPPET_FIELDS, KIND_REPLY: REPLY_FIELDS,
+}
 
 
 class WireError(ValueError):
     """A packet that cannot be decoded; ``reason`` is a short machine-readable word."""
 
     def __init__(self, reason, detail=""):
-        ValueError.__init__(self, reason + (": " + detail if detail else ""))
+        super().__init__(reason + (": " + detail if detail else ""))
         self.reason = reason
 
 
@@ -158,7 +177,16 @@ def _payload(rec):
             "<HBBBBB", 0 if mv < 0 else (65535 if mv > 65535 else mv), rec[3] & 0xFF,
             _sat8(rec[4]), _sat8(rec[5]), _sat8(rec[6]), _sat8(rec[7]),
         )
+    if kind == KIND_SNIPPET:
+        return struct.pack("<hhhB", rec[2], rec[3], rec[4], rec[5] & 0xFF)
+    if kind == KIND_REPLY:
+        return struct.pack("<BBIB", rec[2] & 0xFF, rec[3] & 0xFF, rec[4] & 0xFFFFFFFF, 0)
     raise WireError("kind", "cannot encode kind %r" % (kind,))
+
+
+def peek_kind(data):
+    """The kind of a packet without checking it (0 when too short to say)."""
+    return data[0] & 0x0F if len(data) else 0
 
 
 def encode(seq, rec, tagger=None):
@@ -220,6 +248,12 @@ def decode(data, verifier=None):
     elif kind == KIND_STATUS:
         mv, fl, buf, heap, rate, rng = struct.unpack_from("<HBBBBB", data, p)
         rec = (kind, t_ms, mv, fl, buf, heap, rate, rng)
+    elif kind == KIND_SNIPPET:
+        x, y, z, fl = struct.unpack_from("<hhhB", data, p)
+        rec = (kind, t_ms, x, y, z, fl)
+    elif kind == KIND_REPLY:
+        op, res, val, _ = struct.unpack_from("<BBIB", data, p)
+        rec = (kind, t_ms, op, res, val)
     else:
         raise WireError("kind", "unknown packet kind %d" % kind)
     return seq, rec

@@ -210,6 +210,14 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
 #: Modules that add their own subcommands: each has ``register(subparsers)`` and sets
 #: ``func(args, out) -> int`` as the parser default. One line per module.
 COMMAND_MODULES: tuple[str, ...] = (
+    "spasmwatch.host.cmd_config",
+    "spasmwatch.host.cmd_alert",
+    "spasmwatch.host.cmd_run",
+    "spasmwatch.host.cmd_scan",
+    "spasmwatch.host.cmd_flash",
+    "spasmwatch.host.cmd_report",
+    "spasmwatch.host.cmd_export",
+    "spasmwatch.host.cmd_annotate",
 )
 
 

@@ -146,6 +146,13 @@ class Store:
             self._conn.commit()
 
     @property
+    def connection(self) -> sqlite3.Connection:
+        """The open connection, for modules that keep their own tables in the same file
+        (the alarm state transitions and delivery log; see ``host/alarm_state.py``;
+        annotations and video clips, ``host/annotations.py``, ``host/video.py``)."""
+        return self._conn
+
+    @property
     def schema_version(self) -> int:
         return int(self._conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0])
 

@@ -45,7 +45,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         reason="hardware-in-the-loop test: needs a board, pass --hil-port=/dev/ttyACM0"
     )
     for item in items:
-        if "hil" in item.keywords:
+        if item.get_closest_marker("hil") is not None:
             item.add_marker(skip_hil)
 
 

@@ -73,3 +73,20 @@ def test_real_recording_gives_identical_packets(run_micropython, tmp_path):
     cpython, micropython = _both(run_micropython, tmp_path, to_sensor_stream(trace, cfg), cfg)
     assert micropython == cpython
     assert wire.KIND_EVENT in _kinds(cpython)
+
+
+def test_bad_packets_raise_wire_errors_under_micropython(run_micropython):
+    good = wire.encode(5, (wire.KIND_STATUS, 1000, 3900, 1, 10, 100, 50, 4))
+    flipped = bytes([good[0], good[1] ^ 0x10]) + good[2:]
+    code = (
+        "from firmware import wire\n"
+        "for data in ({!r}, {!r}, {!r}):\n"
+        "    try:\n"
+        "        wire.decode(data)\n"
+        "        print('accepted')\n"
+        "    except wire.WireError as e:\n"
+        "        print(e.reason)\n"
+        "print(wire.decode({!r})[0])\n".format(good[:9], flipped, good + b"\x00" * 5, good)
+    )
+    proc = run_micropython(code)
+    assert proc.stdout.split() == ["short", "crc", "long", "5"], proc.stdout

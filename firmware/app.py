@@ -1,0 +1,349 @@
+"""The board's main loop: MPU6050 FIFO -> detector -> wire packets -> ring -> links.
+
+API:
+    App(sensor, links, battery=None, key=b"", clock=None)
+    .step() -> int             # one loop iteration; returns ms to sleep before the next
+    .handle(link, payload)     # one control payload (firmware/control.py) from a link
+    .seq                       # next stream sequence number
+    build() -> App             # the board's wiring (hal, driver, battery, serial + BLE)
+    run(app=None)              # start-up, then step/sleep forever (board entry)
+
+Each iteration: control payloads from every link (``link.poll()``) are handled; the
+sensor's FIFO is drained (or, in trace-injection mode, nothing is read: SAMPLES
+frames from the serial link feed the detector); finished records are encoded with the
+next sequence number, kept in the ring buffer and offered to every link (a link that
+cannot take a packet returns False and the host backfills with RESEND); a status
+packet goes out every config.STATUS_S; pending RESEND and snippet packets are paced
+out a few per iteration; each link's ``service()`` runs. The loop then sleeps until
+the FIFO holds about config.FIFO_BATCH samples (10 ms while injecting or sending).
+
+Device time (packet ``t_ms``) is ms since start-up on hal.Clock. Event and summary
+times come from the detector's sample count plus the device time of its first sample
+(``t_base``), so they do not drift with loop jitter. Entering or leaving injection
+mode starts a fresh detector (a replayed trace is then processed exactly as the
+simulator's ``detector_packets`` does) with a new ``t_base``.
+
+RAM is bounded: the ring, snippet, sample and I2C buffers are allocated here once;
+the detector's pending list is capped (config max_pending) and counted when it drops.
+Only hal.py touches ``machine``/``time``.
+"""
+
+import sys
+from array import array
+
+from . import auth, config, control, hal, wire
+from .detector import Detector
+from .ring import Ring
+from .snippet import Snippet
+
+
+class App:
+    def __init__(self, sensor, links, battery=None, key=b"", clock=None):
+        self.sensor = sensor
+        self.links = links
+        self.battery = battery
+        self.key = key
+        self.clock = clock if clock is not None else hal.Clock()
+        self.params = {}
+        self.cfg = config.DetectorConfig()
+        self.det = Detector(self.cfg)
+        self.t_base = -1  # device ms of the detector's first sample, once known
+        self.ring = Ring()
+        self.snippet = Snippet(rate_hz=self.cfg.rate_hz)
+        self.buf = array("h", [0] * (3 * max(config.MPU_MAX_READ, control.MAX_SAMPLES)))
+        self.tagger = auth.make_tagger(key) if key and config.AUTH_PACKETS else None
+        self.seq = 0
+        self.batch_ms = config.FIFO_BATCH * 1000 // self.cfg.rate_hz
+        self.next_status = 0
+        self.injecting = False
+        self.inject_link = None
+        self.last_nonce = -1
+        self.inject_refused = 0
+        self.unix_offset_s = 0
+        self.dropped_reported = 0
+        self.flag_overflow = False
+        self.flag_i2c = False
+        # RESEND in progress: link, next seq, packets left to look at, sent, missing
+        self.rs_link = None
+        self.rs_next = 0
+        self.rs_left = 0
+        self.rs_sent = 0
+        self.rs_missing = 0
+        # snippet in progress
+        self.sn_link = None
+        self.sn_pending = None
+        self.errors = 0
+
+    # -- packets ---------------------------------------------------------------------
+    def emit(self, rec):
+        """Stream packet: next seq, into the ring, offered to every link."""
+        pkt = wire.encode(self.seq, rec, self.tagger)
+        self.ring.put(self.seq, pkt)
+        self.seq = (self.seq + 1) & 0xFFFF
+        for link in self.links:
+            link.send(pkt)
+
+    def reply(self, link, opcode, result, value=0):
+        rec = (wire.KIND_REPLY, self.clock.now_ms(), opcode, result, value)
+        link.send(wire.encode((self.seq - 1) & 0xFFFF, rec, self.tagger))
+
+    def status(self, now):
+        s = self.sensor
+        flags = 0
+        if self.injecting or (s is not None and s.ok):
+            flags |= wire.ST_SENSOR_OK
+        if s is not None:
+            o, e = s.take_flags()
+            self.flag_overflow = self.flag_overflow or o
+            self.flag_i2c = self.flag_i2c or e
+        if self.flag_overflow:
+            flags |= wire.ST_FIFO_OVERFLOW
+        if self.flag_i2c:
+            flags |= wire.ST_I2C_ERROR
+        self.flag_overflow = False
+        self.flag_i2c = False
+        mv = 0
+        b = self.battery
+        if b is not None:
+            mv = b.read_mv()
+            if b.charging():
+                flags |= wire.ST_CHARGING
+            if b.low(mv):
+                flags |= wire.ST_BATTERY_LOW
+        if self.injecting:
+            flags |= wire.ST_INJECTION
+        if self.det.dropped != self.dropped_reported:
+            flags |= wire.ST_EVENTS_DROPPED
+            self.dropped_reported = self.det.dropped
+        heap_kb = hal.free_heap() // 1024
+        self.emit((
+            wire.KIND_STATUS, now, mv, flags, self.ring.fill_pct(), heap_kb,
+            self.cfg.rate_hz, self.cfg.range_g,
+        ))
+
+    # -- samples ---------------------------------------------------------------------
+    def process(self, n, now):
+        if self.t_base < 0:
+            self.t_base = now - (n - 1) * 1000 // self.cfg.rate_hz
+        det = self.det
+        det.process(self.buf, n)
+        self.snippet.add(self.buf, n, self.t_base + det.t_ms(det.n - 1))
+        if det.pending:
+            base = self.t_base
+            for rec in det.pop():
+                self.emit((rec[0], (rec[1] + base) & 0xFFFFFFFF) + rec[2:])
+
+    def fresh_detector(self):
+        self.det = Detector(self.cfg)
+        self.t_base = -1
+        self.dropped_reported = 0
+
+    # -- control ---------------------------------------------------------------------
+    def handle(self, link, payload):
+        try:
+            op, args, body, tag = control.split(payload)
+        except control.ControlError:
+            self.reply(link, payload[0] if len(payload) else 0, control.RESULT_BAD)
+            return
+        if tag is not None or op in control.NEEDS_AUTH:
+            # A tag, when present, must verify; some commands need one.
+            if tag is None or not auth.verify(self.key, body, tag):
+                if op == control.INJECT_START:
+                    self.inject_refused += 1
+                self.reply(link, op, control.RESULT_AUTH)
+                return
+        if op == control.SAMPLES:
+            if link.name != "serial":
+                self.reply(link, op, control.RESULT_LINK)
+            elif not self.injecting:
+                self.reply(link, op, control.RESULT_STATE)
+            else:
+                self.inject_samples(args[0])
+        elif op == control.PING:
+            self.reply(link, op, control.RESULT_OK, args[0])
+        elif op == control.RESEND:
+            self.start_resend(link, args[0], args[1])
+        elif op == control.SET_TIME:
+            now = self.clock.now_ms()
+            self.unix_offset_s = args[0] - now // 1000
+            self.reply(link, op, control.RESULT_OK, now)
+        elif op == control.SET_PARAM:
+            self.reply(link, op, self.set_param(args[0], args[1]))
+        elif op == control.GET_SNIPPET:
+            self.sn_link = link
+            self.sn_pending = None
+            self.reply(link, op, control.RESULT_OK, self.snippet.start())
+        elif op == control.INJECT_START:
+            if args[0] <= self.last_nonce:
+                self.inject_refused += 1
+                self.reply(link, op, control.RESULT_AUTH)
+                return
+            self.last_nonce = args[0]
+            self.injecting = True
+            self.inject_link = link
+            self.fresh_detector()
+            self.reply(link, op, control.RESULT_OK)
+        elif op == control.INJECT_STOP:
+            if self.injecting:
+                self.injecting = False
+                self.inject_link = None
+                self.fresh_detector()
+                s = self.sensor
+                if s is not None and s.ok:
+                    try:
+                        s.reset_fifo()  # drop what piled up while injecting
+                    except OSError:
+                        s.ok = False
+            self.reply(link, op, control.RESULT_OK)
+
+    def set_param(self, pid, value):
+        name = control.PARAMS.get(pid)
+        if name is None:
+            return control.RESULT_ARGS
+        params = dict(self.params)
+        params[name] = value
+        try:
+            cfg = config.DetectorConfig(**params)
+        except (ValueError, TypeError):
+            return control.RESULT_ARGS
+        self.params = params
+        self.cfg = cfg
+        self.det.cfg = cfg
+        return control.RESULT_OK
+
+    def inject_samples(self, data):
+        n = len(data) // 6
+        buf = self.buf
+        for i in range(3 * n):
+            v = data[2 * i] | data[2 * i + 1] << 8
+            buf[i] = v - 65536 if v & 0x8000 else v
+        self.process(n, self.clock.now_ms())
+
+    def start_resend(self, link, first, last):
+        count = ((last - first) & 0xFFFF) + 1
+        missing = 0
+        if count > self.ring.size:
+            # Older than the ring can hold: gone for sure, skip to what may be there.
+            missing = count - self.ring.size
+            first = (first + missing) & 0xFFFF
+            count = self.ring.size
+        self.rs_link = link
+        self.rs_next = first
+        self.rs_left = count
+        self.rs_sent = 0
+        self.rs_missing = missing
+
+    def pump_resend(self):
+        link = self.rs_link
+        if link is None:
+            return
+        budget = config.RESEND_PER_LOOP
+        while self.rs_left > 0 and budget > 0:
+            pkt = self.ring.get(self.rs_next)
+            if pkt is None:
+                self.rs_missing += 1
+            else:
+                if not link.send(pkt):
+                    return  # busy: try this one again next iteration
+                self.rs_sent += 1
+                budget -= 1
+            self.rs_next = (self.rs_next + 1) & 0xFFFF
+            self.rs_left -= 1
+        if self.rs_left == 0:
+            self.rs_link = None
+            res = control.RESULT_GONE if self.rs_missing else control.RESULT_OK
+            self.reply(link, control.RESEND, res, self.rs_sent)
+
+    def pump_snippet(self):
+        link = self.sn_link
+        if link is None:
+            return
+        for _ in range(config.SNIPPET_PER_LOOP):
+            item = self.sn_pending
+            if item is None:
+                item = self.snippet.next_record()
+                if item is None:
+                    self.sn_link = None
+                    return
+            if not link.send(wire.encode(item[0], item[1], self.tagger)):
+                self.sn_pending = item
+                return
+            self.sn_pending = None
+
+    # -- the loop --------------------------------------------------------------------
+    def step(self):
+        for link in self.links:
+            for payload in link.poll():
+                self.handle(link, payload)
+        now = self.clock.now_ms()
+        if not self.injecting and self.sensor is not None:
+            # Drain the FIFO: a full read means more may be waiting.
+            for _ in range(4):
+                n = self.sensor.read(self.buf)
+                if n:
+                    self.process(n, now)
+                if n < self.sensor.max_read:
+                    break
+        if now >= self.next_status:
+            self.status(now)
+            self.next_status = now + config.STATUS_S * 1000
+        self.pump_resend()
+        self.pump_snippet()
+        for link in self.links:
+            link.service()
+        if self.injecting or self.rs_link is not None or self.sn_link is not None:
+            return config.INJECT_IDLE_MS
+        return self.batch_ms
+
+
+def make_links():
+    from .serial_link import SerialLink
+
+    links = [SerialLink()]
+    try:
+        from . import ble_link  # absent, or no Bluetooth (simulator): serial only
+
+        cls = getattr(ble_link, "BleLink", None)
+        if cls is not None:
+            links.append(cls())
+    except Exception as exc:  # noqa: BLE001 - the serial link must come up regardless
+        sys.print_exception(exc)
+    return links
+
+
+def build():
+    from .battery import Battery
+    from .mpu6050 import MPU6050
+
+    key = auth.load_key(config.AUTH_KEY_FILE, config.AUTH_KEY)
+    sensor = MPU6050(hal.make_i2c())
+    sensor.init()  # a failure is reported in status packets; read() retries
+    try:
+        battery = Battery(hal.make_adc(config.PIN_BATTERY_ADC), config.BATTERY_DIVIDER,
+                          hal.make_input(config.PIN_CHARGING))
+    except (OSError, ValueError) as exc:
+        sys.print_exception(exc)
+        battery = None
+    return App(sensor, make_links(), battery, key)
+
+
+def run(app=None):
+    import micropython
+
+    # Frames may contain 0x03: Ctrl-C on the serial port must not stop the board.
+    micropython.kbd_intr(-1)
+    if app is None:
+        app = build()
+    failures = 0
+    while True:
+        try:
+            ms = app.step()
+            failures = 0
+        except Exception as exc:  # noqa: BLE001 - keep monitoring; reset if it persists
+            app.errors += 1
+            failures += 1
+            sys.print_exception(exc)
+            if failures >= 10:
+                hal.reset()
+            ms = 100
+        hal.sleep_ms(ms)

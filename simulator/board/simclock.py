@@ -1,0 +1,80 @@
+"""The virtual board's clock, shared by the simulated ``time`` and ``machine`` (MicroPython).
+
+API:
+    CLOCK                      # the one Clock of this process, set up from the environment
+    Clock(speed)               # speed > 0: that many simulated seconds per real second;
+                               # speed == 0: as fast as possible (time moves on sleeps)
+    .now_us() -> int           # simulated µs since start (no wrap)
+    .sleep_us(us)              # fast mode: advance the clock; else really sleep us/speed
+    .jump_us(us)               # advance simulated time at once (a stalled reader)
+    .set_speed(speed)          # change pace without a jump in simulated time
+    .trace_ended()             # the sensor ran out of trace: apply SPASMWATCH_SIM_AFTER_END
+
+Environment: SPASMWATCH_SIM_SPEED (float, default 1 = real time, 0 = as fast as
+possible); SPASMWATCH_SIM_AFTER_END ("realtime", default: after the trace, a fast run
+continues at real time so an idle board does not spin; "keep": stay as is).
+The firmware never imports this module: it calls ``time.sleep_ms``/``ticks_ms`` and
+``machine.I2C``, which the simulator's ``time.py``/``machine.py`` route here, so the
+virtual sensor's sample clock and the firmware's sleeps share one clock.
+"""
+
+import os
+import sys
+
+_p = sys.path
+sys.path = []
+try:
+    import time as _rt  # the built-in module, not simulator/board/time.py
+finally:
+    sys.path = _p
+
+
+def _real_us():
+    return _rt.time_ns() // 1000
+
+
+class Clock:
+    def __init__(self, speed=1.0):
+        self.sim_us = 0  # simulated time at the anchor
+        self.real_us = _real_us()  # real time at the anchor
+        self.speed = float(speed)
+        self.after_end = os.getenv("SPASMWATCH_SIM_AFTER_END") or "realtime"
+        self.ended = False
+
+    def now_us(self):
+        if self.speed <= 0:
+            return self.sim_us
+        return self.sim_us + int((_real_us() - self.real_us) * self.speed)
+
+    def set_speed(self, speed):
+        now = self.now_us()
+        self.sim_us = now
+        self.real_us = _real_us()
+        self.speed = float(speed)
+
+    def sleep_us(self, us):
+        if us <= 0:
+            return
+        if self.speed <= 0:
+            self.sim_us += us
+        else:
+            _rt.sleep_us(int(us / self.speed))
+
+    def jump_us(self, us):
+        self.sim_us += us
+
+    def trace_ended(self):
+        if self.ended:
+            return
+        self.ended = True
+        if self.speed <= 0 and self.after_end == "realtime":
+            self.set_speed(1.0)
+
+
+def _speed_from_env():
+    s = os.getenv("SPASMWATCH_SIM_SPEED")
+    return float(s) if s else 1.0
+
+
+CLOCK = Clock(_speed_from_env())
+real_time = _rt

