@@ -1,7 +1,8 @@
 """Event-to-alarm latency through the simulated serial chain (p50 / p95).
 
 For each seed of a spasm scenario, the firmware detector's packets are played onto a
-real pty by ``sim_link.PtyDevice`` and read by the daemon (``SerialLink`` + ``Daemon`` +
+real pty by ``tests/pty_device.PtyDevice`` (a CPython stand-in for the board, NOT the
+firmware under MicroPython) and read by the daemon (``SerialLink`` + ``Daemon`` +
 ``MonitorEngine`` with a SQLite file store). Latency of the alarm =
 
     device part: send time of the pattern-completing event's packet minus the event's
@@ -20,12 +21,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from spasmwatch.host.daemon import Daemon, DaemonConfig, MonitorEngine
-from spasmwatch.host.links.sim_link import PtyDevice, SimLink, scenario_schedule
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from pty_device import PtyDevice, scenario_schedule  # noqa: E402 - the wire stand-in
+
+from spasmwatch.host.links.serial_link import SerialLink  # noqa: E402
 from spasmwatch.host.store import Store
 
 
@@ -34,15 +40,19 @@ def one_run(scenario: str, seed: int, speed: float, folder: Path) -> tuple[float
     dev = PtyDevice(items, folder / f"tty{seed}", speed=speed)
     alarms: list[tuple[float, dict]] = []
 
+    daemons: list[Daemon] = []
+
     def emit(o: dict) -> None:
         if o["type"] == "alert" and o["level"] == "alarm":
             alarms.append((time.monotonic(), o))
+            daemons[0].stop()  # the first alarm is what is measured
 
     async def main() -> None:
         with Store(folder / f"b{seed}.db") as store:
             eng = MonitorEngine(store=store, device="bench", heartbeat_s=30)
-            d = Daemon(lambda: SimLink("b", device=dev), eng, emit,
+            d = Daemon(lambda: SerialLink(str(dev.path)), eng, emit,
                        DaemonConfig(tick_s=0.5))
+            daemons.append(d)
             await d.run()
 
     with dev:

@@ -19,7 +19,9 @@ import time
 from pathlib import Path
 
 from spasmwatch.firmware import config as fwconfig
-from spasmwatch.host.links.sim_link import Item, PtyDevice, status
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from pty_device import Item, PtyDevice, status  # noqa: E402 - the wire stand-in
 
 TICK = os.sysconf("SC_CLK_TCK")
 

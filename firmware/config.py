@@ -50,7 +50,7 @@ class DetectorConfig:
         onset_mg=90,
         offset_mg=45,
         quiet_ms=400,
-        gravity_tau_ms=320,
+        gravity_tau_ms=160,
         jerk_max_ms=300,
         spasm_max_ms=4000,
         spasm_max_tilt_mg=260,
@@ -59,10 +59,11 @@ class DetectorConfig:
         hold_return_pct=50,
         spasm_min_excursion_mg=60,
         spasm_max_peaks=3,
-        spasm_min_crest_x10=23,
+        spasm_min_crest_x10=18,
         rel_peak_pct=50,
-        spasm_min_prominence_x10=0,
-        spasm_min_exc_pct=12,
+        spasm_min_prominence_x10=110,
+        spasm_min_exc_pct=25,
+        spasm_max_peak_mg=2500,
         max_event_s=60,
         active_mg=15,
         summary_s=SUMMARY_S,
@@ -98,8 +99,18 @@ class DetectorConfig:
         self.spasm_min_crest_x10 = spasm_min_crest_x10
         # Peaks are counted relative to the event's largest one (see detector.py).
         self.rel_peak_pct = rel_peak_pct
+        # Prominence = peak / background (mean magnitude of the preceding ~4 s), x10.
+        # A spasm is a sudden contraction that stands out from what went before; one
+        # fidget in a bout of wake fidgeting looks like its neighbours. A ratio.
         self.spasm_min_prominence_x10 = spasm_min_prominence_x10
+        # Largest orientation excursion as a % of the acceleration peak: a spasm flexes
+        # the trunk and holds it (tonic phase); a hypnic jerk is an impulse that hardly
+        # rotates it. A ratio of one event's own figures, not an assumed g.
         self.spasm_min_exc_pct = spasm_min_exc_pct
+        # Plausibility ceiling: an infant's trunk rotating about its hips does not reach
+        # multi-g (simulated spasms at spasm_g 1.5 peak at up to ~2.2 g L1); impacts,
+        # knocks and adult jumps (3.7-4 g) do. An amplitude assumption (docs/detector.md).
+        self.spasm_max_peak_mg = spasm_max_peak_mg
         self.max_event_s = max_event_s
         self.active_mg = active_mg
         self.summary_s = summary_s
@@ -111,7 +122,7 @@ class DetectorConfig:
         self.quiet_samples = max(1, self.ms_to_samples(quiet_ms))
         self.max_event_samples = self.rate_hz * max_event_s
         # A posture still displaced after a quiet spell (more than hold_min_mg and more
-        # than spasm_max_return_pct of the largest excursion) keeps the event open:
+        # than hold_return_pct of the largest excursion) keeps the event open:
         # a tonic phase, to be followed by relaxation. Until spasm_max_ms from onset.
         self.hold_counts = self.mg_to_counts(hold_min_mg)
         self.hold_max_samples = self.ms_to_samples(spasm_max_ms)
@@ -124,7 +135,10 @@ class DetectorConfig:
         self.gravity_shift = k
         # Until the gravity estimate has settled (several time constants), an event's
         # shape and tilt are not trustworthy: it can only be a jerk or a movement.
-        self.settle_samples = 6 << k
+        # Background activity (mean magnitude per second) is averaged over 2**bg_shift
+        # seconds; the prominence test needs it settled too (4 time constants).
+        self.bg_shift = 2
+        self.settle_samples = max(6 << k, (4 << self.bg_shift) * self.rate_hz)
         # Per-second activity: mean L1 magnitude over a second above this is "active"
         self.active_sum_counts = self.mg_to_counts(active_mg) * self.rate_hz
 

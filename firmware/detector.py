@@ -7,20 +7,25 @@ MicroPython/CPython common subset, integer arithmetic only, O(1) memory. Per sam
 2. magnitude: L1 norm |dx|+|dy|+|dz| of the residual (no sqrt, no multiply);
 3. an event starts when the magnitude exceeds the onset threshold and ends after
    ``quiet_ms`` below the (lower) offset threshold: hysteresis against chatter;
-4. while an event runs: peak, energy, number of peaks (re-crossings of the onset
-   threshold after dropping below offset), excursion of the gravity vector from where it
-   was at onset; at the end the net orientation change (tilt) is measured. A quiet spell
-   while the posture is still displaced does not end the event until ``spasm_max_ms``
-   from onset: a spasm's tonic phase holds the flexed posture before it relaxes, and
-   contraction, hold and relaxation are one movement;
+4. while an event runs: peak, energy, number of peaks (re-crossings, after dropping
+   below offset, of the larger of the onset threshold and ``rel_peak_pct`` of the
+   event's peak so far: weak re-crossings are noise or relaxation), excursion of the
+   gravity vector from where it was at onset; at the end the net orientation change
+   (tilt) is measured. A quiet spell while the posture is still displaced does not end
+   the event until ``spasm_max_ms`` from onset: a spasm's tonic phase holds the flexed
+   posture before it relaxes, and contraction, hold and relaxation are one movement;
 5. each second the mean magnitude says whether that second was active; an exponential
-   average of that over ~2 minutes tags the arousal state (asleep / settling / awake).
+   average of that over ~2 minutes tags the arousal state (asleep / settling / awake);
+   another over ~4 s is the background an event's peak is compared with (prominence).
 
 A finished event is classified: ``jerk`` (shorter than ``jerk_max_ms``), ``spasm_like``
 (short, returns to its starting posture, few peaks, a real orientation excursion) or
 ``movement`` (everything else: rolling over, handling, rocking, fidgeting). The
 spasm-like test includes the crest factor (peak over mean magnitude): a sharp phasic
-contraction then a quieter tonic phase, rather than energy spread evenly.
+contraction then a quieter tonic phase, rather than energy spread evenly; prominence
+(the peak stands out from the preceding seconds, unlike one fidget among many); and an
+orientation excursion in proportion to the peak (a held flexion, unlike a jerk's impulse).
+See docs/detector.md for every feature and threshold.
 Records go to ``pending`` as wire-format tuples (see wire.py); ``pop()`` drains them.
 """
 
@@ -222,6 +227,7 @@ class Detector:
             and self.ev_peaks <= cfg.spasm_max_peaks
             and self.ev_peak * 10 >= cfg.spasm_min_prominence_x10 * self.ev_bg
             and exc_mg * 100 >= cfg.spasm_min_exc_pct * peak_mg
+            and peak_mg <= cfg.spasm_max_peak_mg
             and self.ev_peak * (end - self.ev_start) * 10
             >= cfg.spasm_min_crest_x10 * self.ev_energy
         ):
@@ -242,7 +248,7 @@ class Detector:
     def _second(self, sec_sum):
         cfg = self.cfg
         self.seconds += 1
-        self.bg += (sec_sum // cfg.rate_hz - self.bg) >> 2
+        self.bg += (sec_sum // cfg.rate_hz - self.bg) >> cfg.bg_shift
         active = 256 if sec_sum > cfg.active_sum_counts else 0
         self.act_avg += (active - self.act_avg) >> _ACT_SHIFT
         if active:

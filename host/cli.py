@@ -147,7 +147,6 @@ def cmd_evaluate(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     from spasmwatch.simulator import scenarios
-    from spasmwatch.simulator.replay import iter_replay
 
     if args.trace:
         trace = _load_trace(args.trace)
@@ -157,31 +156,24 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
             raise UserError(f"unknown scenario {args.scenario!r}")
         trace, labels = scenarios.generate(args.scenario, seed=args.seed)
     out.write(DISCLAIMER + "\n")
-    out.write(
-        f"Replaying {trace.source or args.scenario}: {trace.duration / 60:.1f} min of "
-        f"sensor data at {args.speed:g}x through the firmware detector and the host.\n\n"
-    )
-    out.flush()
-    engine = Engine(AlertConfig(), t0=float(trace.t[0]))
-    wall0 = time.monotonic()
-    t0 = float(trace.t[0])
     counts: Counter[str] = Counter()
-    first_alarm: float | None = None
-    for t_known, o in iter_replay(trace, engine):
-        if args.speed > 0:
-            delay = (t_known - t0) / args.speed - (time.monotonic() - wall0)
-            if delay > 0:
-                time.sleep(delay)
-        if o["type"] == "event":
-            counts[o["cls"]] += 1
-        if o["type"] == "alert":
-            counts[o["level"]] += 1
-            if o["level"] == "alarm" and first_alarm is None:
-                first_alarm = o["t"]
-        line = format_output(o)
-        if line:
-            out.write(line + "\n")
-            out.flush()
+    if args.in_process:
+        out.write(
+            f"Replaying {trace.source or args.scenario}: {trace.duration / 60:.1f} min of "
+            f"sensor data at {args.speed:g}x through the firmware detector and the host "
+            "(in-process, no MicroPython).\n\n"
+        )
+        out.flush()
+        first_alarm = _demo_in_process(args, out, trace, counts)
+    else:
+        out.write(
+            f"Playing {trace.source or args.scenario}: {trace.duration / 60:.1f} min of "
+            f"sensor data at {args.speed:g}x into a virtual MPU-6050; the board firmware "
+            "runs under MicroPython and the host daemon reads it over its USB serial "
+            "port (a pty).\n\n"
+        )
+        out.flush()
+        first_alarm = _demo_on_board(args, out, trace, labels, counts)
     out.write("\nSummary\n")
     out.write(
         "  events: " + ", ".join(f"{counts[c]} {c}" for c in ("jerk", "spasm_like", "movement"))
@@ -205,6 +197,104 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
             )
     out.write("\n" + DISCLAIMER + "\n")
     return 0
+
+
+def _count(o: dict[str, Any], counts: Counter[str]) -> bool:
+    """Count an output for the demo's summary; True for the first alarm."""
+    if o["type"] == "event":
+        counts[o["cls"]] += 1
+    if o["type"] == "alert":
+        counts[o["level"]] += 1
+        if o["level"] == "alarm":
+            counts["_alarms"] += 1
+            return counts["_alarms"] == 1
+    return False
+
+
+def _demo_in_process(args: argparse.Namespace, out: TextIO, trace: Any,
+                     counts: Counter[str]) -> float | None:
+    """The old demo: replay the trace through the detector and engine in this process."""
+    from spasmwatch.simulator.replay import iter_replay
+
+    engine = Engine(AlertConfig(), t0=float(trace.t[0]))
+    wall0 = time.monotonic()
+    t0 = float(trace.t[0])
+    first_alarm: float | None = None
+    for t_known, o in iter_replay(trace, engine):
+        if args.speed > 0:
+            delay = (t_known - t0) / args.speed - (time.monotonic() - wall0)
+            if delay > 0:
+                time.sleep(delay)
+        if _count(o, counts):
+            first_alarm = o["t"]
+        line = format_output(o)
+        if line:
+            out.write(line + "\n")
+            out.flush()
+    return first_alarm
+
+
+def _demo_on_board(args: argparse.Namespace, out: TextIO, trace: Any, labels: Any,
+                   counts: Counter[str]) -> float | None:
+    """The whole chain: firmware under MicroPython -> pty -> SerialLink -> daemon.
+
+    Times are shown on the trace's clock: device time since boot (the virtual sensor
+    starts playing the trace within a second of boot) plus the trace's start.
+    """
+    import asyncio
+
+    from spasmwatch.host.cmd_run import _run, end_when_over
+    from spasmwatch.host.daemon import Daemon, DaemonConfig, MonitorEngine
+    from spasmwatch.host.links.serial_link import SerialLink
+    from spasmwatch.host.links.sim_link import SimulatedBoard
+    from spasmwatch.host.store import Store
+
+    board = SimulatedBoard(args.scenario, trace=trace, labels=labels, speed=args.speed)
+    first_alarm: float | None = None
+    with Store(":memory:") as store, board:
+        engine = MonitorEngine(AlertConfig(), store=store, device=board.device_name)
+        daemon: Daemon | None = None
+        t_trace = float(trace.t[0])
+
+        def emit(o: dict[str, Any]) -> None:
+            nonlocal first_alarm
+            if daemon is not None:
+                end_when_over(daemon, board, o)
+            if o["type"] == "link":
+                if o["state"] == "connected":
+                    out.write(f"board: connected over {o.get('link', 'serial')} "
+                              f"({board.port})\n")
+                elif o["state"] not in ("ended",):
+                    out.write(f"board: {o['message']}\n")
+                out.flush()
+                return
+            if o["type"] == "status" and counts["_status"] == 0:
+                counts["_status"] += 1
+                out.write(
+                    f"board: firmware running under MicroPython: free heap {o['heap_kb']} "
+                    f"kB, battery {o['battery_mv']} mV, {o['rate_hz']} Hz, "
+                    f"±{o['range_g']} g\n"
+                )
+            # wall-clock record times -> the trace's clock, for the same lines as replay
+            shift = t_trace - engine.ingest.clock.t0
+            shown = {**o}
+            for k in ("t", "start", "end"):
+                if isinstance(o.get(k), (int, float)):
+                    shown[k] = float(o[k]) + shift
+            if _count(shown, counts):
+                first_alarm = shown["t"]
+            line = format_output(shown)
+            if line:
+                out.write(line + "\n")
+            out.flush()
+
+        daemon = Daemon(lambda: SerialLink(board.port), engine, emit, DaemonConfig())
+        asyncio.run(_run(daemon))
+        st = engine.ingest.stats
+        out.write(f"board: {st.accepted} packets from the firmware, "
+                  f"{engine.ingest.missing} missing, {st.duplicates} duplicates\n")
+    return first_alarm
+
 
 
 #: Modules that add their own subcommands: each has ``register(subparsers)`` and sets
@@ -235,6 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--speed", type=float, default=60.0,
                    help="times real time (0: as fast as possible; default 60)")
     d.add_argument("--seed", type=int, default=1)
+    d.add_argument("--in-process", action="store_true",
+                   help="replay in this process (no MicroPython, no serial port)")
     d.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("simulate", help="write a scenario trace and its labels")

@@ -328,7 +328,42 @@ class MpremoteTransport:
         self.description = f"mpremote on {port}"
         self._first = True
 
+    def break_in(self, window_s: float = 3.0) -> bool:
+        """Reset the board and send Ctrl-C through its boot window (firmware/main.py).
+
+        A running spasmwatch firmware ignores Ctrl-C; for ``BOOT_BREAK_MS`` after a
+        reset it does not. The reset is a pulse on RTS (EN on USB-UART bridges and on
+        the ESP32-S3's own USB serial/JTAG); then Ctrl-C every 50 ms until the REPL
+        prompt appears. Returns True when a prompt was seen.
+        """
+        import time
+
+        import serial
+
+        try:
+            ser = serial.Serial(self.port, 115200, timeout=0.05)
+        except (serial.SerialException, OSError) as exc:
+            raise FlashError(f"{self.port}: cannot open: {exc}") from exc
+        try:
+            ser.dtr = False
+            ser.rts = True  # hold EN low: reset
+            time.sleep(0.1)
+            ser.rts = False
+            seen = b""
+            deadline = time.monotonic() + window_s
+            while time.monotonic() < deadline:
+                ser.write(b"\x03")
+                seen = (seen + ser.read(256))[-512:]
+                if b">>> " in seen or b"KeyboardInterrupt" in seen:
+                    return True
+            return False
+        finally:
+            ser.close()
+
     def _mpremote(self, *args: str) -> str:
+        if self.soft_reset and self._first:
+            # A board running spasmwatch ignores mpremote's Ctrl-C: stop it at boot.
+            self.break_in()
         cmd = [sys.executable, "-m", "mpremote", "connect", self.port]
         if not (self.soft_reset and self._first):
             cmd.append("resume")

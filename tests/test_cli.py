@@ -124,3 +124,16 @@ def test_demo_runs_the_whole_system(tmp_path: Path) -> None:
     assert "not a medical device" in text
     assert "ALARM" in text and "Summary" in text
     assert "simulated spasms" in text
+    # The chain really ran: the firmware's status packet from MicroPython, over serial.
+    assert "board: connected over serial" in text
+    assert "firmware running under MicroPython: free heap" in text
+    assert ", 0 missing, 0 duplicates" in text
+
+
+def test_demo_in_process_gives_the_same_summary() -> None:
+    argv = ["demo", "--scenario", "spasm-cluster", "--seed", "3", "--speed", "0"]
+    code, chain = _run(argv)
+    code2, local = _run([*argv, "--in-process"])
+    assert code == code2 == 0
+    assert "MicroPython" not in local.split("\n\n", 1)[1]
+    assert chain.split("Summary")[1] == local.split("Summary")[1]

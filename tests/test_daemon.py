@@ -1,8 +1,10 @@
 """Daemon over a real pty + pyserial + SQLite: backoff, backfill, heartbeat, restarts.
 
-The device is ``sim_link.PtyDevice`` (real firmware detector output, real wire and
-framing, a resend ring) on a pty; the daemon runs in-process with short timings, or as
-a subprocess where the test kills it.
+The device is the real firmware under MicroPython on the virtual board
+(``SimulatedBoard`` / ``BoardRunner``), reached through ``tests/pty_device.UsbCable``
+(a relay that can be unplugged) where a test pulls the cable; ``PtyDevice`` (a wire
+stand-in) only where the wire must carry bytes no firmware sends (REPL text, noise).
+The daemon runs in-process with short timings, or as a subprocess the test kills.
 """
 
 from __future__ import annotations
@@ -19,18 +21,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pty_device import UsbCable
 
+from spasmwatch.firmware import config as fwconfig
 from spasmwatch.firmware import control, wire
+from spasmwatch.host.cmd_run import end_when_over
 from spasmwatch.host.daemon import (
     Backfill,
     Backoff,
     Daemon,
     DaemonConfig,
     MonitorEngine,
-    resume_from_store,
 )
-from spasmwatch.host.links.sim_link import Item, PtyDevice, SimLink, scenario_schedule, status
+from spasmwatch.host.links.serial_link import SerialLink
+from spasmwatch.host.links.sim_link import SimulatedBoard
 from spasmwatch.host.store import Store
+from spasmwatch.simulator import scenarios
+from spasmwatch.simulator.replay import detector_packets, to_sensor_stream
 
 FAST = DaemonConfig(heartbeat_s=5.0, tick_s=0.05, backoff_initial_s=0.05, backoff_max_s=0.2,
                     resend_retry_s=0.5)
@@ -45,27 +52,38 @@ async def until(cond: Callable[[], bool], timeout: float = 15.0, what: str = "")
         await asyncio.sleep(0.01)
 
 
-def spasm_items() -> list[Item]:
-    items, _ = scenario_schedule("spasm-cluster", seed=1)
-    return items
-
-
-def n_events(items: list[Item]) -> int:
-    return sum(1 for it in items if it.rec[0] == wire.KIND_EVENT)
+def spasm_events(seed: int = 1) -> list[tuple]:
+    """The event records the firmware detector finds in ``spasm-cluster``."""
+    trace, _ = scenarios.generate("spasm-cluster", seed=seed)
+    cfg = fwconfig.DetectorConfig()
+    return [rec for _, ps in detector_packets(to_sensor_stream(trace, cfg), cfg)
+            for rec in (wire.decode(p)[1] for p in ps) if rec[0] == wire.KIND_EVENT]
 
 
 class Harness:
-    """A daemon on a device, with every output kept."""
+    """A daemon on a port, with every output kept (ends with a simulated board)."""
 
-    def __init__(self, dev: PtyDevice, store: Store, cfg: DaemonConfig = FAST) -> None:
+    def __init__(self, port: str | Path, store: Store, cfg: DaemonConfig = FAST,
+                 board: SimulatedBoard | None = None) -> None:
         self.outs: list[dict[str, Any]] = []
-        self.engine = MonitorEngine(store=store, device="test", heartbeat_s=cfg.heartbeat_s)
-        resume_from_store(self.engine, store, time.time())
-        self.daemon = Daemon(lambda: SimLink("x", device=dev), self.engine, self.outs.append,
-                             cfg, rng=random.Random(1))
+        self.engine = MonitorEngine(store=store, device="sim", heartbeat_s=cfg.heartbeat_s)
+        self.links: list[SerialLink] = []
+        self.board = board
+
+        def connect() -> SerialLink:
+            self.links.append(SerialLink(str(port)))
+            return self.links[-1]
+
+        def emit(o: dict[str, Any]) -> None:
+            self.outs.append(o)
+            if board is not None:
+                end_when_over(self.daemon, board, o)
+
+        self.daemon = Daemon(connect, self.engine, emit, cfg, rng=random.Random(1))
 
     def alerts(self, kind: str | None = None) -> list[dict[str, Any]]:
-        return [o for o in self.outs if o["type"] == "alert" and kind in (None, o["kind"])]
+        return [o for o in self.outs
+                if o["type"] == "alert" and (kind is None or o["kind"] == kind)]
 
 
 def test_backoff_is_capped_exponential_with_jitter() -> None:
@@ -96,59 +114,65 @@ def test_backfill_requests_once_retries_then_gives_up() -> None:
 def test_link_dropped_mid_cluster_is_backfilled_without_loss_or_duplicates(
     tmp_path: Path,
 ) -> None:
-    items = spasm_items()
-    spasm_at = [i for i, it in enumerate(items)
-                if it.rec[0] == wire.KIND_EVENT and it.rec[2] == wire.CLS_SPASM_LIKE]
-    dev = PtyDevice(items, tmp_path / "ttyACM0", speed=150.0)
+    events = spasm_events()
+    spasm_ms = [r[1] for r in events if r[2] == wire.CLS_SPASM_LIKE]
+    board = SimulatedBoard("spasm-cluster", seed=1, speed=100.0)
 
-    async def scenario() -> Harness:
+    async def scenario(cable: UsbCable) -> Harness:
         with Store(tmp_path / "night.db") as store:
-            h = Harness(dev, store)
+            h = Harness(cable.path, store, board=board)
             task = asyncio.create_task(h.daemon.run())
-            await until(lambda: dev.seq > spasm_at[0], what="first spasm sent")
-            dev.unplug()  # mid-cluster: the next spasm-like events go to the ring only
-            await until(lambda: dev.seq > spasm_at[2] + 1, what="spasms while unplugged")
-            dev.plug()
+            await until(lambda: any(o["type"] == "event" and o["cls"] == "spasm_like"
+                                    for o in h.outs), what="first spasm received")
+            cable.unplug()  # mid-cluster: the next spasm-like events go to the ring only
+            await until(lambda: cable.device_ms > spasm_ms[2] + 2000,
+                        what="spasms while unplugged")
+            cable.plug()
             await asyncio.wait_for(task, 30)
-            assert store.count("events") == n_events(items)
+            assert store.count("events") == len(events)
             seqs = [e.seq for e in store.events()]
             assert len(seqs) == len(set(seqs))
             return h
 
-    with dev:
-        h = asyncio.run(scenario())
+    with board, UsbCable(board.port, tmp_path / "ttyACM0") as cable:
+        h = asyncio.run(scenario(cable))
+    assert cable.dropped_bytes > 0  # the board really sent while unplugged
     st = h.engine.stats
     assert st["missing"] == 0 and st["duplicates"] == 0
     assert h.daemon.connects >= 2
-    assert any(op == control.RESEND for op, _ in dev.controls)  # backfilled by seq
+    assert control.RESEND in cable.controls  # backfilled by seq
     assert [a["level"] for a in h.alerts("spasm_cluster")] == ["alarm"]
     assert h.alerts("packets_lost") == [] or any(
         a["details"].get("fault") == "packets_lost" for a in h.alerts("fault_cleared"))
 
 
-def test_silent_sensor_raises_heartbeat_fault_and_clears_on_data(tmp_path: Path) -> None:
-    items = [Item(0.2 * i, status(0.2 * i)) for i in range(400)]
-    dev = PtyDevice(items, tmp_path / "ttyACM0", speed=1.0)
-    cfg = DaemonConfig(heartbeat_s=0.3, tick_s=0.05, backoff_initial_s=0.05,
+def test_stopped_firmware_raises_heartbeat_fault_and_clears_on_data(tmp_path: Path) -> None:
+    # At 100x a status packet comes every 0.1 s; SIGSTOP freezes MicroPython (a hung
+    # firmware), SIGCONT lets it go on.
+    cfg = DaemonConfig(heartbeat_s=1.0, tick_s=0.05, backoff_initial_s=0.05,
                        backoff_max_s=0.2)
+    board = SimulatedBoard("quiet", seed=1, speed=100.0)
 
     async def scenario() -> Harness:
         with Store(":memory:") as store:
-            h = Harness(dev, store, cfg)
+            h = Harness(board.port, store, cfg)
             task = asyncio.create_task(h.daemon.run())
-            await until(lambda: h.engine.ingest.stats.accepted >= 2, what="data")
-            dev.paused.set()  # the firmware stops
+            await until(lambda: h.engine.ingest.stats.accepted >= 5, what="data")
+            board.runner.proc.send_signal(signal.SIGSTOP)  # the firmware stops
             t_stop = time.monotonic()
-            await until(lambda: h.alerts("heartbeat_timeout"), what="heartbeat fault")
-            silent = time.monotonic() - t_stop
-            dev.paused.clear()
+            try:
+                await until(lambda: h.alerts("heartbeat_timeout"), what="heartbeat fault")
+                silent = time.monotonic() - t_stop
+            finally:
+                board.runner.proc.send_signal(signal.SIGCONT)
             await until(lambda: h.alerts("fault_cleared"), what="fault cleared")
             h.daemon.stop()
             await asyncio.wait_for(task, 5)
-            assert 0.3 <= silent < 0.3 + 1.0
+            # The last packet came up to one status period (0.1 s) before the stop.
+            assert 1.0 - 0.15 <= silent < 1.0 + 1.0
             return h
 
-    with dev:
+    with board:
         h = asyncio.run(scenario())
     [fault] = h.alerts("heartbeat_timeout")
     assert fault["level"] == "fault" and "NOT being monitored" in fault["message"]
@@ -158,30 +182,25 @@ def test_silent_sensor_raises_heartbeat_fault_and_clears_on_data(tmp_path: Path)
 
 
 def test_bad_bytes_on_the_wire_are_counted_not_fatal(tmp_path: Path) -> None:
-    items = [Item(0.05 * i, status(0.05 * i)) for i in range(40)]
-    dev = PtyDevice(items, tmp_path / "ttyACM0", speed=1.0)
+    board = SimulatedBoard("quiet", seed=1, speed=200.0)
 
-    async def scenario() -> tuple[Harness, SimLink]:
-        links: list[SimLink] = []
-
-        def connect() -> SimLink:
-            links.append(SimLink("x", device=dev))
-            return links[-1]
-
+    async def scenario(cable: UsbCable) -> Harness:
         with Store(":memory:") as store:
-            h = Harness(dev, store)
-            h.daemon.connect = connect
+            h = Harness(cable.path, store, board=board)
             task = asyncio.create_task(h.daemon.run())
             await until(lambda: h.engine.ingest.stats.accepted >= 3, what="data")
-            dev.write_raw(b"MicroPython v1.24 on ESP32S3\r\n>>> \x00\x00")
-            dev.write_raw(b"\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\x00")
-            dev.write_raw(bytes(range(1, 256)) * 3 + b"\x00")  # an over-long run
+            cable.inject(b"MicroPython v1.24 on ESP32S3\r\n>>> \x00\x00")
+            cable.inject(b"\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\x00")
+            cable.inject(bytes(range(1, 256)) * 3 + b"\x00")  # an over-long run
             await asyncio.wait_for(task, 20)
-            return h, links[0]
+            seqs = sorted(r.seq for r in [*store.summaries(), *store.statuses()])
+            assert seqs == list(range(len(seqs)))  # every packet, once
+            return h
 
-    with dev:
-        h, link = asyncio.run(scenario())
-    assert h.engine.ingest.stats.accepted == len(items)
+    with board, UsbCable(board.port, tmp_path / "ttyACM0") as cable:
+        h = asyncio.run(scenario(cable))
+    link = h.links[0]
+    assert h.engine.ingest.stats.accepted >= 600 // fwconfig.STATUS_S
     assert link.stats.garbage_bytes > 255 * 3
     assert link.stats.bad_frames >= 2
     assert h.daemon.connects == 1
@@ -212,10 +231,9 @@ def _wait_line(proc: subprocess.Popen[str], needle: str, timeout: float = 20.0) 
 
 
 def test_sigterm_stops_cleanly_with_exit_0(tmp_path: Path) -> None:
-    items = [Item(0.1 * i, status(0.1 * i)) for i in range(2000)]
     db = tmp_path / "night.db"
-    with PtyDevice(items, tmp_path / "ttyACM0", speed=1.0) as dev:
-        proc = _spawn_daemon(dev.path, db)
+    with SimulatedBoard("quiet", seed=1, speed=10.0) as board:
+        proc = _spawn_daemon(Path(board.port), db)
         try:
             _wait_line(proc, '"connected"')
             _wait_line(proc, '"type": "status"')
@@ -231,45 +249,47 @@ def test_sigterm_stops_cleanly_with_exit_0(tmp_path: Path) -> None:
 
 
 def test_killed_host_restarts_resumes_and_backfills(tmp_path: Path) -> None:
-    items = spasm_items()
+    events = spasm_events()
     db = tmp_path / "night.db"
-    dev = PtyDevice(items, tmp_path / "ttyACM0", speed=100.0)
-    with dev:
-        proc = _spawn_daemon(dev.path, db)
+    board = SimulatedBoard("spasm-cluster", seed=1, speed=100.0)
+    with board, UsbCable(board.port, tmp_path / "ttyACM0") as cable:
+        proc = _spawn_daemon(cable.path, db)
         try:
             _wait_line(proc, '"type": "event"')
             proc.kill()  # no clean shutdown at all
             proc.wait(timeout=10)
-            dev.unplug()  # the port closes with the host; the device keeps measuring
+            cable.unplug()  # the port closes with the host; the device keeps measuring
+            down_at = cable.device_ms
             deadline = time.monotonic() + 20
-            while dev.seq < len(items) // 2 and time.monotonic() < deadline:
-                dev.done.wait(0.01)
-            dev.plug()
-            proc = _spawn_daemon(dev.path, db)
+            while cable.device_ms < down_at + 60_000 and time.monotonic() < deadline:
+                time.sleep(0.01)  # polling the board's progress, not a fixed wait
+            cable.plug()
+            proc = _spawn_daemon(cable.path, db)
             _wait_line(proc, '"resumed"')
-            assert dev.done.wait(30)
-            last_seq = dev.seq - 1
 
             def complete() -> bool:
                 with Store(db) as s:
-                    n = s.count("events") + s.count("summaries") + s.count("statuses")
-                return n == len(items)
+                    return (s.count("events") == len(events)
+                            and cable.device_ms > board.end_ms)
 
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + 30
             while not complete() and time.monotonic() < deadline:
-                dev.done.wait(0.05)
+                time.sleep(0.05)
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=10) == 0
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+    assert cable.dropped_bytes > 0
     with Store(db) as store:
-        events = store.events()
-        assert len(events) == n_events(items)
-        assert len({e.seq for e in events}) == len(events)  # no duplicates
-        assert max(e.seq for e in events) <= last_seq
-    assert any(op == control.RESEND for op, _ in dev.controls)  # the gap was asked for
+        got = store.events()
+        assert len(got) == len(events)
+        assert len({e.seq for e in got}) == len(got)  # no duplicates
+        # The firmware's events, each once: the detector's times on one time base.
+        ms = sorted(e.t_ms for e in got)
+        assert [m - ms[0] for m in ms] == [r[1] - events[0][1] for r in events]
+    assert control.RESEND in cable.controls  # the gap was asked for
 
 
 @pytest.mark.parametrize("bad", [

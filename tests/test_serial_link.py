@@ -6,11 +6,11 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from pty_device import Item, PtyDevice, status
 
 from spasmwatch.firmware import control, framing, wire
 from spasmwatch.host.links.base import Link, LinkError, LinkLost
 from spasmwatch.host.links.serial_link import SerialLink, crc_ok
-from spasmwatch.host.links.sim_link import Item, PtyDevice, status
 
 
 def run(coro):  # noqa: ANN001, ANN201 - tiny helper
