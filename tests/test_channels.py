@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 import shutil
 import threading
 import wave
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tooling import require_tool
 
 from spasmwatch.firmware import wire
 from spasmwatch.host import cli
@@ -33,13 +33,7 @@ T0 = 1_700_000_000.0
 
 @pytest.fixture(scope="module")
 def aplay() -> str:
-    exe = shutil.which("aplay")
-    if exe is None:
-        msg = "aplay not found: apt-get install alsa-utils (see .ci/run)"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return exe
+    return require_tool("aplay", "apt-get install alsa-utils (see .ci/run)")
 
 
 class Recorder:

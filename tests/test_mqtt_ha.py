@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import aiomqtt
 import pytest
+from tooling import require_tool
 
 from spasmwatch.firmware import wire
 from spasmwatch.host.channels.base import DeliveryError
@@ -41,13 +39,8 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    exe = shutil.which("mosquitto") or (
-        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
-    if exe is None:
-        msg = "mosquitto not found: apt-get install mosquitto (see .ci/run)"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
+    exe = require_tool("mosquitto", "apt-get install mosquitto (see .ci/run)",
+                       "/usr/sbin/mosquitto")
     port = _free_port()
     conf = tmp_path_factory.mktemp("mosquitto") / "mosquitto.conf"
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"

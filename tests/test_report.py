@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import os
 import re
-import shutil
 import struct
 import subprocess
 import zlib
@@ -22,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from records_data import build_store
+from tooling import require_tool
 
 from spasmwatch.host.annotations import add_annotation, add_marker, markers
 from spasmwatch.host.cli import main
@@ -34,13 +33,7 @@ UTC = dt.UTC
 
 
 def need(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        msg = f"{tool} is not installed (Debian: apt-get install {tool})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
+    return require_tool(tool, f"Debian: apt-get install {tool} (see .ci/run)")
 
 
 def chromium(tmp: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 from records_data import replay_into
+from tooling import require_tool
 
 from spasmwatch.host.nights import find_nights
 from spasmwatch.host.report import write_report
@@ -29,13 +28,8 @@ CAMERA = "lavfi:testsrc=size=160x120:rate=10"
 
 @pytest.fixture
 def ffmpeg() -> str:
-    path = shutil.which("ffmpeg")
-    if path is None or shutil.which("ffprobe") is None:
-        msg = "ffmpeg/ffprobe are not installed (Debian: apt-get install ffmpeg)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
+    require_tool("ffprobe", "Debian: apt-get install ffmpeg (see .ci/run)")
+    return require_tool("ffmpeg", "Debian: apt-get install ffmpeg (see .ci/run)")
 
 
 def probe(path: Path) -> tuple[float, int]:
