@@ -1,19 +1,26 @@
-"""Event-to-alarm latency through the simulated serial chain (p50 / p95).
+"""Event-to-alarm latency through the whole chain on the real firmware (p50 / p95).
 
-For each seed of a spasm scenario, the firmware detector's packets are played onto a
-real pty by ``tests/pty_device.PtyDevice`` (a CPython stand-in for the board, NOT the
-firmware under MicroPython) and read by the daemon (``SerialLink`` + ``Daemon`` +
-``MonitorEngine`` with a SQLite file store). Latency of the alarm =
+For each seed, a one-minute cut of the ``spasm-cluster`` scenario around its cluster of
+spasm-like movements is played at real-time speed (``--speed 1``) by the unmodified
+firmware (``firmware/main.py``) under MicroPython on the virtual board
+(``host.links.sim_link.SimulatedBoard`` / ``simulator.board_runner.BoardRunner``), read
+over the board's pty by ``SerialLink`` and fed to the ``Daemon`` (``MonitorEngine`` with
+a SQLite file store). The runs of all seeds go on in parallel (a board at real time
+uses < 1 % of a core), so the benchmark takes about as long as one cut.
 
-    device part: send time of the pattern-completing event's packet minus the event's
-                 end, in the sensor stream (detector quiet time + FIFO batching), plus
-    host part:   wall time from writing that packet to the pty to the alarm being
-                 emitted by the daemon (framing, pyserial, decode, store, alerting).
+Latency of an alarm = wall-clock time the daemon emits it minus the wall-clock time at
+which the pattern-completing event ended in the sensor stream. The device clock (ms
+since boot, the time of every sample the virtual MPU-6050 produces) is mapped to the
+wall clock with the ``SET_TIME`` reply: the firmware reads its clock and writes the
+reply at once, so ``t0 = reply received - device ms`` (error: the pty, well under 1 ms).
+Breakdown:
 
-The device plays at ``--speed`` x real time (default 200) so a run takes seconds; the
-host part is measured in real time, the device part is exact stream time.
+    device part: event end -> its packet received by the host (the detector's quiet
+                 time that closes the event, waiting for the FIFO batch, MicroPython
+                 loop, pty),
+    host part:   packet received -> alarm emitted (decode, store, clustering, alerting).
 
-    python benchmarks/bench_chain_latency.py [--seeds 12] [--scenario spasm-cluster]
+    python benchmarks/bench_chain_latency.py [--seeds 8] [--speed 1] [--lead 20]
 """
 
 from __future__ import annotations
@@ -21,55 +28,111 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
+from spasmwatch.firmware import control, wire
 from spasmwatch.host.daemon import Daemon, DaemonConfig, MonitorEngine
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from pty_device import PtyDevice, scenario_schedule  # noqa: E402 - the wire stand-in
-
-from spasmwatch.host.links.serial_link import SerialLink  # noqa: E402
+from spasmwatch.host.engine import Engine
+from spasmwatch.host.links.base import Link
+from spasmwatch.host.links.serial_link import SerialLink
+from spasmwatch.host.links.sim_link import SimulatedBoard
 from spasmwatch.host.store import Store
+from spasmwatch.simulator import scenarios
+from spasmwatch.simulator.replay import iter_replay
+from spasmwatch.simulator.traceio import Trace
 
 
-def one_run(scenario: str, seed: int, speed: float, folder: Path) -> tuple[float, float] | None:
-    items, _ = scenario_schedule(scenario, seed)
-    dev = PtyDevice(items, folder / f"tty{seed}", speed=speed)
-    alarms: list[tuple[float, dict]] = []
+class TimedLink(Link):
+    """A link that notes when each packet arrived (wall clock) and the SET_TIME anchor."""
 
-    daemons: list[Daemon] = []
+    def __init__(self, inner: Link) -> None:
+        self.inner = inner
+        self.arrived: dict[int, tuple[float, tuple[Any, ...]]] = {}  # stream seq -> first
+        self.t0: float | None = None  # wall-clock time of device zero
 
-    def emit(o: dict) -> None:
-        if o["type"] == "alert" and o["level"] == "alarm":
-            alarms.append((time.monotonic(), o))
-            daemons[0].stop()  # the first alarm is what is measured
+    async def open(self) -> None:
+        await self.inner.open()
 
-    async def main() -> None:
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def send_control(self, payload: bytes) -> None:
+        await self.inner.send_control(payload)
+
+    async def recv(self) -> bytes:
+        data = await self.inner.recv()
+        now = time.time()
+        try:
+            seq, rec = wire.decode(data)
+        except wire.WireError:
+            return data
+        if rec[0] == wire.KIND_REPLY:
+            if rec[2] == control.SET_TIME and self.t0 is None:
+                self.t0 = now - rec[4] / 1000.0
+        elif rec[0] not in wire.OUT_OF_BAND:
+            self.arrived.setdefault(seq, (now, rec))
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def cut(seed: int, lead_s: float, window_s: float) -> Trace:
+    """``window_s`` of spasm-cluster starting ``lead_s`` before its first spasm."""
+    trace, labels = scenarios.generate("spasm-cluster", seed)
+    first = min(lb.start for lb in labels if lb.label == "spasm")
+    keep = (trace.t >= first - lead_s) & (trace.t < first - lead_s + window_s)
+    t = trace.t[keep]
+    return Trace(t=t - t[0], acc=trace.acc[keep], meta=dict(trace.meta), source=trace.source)
+
+
+def has_alarm(trace: Trace) -> bool:
+    return any(o["type"] == "alert" and o["level"] == "alarm"
+               for _, o in iter_replay(trace, Engine(t0=0.0)))
+
+
+async def one_run(seed: int, trace: Trace, speed: float, folder: Path,
+                  limit_s: float) -> tuple[float, float] | None:
+    board = SimulatedBoard("spasm-cluster", trace=trace, speed=speed)
+    links: list[TimedLink] = []
+    alarms: list[tuple[float, dict[str, Any]]] = []
+    daemon: Daemon | None = None
+
+    def connect() -> Link:
+        links.append(TimedLink(SerialLink(board.port)))
+        return links[-1]
+
+    def emit(o: dict[str, Any]) -> None:
+        if o["type"] == "alert" and o["level"] == "alarm" and not alarms:
+            alarms.append((time.time(), o))
+            assert daemon is not None
+            daemon.stop()  # the first alarm is what is measured
+
+    board.start()
+    try:
         with Store(folder / f"b{seed}.db") as store:
-            eng = MonitorEngine(store=store, device="bench", heartbeat_s=30)
-            d = Daemon(lambda: SerialLink(str(dev.path)), eng, emit,
-                       DaemonConfig(tick_s=0.5))
-            daemons.append(d)
-            await d.run()
-
-    with dev:
-        asyncio.run(main())
+            engine = MonitorEngine(store=store, device="bench", heartbeat_s=30)
+            daemon = Daemon(connect, engine, emit, DaemonConfig())
+            task = asyncio.create_task(daemon.run())
+            try:
+                await asyncio.wait_for(asyncio.shield(task), limit_s)
+            except TimeoutError:
+                daemon.stop()
+                await task
+    finally:
+        board.stop()
     if not alarms:
         return None
     t_alarm, alarm = alarms[0]
     last_seq = alarm["event_seqs"][-1]
-    written = next(w for s, _, w in dev.sent if s == last_seq)
-    seq = 0
-    for it in items:  # the device numbers packets in schedule order
-        if seq == last_seq:
-            ev_end = (it.rec[1] + it.rec[5]) / 1000.0
-            device_part = it.send_s - ev_end
-            break
-        seq += 1
-    return device_part, t_alarm - written
+    link = next(lk for lk in links if last_seq in lk.arrived)
+    received, rec = link.arrived[last_seq]
+    t0 = next(lk.t0 for lk in links if lk.t0 is not None)
+    ev_end = t0 + (rec[1] + rec[5]) / 1000.0  # onset + duration, device ms -> wall
+    return received - ev_end, t_alarm - received
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -78,28 +141,51 @@ def pct(xs: list[float], p: float) -> float:
     return xs[k]
 
 
+async def run_all(args: argparse.Namespace, folder: Path) -> list[tuple[int, Any]]:
+    traces = {}
+    for seed in range(1, args.seeds + 1):
+        tr = cut(seed, args.lead, args.window)
+        if has_alarm(tr):
+            traces[seed] = tr
+        else:
+            print(f"seed {seed}: the cut raises no alarm in replay; skipped")
+    sem = asyncio.Semaphore(args.parallel)
+    limit = args.window / max(args.speed, 1e-9) + 30.0
+
+    async def guarded(seed: int) -> tuple[int, Any]:
+        async with sem:
+            return seed, await one_run(seed, traces[seed], args.speed, folder, limit)
+
+    return list(await asyncio.gather(*(guarded(s) for s in traces)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--scenario", default="spasm-cluster")
-    ap.add_argument("--seeds", type=int, default=12)
-    ap.add_argument("--speed", type=float, default=200.0)
+    ap.add_argument("--seeds", type=int, default=8, help="seeds 1..N of spasm-cluster")
+    ap.add_argument("--speed", type=float, default=1.0, help="board speed (1 = real time)")
+    ap.add_argument("--lead", type=float, default=20.0,
+                    help="s of trace before the first spasm (the detector settles 16 s)")
+    ap.add_argument("--window", type=float, default=60.0, help="length of the cut, s")
+    ap.add_argument("--parallel", type=int, default=8, help="boards running at once")
     args = ap.parse_args()
+    t_start = time.monotonic()
     dev_parts, host_parts, totals = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in range(1, args.seeds + 1):
-            r = one_run(args.scenario, seed, args.speed, Path(tmp))
-            if r is None:
-                print(f"seed {seed}: no alarm")
-                continue
-            d, h = r
-            dev_parts.append(d)
-            host_parts.append(h)
-            totals.append(d + h)
-            print(f"seed {seed:3d}: device {d * 1000:6.0f} ms  host {h * 1000:6.1f} ms  "
-                  f"total {(d + h) * 1000:6.0f} ms")
+        results = asyncio.run(run_all(args, Path(tmp)))
+    for seed, r in results:
+        if r is None:
+            print(f"seed {seed}: no alarm from the board within the time limit")
+            continue
+        d, h = r
+        dev_parts.append(d)
+        host_parts.append(h)
+        totals.append(d + h)
+        print(f"seed {seed:3d}: device {d * 1000:6.0f} ms  host {h * 1000:6.1f} ms  "
+              f"total {(d + h) * 1000:6.0f} ms")
     if not totals:
         raise SystemExit("no alarms: nothing measured")
-    print(f"\n{len(totals)} alarms ({args.scenario}, device at {args.speed:g}x)")
+    print(f"\n{len(totals)} alarms (spasm-cluster cuts, firmware under MicroPython at "
+          f"{args.speed:g}x, {time.monotonic() - t_start:.0f} s)")
     for name, xs in (("device part", dev_parts), ("host part", host_parts),
                      ("event end -> alarm", totals)):
         print(f"{name:>20}: p50 {pct(xs, 50) * 1000:7.1f} ms  p95 {pct(xs, 95) * 1000:7.1f} ms"

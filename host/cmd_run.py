@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
@@ -53,6 +54,9 @@ def register(subparsers: Any) -> None:
     r.add_argument("--speed", type=float, default=1.0,
                    help="--simulate: times real time (0: as fast as possible)")
     r.add_argument("--seed", type=int, default=1, help="--simulate: scenario seed")
+    r.add_argument("--link", choices=("serial", "ble"), default="serial",
+                   help="--simulate: reach the board over its USB serial port (default) "
+                   "or Bluetooth LE (a real Bluetooth stack on a virtual radio)")
     r.add_argument("--db", help=f"SQLite file (default {default_db_path()}; "
                    "--simulate: in memory)")
     r.add_argument("--device", help="device name in the database (default: the link's)")
@@ -106,14 +110,27 @@ def _link_factory(args: argparse.Namespace) -> tuple[Callable[[], Link], str]:
         target = args.ble
         return (lambda: ble_link.BleLink(target, **kwargs)), fwconfig.DEVICE_NAME
     if args.simulate:
+        board = args.board
+        if board.link == "ble":
+            # The board's radio (simulator/ble_bridge.py): the same BleLink as --ble,
+            # on bleak's Bumble backend instead of BlueZ.
+            return simulated_ble_connect(board), board.device_name
         # The virtual board's serial port: the same SerialLink as --serial (the board
         # is started by cmd_run, see _simulated_board).
         from spasmwatch.host.links.serial_link import SerialLink
 
-        board = args.board
         return (lambda: SerialLink(board.port)), board.device_name
     raise UserError("choose the sensor: --serial PORT, --ble [NAME|ADDRESS] or "
                     "--simulate SCENARIO (see 'spasmwatch scan' for BLE devices)")
+
+
+def simulated_ble_connect(board: Any) -> Callable[[], Link]:
+    """A fresh ``BleLink`` per connection to a started ``SimulatedBoard(link="ble")``."""
+    try:
+        from spasmwatch.host.links.ble_link import BleLink
+    except ImportError as exc:
+        raise UserError(f"BLE is not available: {exc}") from exc
+    return lambda: BleLink(board.ble_name, backend=board.ble_backend)
 
 
 def _open_store(args: argparse.Namespace) -> Store:
@@ -141,7 +158,10 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         from spasmwatch.host.links.sim_link import SimulatedBoard, check_scenario
 
         check_scenario(args.simulate)
-        args.board = SimulatedBoard(args.simulate, seed=args.seed, speed=args.speed)
+        args.board = SimulatedBoard(args.simulate, seed=args.seed, speed=args.speed,
+                                    link=args.link)
+    elif args.link != "serial":
+        raise UserError("--link is for --simulate; use --serial PORT or --ble for a sensor")
     connect, device = _link_factory(args)
     store = _open_store(args)
     try:
@@ -149,7 +169,6 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
             args.board.start()  # stopped in ``finally``, also after Ctrl-C / SIGTERM
         engine = MonitorEngine(_alert_config(args), store=store, device=args.device or device,
                                heartbeat_s=args.heartbeat)
-        import time
 
         resumed = resume_from_store(engine, store, time.time())
         daemon: Daemon | None = None
@@ -192,18 +211,31 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         store.close()
 
 
+# Real seconds the backfill gets after the scenario is over (the daemon gives a range
+# up after 3 requests 5 s apart).
+GIVE_UP_S = 15.0
+
+
 def end_when_over(daemon: Daemon, board: Any, o: dict[str, Any]) -> None:
     """End the daemon once a record's device time is past the simulated scenario.
 
-    Only when no packet is missing any more (the backfill has run), or when the device
-    has gone on for another minute regardless (what is still missing stays missing).
+    Only when no packet is missing any more and no backfill is under way (first contact
+    answered, every RESEND done: over BLE at ``--speed 0`` the board can be past the
+    scenario before the host has even connected), or when the device has gone on for
+    another minute regardless (what is still missing stays missing), counted from the
+    first record past the end the host saw and lasting at least ``GIVE_UP_S`` of real
+    time (at ``--speed 0`` a device minute passes in a fraction of a second).
     """
     t_ms = o.get("t_ms")
     if o.get("type") not in ("event", "summary", "status") or not isinstance(t_ms, int):
         return
     if not board.is_over(t_ms) or daemon.finished:
         return
-    if daemon.engine.ingest.missing == 0 or board.is_over(t_ms - 60_000):
+    if getattr(board, "over_since", None) is None:
+        board.over_since = (t_ms, time.monotonic())
+    ms0, wall0 = board.over_since
+    complete = daemon.engine.ingest.missing == 0 and not daemon.backfilling
+    if complete or (t_ms - ms0 >= 60_000 and time.monotonic() - wall0 >= GIVE_UP_S):
         daemon.end_of_data()
 
 

@@ -290,6 +290,9 @@ class Daemon:
         self.replies = 0  # out-of-band packets (command replies, snippets) received
         self._set_time_sent_at: float | None = None
         self._first_contact = False  # the next reply asks for the device's whole ring
+        # RESEND requests on this connection the device has not finished answering (it
+        # replies to each when done); with ``_first_contact``: ``backfilling``.
+        self.resends_outstanding = 0
         self._main: asyncio.Task[None] | None = None
         self._stop_requested = False
         self.hub = hub
@@ -335,6 +338,15 @@ class Daemon:
             if self.hub is not None:
                 await self.hub.stop()
         return 0
+
+    @property
+    def backfilling(self) -> bool:
+        """Packets may still be on their way: first contact or a RESEND not yet done.
+
+        A missing *tail* is not counted by the sequence tracker until a later packet
+        shows it, so "nothing missing" alone does not mean "everything arrived".
+        """
+        return self._first_contact or self.resends_outstanding > 0
 
     # -- internals -----------------------------------------------------------------------
 
@@ -387,6 +399,7 @@ class Daemon:
         self.connects += 1
         self._link_note("connected", f"connected over {link.name}", link=link.name)
         self.backfill.reconnected()
+        self.resends_outstanding = 0  # replies to requests on the old link never come
         if self.connects == 1 and self.engine.ingest.seq.top is None:
             self._first_contact = True  # nothing stored or resumed: ask for the ring
         now = self.clock()
@@ -428,7 +441,9 @@ class Daemon:
             sent = self._set_time_sent_at if self._set_time_sent_at is not None else now
             # The device read its clock between our send and its reply: take the middle.
             eng.anchor_at((sent + now) / 2.0, value)
-        elif opcode == control.RESEND and result == control.RESULT_GONE:
+        if opcode == control.RESEND:
+            self.resends_outstanding = max(0, self.resends_outstanding - 1)
+        if opcode == control.RESEND and result == control.RESULT_GONE:
             self._link_note("backfill", "some packets asked for again had already left the "
                             "device's buffer: that stretch stays missing")
         # A reply carries the newest stream seq the device sent: a missing tail (the
@@ -452,13 +467,17 @@ class Daemon:
     async def _request_range(self, link: Link, first: int, last: int, now: float) -> None:
         for a, b in self.backfill.due([(first, last)], now, keep_others=True):
             log.info("asking for the missing tail %d..%d", a, b)
-            await link.send_control(control.encode_resend(a, b))
+            await self._send_resend(link, a, b)
 
     async def _request_missing(self, link: Link, now: float) -> None:
         ranges = self.engine.ingest.missing_ranges() if self.engine.ingest.missing else []
         for first, last in self.backfill.due(ranges, now):
             log.info("asking for packets %d..%d again", first, last)
-            await link.send_control(control.encode_resend(first, last))
+            await self._send_resend(link, first, last)
+
+    async def _send_resend(self, link: Link, first: int, last: int) -> None:
+        self.resends_outstanding += 1
+        await link.send_control(control.encode_resend(first, last))
 
     async def _ticker(self) -> None:
         while True:

@@ -188,3 +188,39 @@ def test_events_are_time_ordered_and_do_not_overlap(seed: int, scale: float) -> 
     for a, b in zip(ev, ev[1:], strict=False):
         assert a[1] <= b[1]
         assert a[1] + a[5] <= b[1]
+
+
+def test_nothing_is_spasm_like_before_the_detector_has_settled() -> None:
+    cfg = DetectorConfig(rate_hz=50)
+    before_s = 2.0
+    assert before_s * 50 < cfg.settle_samples  # the spasm starts inside the warm-up
+    assert "spasm_like" not in classes(run(embed(50, spasm_wave(50), before_s=before_s)))
+
+
+def test_multi_g_spasm_shape_is_not_spasm_like() -> None:
+    # The same flexion-and-return with 8x the tangential acceleration: an impact or an
+    # adult jump. Multi-g is out of an infant's trunk range (spasm_max_peak_mg), and the
+    # excursion is small for such a peak (spasm_min_exc_pct): either test rejects it.
+    rate = 50
+    move = spasm_wave(rate)
+    lin = move.copy()
+    # keep the rotation, scale the tangential acceleration (z minus gravity's part) by 8
+    lin[:, 2] = 1.0 + 8.0 * (move[:, 2] - np.cos(np.arcsin(np.clip(move[:, 0], -1, 1))))
+    ev = run(embed(rate, lin), range_g=16)
+    assert ev and "spasm_like" not in classes(ev)
+    assert max(e[6] for e in ev) > DetectorConfig().spasm_max_peak_mg
+
+
+def test_ringing_impulse_without_rotation_is_not_spasm_like() -> None:
+    # A hypnic-jerk-like push-pull (0.15 s, 0.8 g) with 12 Hz ringing of the sensor on
+    # fabric: measured longer than jerk_max_ms, but the trunk hardly rotates, so its
+    # excursion is small for its peak. (A 0.25 s push still passes: docs/detector.md.)
+    rate = 50
+    t = np.arange(int(1.0 * rate)) / rate
+    move = rest(rate, 1.0, noise_g=0.0)
+    push = np.where(t < 0.15, np.sin(2 * np.pi * t / 0.15), 0.0)
+    ring = np.where(t >= 0.15, np.exp(-(t - 0.15) / 0.15) * np.sin(2 * np.pi * 12 * t), 0.0)
+    move[:, 2] += 0.8 * push + 0.25 * ring
+    ev = run(embed(rate, move))
+    assert ev and ev[0][5] >= DetectorConfig().jerk_max_ms  # not rejected as a jerk
+    assert "spasm_like" not in classes(ev)

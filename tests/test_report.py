@@ -219,7 +219,8 @@ def test_screenshot_shows_the_cluster_shading(db: Path, tmp_path: Path) -> None:
             assert count_colour(shot, red) > 200  # spasm-like ticks are painted
     # 2026-03-01 has spasm-like clusters: solid bands above the events lane. The quiet
     # night only shows the legend swatch (12 x 12 CSS px) in that colour.
-    assert counts["2026-03-01"] > 3 * counts["2026-03-03"] + 500, counts
+    # (The legend swatch is ~130 px; one shaded cluster band adds several hundred.)
+    assert counts["2026-03-01"] > 2 * counts["2026-03-03"] + 300, counts
     assert counts["2026-03-03"] < 400, counts
 
 
