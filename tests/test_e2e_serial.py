@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -39,22 +41,32 @@ def replay_alerts(name: str, seed: int) -> Counter[tuple[str, str]]:
                    if o["type"] == "alert")
 
 
-def micropython_pids() -> set[str]:
+def micropython_pids(token: str) -> set[str]:
+    """MicroPython processes started by this test (they inherit its token in the env)."""
     out = subprocess.run(["pgrep", "-x", "micropython"], capture_output=True, text=True,
                          check=False).stdout
-    return set(out.split())
+    mine = set()
+    for pid in out.split():
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue  # already gone
+        if f"SPASMWATCH_TEST_TOKEN={token}".encode() in env:
+            mine.add(pid)
+    return mine
 
 
 def run_simulation(name: str, seed: int, db: Path) -> list[dict]:
     code = "import sys; from spasmwatch.host.cli import main; sys.exit(main(sys.argv[1:]))"
-    before = micropython_pids()
+    token = uuid.uuid4().hex
     proc = subprocess.run(
         [sys.executable, "-c", code, "run", "--simulate", name, "--seed", str(seed),
          "--speed", "0", "--json", "--db", str(db)],
         capture_output=True, text=True, timeout=60, check=False,
+        env=dict(os.environ, SPASMWATCH_TEST_TOKEN=token),
     )
     assert proc.returncode == 0, proc.stderr
-    assert micropython_pids() <= before  # the board's MicroPython process was stopped
+    assert not micropython_pids(token)  # the board's MicroPython process was stopped
     return [json.loads(line) for line in proc.stdout.splitlines()]
 
 
