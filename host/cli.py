@@ -169,8 +169,10 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
         out.write(
             f"Playing {trace.source or args.scenario}: {trace.duration / 60:.1f} min of "
             f"sensor data at {args.speed:g}x into a virtual MPU-6050; the board firmware "
-            "runs under MicroPython and the host daemon reads it over its USB serial "
-            "port (a pty).\n\n"
+            "runs under MicroPython and the host daemon reads it "
+            + ("over Bluetooth LE (a Bumble stack on a virtual radio).\n\n"
+               if getattr(args, "link", "serial") == "ble" else
+               "over its USB serial port (a pty).\n\n")
         )
         out.flush()
         first_alarm = _demo_on_board(args, out, trace, labels, counts)
@@ -243,13 +245,15 @@ def _demo_on_board(args: argparse.Namespace, out: TextIO, trace: Any, labels: An
     """
     import asyncio
 
-    from spasmwatch.host.cmd_run import _run, end_when_over
+    from spasmwatch.host.cmd_run import _run, end_when_over, simulated_ble_connect
     from spasmwatch.host.daemon import Daemon, DaemonConfig, MonitorEngine
     from spasmwatch.host.links.serial_link import SerialLink
     from spasmwatch.host.links.sim_link import SimulatedBoard
     from spasmwatch.host.store import Store
 
-    board = SimulatedBoard(args.scenario, trace=trace, labels=labels, speed=args.speed)
+    link = getattr(args, "link", "serial")
+    board = SimulatedBoard(args.scenario, trace=trace, labels=labels, speed=args.speed,
+                           link=link)
     first_alarm: float | None = None
     with Store(":memory:") as store, board:
         engine = MonitorEngine(AlertConfig(), store=store, device=board.device_name)
@@ -262,8 +266,9 @@ def _demo_on_board(args: argparse.Namespace, out: TextIO, trace: Any, labels: An
                 end_when_over(daemon, board, o)
             if o["type"] == "link":
                 if o["state"] == "connected":
+                    where = board.port if link == "serial" else board.ble_backend
                     out.write(f"board: connected over {o.get('link', 'serial')} "
-                              f"({board.port})\n")
+                              f"({where})\n")
                 elif o["state"] not in ("ended",):
                     out.write(f"board: {o['message']}\n")
                 out.flush()
@@ -288,7 +293,9 @@ def _demo_on_board(args: argparse.Namespace, out: TextIO, trace: Any, labels: An
                 out.write(line + "\n")
             out.flush()
 
-        daemon = Daemon(lambda: SerialLink(board.port), engine, emit, DaemonConfig())
+        connect = (simulated_ble_connect(board) if link == "ble"
+                   else (lambda: SerialLink(board.port)))
+        daemon = Daemon(connect, engine, emit, DaemonConfig())
         asyncio.run(_run(daemon))
         st = engine.ingest.stats
         out.write(f"board: {st.accepted} packets from the firmware, "
@@ -327,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=1)
     d.add_argument("--in-process", action="store_true",
                    help="replay in this process (no MicroPython, no serial port)")
+    d.add_argument("--link", choices=("serial", "ble"), default="serial",
+                   help="reach the virtual board over its serial port (default) or "
+                   "Bluetooth LE (a real Bluetooth stack on a virtual radio)")
     d.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("simulate", help="write a scenario trace and its labels")

@@ -293,6 +293,7 @@ class Daemon:
         # RESEND requests on this connection the device has not finished answering (it
         # replies to each when done); with ``_first_contact``: ``backfilling``.
         self.resends_outstanding = 0
+        self._resend_sent_at = 0.0
         self._main: asyncio.Task[None] | None = None
         self._stop_requested = False
         self.hub = hub
@@ -346,7 +347,14 @@ class Daemon:
         A missing *tail* is not counted by the sequence tracker until a later packet
         shows it, so "nothing missing" alone does not mean "everything arrived".
         """
-        return self._first_contact or self.resends_outstanding > 0
+        if self._first_contact:
+            return True
+        # A reply can be lost (over BLE a busy notification is dropped; replies are not
+        # kept in the device's ring), so a request counts only as long as the backfill
+        # would keep asking for its range.
+        patience = self.config.resend_retry_s * self.config.resend_attempts
+        return (self.resends_outstanding > 0
+                and self.clock() - self._resend_sent_at < patience)
 
     # -- internals -----------------------------------------------------------------------
 
@@ -442,7 +450,9 @@ class Daemon:
             # The device read its clock between our send and its reply: take the middle.
             eng.anchor_at((sent + now) / 2.0, value)
         if opcode == control.RESEND:
-            self.resends_outstanding = max(0, self.resends_outstanding - 1)
+            # The device serves one RESEND at a time: a newer request replaces the one
+            # under way, and only the one it finishes is answered.
+            self.resends_outstanding = 0
         if opcode == control.RESEND and result == control.RESULT_GONE:
             self._link_note("backfill", "some packets asked for again had already left the "
                             "device's buffer: that stretch stays missing")
@@ -477,6 +487,7 @@ class Daemon:
 
     async def _send_resend(self, link: Link, first: int, last: int) -> None:
         self.resends_outstanding += 1
+        self._resend_sent_at = self.clock()
         await link.send_control(control.encode_resend(first, last))
 
     async def _ticker(self) -> None:

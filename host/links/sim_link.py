@@ -178,8 +178,12 @@ class SimulatedBoard:
                 self.bridge = BleBridgeProcess()
                 self.bridge.start()
                 os.environ[env_key] = f"127.0.0.1:{self.bridge.firmware_port}"
+            # Over BLE a fast board must not keep racing after the trace: notifications
+            # are flow-controlled (10 in flight), so a flood would only be lost and
+            # resent; real time after the end is what a sensor does anyway.
+            after_end = "realtime" if self.link == "ble" else "keep"
             self.runner = BoardRunner(self.trace, speed=self.speed, end="hold",
-                                      after_end="keep", heapsize=self.heapsize, cfg=cfg)
+                                      after_end=after_end, heapsize=self.heapsize, cfg=cfg)
             port = self.runner.start()  # the process takes a copy of the environment
         except BoardError as exc:
             self.stop()
