@@ -64,6 +64,11 @@ class DetectorConfig:
         spasm_min_prominence_x10=110,
         spasm_min_exc_pct=25,
         spasm_max_peak_mg=2500,
+        split_ratio_pct=150,
+        split_min_ms=600,
+        split_env_ms=4000,
+        split_done=True,
+        split_dip_ms=200,
         max_event_s=60,
         active_mg=15,
         summary_s=SUMMARY_S,
@@ -73,6 +78,8 @@ class DetectorConfig:
             raise ValueError("rate_hz out of range: %r" % (rate_hz,))
         if offset_mg >= onset_mg:
             raise ValueError("offset_mg must be below onset_mg (hysteresis)")
+        if split_ratio_pct and split_ratio_pct <= 100:
+            raise ValueError("split_ratio_pct must be 0 (off) or above 100")
         self.rate_hz = int(rate_hz)
         self.range_g = int(range_g)
         self.lsb_per_g = lsb_per_g(self.range_g)
@@ -111,6 +118,21 @@ class DetectorConfig:
         # multi-g (simulated spasms at spasm_g 1.5 peak at up to ~2.2 g L1); impacts,
         # knocks and adult jumps (3.7-4 g) do. An amplitude assumption (docs/detector.md).
         self.spasm_max_peak_mg = spasm_max_peak_mg
+        # Onset split: inside an event that has run split_min_ms, a magnitude above
+        # split_ratio_pct of the event's recent level (peak envelope decaying with time
+        # constant split_env_ms) starts a new event: a sharp phasic onset inside ongoing
+        # low-level movement (a spasm during wake fidgeting). The part before the split
+        # is always `movement` (its end was not observed); the new part must pass every
+        # spasm test on its own. 0 disables. A ratio: no assumed g.
+        self.split_ratio_pct = split_ratio_pct
+        self.split_min_ms = split_min_ms
+        self.split_env_ms = split_env_ms
+        # Completion split: when a new onset follows at least split_dip_ms of quiet and
+        # the event so far already passes every spasm test (including the return to
+        # posture), it ends there: a complete spasm followed by new movement.
+        self.split_done = split_done
+        self.split_dip_ms = split_dip_ms
+        self.split_dip_samples = self.ms_to_samples(split_dip_ms)
         self.max_event_s = max_event_s
         self.active_mg = active_mg
         self.summary_s = summary_s
@@ -121,6 +143,13 @@ class DetectorConfig:
         self.offset_counts = self.mg_to_counts(offset_mg)
         self.quiet_samples = max(1, self.ms_to_samples(quiet_ms))
         self.max_event_samples = self.rate_hz * max_event_s
+        self.split_min_samples = self.ms_to_samples(split_min_ms)
+        # The split envelope decays by 1/2**s per sample (time constant 2**s samples).
+        tau = self.ms_to_samples(split_env_ms)
+        s = 1
+        while (1 << (s + 1)) <= tau:
+            s += 1
+        self.split_env_shift = s
         # A posture still displaced after a quiet spell (more than hold_min_mg and more
         # than hold_return_pct of the largest excursion) keeps the event open:
         # a tonic phase, to be followed by relaxation. Until spasm_max_ms from onset.

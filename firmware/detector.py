@@ -14,6 +14,10 @@ MicroPython/CPython common subset, integer arithmetic only, O(1) memory. Per sam
    (tilt) is measured. A quiet spell while the posture is still displaced does not end
    the event until ``spasm_max_ms`` from onset: a spasm's tonic phase holds the flexed
    posture before it relaxes, and contraction, hold and relaxation are one movement;
+   two splits keep a spasm from merging with wake movement around it: a sharp onset
+   well above the recent level of ongoing movement starts a new event (the part before
+   is cut: always ``movement``), and a new onset after a short quiet dip ends the event
+   at the dip if the event so far is already a complete spasm-like movement;
 5. each second the mean magnitude says whether that second was active; an exponential
    average of that over ~2 minutes tags the arousal state (asleep / settling / awake);
    another over ~4 s is the background an event's peak is compared with (prominence).
@@ -61,6 +65,8 @@ class Detector:
         self.ev_exc = 0
         self.ev_state = wire.STATE_UNKNOWN
         self.ev_on = cfg.onset_counts
+        self.ev_env = 0
+        self.ev_dip = 0  # first sample of a quiet dip of >= split_dip_ms, 0 = none
         self.pre_x = self.pre_y = self.pre_z = 0
         self.last_active_end = 0
         # per-second activity
@@ -143,6 +149,36 @@ class Detector:
     def _busy(self, m, idx, gx, gy, gz):
         """One sample during (or starting) an event; returns whether an event runs."""
         cfg = self.cfg
+        if self.active:
+            env = self.ev_env
+            if (
+                m * 100 > cfg.split_ratio_pct * env
+                and cfg.split_ratio_pct
+                and env > cfg.onset_counts
+                and idx - self.ev_start >= cfg.split_min_samples
+            ):
+                # Onset split: a sharp onset well above the recent level of an ongoing
+                # movement (env > onset: still moving, not a quiet tonic hold) is a new
+                # movement, e.g. a spasm during wake fidgeting. The part before is cut
+                # (always `movement`); the new part is classified on its own.
+                self._finish(idx - self.ev_quiet, gx, gy, gz, True)
+            else:
+                if m > env:
+                    self.ev_env = m
+                else:
+                    self.ev_env = env - (env >> cfg.split_env_shift)
+                if self.ev_dip and m > cfg.onset_counts:
+                    # Completion split: a new onset after a quiet dip of at least
+                    # split_dip_ms, and what came before is already a complete
+                    # spasm-shaped movement (returned to posture): end it at the dip
+                    # instead of merging it with what follows. Checked once per dip.
+                    end = self.ev_dip
+                    self.ev_dip = 0
+                    if (
+                        cfg.split_done
+                        and self._classify(end, gx, gy, gz, False)[0] == wire.CLS_SPASM_LIKE
+                    ):
+                        self._finish(end, gx, gy, gz)
         if not self.active:
             self.active = True
             self.ev_start = idx
@@ -159,6 +195,8 @@ class Detector:
             self.pre_z = gz
             self.ev_on = cfg.onset_counts
             self.ev_bg = self.bg
+            self.ev_env = m
+            self.ev_dip = 0
         self.ev_energy += m
         if m > self.ev_peak:
             self.ev_peak = m
@@ -180,6 +218,8 @@ class Detector:
         if m < cfg.offset_counts:
             self.ev_armed = True
             self.ev_quiet += 1
+            if self.ev_quiet == cfg.split_dip_samples:
+                self.ev_dip = idx - self.ev_quiet + 1  # a dip long enough to end a spasm
             if self.ev_quiet >= cfg.quiet_samples and (
                 e <= cfg.hold_counts
                 or e * 100 <= cfg.hold_return_pct * self.ev_exc
@@ -200,9 +240,12 @@ class Detector:
             return False
         return True
 
-    def _finish(self, end, gx, gy, gz):
+    def _classify(self, end, gx, gy, gz, cut):
+        """Class of the running event if it ended at sample ``end`` with gravity (gx, gy, gz).
+
+        Returns (cls, dur_ms, tilt_mg, exc_mg, peak_mg).
+        """
         cfg = self.cfg
-        self.active = False
         dur_ms = (end - self.ev_start) * 1000 // cfg.rate_hz
         d = gx - self.pre_x
         tilt = d if d > 0 else -d
@@ -213,10 +256,9 @@ class Detector:
         tilt_mg = cfg.counts_to_mg(tilt)
         exc_mg = cfg.counts_to_mg(self.ev_exc)
         peak_mg = cfg.counts_to_mg(self.ev_peak)
-        energy_mgs = cfg.counts_to_mg(self.ev_energy) // cfg.rate_hz
-        still = (self.ev_start - self.last_active_end) // cfg.rate_hz
-        self.last_active_end = end
-        if dur_ms < cfg.jerk_max_ms:
+        if cut:
+            cls = wire.CLS_MOVEMENT
+        elif dur_ms < cfg.jerk_max_ms:
             cls = wire.CLS_JERK
         elif (
             self.ev_start >= cfg.settle_samples
@@ -234,6 +276,15 @@ class Detector:
             cls = wire.CLS_SPASM_LIKE
         else:
             cls = wire.CLS_MOVEMENT
+        return cls, dur_ms, tilt_mg, exc_mg, peak_mg
+
+    def _finish(self, end, gx, gy, gz, cut=False):
+        cfg = self.cfg
+        self.active = False
+        cls, dur_ms, tilt_mg, exc_mg, peak_mg = self._classify(end, gx, gy, gz, cut)
+        energy_mgs = cfg.counts_to_mg(self.ev_energy) // cfg.rate_hz
+        still = (self.ev_start - self.last_active_end) // cfg.rate_hz
+        self.last_active_end = end
         self.sum_events += 1
         if cls == wire.CLS_SPASM_LIKE:
             self.sum_spasm += 1

@@ -29,9 +29,11 @@ def min_jerk(u: np.ndarray) -> np.ndarray:
     return 10 * u**3 - 15 * u**4 + 6 * u**5
 
 
-def run(acc_g: np.ndarray, rate_hz: int = 50, range_g: int = 4, block: int = 25) -> list[tuple]:
+def run(
+    acc_g: np.ndarray, rate_hz: int = 50, range_g: int = 4, block: int = 25, **cfg_kw: object
+) -> list[tuple]:
     """Feed (n, 3) accelerations in g to a fresh detector; return its event records."""
-    cfg = DetectorConfig(rate_hz=rate_hz, range_g=range_g)
+    cfg = DetectorConfig(rate_hz=rate_hz, range_g=range_g, **cfg_kw)
     det = Detector(cfg)
     flat = array("h", g_to_counts(acc_g, range_g).astype(np.int16).ravel().tobytes())
     n = len(acc_g)
@@ -224,3 +226,59 @@ def test_ringing_impulse_without_rotation_is_not_spasm_like() -> None:
     ev = run(embed(rate, move))
     assert ev and ev[0][5] >= DetectorConfig().jerk_max_ms  # not rejected as a jerk
     assert "spasm_like" not in classes(ev)
+
+
+def fidgeting(rate_hz: int, seconds: float, peak_g: float = 0.09, seed: int = 4) -> np.ndarray:
+    """Awake and fidgeting: smooth 0.3 s limb pushes felt at the trunk, back to back."""
+    rng = np.random.default_rng(seed)
+    acc = rest(rate_hz, seconds, seed=seed)
+    n = int(0.3 * rate_hz)
+    u = np.arange(n) / n
+    for i in range(0, len(acc) - n, n):
+        direction = rng.normal(0.0, 1.0, 3)
+        direction /= np.linalg.norm(direction)
+        push = peak_g * rng.uniform(0.7, 1.0) * np.sin(2 * np.pi * u)
+        acc[i : i + n] += push[:, None] * direction
+    return acc
+
+
+NO_SPLIT = {"split_ratio_pct": 0, "split_done": False}
+
+
+def test_spasm_starting_inside_fidgeting_is_split_off_and_spasm_like() -> None:
+    # Without the onset split, fidgeting and spasm are one long multi-peak `movement`.
+    rate = 50
+    move = np.concatenate([fidgeting(rate, 3.0), spasm_wave(rate), rest(rate, 3.0, seed=5)])
+    acc = embed(rate, move)
+    assert "spasm_like" not in classes(run(acc, **NO_SPLIT))
+    got = classes(run(acc))
+    assert "spasm_like" in got
+    # The part before the split was cut off mid-movement: never spasm-like itself.
+    assert got[0] == "movement"
+    assert got.count("spasm_like") == 1
+
+
+def test_complete_spasm_followed_by_fidgeting_ends_at_the_dip() -> None:
+    # A spasm, 0.5 s of stillness (the relaxation's tail and the first fidget's rise
+    # leave a quiet run shorter than quiet_ms: the event would run on), then fidgeting:
+    # without the completion split the spasm merges into one long movement.
+    rate = 50
+    move = np.concatenate([spasm_wave(rate), rest(rate, 0.5, seed=6), fidgeting(rate, 5.0)])
+    acc = embed(rate, move)
+    assert "spasm_like" not in classes(run(acc, **NO_SPLIT))
+    ev = run(acc)
+    assert classes(ev)[0] == "spasm_like"
+    assert ev[0][5] <= 1600  # ended at the dip, not with the fidgeting
+
+
+def test_fidgeting_alone_is_never_spasm_like() -> None:
+    # Splits must not turn one bout of comparable fidgets into spasm-like pieces.
+    rate = 50
+    ev = run(embed(rate, fidgeting(rate, 20.0, peak_g=0.08)))
+    assert ev and "spasm_like" not in classes(ev)
+
+
+@pytest.mark.parametrize("ratio", [50, 100])
+def test_split_ratio_at_or_below_the_recent_level_is_refused(ratio: int) -> None:
+    with pytest.raises(ValueError, match="split_ratio_pct"):
+        DetectorConfig(split_ratio_pct=ratio)

@@ -2,10 +2,17 @@
 
 API:
     CLOCK                      # the one Clock of this process, set up from the environment
-    Clock(speed)               # speed > 0: that many simulated seconds per real second;
-                               # speed == 0: as fast as possible (time moves on sleeps)
+    Clock(speed)               # speed > 0: at most that many simulated seconds per real
+                               # second; speed == 0: as fast as possible
     .now_us() -> int           # simulated µs since start (no wrap)
-    .sleep_us(us)              # fast mode: advance the clock; else really sleep us/speed
+    .sleep_us(us)              # advance the clock; when paced, wait until the wall clock
+                               # catches up with it
+
+Simulated time moves only when the firmware sleeps, in both modes. So the virtual
+sensor and the firmware stay in step whatever the machine's load: a busy test machine
+makes a paced board late, never makes it lose FIFO samples it would not lose on the
+board (FIFO overflow is injected on purpose with the stall knobs instead). Runs are
+deterministic for a given trace.
     .jump_us(us)               # advance simulated time at once (a stalled reader)
     .set_speed(speed)          # change pace without a jump in simulated time
     .trace_ended()             # the sensor ran out of trace: apply SPASMWATCH_SIM_AFTER_END
@@ -35,30 +42,30 @@ def _real_us():
 
 class Clock:
     def __init__(self, speed=1.0):
-        self.sim_us = 0  # simulated time at the anchor
-        self.real_us = _real_us()  # real time at the anchor
+        self.sim_us = 0  # simulated µs since start
+        self.real_us = _real_us()  # real time at the pacing anchor
         self.speed = float(speed)
         self.after_end = os.getenv("SPASMWATCH_SIM_AFTER_END") or "realtime"
         self.ended = False
+        self.anchor_sim = 0  # simulated time at real_us, for pacing
 
     def now_us(self):
-        if self.speed <= 0:
-            return self.sim_us
-        return self.sim_us + int((_real_us() - self.real_us) * self.speed)
+        return self.sim_us
 
     def set_speed(self, speed):
-        now = self.now_us()
-        self.sim_us = now
+        self.anchor_sim = self.sim_us
         self.real_us = _real_us()
         self.speed = float(speed)
 
     def sleep_us(self, us):
         if us <= 0:
             return
-        if self.speed <= 0:
-            self.sim_us += us
-        else:
-            _rt.sleep_us(int(us / self.speed))
+        self.sim_us += us
+        if self.speed > 0:
+            due = self.real_us + int((self.sim_us - self.anchor_sim) / self.speed)
+            wait = due - _real_us()
+            if wait > 0:
+                _rt.sleep_us(wait)
 
     def jump_us(self, us):
         self.sim_us += us
