@@ -38,6 +38,8 @@ from .snippet import Snippet
 
 
 class App:
+    REPLY_TRIES = 100  # loop iterations a RESEND's final reply is retried (~1 s)
+
     def __init__(self, sensor, links, battery=None, key=b"", clock=None):
         self.sensor = sensor
         self.links = links
@@ -69,6 +71,7 @@ class App:
         self.rs_left = 0
         self.rs_sent = 0
         self.rs_missing = 0
+        self.rs_reply_tries = 0
         # snippet in progress
         self.sn_link = None
         self.sn_pending = None
@@ -84,8 +87,9 @@ class App:
             link.send(pkt)
 
     def reply(self, link, opcode, result, value=0):
+        """Send a command reply on ``link``; True when the link took it."""
         rec = (wire.KIND_REPLY, self.clock.now_ms(), opcode, result, value)
-        link.send(wire.encode((self.seq - 1) & 0xFFFF, rec, self.tagger))
+        return link.send(wire.encode((self.seq - 1) & 0xFFFF, rec, self.tagger))
 
     def status(self, now):
         s = self.sensor
@@ -228,6 +232,7 @@ class App:
             first = (first + missing) & 0xFFFF
             count = self.ring.size
         self.rs_link = link
+        self.rs_reply_tries = 0
         self.rs_next = first
         self.rs_left = count
         self.rs_sent = 0
@@ -250,9 +255,14 @@ class App:
             self.rs_next = (self.rs_next + 1) & 0xFFFF
             self.rs_left -= 1
         if self.rs_left == 0:
-            self.rs_link = None
             res = control.RESULT_GONE if self.rs_missing else control.RESULT_OK
-            self.reply(link, control.RESEND, res, self.rs_sent)
+            # The reply tells the host the RESEND is over. Right after a burst of resent
+            # packets BLE often has no notification buffer for it: try again in the next
+            # iterations (bounded) instead of losing it, unless the link is gone.
+            self.rs_reply_tries += 1
+            if (self.reply(link, control.RESEND, res, self.rs_sent)
+                    or self.rs_reply_tries >= self.REPLY_TRIES or not link.connected()):
+                self.rs_link = None
 
     def pump_snippet(self):
         link = self.sn_link

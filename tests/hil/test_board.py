@@ -9,27 +9,31 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import numpy as np
 import pytest
 from hil_boards import (
     HIL_KEY,
-    Packet,
+    IN_BAND,
     RealBoard,
     SerialClient,
     VirtualBoard,
+    assert_matches_simulator,
+    backfill,
+    detections,
+    expected_records,
+    in_band,
     inject_start,
+    inject_trace,
     is_kind,
     next_nonce,
+    spasm_like,
     status_dict,
+    trace_counts,
 )
 
 from spasmwatch.firmware import config as fwconfig
 from spasmwatch.firmware import control, wire
-from spasmwatch.simulator.replay import detector_packets, to_sensor_stream
-from spasmwatch.simulator.scenarios import generate
 
 Board = VirtualBoard | RealBoard
-IN_BAND = (wire.KIND_EVENT, wire.KIND_SUMMARY, wire.KIND_STATUS)
 
 
 @pytest.fixture
@@ -37,10 +41,6 @@ def client(board: Board) -> Any:
     c = board.connect()
     yield c
     c.close()
-
-
-def _in_band(p: Packet) -> bool:
-    return p[1][0] in IN_BAND
 
 
 def test_flash_verified_and_sensor_seen(board: Board, client: SerialClient) -> None:
@@ -109,60 +109,22 @@ def test_injection_needs_the_key(client: SerialClient) -> None:
     assert rec[3] == control.RESULT_AUTH
 
 
-def _expected_records(counts: np.ndarray, cfg: fwconfig.DetectorConfig) -> list[tuple]:
-    """What the simulator's detector path sends for the same counts (decoded)."""
-    from spasmwatch.simulator.replay import SensorStream
-
-    stream = SensorStream(0.0, cfg.rate_hz, counts)
-    return [
-        wire.decode(p)[1]
-        for _, packets in detector_packets(stream, cfg, block=fwconfig.FIFO_BATCH)
-        for p in packets
-    ]
-
-
-def _backfill(client: SerialClient, got: dict[int, tuple], first: int, last: int) -> None:
-    """RESEND any in-band sequence numbers missing from ``got`` (as the host does)."""
-    missing = [s for s in range(first, last + 1) if s not in got]
-    if not missing:
-        return
-    rec = client.command(control.encode_resend(missing[0], missing[-1]))
-    assert rec[3] == control.RESULT_OK, rec
-    for seq, r in client.packets:
-        if r[0] in IN_BAND:
-            got.setdefault(seq, r)
-
-
 def test_injected_trace_matches_simulator(board: Board, client: SerialClient) -> None:
     """A known trace through the board's own detector gives the simulator's events."""
-    cfg = fwconfig.DetectorConfig()
-    trace, labels = generate("spasm-cluster", seed=1)
-    counts = to_sensor_stream(trace, cfg).counts.astype(np.int16)
-    expected = _expected_records(counts, cfg)
-    assert sum(1 for r in expected if r[0] == wire.KIND_EVENT and r[2] == wire.CLS_SPASM_LIKE) >= 3
+    counts = trace_counts()
+    expected = expected_records(counts)
+    assert spasm_like(expected) >= 3
 
     client.wait_for(is_kind(wire.KIND_STATUS))
-    assert inject_start(client) == control.RESULT_OK
-    start = len(client.packets)
-    block = fwconfig.FIFO_BATCH  # the simulator's block size
-    flat = counts.reshape(-1, 3)
-    for i in range(0, len(flat), block):
-        client.send(control.encode_samples(flat[i : i + block].ravel().tolist()))
-        client.pump()  # keep reading, so the board's writes never stall
-    assert client.command(control.encode_inject_stop(), timeout=120)[3] == control.RESULT_OK
-    new = client.packets[start:]
-    got = {seq: r for seq, r in new if r[0] in IN_BAND}
-    _backfill(client, got, min(got), max(got))
-    detected = [got[s] for s in sorted(got) if got[s][0] in (wire.KIND_EVENT, wire.KIND_SUMMARY)]
-
-    assert len(detected) == len(expected), (detected, expected)
-    # Device times are offset by when injection started; everything else is identical.
-    offset = detected[0][1] - expected[0][1]
-    for d, e in zip(detected, expected, strict=True):
-        assert d[0] == e[0] and d[2:] == e[2:], (d, e)
-        assert d[1] - e[1] == offset
-    spasms = [r for r in detected if r[0] == wire.KIND_EVENT and r[2] == wire.CLS_SPASM_LIKE]
-    assert len(spasms) >= 3
+    first, last = inject_trace(client, counts)
+    got: dict[int, tuple[Any, ...]] = {}
+    for seq, r in client.packets:
+        if first < seq <= last and r[0] in IN_BAND:
+            got.setdefault(seq, r)
+    backfill(client, got, first + 1, last)
+    detected = detections(got, first + 1, last)
+    assert_matches_simulator(detected, expected)
+    assert spasm_like(detected) >= 3
 
 
 def test_reboot_survival(board: Board, client: SerialClient) -> None:
@@ -185,7 +147,7 @@ def test_reboot_survival(board: Board, client: SerialClient) -> None:
 
 
 def test_link_drop_and_backfill(board: Board, client: SerialClient) -> None:
-    seq0, _ = client.wait_for(_in_band)
+    seq0, _ = client.wait_for(in_band)
     drop_s = 0.3 if isinstance(board, VirtualBoard) else fwconfig.STATUS_S + 2
     deadline = time.monotonic() + 120
     while True:
@@ -195,7 +157,7 @@ def test_link_drop_and_backfill(board: Board, client: SerialClient) -> None:
         client.ser.open()
         client.ser.reset_input_buffer()
         client.deframer = type(client.deframer)()
-        seq1, _ = client.wait_for(_in_band)
+        seq1, _ = client.wait_for(in_band)
         if seq1 > seq0 + 1 or time.monotonic() > deadline:
             break
         seq0 = seq1
