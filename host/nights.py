@@ -193,18 +193,8 @@ def stored_events(
     store: Store, since: float | None = None, until: float | None = None
 ) -> list[StoredEvent]:
     """Events with their row ids, oldest first (``since <= t < until``)."""
-    where, args = [], []
-    if since is not None:
-        where.append("t >= ?")
-        args.append(since)
-    if until is not None:
-        where.append("t < ?")
-        args.append(until)
-    sql = (
-        f"SELECT id, device, {', '.join(_EVENT_FIELDS)} FROM events"
-        + (" WHERE " + " AND ".join(where) if where else "")
-        + " ORDER BY t, id"
-    )
+    where, args = Store.window_sql(since, until)
+    sql = f"SELECT id, device, {', '.join(_EVENT_FIELDS)} FROM events{where} ORDER BY t, id"
     rows = store.connection.execute(sql, args)
     return [
         StoredEvent(r[0], r[1], Event(**dict(zip(_EVENT_FIELDS, r[2:], strict=True))))

@@ -247,9 +247,10 @@ class Store:
     # -- queries -------------------------------------------------------------------------
 
     @staticmethod
-    def _window(
-        since: float | None, until: float | None, device: str | None
+    def window_sql(
+        since: float | None, until: float | None, device: str | None = None
     ) -> tuple[str, list[object]]:
+        """SQL ``WHERE`` clause (or "") and its arguments for ``since <= t < until``."""
         where: list[str] = []
         args: list[object] = []
         if since is not None:
@@ -267,7 +268,7 @@ class Store:
         self, since: float | None = None, until: float | None = None, device: str | None = None
     ) -> list[Event]:
         """Events with ``since <= t < until`` (onset), oldest first."""
-        where, args = self._window(since, until, device)
+        where, args = self.window_sql(since, until, device)
         rows = self._conn.execute(
             f"SELECT {', '.join(_EVENT_COLS)} FROM events{where} ORDER BY t, id", args
         )
@@ -276,7 +277,7 @@ class Store:
     def summaries(
         self, since: float | None = None, until: float | None = None, device: str | None = None
     ) -> list[Summary]:
-        where, args = self._window(since, until, device)
+        where, args = self.window_sql(since, until, device)
         rows = self._conn.execute(
             f"SELECT {', '.join(_SUMMARY_COLS)} FROM summaries{where} ORDER BY t, id", args
         )
@@ -285,7 +286,7 @@ class Store:
     def statuses(
         self, since: float | None = None, until: float | None = None, device: str | None = None
     ) -> list[Status]:
-        where, args = self._window(since, until, device)
+        where, args = self.window_sql(since, until, device)
         rows = self._conn.execute(
             f"SELECT {', '.join(_STATUS_COLS)} FROM statuses{where} ORDER BY t, id", args
         )
@@ -303,7 +304,7 @@ class Store:
         device: str | None = None,
         level: str | None = None,
     ) -> list[Alert]:
-        where, args = self._window(since, until, device)
+        where, args = self.window_sql(since, until, device)
         if level is not None:
             where += (" AND" if where else " WHERE") + " level = ?"
             args.append(level)
@@ -317,7 +318,7 @@ class Store:
         ]
 
     def clusters(self, device: str | None = None) -> list[Cluster]:
-        where, args = self._window(None, None, device)
+        where, args = self.window_sql(None, None, device)
         rows = self._conn.execute(
             "SELECT id, t_start, t_end, n_events, n_spasm_like, n_jerk, n_movement,"
             f" intervals_s, spasm_intervals_s, first_seq, last_seq, closed FROM clusters{where}"
@@ -334,7 +335,7 @@ class Store:
         ]
 
     def counters(self, device: str | None = None) -> dict[str, int]:
-        where, args = self._window(None, None, device)
+        where, args = self.window_sql(None, None, device)
         rows = self._conn.execute(
             f"SELECT name, SUM(value) FROM counters{where} GROUP BY name ORDER BY name", args
         )
