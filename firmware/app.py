@@ -15,7 +15,9 @@ next sequence number, kept in the ring buffer and offered to every link (a link 
 cannot take a packet returns False and the host backfills with RESEND); a status
 packet goes out every config.STATUS_S; pending RESEND and snippet packets are paced
 out a few per iteration; each link's ``service()`` runs. The loop then sleeps until
-the FIFO holds about config.FIFO_BATCH samples (10 ms while injecting or sending).
+the FIFO holds about config.FIFO_BATCH samples, config.FIFO_BATCH_EVENT while the
+detector has an event open (so a finished event is sent within ~0.1 s of its close),
+10 ms while injecting or sending; sleeps end on multiples of the period.
 
 Device time (packet ``t_ms``) is ms since start-up on hal.Clock. Event and summary
 times come from the detector's sample count plus the device time of its first sample
@@ -56,6 +58,9 @@ class App:
         self.tagger = auth.make_tagger(key) if key and config.AUTH_PACKETS else None
         self.seq = 0
         self.batch_ms = config.FIFO_BATCH * 1000 // self.cfg.rate_hz
+        # While an event is open the FIFO is read this often, so a finished event goes
+        # out soon after the detector closes it instead of up to a whole batch later.
+        self.event_ms = config.FIFO_BATCH_EVENT * 1000 // self.cfg.rate_hz
         self.next_status = 0
         self.injecting = False
         self.inject_link = None
@@ -296,14 +301,23 @@ class App:
                     break
         if now >= self.next_status:
             self.status(now)
-            self.next_status = now + config.STATUS_S * 1000
+            # On a fixed grid (no drift from loop jitter); after a long stall, restart it.
+            self.next_status += config.STATUS_S * 1000
+            if self.next_status <= now:
+                self.next_status = now + config.STATUS_S * 1000
         self.pump_resend()
         self.pump_snippet()
         for link in self.links:
             link.service()
         if self.injecting or self.rs_link is not None or self.sn_link is not None:
-            return config.INJECT_IDLE_MS
-        return self.batch_ms
+            period = config.INJECT_IDLE_MS
+        elif self.det.active:
+            period = self.event_ms
+        else:
+            period = self.batch_ms
+        # Sleep to the next multiple of the period: the loop keeps one phase (statuses
+        # stay on their grid) after a stretch of short sleeps.
+        return period - self.clock.now_ms() % period
 
 
 def make_links():

@@ -198,6 +198,7 @@ AUTH_KEY_FILE = "spasmwatch.key"  # relative to the working directory ("/" on th
 AUTH_KEY = b""  # fallback key when there is no key file; empty = refuse authed commands
 AUTH_PACKETS = False  # tag every outgoing packet (20-byte packets) when a key is set
 INJECT_IDLE_MS = 10  # loop sleep while injecting (samples arrive over serial)
+FIFO_BATCH_EVENT = 5  # samples per FIFO read while an event is open (0.1 s at 50 Hz)
 
 
 # --- Per-device overrides (written by `spasmwatch flash`, see docs/flashing.md) -----

@@ -85,6 +85,14 @@ def human_line(o: dict[str, Any], quiet: bool = False) -> str | None:
         return f"{dt.datetime.fromtimestamp(o['t']):%H:%M:%S}  LINK    {o['message']}"
     if quiet and o["type"] == "event":
         return None
+    if o["type"] == "clip":
+        return (f"{dt.datetime.fromtimestamp(o['t']):%H:%M:%S}  VIDEO   clip of the alarm "
+                f"saved: {o['path']} ({o['end'] - o['start']:.0f} s)")
+    if o["type"] == "snippet":
+        state = "complete" if o["complete"] else "partial: some packets did not arrive"
+        return (f"{dt.datetime.fromtimestamp(o['alert_t']):%H:%M:%S}  SNIPPET raw sensor "
+                f"snippet of the alarm: {len(o['samples'])} samples, "
+                f"{o['t_end'] - o['t']:.1f} s ({state})")
     shifted = {**o}
     for k in ("t", "start", "end"):
         if isinstance(o.get(k), (int, float)):
@@ -163,14 +171,14 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     elif args.link != "serial":
         raise UserError("--link is for --simulate; use --serial PORT or --ble for a sensor")
     connect, device = _link_factory(args)
-    store = _open_store(args)
-    try:
-        if args.board is not None:
-            args.board.start()  # stopped in ``finally``, also after Ctrl-C / SIGTERM
-        engine = MonitorEngine(_alert_config(args), store=store, device=args.device or device,
-                               heartbeat_s=args.heartbeat)
+    settings = None
+    if args.config:  # alert delivery and video (settings.py); without it: terminal only
+        from spasmwatch.host.settings import load_settings
 
-        resumed = resume_from_store(engine, store, time.time())
+        settings = load_settings(args.config, must_exist=True)
+    store = _open_store(args)
+    video: Any = None
+    try:
         daemon: Daemon | None = None
         board = args.board
 
@@ -185,18 +193,34 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
             if board is not None and daemon is not None:
                 end_when_over(daemon, board, o)
 
+        if settings is not None and settings.video.source:
+            # Before the sensor: the camera ring must already hold the pre-roll when
+            # the first alarm comes.
+            from spasmwatch.host.alarm_video import AlarmVideo
+
+            video = AlarmVideo(settings.video, emit)
+            video.start(store)
+        if board is not None:
+            board.start()  # stopped in ``finally``, also after Ctrl-C / SIGTERM
+        engine = MonitorEngine(_alert_config(args), store=store, device=args.device or device,
+                               heartbeat_s=args.heartbeat)
+
+        resumed = resume_from_store(engine, store, time.time())
         if resumed:
             emit({"type": "link", "t": time.time(), "state": "resumed",
                   "message": f"resumed from {store.path} ({resumed} recent records)"})
         hub = None
-        if args.config:  # alert delivery (host/delivery.py); without it: terminal only
+        if settings is not None:  # alert delivery (host/delivery.py)
             from spasmwatch.host.delivery import AlertHub
-            from spasmwatch.host.settings import load_settings
 
-            hub = AlertHub(load_settings(args.config, must_exist=True), store)
+            hub = AlertHub(settings, store)
         daemon = Daemon(connect, engine, emit, DaemonConfig(heartbeat_s=args.heartbeat),
                         hub=hub)
+        if video is not None:
+            daemon.observers.append(video.observe)
         code = asyncio.run(_run(daemon))
+        if video is not None:
+            video.stop()  # the clips under way get their post-roll and are recorded
         if board is not None:
             # The summary of a simulation: what the firmware sent, what the host got.
             st = engine.ingest.stats
@@ -206,6 +230,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
                   f"{daemon.connects} connection(s), {daemon.replies} replies"})
         return code
     finally:
+        if video is not None:
+            video.stop()  # no-op after a clean stop; ends ffmpeg after an error
         if args.board is not None:
             args.board.stop()
         store.close()

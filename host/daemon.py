@@ -34,6 +34,7 @@ from spasmwatch.firmware import control, wire
 from .alerts import fmt_span
 from .engine import Engine
 from .links.base import Link, LinkError, LinkLost
+from .snippets import SnippetCollector, add_snippet
 from .store import Store
 from .watchdog import Watchdog
 
@@ -61,6 +62,8 @@ class DaemonConfig:
     resend_attempts: int = 3  # then give up on it (the device's ring buffer moved on)
     max_ranges_per_request: int = 8
     set_time: bool = True  # send SET_TIME on connect (the device may log wall time)
+    snippets: bool = True  # ask for the raw snippet of every alarm (GET_SNIPPET)
+    snippet_silence_s: float = 3.0  # a snippet whose packets stop this long is partial
 
     def validate(self) -> None:
         if self.heartbeat_s <= 0 or self.tick_s <= 0:
@@ -298,6 +301,10 @@ class Daemon:
         self._stop_requested = False
         self.hub = hub
         self.watchdog = Watchdog()  # systemd Type=notify + WatchdogSec (no-op elsewhere)
+        # Raw snippets of alarms (host/snippets.py): asked for after the alarm is out.
+        self.snippets = SnippetCollector(
+            engine.ingest.clock.to_host, engine.device, self.config.snippet_silence_s)
+        self.observers: list[Callable[[list[Output]], None]] = []  # e.g. the clipper
 
     # -- control -------------------------------------------------------------------------
 
@@ -349,6 +356,8 @@ class Daemon:
         """
         if self._first_contact:
             return True
+        if self.config.snippets and (self.snippets.active is not None or self.snippets.queue):
+            return True  # an alarm's snippet is still to come (it ends by itself)
         # A reply can be lost (over BLE a busy notification is dropped; replies are not
         # kept in the device's ring), so a request counts only as long as the backfill
         # would keep asking for its range.
@@ -363,6 +372,30 @@ class Daemon:
             self.emit(o)
             if self.hub is not None:
                 self.hub.handle(o)
+            if self.config.snippets:
+                self.snippets.note(o)
+        for observe in self.observers:
+            observe(outs)
+
+    def _snippet_out(self, outs: list[Output]) -> None:
+        """A finished snippet: stored first, then emitted (and attached to the alarm)."""
+        store = self.engine.store
+        for o in outs:
+            if store is not None:
+                try:
+                    o["snippet_id"] = add_snippet(store, o)
+                except Exception as exc:  # noqa: BLE001 - never lose the output itself
+                    log.error("storing the snippet failed: %s", exc)
+        self._out(outs)
+
+    async def _ask_snippet(self, link: Link, now: float) -> None:
+        """Send GET_SNIPPET when an alarm waits for one (after it was emitted)."""
+        if not self.config.snippets:
+            return
+        payload = self.snippets.take_request(now)
+        if payload is not None:
+            log.info("asking for the raw snippet of the alarm")
+            await link.send_control(payload)
 
     def _link_note(self, state: str, message: str, **extra: Any) -> None:
         self.emit({"type": "link", "t": self.clock(), "state": state, "message": message,
@@ -382,6 +415,7 @@ class Daemon:
             try:
                 await self._session(link)
             except LinkLost as exc:
+                self._snippet_out(self.snippets.link_lost(self.clock()))
                 delay = self.backoff.next_delay()
                 self._link_note("lost", f"link lost: {exc}; reconnecting in {delay:.1f} s",
                                 retry_s=round(delay, 3))
@@ -426,6 +460,7 @@ class Daemon:
                 await self._out_of_band(link, data, now)
                 continue
             self._out(self.engine.feed_packet(data, received_at=now))
+            await self._ask_snippet(link, now)
             if self.engine.ingest.stats.accepted != good_before:
                 self.backoff.reset()  # the link works: the next drop starts from scratch
             if self.engine.ingest.missing:
@@ -441,10 +476,12 @@ class Daemon:
             self._out(eng.feed_packet(data, received_at=now))
             return
         self.replies += 1
-        if rec[0] != wire.KIND_REPLY:
-            return  # snippets are for the clip/report tools, not the live monitor
-        _, _, opcode, result, value = rec
         eng.last_rx = now  # proof of life, though not a record
+        self._snippet_out(self.snippets.on_packet(rec, seq, now))
+        if rec[0] != wire.KIND_REPLY:
+            await self._ask_snippet(link, now)  # the next alarm's, if one waits
+            return
+        _, _, opcode, result, value = rec
         if opcode == control.SET_TIME and result == control.RESULT_OK and not eng.anchored:
             sent = self._set_time_sent_at if self._set_time_sent_at is not None else now
             # The device read its clock between our send and its reply: take the middle.
@@ -495,18 +532,22 @@ class Daemon:
             await asyncio.sleep(self.config.tick_s)
             now = self.clock()
             self._out(self.engine.tick(now))
+            self._snippet_out(self.snippets.tick(now))
             if self.hub is not None:
                 self.hub.tick(now)
             self.watchdog.ping()  # from the loop that does the work: a hang stops pings
             link = self.link
-            if link is not None and self.engine.ingest.missing:
-                try:
+            try:
+                if link is not None:
+                    await self._ask_snippet(link, now)
+                if link is not None and self.engine.ingest.missing:
                     await self._request_missing(link, now)
-                except LinkLost:
-                    pass  # the session notices and reconnects
+            except LinkLost:
+                pass  # the session notices and reconnects
 
     def _shutdown(self) -> None:
         eng = self.engine
+        self._snippet_out(self.snippets.link_lost(self.clock()))  # keep what arrived
         if self.finished:
             self._out(eng.finish())  # end of data: close the open cluster
         else:

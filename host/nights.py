@@ -70,6 +70,7 @@ class Night:
     gaps: list[tuple[float, float]] = field(default_factory=list)  # stretches without data
     annotations: list[Any] = field(default_factory=list)  # annotations.Annotation
     clips: list[Any] = field(default_factory=list)  # video.Clip
+    snippets: list[Any] = field(default_factory=list)  # snippets.StoredSnippet of alarms
 
     @property
     def date(self) -> str:
@@ -314,8 +315,9 @@ def _with_clusters(evs: list[StoredEvent], clusters: list[Cluster]) -> list[Stor
 
 
 def _attach_extras(store: Store, nights: list[Night]) -> None:
-    """Caregiver annotations and saved video clips, when those tables exist."""
+    """Caregiver annotations, saved video clips and alarm snippets, when those tables exist."""
     from .annotations import annotations_for
+    from .snippets import snippets_in
     from .video import clips_in
 
     for n in nights:
@@ -323,6 +325,7 @@ def _attach_extras(store: Store, nights: list[Night]) -> None:
         cl_ids = {c.id for c in n.clusters}
         n.annotations = annotations_for(store, ev_ids, cl_ids)
         n.clips = clips_in(store, n.start, n.end + 600.0)
+        n.snippets = snippets_in(store, n.start, n.end + 600.0)
 
 
 def select_nights(

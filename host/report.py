@@ -7,6 +7,7 @@ trend of spasm-like movements and clusters per day with the caregiver's markers 
 table of nights; for each night its figures, a timeline (time since sleep onset) of
 arousal state, activity, events, clusters (shaded, with their counts) and alerts, a
 close-up of each cluster with spasm-like movements showing the intervals between them,
+the raw sensor snippet of each alarm (|a| over time, the alarm's events marked),
 and tables of clusters, alerts, spasm-like events and all events with wall-clock times.
 
 Wording is descriptive throughout: movements are "spasm-like" (a class of the
@@ -253,6 +254,70 @@ def cluster_svg(night: Night, c: Cluster, tz: dt.tzinfo | None) -> str:
     return svg.render()
 
 
+def snippet_svg(night: Night, snip: Any, alarm: Any, tz: dt.tzinfo | None) -> str:
+    """|a| in g over an alarm's raw sensor snippet, with the night's events marked.
+
+    The events that made the alarm (``alarm.event_seqs``) are shaded in the spasm-like
+    colour, other events in grey; the alarm time is a red triangle. ``snip`` is a
+    ``snippets.StoredSnippet``; ``alarm`` the matching ``Alert`` or None.
+    """
+    mags = snip.magnitudes_g()
+    t0, t1 = snip.t, max(snip.t_end, snip.t + 1.0)
+    scale = (W - L - R) / (t1 - t0)
+    lo = min([0.0, *mags])
+    hi = max([2.0, *mags])
+    y0, h = 22.0, 120.0
+
+    def x(t: float) -> float:
+        return L + (t - t0) * scale
+
+    def y(g: float) -> float:
+        return y0 + h - (g - lo) / (hi - lo) * h
+
+    title = (f"Raw sensor snippet of the alarm at {fmt_clock(snip.alert_t, tz)}: "
+             "|a| in g" + ("" if snip.complete else " (partial)"))
+    svg = Svg(W, y0 + h + 40, title, "snippet")
+    mine = set(alarm.event_seqs) if alarm is not None else set()
+    for se in night.events:
+        e = se.event
+        if e.t + e.duration_s < t0 or e.t > t1:
+            continue
+        ours = e.seq in mine
+        xa, xb = x(max(e.t, t0)), x(min(e.t + e.duration_s, t1))
+        svg.add("rect", class_="snippet-event" + (" alarm-event" if ours else ""),
+                x=xa, y=y0, width=max(xb - xa, 1.5), height=h,
+                fill=SPASM_COLOUR if ours else MOVE_COLOUR,
+                fill_opacity=0.22 if ours else 0.15, data_seq=e.seq, data_cls=e.cls)
+    for g in range(int(lo), int(hi) + 1):
+        svg.add("line", class_="grid", x1=L, y1=y(g), x2=W - R, y2=y(g))
+        svg.add("text", f"{g} g", x=L - 6, y=y(g) + 4, text_anchor="end")
+    dt_s = 1.0 / snip.rate_hz
+    pts = " ".join(f"{_n(x(snip.t + i * dt_s))},{_n(y(m))}" for i, m in enumerate(mags))
+    svg.add("polyline", class_="snippet-trace", points=pts, fill="none", stroke="#1c7ed6",
+            stroke_width=1.2, data_samples=len(mags))
+    if t0 <= snip.alert_t <= t1:
+        xa = x(snip.alert_t)
+        svg.add("path", class_="alarm-mark", d=f"M{_n(xa)} {_n(y0 - 1)} l-5 -9 h10 z",
+                fill=SPASM_COLOUR)
+    svg.add("line", class_="axis", x1=L, y1=y0 + h, x2=W - R, y2=y0 + h)
+    step = next((s for s in (2, 5, 10, 15, 30, 60) if (t1 - t0) / s <= 10), 120)
+    t = (t0 // step + 1) * step
+    while t < t1:
+        svg.add("text", fmt_clock(t, tz), x=x(t), y=y0 + h + 16, text_anchor="middle")
+        t += step
+    svg.add("text", f"{len(mags)} samples at {snip.rate_hz} Hz, ±{snip.range_g} g sensor"
+            + ("" if snip.complete else "; partial: some packets did not arrive")
+            + "; shaded red: the movements that made the alarm", x=L, y=y0 + h + 34,
+            fill="#5f6b7a")
+    return svg.render()
+
+
+def _alarm_of(night: Night, snip: Any) -> Any:
+    """The stored alarm a snippet belongs to (same time), or None."""
+    return next((a for a in night.alerts
+                 if a.level == "alarm" and abs(a.t - snip.alert_t) < 0.002), None)
+
+
 # -- across nights -------------------------------------------------------------------------
 
 
@@ -462,6 +527,10 @@ def night_section(night: Night, tz: dt.tzinfo | None, alarm_min: int,
         acls.append("alarm" if a.level == "alarm" else "")
     out.append("<h3>Alarms, warnings and faults</h3>")
     out.append(_table("alerts", ["time", "level", "message"], arows, row_cls=acls))
+    if night.snippets:
+        out.append("<h3>Raw sensor snippets of alarms</h3>")
+        for sn in night.snippets:
+            out.append(snippet_svg(night, sn, _alarm_of(night, sn), tz))
     clips = night.clips
     if clips:
         out.append("<h3>Video clips</h3><ul class='clips'>" + "".join(

@@ -113,6 +113,16 @@ class WebUISettings:
 
 
 @dataclass
+class VideoSettings:
+    """A camera clip around every alarm (host/video.py); off while ``source`` is empty."""
+
+    source: str = ""  # rtsp://..., /dev/videoN, or lavfi:SPEC (ffmpeg test source)
+    pre_s: float = 20.0  # seconds of video before the alarm
+    post_s: float = 20.0  # seconds after it
+    dir: str = ""  # where clips go; "" = $XDG_DATA_HOME/spasmwatch/clips
+
+
+@dataclass
 class Settings:
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
     alarm: AlarmSettings = field(default_factory=AlarmSettings)
@@ -122,6 +132,7 @@ class Settings:
     call: AppriseSettings = field(default_factory=AppriseSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     webui: WebUISettings = field(default_factory=WebUISettings)
+    video: VideoSettings = field(default_factory=VideoSettings)
     source: str = "<defaults>"  # the file these came from (not a TOML key)
     secrets_from_env: list[str] = field(default_factory=list)  # variable names used
 
@@ -161,6 +172,8 @@ _RANGES: dict[tuple[str, str], tuple[float | None, float | None]] = {
     ("mqtt", "port"): (1, 65535),
     ("mqtt", "keepalive_s"): (5, 3600),
     ("webui", "port"): (0, 65535),
+    ("video", "pre_s"): (0, 600),
+    ("video", "post_s"): (1, 600),
 }
 
 _TOPIC_OK = re.compile(r"^[A-Za-z0-9_\-/]+$")

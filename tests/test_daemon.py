@@ -15,6 +15,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -266,6 +267,9 @@ def test_killed_host_restarts_resumes_and_backfills(tmp_path: Path) -> None:
             cable.plug()
             proc = _spawn_daemon(cable.path, db)
             _wait_line(proc, '"resumed"')
+            # Keep reading its output (an alarm's snippet line is ~40 kB): a full pipe
+            # would block the daemon's writes and with them its SIGTERM handling.
+            threading.Thread(target=proc.stdout.read, daemon=True).start()  # type: ignore[union-attr]
 
             def complete() -> bool:
                 with Store(db) as s:
