@@ -17,7 +17,7 @@ import io
 import math
 import re
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -293,20 +293,26 @@ def _fast_parse(body: str, n_fields: int, cols: list[int]) -> np.ndarray | None:
     return data
 
 
+def _body_lines(path: Path, pre: _Preamble) -> Iterator[tuple[int, str]]:
+    """(line number in the file, text) of each non-blank line after the header."""
+    for offset, line in enumerate(pre.body.split("\n")):
+        if not line.strip():
+            continue
+        lineno = pre.header_line + 1 + offset
+        if line.startswith("#"):
+            raise TraceFormatError(
+                path, lineno, "comment line after the header (only allowed before it)"
+            )
+        yield lineno, line
+
+
 def _slow_parse(path: Path, pre: _Preamble, cols: list[int]) -> np.ndarray:
     """Line-by-line reference parser: returns the data or raises for the first bad line."""
     names = pre.names
     rows: list[list[float]] = []
     prev_t = -math.inf
     prev_line = 0
-    for offset, line in enumerate(pre.body.split("\n")):
-        lineno = pre.header_line + 1 + offset
-        if not line.strip():
-            continue
-        if line.startswith("#"):
-            raise TraceFormatError(
-                path, lineno, "comment line after the header (only allowed before it)"
-            )
+    for lineno, line in _body_lines(path, pre):
         fields = line.split(",")
         if len(fields) != len(names):
             raise TraceFormatError(path, lineno, f"expected {len(names)} fields, got {len(fields)}")
@@ -427,14 +433,7 @@ def read_labels(path: str | Path) -> list[Label]:
     pre = _read_preamble(path, text)
     index = _check_names(path, pre, LABEL_COLUMNS)
     labels: list[Label] = []
-    for offset, line in enumerate(pre.body.split("\n")):
-        lineno = pre.header_line + 1 + offset
-        if not line.strip():
-            continue
-        if line.startswith("#"):
-            raise TraceFormatError(
-                path, lineno, "comment line after the header (only allowed before it)"
-            )
+    for lineno, line in _body_lines(path, pre):
         try:
             fields = next(csv.reader([line], strict=True))
         except csv.Error as exc:
