@@ -47,7 +47,7 @@ def main() -> None:
     every = float(fwconfig.STATUS_S)
     n = int((args.seconds + 10) / every) + 3
     items = [Item(every * i, status(every * i)) for i in range(n)]
-    code = "import sys; from spasmwatch.host.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from spasmwatch.host.cli.main import main; sys.exit(main(sys.argv[1:]))"
     with tempfile.TemporaryDirectory() as tmp, PtyDevice(items, Path(tmp) / "tty", 1.0) as dev:
         proc = subprocess.Popen(
             [sys.executable, "-c", code, "run", "--serial", str(dev.path), "--db",

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from spasmwatch.firmware import wire
-from spasmwatch.host.engine import Engine
-from spasmwatch.host.store import Store
+from spasmwatch.host.monitor.engine import Engine
+from spasmwatch.host.monitor.store import Store
 
 
 def stream(n: int, seed: int = 1) -> list[bytes]:

@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from spasmwatch.host.alerts import AlertConfig
-from spasmwatch.host.engine import Engine
-from spasmwatch.host.store import Store
+from spasmwatch.host.monitor.alerts import AlertConfig
+from spasmwatch.host.monitor.engine import Engine
+from spasmwatch.host.monitor.store import Store
 from spasmwatch.simulator import scenarios
 from spasmwatch.simulator.replay import iter_replay
 from spasmwatch.simulator.traceio import read_trace, write_trace

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from spasmwatch.firmware.config import DetectorConfig
-from spasmwatch.host.alerts import AlertConfig
-from spasmwatch.host.engine import Engine
+from spasmwatch.host.monitor.alerts import AlertConfig
+from spasmwatch.host.monitor.engine import Engine
 from spasmwatch.simulator.replay import iter_replay
 from spasmwatch.simulator.traceio import Label, Trace, load_labels_for, read_trace
 

@@ -25,7 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from .errors import UserError
+from spasmwatch.host.errors import UserError
 
 ENV_CONFIG = "SPASMWATCH_CONFIG"
 ENV_PUSH_URLS = "SPASMWATCH_PUSH_URLS"

@@ -66,7 +66,7 @@ def iter_replay(
 ) -> Iterator[tuple[float, dict[str, Any]]]:
     """Yield (trace time when known, output dict) for a whole trace, in time order.
 
-    ``engine`` is a ``spasmwatch.host.engine.Engine`` whose clock starts at the trace's
+    ``engine`` is a ``spasmwatch.host.monitor.engine.Engine`` whose clock starts at the trace's
     first sample; the final item(s) come from ``engine.finish()``.
     """
     cfg = cfg or fwconfig.DetectorConfig()

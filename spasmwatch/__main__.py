@@ -1,5 +1,5 @@
 """Allow ``python -m spasmwatch``."""
 
-from spasmwatch.host.cli import main
+from spasmwatch.host.cli.main import main
 
 raise SystemExit(main())

@@ -8,8 +8,8 @@ import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
 
-from spasmwatch.host.engine import Engine
-from spasmwatch.host.store import Store
+from spasmwatch.host.monitor.engine import Engine
+from spasmwatch.host.monitor.store import Store
 from spasmwatch.simulator import scenarios
 from spasmwatch.simulator.replay import iter_replay
 

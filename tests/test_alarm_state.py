@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from spasmwatch.firmware import wire
-from spasmwatch.host.alarm_state import (
+from spasmwatch.host.alerts.alarm_state import (
     ALARM,
     FAULT,
     MUTED,
@@ -22,9 +22,9 @@ from spasmwatch.host.alarm_state import (
     Notice,
     TransitionLog,
 )
-from spasmwatch.host.engine import Engine
+from spasmwatch.host.monitor.engine import Engine
+from spasmwatch.host.monitor.store import Store
 from spasmwatch.host.settings import AlarmSettings, MonitorSettings
-from spasmwatch.host.store import Store
 
 T0 = 1_700_000_000.0  # live-like epoch times
 

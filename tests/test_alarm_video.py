@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 from tooling import require_tool
 
-from spasmwatch.host.alarm_video import ring_geometry
-from spasmwatch.host.nights import find_nights
-from spasmwatch.host.report import write_report
-from spasmwatch.host.store import Store
-from spasmwatch.host.video import clips_in
+from spasmwatch.host.monitor.store import Store
+from spasmwatch.host.records.alarm_video import ring_geometry
+from spasmwatch.host.records.nights import find_nights
+from spasmwatch.host.records.report import write_report
+from spasmwatch.host.records.video import clips_in
 
 PRE_S, POST_S = 2, 1
 
@@ -50,7 +50,7 @@ def run_monitor(tmp: Path, source: str) -> tuple[list[dict], str]:
         f"[video]\nsource = {json.dumps(source)}\npre_s = {PRE_S}\npost_s = {POST_S}\n"
         f"dir = {json.dumps(str(tmp / 'clips'))}\n")
     token = uuid.uuid4().hex
-    code = "import sys; from spasmwatch.host.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from spasmwatch.host.cli.main import main; sys.exit(main(sys.argv[1:]))"
     proc = subprocess.run(
         [sys.executable, "-c", code, "run", "--simulate", "spasm-cluster", "--speed", "0",
          "--json", "--config", str(cfg), "--db", str(tmp / "night.db")],

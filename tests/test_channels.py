@@ -19,14 +19,14 @@ import pytest
 from tooling import require_tool
 
 from spasmwatch.firmware import wire
-from spasmwatch.host import cli
-from spasmwatch.host.alarm_state import Notice
-from spasmwatch.host.channels.audio import AudioChannel, player_command, synth_wav
-from spasmwatch.host.channels.base import DeliveryError
-from spasmwatch.host.delivery import AlertHub, read_host_battery
-from spasmwatch.host.engine import Engine
+from spasmwatch.host.alerts.alarm_state import Notice
+from spasmwatch.host.alerts.channels.audio import AudioChannel, player_command, synth_wav
+from spasmwatch.host.alerts.channels.base import DeliveryError
+from spasmwatch.host.alerts.delivery import AlertHub, read_host_battery
+from spasmwatch.host.cli import main as cli
+from spasmwatch.host.monitor.engine import Engine
+from spasmwatch.host.monitor.store import Store
 from spasmwatch.host.settings import AudioSettings, Settings, settings_from_dict
-from spasmwatch.host.store import Store
 
 T0 = 1_700_000_000.0
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spasmwatch.host.cli import main
+from spasmwatch.host.cli.main import main
 from spasmwatch.simulator import scenarios
 from spasmwatch.simulator.traceio import labels_path_for
 

@@ -26,17 +26,17 @@ from pty_device import UsbCable
 
 from spasmwatch.firmware import config as fwconfig
 from spasmwatch.firmware import control, wire
-from spasmwatch.host.cmd_run import end_when_over
-from spasmwatch.host.daemon import (
+from spasmwatch.host.cli.run import end_when_over
+from spasmwatch.host.links.serial_link import SerialLink
+from spasmwatch.host.links.sim_link import SimulatedBoard
+from spasmwatch.host.monitor.daemon import (
     Backfill,
     Backoff,
     Daemon,
     DaemonConfig,
     MonitorEngine,
 )
-from spasmwatch.host.links.serial_link import SerialLink
-from spasmwatch.host.links.sim_link import SimulatedBoard
-from spasmwatch.host.store import Store
+from spasmwatch.host.monitor.store import Store
 from spasmwatch.simulator import scenarios
 from spasmwatch.simulator.replay import detector_packets, to_sensor_stream
 
@@ -208,7 +208,7 @@ def test_bad_bytes_on_the_wire_are_counted_not_fatal(tmp_path: Path) -> None:
 
 
 def _spawn_daemon(port: Path, db: Path, *extra: str) -> subprocess.Popen[str]:
-    code = "import sys; from spasmwatch.host.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from spasmwatch.host.cli.main import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.Popen(
         [sys.executable, "-c", code, "run", "--serial", str(port), "--db", str(db),
          "--json", "--heartbeat", "5", *extra],
@@ -303,7 +303,7 @@ def test_killed_host_restarts_resumes_and_backfills(tmp_path: Path) -> None:
     [],
 ])
 def test_bad_options_are_user_errors(bad: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    from spasmwatch.host.cli import main
+    from spasmwatch.host.cli.main import main
 
     assert main(["run", *bad]) == 2
     assert "spasmwatch: error:" in capsys.readouterr().err
@@ -313,7 +313,7 @@ def test_scan_lists_only_sensors_advertising_the_service() -> None:
     """``scan_devices`` on bleak with the Bumble backend: a real stack, virtual radio."""
     from spasmwatch.firmware import ble_link as gatt
     from spasmwatch.firmware import config
-    from spasmwatch.host.cmd_scan import scan_devices
+    from spasmwatch.host.cli.scan import scan_devices
     from spasmwatch.host.links.bleak_bumble import BumbleCentral, BumbleScanner
     from spasmwatch.simulator.ble_bridge import PERIPHERAL_ADDRESS, BridgePeripheral, RadioLink
 

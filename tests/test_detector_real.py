@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import pytest
 
-from spasmwatch.host.alerts import AlertConfig
-from spasmwatch.host.engine import Engine
+from spasmwatch.host.monitor.alerts import AlertConfig
+from spasmwatch.host.monitor.engine import Engine
 from spasmwatch.simulator import real_data as rd
 from spasmwatch.simulator.replay import iter_replay
 from spasmwatch.simulator.traceio import Trace

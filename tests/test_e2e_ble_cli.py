@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from spasmwatch.host.engine import Engine
+from spasmwatch.host.monitor.engine import Engine
 from spasmwatch.simulator import scenarios
 from spasmwatch.simulator.replay import iter_replay
 
@@ -49,7 +49,7 @@ def test_run_simulate_over_ble_alerts_like_replay() -> None:
                    if o["type"] == "alert")
     assert want[("alarm", "spasm_cluster")] == 1
     token = uuid.uuid4().hex
-    code = "import sys; from spasmwatch.host.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from spasmwatch.host.cli.main import main; sys.exit(main(sys.argv[1:]))"
     proc = subprocess.run(
         [sys.executable, "-c", code, "run", "--simulate", "spasm-cluster", "--seed", "1",
          "--link", "ble", "--speed", "0", "--json"],
@@ -73,6 +73,6 @@ def test_run_simulate_over_ble_alerts_like_replay() -> None:
 
 
 def test_link_option_needs_simulate() -> None:
-    from spasmwatch.host.cli import main
+    from spasmwatch.host.cli.main import main
 
     assert main(["run", "--serial", "/dev/null", "--link", "ble"]) == 2

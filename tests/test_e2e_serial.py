@@ -24,12 +24,12 @@ import serial
 
 from spasmwatch.firmware import config as fwconfig
 from spasmwatch.firmware import framing, wire
-from spasmwatch.host.cmd_run import end_when_over
-from spasmwatch.host.daemon import Daemon, DaemonConfig, MonitorEngine
-from spasmwatch.host.engine import Engine
+from spasmwatch.host.cli.run import end_when_over
 from spasmwatch.host.links.serial_link import SerialLink
 from spasmwatch.host.links.sim_link import SimulatedBoard
-from spasmwatch.host.store import Store
+from spasmwatch.host.monitor.daemon import Daemon, DaemonConfig, MonitorEngine
+from spasmwatch.host.monitor.engine import Engine
+from spasmwatch.host.monitor.store import Store
 from spasmwatch.simulator import scenarios
 from spasmwatch.simulator.replay import detector_packets, iter_replay, to_sensor_stream
 
@@ -57,7 +57,7 @@ def micropython_pids(token: str) -> set[str]:
 
 
 def run_simulation(name: str, seed: int, db: Path) -> list[dict]:
-    code = "import sys; from spasmwatch.host.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from spasmwatch.host.cli.main import main; sys.exit(main(sys.argv[1:]))"
     token = uuid.uuid4().hex
     proc = subprocess.run(
         [sys.executable, "-c", code, "run", "--simulate", name, "--seed", str(seed),

@@ -8,9 +8,9 @@ import sqlite3
 from typing import Any
 
 from spasmwatch.firmware import wire
-from spasmwatch.host.alerts import Alert, AlertConfig
-from spasmwatch.host.engine import Engine
-from spasmwatch.host.store import Store
+from spasmwatch.host.monitor.alerts import Alert, AlertConfig
+from spasmwatch.host.monitor.engine import Engine
+from spasmwatch.host.monitor.store import Store
 
 SPASM = wire.CLS_SPASM_LIKE
 JERK = wire.CLS_JERK

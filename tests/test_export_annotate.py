@@ -14,10 +14,10 @@ import pytest
 from records_data import build_store
 
 from spasmwatch.firmware import wire
-from spasmwatch.host.cli import main
-from spasmwatch.host.export import COLUMNS
-from spasmwatch.host.nights import find_nights
-from spasmwatch.host.store import Store
+from spasmwatch.host.cli.main import main
+from spasmwatch.host.monitor.store import Store
+from spasmwatch.host.records.export import COLUMNS
+from spasmwatch.host.records.nights import find_nights
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from spasmwatch.host import cli
+from spasmwatch.host.cli import main as cli
 from spasmwatch.host.flash import (
     FIRMWARE_DIR,
     FlashError,

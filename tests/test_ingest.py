@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spasmwatch.firmware import wire
-from spasmwatch.host.ingest import Event, PacketIngest, Status, Summary
-from spasmwatch.host.sequence import Verdict
+from spasmwatch.host.monitor.ingest import Event, PacketIngest, Status, Summary
+from spasmwatch.host.monitor.sequence import Verdict
 
 
 def event(t_ms: int, cls: int = wire.CLS_SPASM_LIKE, dur_ms: int = 1000) -> tuple:

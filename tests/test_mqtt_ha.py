@@ -22,10 +22,10 @@ import pytest
 from tooling import require_tool
 
 from spasmwatch.firmware import wire
-from spasmwatch.host.channels.base import DeliveryError
-from spasmwatch.host.channels.mqtt_ha import MqttHomeAssistant, parse_command
-from spasmwatch.host.delivery import AlertHub
-from spasmwatch.host.engine import Engine
+from spasmwatch.host.alerts.channels.base import DeliveryError
+from spasmwatch.host.alerts.channels.mqtt_ha import MqttHomeAssistant, parse_command
+from spasmwatch.host.alerts.delivery import AlertHub
+from spasmwatch.host.monitor.engine import Engine
 from spasmwatch.host.settings import MqttSettings, settings_from_dict
 
 T0 = 1_700_000_000.0
@@ -225,7 +225,7 @@ def test_discovery_state_alert_and_commands(broker: int) -> None:
 
 _CHILD = """
 import asyncio, sys
-from spasmwatch.host.channels.mqtt_ha import MqttHomeAssistant
+from spasmwatch.host.alerts.channels.mqtt_ha import MqttHomeAssistant
 from spasmwatch.host.settings import MqttSettings
 async def main():
     ch = MqttHomeAssistant(MqttSettings(enabled=True, host="127.0.0.1", port=int(sys.argv[1]),
@@ -267,7 +267,7 @@ def test_send_while_broker_unreachable_is_a_failed_delivery() -> None:
         await ch.start()
         try:
             assert not await ch.wait_connected(0.5)
-            from spasmwatch.host.alarm_state import Notice
+            from spasmwatch.host.alerts.alarm_state import Notice
 
             with pytest.raises(DeliveryError, match="not connected to the MQTT broker"):
                 await ch.send(Notice(T0, "alarm", "k", "t", "m"))

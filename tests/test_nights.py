@@ -11,7 +11,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from records_data import NIGHT_PLAN, build_store, epoch, replay_into
 
-from spasmwatch.host.nights import (
+from spasmwatch.host.monitor.records import Summary
+from spasmwatch.host.monitor.store import Store
+from spasmwatch.host.records.nights import (
     NightConfig,
     find_nights,
     fmt_clock,
@@ -19,8 +21,6 @@ from spasmwatch.host.nights import (
     open_existing,
     select_nights,
 )
-from spasmwatch.host.records import Summary
-from spasmwatch.host.store import Store
 
 UTC = dt.UTC
 

@@ -22,12 +22,12 @@ import pytest
 from records_data import build_store
 from tooling import require_tool
 
-from spasmwatch.host.annotations import add_annotation, add_marker, markers
-from spasmwatch.host.cli import main
-from spasmwatch.host.export import cluster_highest_alert
-from spasmwatch.host.nights import find_nights
-from spasmwatch.host.report import CLUSTER_RGB, SPASM_COLOUR, render_report, write_report
-from spasmwatch.host.store import Store
+from spasmwatch.host.cli.main import main
+from spasmwatch.host.monitor.store import Store
+from spasmwatch.host.records.annotations import add_annotation, add_marker, markers
+from spasmwatch.host.records.export import cluster_highest_alert
+from spasmwatch.host.records.nights import find_nights
+from spasmwatch.host.records.report import CLUSTER_RGB, SPASM_COLOUR, render_report, write_report
 
 UTC = dt.UTC
 

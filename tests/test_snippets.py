@@ -16,16 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from spasmwatch.firmware import control, wire
-from spasmwatch.host.cmd_run import end_when_over
-from spasmwatch.host.daemon import Daemon, DaemonConfig, MonitorEngine
-from spasmwatch.host.delivery import AlertHub
+from spasmwatch.host.alerts.delivery import AlertHub
+from spasmwatch.host.cli.run import end_when_over
 from spasmwatch.host.links.serial_link import SerialLink
 from spasmwatch.host.links.sim_link import SimulatedBoard
-from spasmwatch.host.nights import find_nights
-from spasmwatch.host.report import render_report
+from spasmwatch.host.monitor.daemon import Daemon, DaemonConfig, MonitorEngine
+from spasmwatch.host.monitor.store import Store
+from spasmwatch.host.records.nights import find_nights
+from spasmwatch.host.records.report import render_report
+from spasmwatch.host.records.snippets import SnippetCollector, snippets_in
 from spasmwatch.host.settings import Settings
-from spasmwatch.host.snippets import SnippetCollector, snippets_in
-from spasmwatch.host.store import Store
 
 
 class ProbedLink(SerialLink):

@@ -6,10 +6,10 @@ import sqlite3
 
 import pytest
 
-from spasmwatch.host.alerts import Alert
-from spasmwatch.host.clustering import Cluster
-from spasmwatch.host.records import Event, Status, Summary
-from spasmwatch.host.store import SCHEMA_VERSION, Store
+from spasmwatch.host.monitor.alerts import Alert
+from spasmwatch.host.monitor.clustering import Cluster
+from spasmwatch.host.monitor.records import Event, Status, Summary
+from spasmwatch.host.monitor.store import SCHEMA_VERSION, Store
 
 
 def ev(seq: int, t: float, cls: str = "spasm_like") -> Event:

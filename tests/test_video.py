@@ -18,10 +18,10 @@ import pytest
 from records_data import replay_into
 from tooling import require_tool
 
-from spasmwatch.host.nights import find_nights
-from spasmwatch.host.report import write_report
-from spasmwatch.host.store import Store
-from spasmwatch.host.video import AlarmClipper, SegmentRecorder, VideoError
+from spasmwatch.host.monitor.store import Store
+from spasmwatch.host.records.nights import find_nights
+from spasmwatch.host.records.report import write_report
+from spasmwatch.host.records.video import AlarmClipper, SegmentRecorder, VideoError
 
 CAMERA = "lavfi:testsrc=size=160x120:rate=10"
 

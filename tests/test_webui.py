@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 
 from spasmwatch.firmware import wire
-from spasmwatch.host import cli
-from spasmwatch.host.delivery import AlertHub
-from spasmwatch.host.engine import Engine
+from spasmwatch.host.alerts.delivery import AlertHub
+from spasmwatch.host.alerts.watchdog import Watchdog, notify
+from spasmwatch.host.cli import main as cli
+from spasmwatch.host.monitor.engine import Engine
 from spasmwatch.host.settings import settings_from_dict
-from spasmwatch.host.watchdog import Watchdog, notify
 
 T0 = 1_700_000_000.0
 REPO = Path(__file__).resolve().parent.parent

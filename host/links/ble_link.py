@@ -35,8 +35,7 @@ from bleak_retry_connector import establish_connection
 
 from spasmwatch.firmware import ble_link as gatt
 from spasmwatch.firmware import config, control
-
-from .base import LinkError, LinkLost
+from spasmwatch.host.links.base import LinkError, LinkLost
 
 __all__ = ["BACKEND_ENV", "BleBackend", "BleLink", "BleStats", "discover_sensors",
            "resolve_backend"]
@@ -78,7 +77,7 @@ def resolve_backend(backend: object = None) -> BleBackend:
         backend = os.environ.get(BACKEND_ENV) or None
     if backend is None or backend == "system":
         return BleBackend()
-    from . import bleak_bumble
+    from spasmwatch.host.links import bleak_bumble
 
     if isinstance(backend, bleak_bumble.BumbleCentral):
         return BleBackend(bleak_bumble.BumbleScanner, bleak_bumble.BumbleClient,

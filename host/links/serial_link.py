@@ -21,8 +21,7 @@ from dataclasses import dataclass
 import serial
 
 from spasmwatch.firmware import framing, wire
-
-from .base import LinkError, LinkLost
+from spasmwatch.host.links.base import LinkError, LinkLost
 
 __all__ = ["SerialLink", "SerialStats", "crc_ok"]
 

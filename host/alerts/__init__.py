@@ -1,0 +1,1 @@
+"""Alert delivery: alarm state, delivery hub, channels, web page, watchdog."""

@@ -1,0 +1,1 @@
+"""The `spasmwatch` command line: one module per command."""

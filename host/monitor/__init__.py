@@ -1,0 +1,1 @@
+"""The monitor's core: ingest, sequence, store, clustering, patterns, faults, engine, daemon."""

@@ -1,0 +1,302 @@
+"""The host pipeline: packet -> ingest -> store -> clusters and patterns -> alerts.
+
+``Engine.feed_packet`` returns JSON-ready dicts (``type`` = event / summary / status /
+cluster / alert) in the order a person would read them. Ordering guarantees:
+
+* a record is written (and committed) to the store before any alert it causes is
+  computed, stored or returned, so every alert can be traced back to stored evidence;
+* event-driven alerts carry ``t`` = the end of the event that completed the pattern,
+  the earliest moment the host could have known;
+* a cluster is reported closed at ``end + cluster_gap_s`` (or at the end of the data),
+  whether that is noticed by the next event, by a status packet, by ``tick`` or by
+  ``finish``.
+
+Per-event work is O(1) amortised: bounded deques and counters, no rescans.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from spasmwatch.firmware import wire
+from spasmwatch.host.monitor.alerts import INFO, Alert, AlertConfig, fmt_time
+from spasmwatch.host.monitor.clustering import Cluster, ClusterTracker
+from spasmwatch.host.monitor.faults import FaultTracker
+from spasmwatch.host.monitor.ingest import IngestResult, PacketIngest, Verifier
+from spasmwatch.host.monitor.patterns import JerkBurstDetector, SpasmChainDetector
+from spasmwatch.host.monitor.records import Event, Status, Summary
+from spasmwatch.host.monitor.sequence import Verdict
+from spasmwatch.host.monitor.store import Store
+
+__all__ = ["AlertConfig", "Engine"]
+
+Output = dict[str, Any]
+
+
+class Engine:
+    """Turn one device's packets into stored records, clusters and alerts."""
+
+    def __init__(
+        self,
+        config: AlertConfig | None = None,
+        store: Store | None = None,
+        device: str = "sim",
+        t0: float = 0.0,
+        verifier: Verifier | None = None,
+    ) -> None:
+        self.config = config if config is not None else AlertConfig()
+        self.config.validate()
+        self.store = store
+        self.device = device
+        self.ingest = PacketIngest(device, t0, verifier)
+        first_id = store.next_cluster_id() if store is not None else 1
+        self.clusters = ClusterTracker(
+            self.config.cluster_gap_s, self.config.max_intervals, first_id
+        )
+        self.spasms = SpasmChainDetector(self.config)
+        self.jerks = JerkBurstDetector(self.config)
+        # Public so the daemon can add conditions (heartbeat timeout) through ``tick``.
+        self.faults = FaultTracker()
+        self.now: float = t0  # latest host time known from the data or from tick()
+        self.last_packet_t: float | None = None  # host time of the newest good record
+        self._clean_run = 0  # gap-free packets since the last loss
+        self._events_by_class: Counter[str] = Counter()
+        self._alerts_by_level: Counter[str] = Counter()
+        self._n_clusters = 0
+        self._late_events = 0
+        self._saved_counts: dict[str, int] = {}  # counters already added to the store
+
+    # -- inputs --------------------------------------------------------------------------
+
+    def feed_packet(self, data: bytes, received_at: float | None = None) -> list[Output]:
+        """Process one packet as received from the link."""
+        res = self.ingest.feed(data, received_at)
+        out: list[Output] = []
+        if res is None:
+            self._after_rejection(out)
+            return out
+        if self.store is not None:
+            self._persist(res)  # before anything that could alert on it
+        rec = res.record
+        if isinstance(rec, Event):
+            self._on_event(rec, res, out)
+        else:
+            self._on_periodic(rec, out)
+        self._link_health(res, out)
+        return out
+
+    def feed_record(self, rec: tuple, seq: int, received_at: float | None = None) -> list[Output]:
+        """Process a detector record tuple in-process (replay).
+
+        It is encoded and decoded exactly as on the radio link, so replay sees the same
+        quantised values as a live monitor.
+        """
+        return self.feed_packet(wire.encode(seq, rec), received_at)
+
+    def tick(self, now: float) -> list[Output]:
+        """Let time pass without data: closes clusters whose gap has elapsed.
+
+        This is the place for time-based checks (the daemon's heartbeat timeout goes here,
+        via ``self.faults.update(...)`` with ``self.last_packet_t``).
+        """
+        out: list[Output] = []
+        self.now = max(self.now, now)
+        self._expire(now, out)
+        if self.store is not None:
+            self._save_counters()
+        return out
+
+    def finish(self) -> list[Output]:
+        """End of data: close the open cluster and flush the store."""
+        out: list[Output] = []
+        closed = self.clusters.finish()
+        if closed is not None:
+            self._report_closed(closed, min(closed.end + self.config.cluster_gap_s,
+                                            max(self.now, closed.end)), out)
+        if self.store is not None:
+            self._save_counters()
+            self.store.commit()
+        return out
+
+    # -- stats ---------------------------------------------------------------------------
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """Counts so far: flat numbers, then breakdowns as dicts."""
+        ist = self.ingest.stats
+        return {
+            "packets": ist.packets,
+            "accepted": ist.accepted,
+            "events": sum(self._events_by_class.values()),
+            "summaries": ist.kinds["summary"],
+            "statuses": ist.kinds["status"],
+            "clusters": self._n_clusters,
+            "alerts": sum(self._alerts_by_level.values()),
+            "decode_errors": ist.decode_errors,
+            "lost": ist.lost,
+            "recovered": ist.recovered,
+            "missing": self.ingest.missing,
+            "duplicates": ist.duplicates,
+            "late": ist.late,
+            "late_events_unclustered": self._late_events,
+            "restarts": ist.restarts,
+            "events_by_class": dict(self._events_by_class),
+            "alerts_by_level": dict(self._alerts_by_level),
+            "decode_errors_by_reason": dict(ist.errors),
+        }
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _persist(self, res: IngestResult) -> None:
+        assert self.store is not None
+        rec = res.record
+        if isinstance(rec, Event):
+            self.store.add_event(self.device, rec)
+        elif isinstance(rec, Summary):
+            self.store.add_summary(self.device, rec)
+        else:
+            self.store.add_status(self.device, rec)
+
+    def _on_event(self, ev: Event, res: IngestResult, out: list[Output]) -> None:
+        cfg = self.config
+        known_at = max(ev.end, self.now)  # a backfilled event is known only on arrival
+        closed, joined = self.clusters.add(ev)
+        if closed is not None:
+            self._report_closed(closed, min(closed.end + cfg.cluster_gap_s, ev.t), out)
+        self.now = known_at
+        self.last_packet_t = ev.t
+        self._events_by_class[ev.cls] += 1
+        d = ev.to_dict()
+        d.update(type="event", device=self.device, cluster_id=joined.id if joined else None)
+        if res.verdict is not Verdict.NEW:
+            d["arrival"] = res.verdict.value
+        out.append(d)
+        alerts: list[Alert] = []
+        cid = joined.id if joined is not None else None
+        if ev.cls == "spasm_like":
+            alerts += self.spasms.add(ev, known_at, cid)
+        elif ev.cls == "jerk":
+            alerts += self.jerks.add(ev, known_at, cid)
+        if joined is None:
+            self._late_events += 1
+            alerts.append(Alert(
+                known_at, INFO, "late_event",
+                f"A {ev.cls.replace('_', '-')} event from {fmt_time(ev.t)} arrived after its "
+                f"cluster had been reported (resent after a link drop); it is stored but "
+                f"not added to a cluster.",
+                event_seqs=(ev.seq,),
+            ))
+        if alerts and joined is not None and self.store is not None:
+            self.store.upsert_cluster(joined, self.device)  # so alerts can refer to it
+        self._emit(alerts, out)
+
+    def _on_periodic(self, rec: Summary | Status, out: list[Output]) -> None:
+        # A periodic record proves the device clock reached rec.t: clusters can close.
+        self._expire(rec.t, out)
+        self.now = max(self.now, rec.t)
+        self.last_packet_t = rec.t
+        d = rec.to_dict()
+        d.update(type="summary" if isinstance(rec, Summary) else "status", device=self.device)
+        out.append(d)
+        if isinstance(rec, Status):
+            self._emit(self.faults.from_status(rec), out)
+
+    def _expire(self, now: float, out: list[Output]) -> None:
+        closed = self.clusters.expire(now)
+        if closed is not None:
+            self._report_closed(closed, closed.end + self.config.cluster_gap_s, out)
+        self.jerks.expire(now)
+
+    def _report_closed(self, cl: Cluster, t: float, out: list[Output]) -> None:
+        self._n_clusters += 1
+        if self.store is not None:
+            self.store.upsert_cluster(cl, self.device)
+        out.append(cl.to_dict())
+        details = {k: v for k, v in cl.to_dict().items() if k != "type"}
+        self._emit([Alert(t, INFO, "cluster_closed", cl.describe(), cl.id, (), details)], out)
+
+    def _link_health(self, res: IngestResult, out: list[Output]) -> None:
+        """Link faults: lost packets (cleared by backfill or a clean run), decode errors."""
+        cfg = self.config
+        t = self.now
+        alerts: list[Alert] = []
+        a = self.faults.update("decode_errors", False, t, "Packets decode correctly again.")
+        if a is not None:
+            alerts.append(a)
+        if res.verdict is Verdict.RESTART:
+            alerts.append(Alert(
+                t, INFO, "device_restart",
+                "The sensor restarted (its packet numbers and clock started over); "
+                "monitoring resumed, a short stretch before this may be missing.",
+                details={"seq": res.seq},
+            ))
+        if res.gap:
+            self._clean_run = 0
+            missing = [list(r) for r in self.ingest.missing_ranges()]
+            a = self.faults.update(
+                "packets_lost", True, t,
+                f"{res.gap} packet(s) from the sensor did not arrive (before packet "
+                f"{res.seq}): movements in that stretch may be missing from the record.",
+                {"lost": res.gap, "missing_ranges": missing},
+            )
+            if a is not None:
+                alerts.append(a)
+        else:
+            self._clean_run += 1
+            if "packets_lost" in self.faults.active and (
+                self.ingest.missing == 0 or self._clean_run >= cfg.lost_clear_packets
+            ):
+                recovered = self.ingest.missing == 0
+                a = self.faults.update(
+                    "packets_lost", False, t,
+                    "The missing packets were resent; the record is complete again."
+                    if recovered else
+                    f"The link has been steady for {self._clean_run} packets.",
+                    {"still_missing": self.ingest.missing},
+                )
+                if a is not None:
+                    alerts.append(a)
+        self._emit(alerts, out)
+
+    def _after_rejection(self, out: list[Output]) -> None:
+        ist = self.ingest.stats
+        if ist.error_run >= self.config.decode_error_run:
+            a = self.faults.update(
+                "decode_errors", True, self.now,
+                f"{ist.error_run} packets in a row could not be decoded (radio "
+                "interference, a firmware mismatch or a wrong key): monitoring data is not "
+                "getting through.",
+                {"errors": dict(ist.errors)},
+            )
+            if a is not None:
+                self._emit([a], out)
+
+    def _emit(self, alerts: list[Alert], out: list[Output]) -> None:
+        if not alerts:
+            return
+        store = self.store
+        if store is not None:
+            with store.batch():
+                for a in alerts:
+                    rid = store.add_alert(a, self.device)
+                    d = a.to_dict()
+                    d["id"] = rid
+                    self._alerts_by_level[a.level] += 1
+                    out.append(d)
+            return
+        for a in alerts:
+            self._alerts_by_level[a.level] += 1
+            out.append(a.to_dict())
+
+    def _save_counters(self) -> None:
+        assert self.store is not None
+        ist = self.ingest.stats
+        counts = {f"decode_error:{r}": n for r, n in ist.errors.items()}
+        counts.update(lost=ist.lost, recovered=ist.recovered, duplicates=ist.duplicates,
+                      restarts=ist.restarts)
+        # Counters accumulate across runs; only what is new since the last save is added.
+        prev = self._saved_counts
+        delta = {k: v - prev.get(k, 0) for k, v in counts.items()}
+        self.store.add_counts(self.device, delta)
+        self._saved_counts = counts

@@ -1,0 +1,1 @@
+"""Records a clinician can use: nights, report, export, annotations, snippets, video."""
