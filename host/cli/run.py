@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from spasmwatch.firmware import config as fwconfig
-from spasmwatch.host.cli.main import _alert_config, format_output
+from spasmwatch.host.cli.output import alert_config, format_output
 from spasmwatch.host.errors import UserError
 from spasmwatch.host.links.base import Link
 from spasmwatch.host.monitor.daemon import Daemon, DaemonConfig, MonitorEngine, resume_from_store
@@ -202,7 +202,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
             video.start(store)
         if board is not None:
             board.start()  # stopped in ``finally``, also after Ctrl-C / SIGTERM
-        engine = MonitorEngine(_alert_config(args), store=store, device=args.device or device,
+        engine = MonitorEngine(alert_config(args), store=store, device=args.device or device,
                                heartbeat_s=args.heartbeat)
 
         resumed = resume_from_store(engine, store, time.time())

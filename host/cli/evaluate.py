@@ -1,0 +1,42 @@
+"""`spasmwatch evaluate`: score replay against the labels in a folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, TextIO
+
+from spasmwatch.host.cli.output import alert_config
+from spasmwatch.host.errors import UserError
+
+
+def cmd_evaluate(args: argparse.Namespace, out: TextIO) -> int:
+    from spasmwatch.host.evaluate import evaluate_folder
+
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise UserError(f"{args.folder}: not a folder")
+    summary, scores = evaluate_folder(folder, alert_config(args))
+    if summary.traces == 0:
+        raise UserError(f"{args.folder}: no trace files (*.csv, *.csv.gz)")
+    if args.json:
+        out.write(json.dumps(summary.as_dict()) + "\n")
+        return 0
+    for s in scores:
+        out.write(
+            f"{s.name:<40} {s.hours * 60:6.1f} min  clusters {s.detected}/{s.clusters}  "
+            f"false alarms {s.false_alarms}  spasms found {s.spasms_found}/{s.spasms}\n"
+        )
+    for k, v in summary.as_dict().items():
+        out.write(f"{k}: {v}\n")
+    return 0
+
+
+def register(sub: Any) -> None:
+    e = sub.add_parser("evaluate", help="score replay against labels in a folder")
+    e.add_argument("folder")
+    e.add_argument("--json", action="store_true")
+    e.add_argument("--min-spasms", type=int)
+    e.add_argument("--gap", type=float)
+    e.set_defaults(func=cmd_evaluate)
