@@ -14,18 +14,20 @@ is kept in step with these defaults by a test.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
+import math
 import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from spasmwatch.host.errors import UserError
+from spasmwatch.host.monitor.alerts import AlertConfig
 
 ENV_CONFIG = "SPASMWATCH_CONFIG"
 ENV_PUSH_URLS = "SPASMWATCH_PUSH_URLS"
@@ -36,105 +38,121 @@ ENV_MQTT_PASSWORD = "SPASMWATCH_MQTT_PASSWORD"
 #: Channel names a ``[alarm] groups`` entry may use.
 CHANNEL_NAMES = ("audio", "desktop", "push", "call", "mqtt")
 AUDIO_PLAYERS = ("auto", "pw-play", "paplay", "aplay")
+#: Channels that can wake a sleeping parent (desktop pop-ups cannot).
+WAKING_CHANNELS = ("audio", "push", "call", "mqtt")
 
 
 class SettingsError(UserError):
     """A configuration problem; the message names the file and the key."""
 
 
-@dataclass
-class MonitorSettings:
+class Section(BaseModel):
+    """A TOML section: strict types, no unknown keys, no NaN or infinity, checked on
+    assignment too (a CLI flag that overrides a field is validated like the file)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False,
+                              validate_assignment=True)
+
+
+class MonitorSettings(Section):
     """Conditions that make the alarm state ``fault`` (besides the engine's own faults)."""
 
-    heartbeat_timeout_s: float = 30.0  # no packet at all for this long: link fault
-    expected_rate_hz: int = 50  # the sensor's sample rate; 0 = do not check
-    rate_tolerance_pct: float = 10.0
-    placement_check_min: float = 30.0  # no body movement at all for this long; 0 = off
-    placement_max_mean_mg: int = 3  # summary mean motion at or below this is "none at all"
-    clock_tolerance_s: float = 120.0  # device time ahead of arrival / jumping back
-    host_battery_low_pct: int = 20  # host on battery below this; 0 = off
+    heartbeat_timeout_s: float = Field(30.0, ge=1, le=3600)  # no packet this long: fault
+    expected_rate_hz: int = Field(50, ge=0, le=1000)  # the sensor's rate; 0 = do not check
+    rate_tolerance_pct: float = Field(10.0, ge=0, le=100)
+    placement_check_min: float = Field(30.0, ge=0, le=24 * 60)  # no movement at all; 0 = off
+    placement_max_mean_mg: int = Field(3, ge=0, le=1000)  # summary mean at or below: none
+    clock_tolerance_s: float = Field(120.0, ge=1, le=86400)  # device clock ahead / back
+    host_battery_low_pct: int = Field(20, ge=0, le=100)  # host on battery below; 0 = off
     power_supply_dir: str = "/sys/class/power_supply"
 
 
-@dataclass
-class AlarmSettings:
+class AlarmSettings(Section):
     """How alarms latch, repeat and widen to more channels."""
 
-    groups: list[list[str]] = field(
-        default_factory=lambda: [["audio", "desktop", "push", "mqtt"], ["call"]]
-    )
-    escalate_after_s: float = 120.0  # unacknowledged this long: widen to the next group
-    repeat_every_s: float = 60.0  # unacknowledged alarm: notify again this often
-    fault_repeat_s: float = 900.0  # unacknowledged fault reminder; 0 = once
-    warning_hold_s: float = 300.0  # a warning shows this long after its last cause
-    max_mute_min: float = 120.0
-    delivery_timeout_s: float = 20.0
+    groups: list[list[str]] = Field(
+        default_factory=lambda: [["audio", "desktop", "push", "mqtt"], ["call"]])
+    escalate_after_s: float = Field(120.0, ge=1, le=86400)  # unacked: widen to next group
+    repeat_every_s: float = Field(60.0, ge=1, le=86400)  # unacked alarm: notify again
+    fault_repeat_s: float = Field(900.0, ge=0, le=86400)  # unacked fault reminder; 0 = once
+    warning_hold_s: float = Field(300.0, ge=0, le=86400)  # a warning shows this long
+    max_mute_min: float = Field(120.0, ge=1, le=24 * 60)
+    delivery_timeout_s: float = Field(20.0, ge=1, le=600)
 
 
-@dataclass
-class AudioSettings:
+class AudioSettings(Section):
     enabled: bool = True
     player: str = "auto"  # auto = first of pw-play, paplay, aplay on PATH
     device: str = ""  # passed as aplay -D / paplay -d / pw-play --target ("null": silent)
     sound_dir: str = ""  # where generated WAVs go; "" = a cache folder
-    volume_start: float = 0.4  # amplitude of the first play, 0..1
-    volume_step: float = 0.2  # added on each repeat of an unacknowledged alarm
-    plays_per_notice: int = 2
+    volume_start: float = Field(0.4, ge=0.05, le=1.0)  # amplitude of the first play
+    volume_step: float = Field(0.2, ge=0.0, le=1.0)  # added on each repeat
+    plays_per_notice: int = Field(2, ge=1, le=20)
 
 
-@dataclass
-class DesktopSettings:
+class DesktopSettings(Section):
     enabled: bool = False  # convenience only: never counted as delivered
 
 
-@dataclass
-class AppriseSettings:
-    urls: list[str] = field(default_factory=list)
+class AppriseSettings(Section):
+    urls: list[str] = Field(default_factory=list)
 
 
-@dataclass
-class MqttSettings:
+class MqttSettings(Section):
     enabled: bool = False
     host: str = "localhost"
-    port: int = 1883
+    port: int = Field(1883, ge=1, le=65535)
     username: str = ""
     password: str = ""
     base_topic: str = "spasmwatch"
     discovery_prefix: str = "homeassistant"
     device_id: str = "spasmwatch"
-    keepalive_s: int = 30
+    keepalive_s: int = Field(30, ge=5, le=3600)
 
 
-@dataclass
-class WebUISettings:
+class WebUISettings(Section):
     enabled: bool = True
     host: str = "127.0.0.1"
-    port: int = 8765
+    port: int = Field(8765, ge=0, le=65535)
 
 
-@dataclass
-class VideoSettings:
-    """A camera clip around every alarm (host/video.py); off while ``source`` is empty."""
+class VideoSettings(Section):
+    """A camera clip around every alarm (host/records/video.py); off while ``source`` is
+    empty."""
 
     source: str = ""  # rtsp://..., /dev/videoN, or lavfi:SPEC (ffmpeg test source)
-    pre_s: float = 20.0  # seconds of video before the alarm
-    post_s: float = 20.0  # seconds after it
+    pre_s: float = Field(20.0, ge=0, le=600)  # seconds of video before the alarm
+    post_s: float = Field(20.0, ge=1, le=600)  # seconds after it
     dir: str = ""  # where clips go; "" = $XDG_DATA_HOME/spasmwatch/clips
 
 
-@dataclass
-class Settings:
-    monitor: MonitorSettings = field(default_factory=MonitorSettings)
-    alarm: AlarmSettings = field(default_factory=AlarmSettings)
-    audio: AudioSettings = field(default_factory=AudioSettings)
-    desktop: DesktopSettings = field(default_factory=DesktopSettings)
-    push: AppriseSettings = field(default_factory=AppriseSettings)
-    call: AppriseSettings = field(default_factory=AppriseSettings)
-    mqtt: MqttSettings = field(default_factory=MqttSettings)
-    webui: WebUISettings = field(default_factory=WebUISettings)
-    video: VideoSettings = field(default_factory=VideoSettings)
-    source: str = "<defaults>"  # the file these came from (not a TOML key)
-    secrets_from_env: list[str] = field(default_factory=list)  # variable names used
+class Settings(Section):
+    """Everything the monitor is built from (``host/compose.py``): one model, loaded once."""
+
+    monitor: MonitorSettings = Field(default_factory=MonitorSettings)
+    patterns: AlertConfig = Field(default_factory=AlertConfig)
+    alarm: AlarmSettings = Field(default_factory=AlarmSettings)
+    audio: AudioSettings = Field(default_factory=AudioSettings)
+    desktop: DesktopSettings = Field(default_factory=DesktopSettings)
+    push: AppriseSettings = Field(default_factory=AppriseSettings)
+    call: AppriseSettings = Field(default_factory=AppriseSettings)
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    webui: WebUISettings = Field(default_factory=WebUISettings)
+    video: VideoSettings = Field(default_factory=VideoSettings)
+    _source: str = PrivateAttr("<defaults>")  # the file these came from (not a TOML key)
+    _secrets_from_env: list[str] = PrivateAttr(default_factory=list)  # variable names used
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    @property
+    def secrets_from_env(self) -> list[str]:
+        return self._secrets_from_env
+
+    def public(self) -> dict[str, Any]:
+        """The TOML-shaped values (what a config file can set)."""
+        return self.model_dump()
 
     def enabled_channels(self) -> list[str]:
         """Channels that are configured to deliver something, in ``CHANNEL_NAMES`` order."""
@@ -148,33 +166,7 @@ class Settings:
         return [n for n in CHANNEL_NAMES if on[n]]
 
 
-_SECTIONS = tuple(f.name for f in dataclasses.fields(Settings) if f.name not in
-                  ("source", "secrets_from_env"))
-
-# (section, key) -> (lowest, highest) allowed, inclusive; None = unbounded on that side.
-_RANGES: dict[tuple[str, str], tuple[float | None, float | None]] = {
-    ("monitor", "heartbeat_timeout_s"): (1, 3600),
-    ("monitor", "expected_rate_hz"): (0, 1000),
-    ("monitor", "rate_tolerance_pct"): (0, 100),
-    ("monitor", "placement_check_min"): (0, 24 * 60),
-    ("monitor", "placement_max_mean_mg"): (0, 1000),
-    ("monitor", "clock_tolerance_s"): (1, None),
-    ("monitor", "host_battery_low_pct"): (0, 100),
-    ("alarm", "escalate_after_s"): (1, None),
-    ("alarm", "repeat_every_s"): (1, None),
-    ("alarm", "fault_repeat_s"): (0, None),
-    ("alarm", "warning_hold_s"): (0, None),
-    ("alarm", "max_mute_min"): (1, 24 * 60),
-    ("alarm", "delivery_timeout_s"): (1, 600),
-    ("audio", "volume_start"): (0.05, 1.0),
-    ("audio", "volume_step"): (0.0, 1.0),
-    ("audio", "plays_per_notice"): (1, 20),
-    ("mqtt", "port"): (1, 65535),
-    ("mqtt", "keepalive_s"): (5, 3600),
-    ("webui", "port"): (0, 65535),
-    ("video", "pre_s"): (0, 600),
-    ("video", "post_s"): (1, 600),
-}
+SECTIONS = tuple(Settings.model_fields)
 
 _TOPIC_OK = re.compile(r"^[A-Za-z0-9_\-/]+$")
 
@@ -193,72 +185,75 @@ def template_text() -> str:
     return resources.files("spasmwatch.host").joinpath("data/config.toml").read_text("utf-8")
 
 
-def _type_name(tp: Any) -> str:
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
-            list[str]: "a list of strings",
-            list[list[str]]: "a list of lists of strings"}.get(tp, str(tp))
-
-
-def _convert(where: str, tp: Any, value: Any) -> Any:
-    """Check ``value`` against the field type; ints are accepted where floats are."""
-    ok: bool
-    if tp is bool:
-        ok = isinstance(value, bool)
-    elif tp is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif tp is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif tp is str:
-        ok = isinstance(value, str)
-    elif tp == list[str]:
-        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
-    elif tp == list[list[str]]:
-        ok = isinstance(value, list) and all(
-            isinstance(g, list) and all(isinstance(v, str) for v in g) for g in value)
-    else:  # pragma: no cover - a field type this loader does not know
-        raise TypeError(f"unsupported settings type {tp!r}")
-    if not ok:
-        raise SettingsError(f"{where}: expected {_type_name(tp)}, got {value!r}")
-    return value
-
-
 def _unknown(where: str, key: str, known: list[str], what: str = "key") -> SettingsError:
     close = difflib.get_close_matches(key, known, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
     return SettingsError(f"{where}: unknown {what} {key!r}{hint}")
 
 
+_EXPECTED = {
+    "bool_type": "true or false", "int_type": "an integer", "float_type": "a number",
+    "string_type": "a string", "list_type": "a list", "model_type": "a table (section)",
+    "dict_type": "a table (section)", "finite_number": "a finite number",
+}
+
+
+def _from_validation(exc: ValidationError, source: str) -> SettingsError:
+    """The first problem, as one line naming the file, section and key."""
+    err = exc.errors(include_url=False)[0]
+    loc = [str(x) for x in err["loc"]]
+    where = source
+    if loc:
+        where += f": [{loc[0]}]"
+        if len(loc) > 1:
+            where += " " + ".".join(loc[1:])
+    kind, value = err["type"], err.get("input")
+    if kind == "extra_forbidden":
+        if len(loc) == 1:
+            return _unknown(source, loc[0], list(SECTIONS), "section")
+        model: Any = Settings.model_fields[loc[0]].annotation
+        return _unknown(f"{source}: [{loc[0]}]", loc[-1], list(model.model_fields))
+    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        field = Settings.model_fields[loc[0]].annotation.model_fields[loc[1]]  # type: ignore
+        lo = hi = None
+        for m in field.metadata:
+            lo = getattr(m, "ge", lo) if getattr(m, "ge", None) is not None else lo
+            hi = getattr(m, "le", hi) if getattr(m, "le", None) is not None else hi
+        return SettingsError(f"{where}: {value!r} is out of range ({lo} .. {hi})")
+    if kind in _EXPECTED:
+        return SettingsError(f"{where}: expected {_EXPECTED[kind]}, got {value!r}")
+    return SettingsError(f"{where}: {err['msg']} (got {value!r})")
+
+
 def settings_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Settings:
     """Build and validate settings from parsed TOML; errors name ``source`` and the key."""
-    s = Settings(source=source)
     for sec_name, sec_val in data.items():
-        if sec_name not in _SECTIONS:
-            raise _unknown(source, sec_name, list(_SECTIONS), "section")
-        where_sec = f"{source}: [{sec_name}]"
+        if sec_name not in SECTIONS:
+            raise _unknown(source, sec_name, list(SECTIONS), "section")
         if not isinstance(sec_val, Mapping):
-            raise SettingsError(f"{where_sec}: expected a table (section), got {sec_val!r}")
-        section = getattr(s, sec_name)
-        hints = get_type_hints(type(section))
-        for key, value in sec_val.items():
-            if key not in hints:
-                raise _unknown(where_sec, key, list(hints))
-            where = f"{source}: [{sec_name}] {key}"
-            value = _convert(where, hints[key], value)
-            lo_hi = _RANGES.get((sec_name, key))
-            if lo_hi is not None:
-                lo, hi = lo_hi
-                if (lo is not None and value < lo) or (hi is not None and value > hi):
-                    raise SettingsError(
-                        f"{where}: {value!r} is out of range "
-                        f"({'-inf' if lo is None else lo} .. {'inf' if hi is None else hi})"
-                    )
-            setattr(section, key, value)
-    _check_cross_fields(s, source)
+            raise SettingsError(
+                f"{source}: [{sec_name}]: expected a table (section), got {sec_val!r}")
+    try:
+        s = Settings.model_validate(dict(data))
+    except ValidationError as exc:
+        raise _from_validation(exc, source) from None
+    s._source = source
+    check_cross_fields(s, source)
     return s
 
 
-def _check_cross_fields(s: Settings, source: str) -> None:
+def set_field(s: Settings, section: str, key: str, value: Any, where: str) -> None:
+    """Override one field (a CLI flag), validated like the file; errors name ``where``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SettingsError(f"{where}: {value!r} is not a finite number")
+    try:
+        setattr(getattr(s, section), key, value)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        raise SettingsError(f"{where}: {err['msg']} (got {value!r})") from None
+
+
+def check_cross_fields(s: Settings, source: str) -> None:
     groups = s.alarm.groups
     if not groups or not groups[0]:
         raise SettingsError(f"{source}: [alarm] groups: needs at least one non-empty group")
@@ -299,14 +294,14 @@ def apply_environment(s: Settings, env: Mapping[str, str] | None = None) -> Sett
     for var, section in ((ENV_PUSH_URLS, s.push), (ENV_CALL_URLS, s.call)):
         if env.get(var):
             section.urls = section.urls + _split_urls(env[var])
-            s.secrets_from_env.append(var)
+            s._secrets_from_env.append(var)
     if env.get(ENV_MQTT_USERNAME):
         s.mqtt.username = env[ENV_MQTT_USERNAME]
-        s.secrets_from_env.append(ENV_MQTT_USERNAME)
+        s._secrets_from_env.append(ENV_MQTT_USERNAME)
     if env.get(ENV_MQTT_PASSWORD):
         s.mqtt.password = env[ENV_MQTT_PASSWORD]
-        s.secrets_from_env.append(ENV_MQTT_PASSWORD)
-    _check_cross_fields(s, f"{s.source} + environment")
+        s._secrets_from_env.append(ENV_MQTT_PASSWORD)
+    check_cross_fields(s, f"{s.source} + environment")
     return s
 
 
@@ -320,7 +315,9 @@ def load_settings(
     if not p.exists():
         if must_exist:
             raise SettingsError(f"{p}: no such file (create one with `spasmwatch config init`)")
-        return apply_environment(Settings(source=f"{p} (absent: defaults)"), env)
+        s = Settings()
+        s._source = f"{p} (absent: built-in defaults)"
+        return apply_environment(s, env)
     try:
         data = tomllib.loads(p.read_text("utf-8"))
     except tomllib.TOMLDecodeError as exc:

@@ -22,7 +22,7 @@ from spasmwatch.host.alerts.alarm_state import (
     Notice,
     TransitionLog,
 )
-from spasmwatch.host.monitor.engine import Engine
+from spasmwatch.host.monitor.daemon import MonitorEngine
 from spasmwatch.host.monitor.store import Store
 from spasmwatch.host.settings import AlarmSettings, MonitorSettings
 
@@ -50,7 +50,10 @@ class Rig:
     def __init__(self, tmp: Path, **alarm: Any) -> None:
         self.store = Store(tmp / "m.db")
         self.log = TransitionLog(self.store.connection)
-        self.engine = Engine(store=self.store, t0=T0)
+        # The heartbeat is the engine's (one owner): MonitorEngine raises it, the state
+        # machine shows it.
+        self.engine = MonitorEngine(store=self.store, t0=T0, heartbeat_s=30.0)
+        self.engine.anchored = True
         mon = MonitorSettings(placement_check_min=5)
         self.sm = AlarmStateMachine(mon, AlarmSettings(**alarm), self.log, now=T0)
         self.seq = 0
@@ -66,7 +69,10 @@ class Rig:
         return got
 
     def tick(self, at: float) -> list[Notice]:
-        got = self.sm.tick(T0 + at)
+        got: list[Notice] = []
+        for o in self.engine.tick(T0 + at):
+            got += self.sm.on_output(o, T0 + at)
+        got += self.sm.tick(T0 + at)
         self.notices += got
         return got
 

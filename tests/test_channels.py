@@ -213,9 +213,10 @@ def test_one_failing_channel_does_not_silence_the_others_and_raises_a_fault(
     assert [b["title"] for b in bodies] == [
         "spasmwatch warning", "spasmwatch ALARM: spasm-like movements",
         "spasmwatch: monitoring problem"]
-    assert "could not be delivered via audio" in bodies[2]["message"]
-    assert "no_such_pcm" in bodies[2]["message"]
-    assert "delivery_failed_audio" in hub.sm.faults
+    assert "the alarm sound could not be played" in bodies[2]["message"]
+    # The parent reads a plain sentence; the tool's own error stays in the record.
+    assert "no_such_pcm" not in bodies[2]["message"]
+    assert "no_such_pcm" in hub.sm.faults["delivery_failed_audio"].details["error"]
     failed = store.connection.execute(
         "SELECT channel, kind, detail FROM alarm_deliveries WHERE ok = 0").fetchall()
     assert {c for c, _, _ in failed} == {"audio"}

@@ -136,4 +136,8 @@ def test_demo_in_process_gives_the_same_summary() -> None:
     code2, local = _run([*argv, "--in-process"])
     assert code == code2 == 0
     assert "MicroPython" not in local.split("\n\n", 1)[1]
-    assert chain.split("Summary")[1] == local.split("Summary")[1]
+    # The chain also runs alert delivery (no sound server here: a delivery problem is
+    # reported on its own line); what the sensor data gave must be the same.
+    chain_summary = [ln for ln in chain.split("Summary")[1].splitlines()
+                     if not ln.startswith("  alert delivery")]
+    assert chain_summary == local.split("Summary")[1].splitlines()

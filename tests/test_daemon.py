@@ -26,7 +26,7 @@ from pty_device import UsbCable
 
 from spasmwatch.firmware import config as fwconfig
 from spasmwatch.firmware import control, wire
-from spasmwatch.host.cli.run import end_when_over
+from spasmwatch.host.compose import SimulationEnd
 from spasmwatch.host.links.serial_link import SerialLink
 from spasmwatch.host.links.sim_link import SimulatedBoard
 from spasmwatch.host.monitor.daemon import (
@@ -40,7 +40,7 @@ from spasmwatch.host.monitor.store import Store
 from spasmwatch.simulator import scenarios
 from spasmwatch.simulator.replay import detector_packets, to_sensor_stream
 
-FAST = DaemonConfig(heartbeat_s=5.0, tick_s=0.05, backoff_initial_s=0.05, backoff_max_s=0.2,
+FAST = DaemonConfig(tick_s=0.05, backoff_initial_s=0.05, backoff_max_s=0.2,
                     resend_retry_s=0.5)
 
 
@@ -65,11 +65,12 @@ class Harness:
     """A daemon on a port, with every output kept (ends with a simulated board)."""
 
     def __init__(self, port: str | Path, store: Store, cfg: DaemonConfig = FAST,
-                 board: SimulatedBoard | None = None) -> None:
+                 board: SimulatedBoard | None = None, heartbeat_s: float = 5.0) -> None:
         self.outs: list[dict[str, Any]] = []
-        self.engine = MonitorEngine(store=store, device="sim", heartbeat_s=cfg.heartbeat_s)
+        self.engine = MonitorEngine(store=store, device="sim", heartbeat_s=heartbeat_s)
         self.links: list[SerialLink] = []
         self.board = board
+        ender = SimulationEnd(board) if board is not None else None
 
         def connect() -> SerialLink:
             self.links.append(SerialLink(str(port)))
@@ -77,8 +78,8 @@ class Harness:
 
         def emit(o: dict[str, Any]) -> None:
             self.outs.append(o)
-            if board is not None:
-                end_when_over(self.daemon, board, o)
+            if ender is not None:
+                ender.observe(self.daemon, o)
 
         self.daemon = Daemon(connect, self.engine, emit, cfg, rng=random.Random(1))
 
@@ -150,13 +151,12 @@ def test_link_dropped_mid_cluster_is_backfilled_without_loss_or_duplicates(
 def test_stopped_firmware_raises_heartbeat_fault_and_clears_on_data(tmp_path: Path) -> None:
     # At 100x a status packet comes every 0.1 s; SIGSTOP freezes MicroPython (a hung
     # firmware), SIGCONT lets it go on.
-    cfg = DaemonConfig(heartbeat_s=1.0, tick_s=0.05, backoff_initial_s=0.05,
-                       backoff_max_s=0.2)
+    cfg = DaemonConfig(tick_s=0.05, backoff_initial_s=0.05, backoff_max_s=0.2)
     board = SimulatedBoard("quiet", seed=1, speed=100.0)
 
     async def scenario() -> Harness:
         with Store(":memory:") as store:
-            h = Harness(board.port, store, cfg)
+            h = Harness(board.port, store, cfg, heartbeat_s=1.0)
             task = asyncio.create_task(h.daemon.run())
             await until(lambda: h.engine.ingest.stats.accepted >= 5, what="data")
             board.runner.proc.send_signal(signal.SIGSTOP)  # the firmware stops

@@ -73,6 +73,9 @@ class Notice:
     group: int = 0  # highest channel group to use (escalation)
     exclude: frozenset[str] = frozenset()  # channels not to use (e.g. the one that failed)
     test: bool = False
+    # "engine": an alert the engine raised and stored; "host": a condition found here
+    # (delivery, placement, clock, rate, host battery), recorded by the hub.
+    source: str = "engine"
 
     def body(self) -> str:
         """The message followed by why: the events with their times and features."""
@@ -261,8 +264,6 @@ class AlarmStateMachine:
             self.last_data = self.now
             self.had_data = True
             self.latest_t = max(self.latest_t or out["t"], out["t"])
-            notices += self.set_condition("heartbeat_timeout", False, self.now,
-                                          "Sensor data is arriving again.")
         if kind == "event":
             self._on_event(out, notices)
         elif kind == "summary":
@@ -360,11 +361,12 @@ class AlarmStateMachine:
                                         audible=not self.muted))
         elif level == FAULT:
             notices += self.set_condition(a["kind"], True, self.now, a["message"],
-                                          a.get("details") or {})
+                                          a.get("details") or {}, source="engine")
         elif a["kind"] == "fault_cleared":
             fault = (a.get("details") or {}).get("fault")
             if fault:
-                notices += self.set_condition(fault, False, self.now, a["message"])
+                notices += self.set_condition(fault, False, self.now, a["message"],
+                                              source="engine")
         elif a["kind"] == "device_restart":
             self._last_status_t = None  # its clock started over: not a clock anomaly
 
@@ -380,22 +382,28 @@ class AlarmStateMachine:
 
     def _notice(self, level: str, kind: str, message: str, why: dict[str, Any],
                 audible: bool, repeat: int = 0, group: int = 0,
-                exclude: frozenset[str] = frozenset()) -> Notice:
+                exclude: frozenset[str] = frozenset(), source: str = "engine") -> Notice:
         return Notice(self.now, level, kind, _TITLES[level], message, why, audible, repeat,
-                      group, exclude)
+                      group, exclude, source=source)
 
     def set_condition(
         self, kind: str, active: bool, now: float, message: str,
         details: dict[str, Any] | None = None, exclude: frozenset[str] = frozenset(),
+        source: str = "host",
     ) -> list[Notice]:
-        """Start or end a fault condition (edges only); returns the notice for an edge."""
+        """Start or end a fault condition (edges only); returns the notice for an edge.
+
+        The state machine owns the set of active faults and their reminders; the edge of
+        a condition is decided by whoever finds it: the engine for the sensor, the link
+        and the heartbeat (``source="engine"``, already stored), this machine and the hub
+        for host-side conditions (``source="host"``, recorded by the hub)."""
         self.now = max(self.now, now)
         have = self.faults.get(kind)
         if active and have is None:
             self.faults[kind] = _Fault(kind, message, self.now, self.now, dict(details or {}))
             self._unmute(f"a new fault ({kind})")
             n = self._notice(FAULT, kind, message, {"details": dict(details or {})},
-                             audible=True, exclude=exclude)
+                             audible=True, exclude=exclude, source=source)
             self._transition(f"fault {kind}", "monitor")
             return [n]
         if not active and have is not None:
@@ -403,21 +411,15 @@ class AlarmStateMachine:
             text = f"{message} (problem '{kind}' lasted {fmt_span(self.now - have.since)})"
             self._transition(f"fault {kind} cleared", "monitor")
             return [self._notice("info", "fault_cleared", text, {"fault": kind},
-                                 audible=False, exclude=exclude)]
+                                 audible=False, exclude=exclude, source=source)]
         return []
 
     def tick(self, now: float) -> list[Notice]:
-        """Time-based checks: heartbeat, repeats and escalation, expiring mute/warning."""
+        """Time-based checks: repeats and escalation, expiring mute/warning. (The heartbeat is
+        the engine's: ``MonitorEngine.tick``.)"""
         self.now = max(self.now, now)
         cfg = self.cfg
         notices: list[Notice] = []
-        silent = self.now - self.last_data
-        if silent > self.monitor.heartbeat_timeout_s:
-            notices += self.set_condition(
-                "heartbeat_timeout", True, self.now,
-                f"No data from the sensor for {fmt_span(silent)}: movements are NOT being "
-                "monitored. Check the sensor is switched on, charged and in range.",
-                {"silent_s": round(silent, 1)})
         al = self.alarm
         if al is not None and not al.acked:
             group = int((self.now - al.since) // cfg.escalate_after_s)

@@ -38,6 +38,17 @@ from spasmwatch.host.settings import Settings
 log = logging.getLogger(__name__)
 
 HOST_BATTERY_EVERY_S = 60.0
+RECHECK_EVERY_S = 60.0  # while nobody can hear an alarm, look again this often
+
+#: What a failure on each channel means, in a parent's words (the tool's own error text
+#: stays in the fault's details and the delivery log).
+PLAIN_FAILURE = {
+    "audio": "the alarm sound could not be played on this computer",
+    "push": "the phone notification could not be sent",
+    "call": "the phone call / SMS could not be placed",
+    "mqtt": "Home Assistant could not be reached",
+    "desktop": "the desktop notification could not be shown",
+}
 
 
 class DeliveryLog:
@@ -123,9 +134,19 @@ class AlertHub:
         channels: dict[str, Channel] | None = None,
         clock: Callable[[], float] = time.time,
         web: bool | None = None,
+        on_output: Callable[[dict[str, Any]], None] | None = None,
+        device: str = "sensor",
     ) -> None:
         self.settings = settings
         self.clock = clock
+        # Where the hub's own outputs go (host-side faults, delivery outcomes, the
+        # start-up check): the terminal / --json in a running monitor.
+        self.on_output = on_output
+        self.store = store
+        self.device = device
+        self.checks: dict[str, tuple[bool, str]] = {}  # channel -> (works, one line)
+        self._next_check: float | None = None
+        self._checking: asyncio.Task[None] | None = None
         conn = store.connection if store is not None else None
         self.transitions = TransitionLog(conn)
         self.deliveries = DeliveryLog(conn)
@@ -153,6 +174,10 @@ class AlertHub:
         t = self._now(now)
         notices = self._host_battery(t)
         notices += self.sm.tick(t)
+        if (self._next_check is not None and t >= self._next_check
+                and (self._checking is None or self._checking.done())):
+            self._next_check = None
+            self._checking = asyncio.get_running_loop().create_task(self.self_check())
         return self._queue(notices)
 
     def ack(self, source: str = "api", now: float | None = None) -> bool:
@@ -204,15 +229,84 @@ class AlertHub:
             {"percent": pct})
 
     def _queue(self, notices: list[Notice]) -> list[Notice]:
+        for n in notices:
+            if n.source == "host" and n.level in ("fault", "info"):
+                self._record_host_fault(n)
         self._pending.extend(notices)
         if self._wake is not None:
             self._wake.set()
         return notices
 
+    def _say(self, o: dict[str, Any]) -> None:
+        if self.on_output is not None:
+            try:
+                self.on_output(o)
+            except Exception:  # the terminal going away must not stop the alarms
+                log.exception("showing %s failed", o.get("type"))
+
+    def _record_host_fault(self, n: Notice) -> None:
+        """A fault found here (not by the engine): shown and kept in the night's record."""
+        from spasmwatch.host.monitor.alerts import Alert
+
+        kind = n.kind
+        details = dict(n.why.get("details") or {})
+        if n.kind == "fault_cleared":
+            details.setdefault("fault", n.why.get("fault"))
+        alert = Alert(n.t, n.level, kind, n.message, details=details)
+        d = alert.to_dict()
+        d["source"] = "host"  # found by the alerting, not by the sensor's data
+        if self.store is not None:
+            try:
+                d["id"] = self.store.add_alert(alert, self.device)
+                self.store.commit()
+            except Exception as exc:  # a full disk: the engine raises the storage fault
+                log.error("recording the %s fault failed: %s", kind, exc)
+        self._say(d)
+
+    # -- the start-up self-check -------------------------------------------------------
+
+    async def self_check(self) -> dict[str, tuple[bool, str]]:
+        """Check every configured channel; say one plain line each; raise a fault when no
+        channel that can wake someone works (and look again every ``RECHECK_EVERY_S``)."""
+        from spasmwatch.host.settings import WAKING_CHANNELS
+
+        results: dict[str, tuple[bool, str]] = {}
+        for name, ch in self.channels.items():
+            try:
+                ok, line = await asyncio.wait_for(ch.check(),
+                                                  self.settings.alarm.delivery_timeout_s)
+            except TimeoutError:
+                ok, line = False, "did not answer in time"
+            except Exception as exc:  # a broken check is a failed channel, not a crash
+                ok, line = False, f"check failed: {type(exc).__name__}: {exc}"
+            results[name] = (ok, line)
+            self._say({"type": "check", "t": self.clock(), "channel": name, "ok": ok,
+                       "message": line})
+        self.checks = results
+        waking = [n for n in WAKING_CHANNELS if results.get(n, (False, ""))[0]]
+        now = self.clock()
+        if waking:
+            notices = self.sm.set_condition(
+                "nobody_will_hear", False, now,
+                "An alarm can be heard again via " + ", ".join(waking) + ".", source="host")
+        else:
+            why = "; ".join(f"{n}: {line}" for n, (ok, line) in results.items() if not ok)
+            why = why or "no alert channel is configured"
+            notices = self.sm.set_condition(
+                "nobody_will_hear", True, now,
+                f"Nobody will hear an alarm: {why}. Movements are still being monitored "
+                "and recorded; fix the sound (spasmwatch alert test) or add a phone "
+                "channel (docs/alerts.md).",
+                {"channels": {n: line for n, (_, line) in results.items()}}, source="host")
+            self._next_check = now + RECHECK_EVERY_S
+        self._queue(notices)
+        return results
+
     # -- asynchronous side -----------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Start the channels, the delivery worker and (if enabled) the web UI."""
+    async def start(self, check: bool = False) -> None:
+        """Start the channels, the delivery worker and (if enabled) the web UI; with
+        ``check``, run the start-up self-check (``self_check``)."""
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         for name, ch in self.channels.items():
@@ -224,9 +318,20 @@ class AlertHub:
         if self.web_enabled:
             from spasmwatch.host.alerts.webui import WebUI
 
-            self.web = WebUI(self, self.settings.webui.host, self.settings.webui.port)
-            await self.web.start()
+            web = WebUI(self, self.settings.webui.host, self.settings.webui.port)
+            try:
+                await web.start()
+                self.web = web
+                self._say({"type": "check", "t": self.clock(), "channel": "web page",
+                           "ok": True, "message": f"status page at {web.url}"})
+            except OSError as exc:  # a busy port: the alarms matter more than the page
+                self._say({"type": "check", "t": self.clock(), "channel": "web page",
+                           "ok": False, "message": f"could not start on "
+                           f"{self.settings.webui.host}:{self.settings.webui.port}: "
+                           f"{exc.strerror or exc}"})
         self._wake.set()
+        if check:  # in the background: monitoring starts at once
+            self._checking = asyncio.get_running_loop().create_task(self.self_check())
 
     async def stop(self, drain_timeout: float = 10.0) -> None:
         """Deliver what is queued (up to ``drain_timeout``), then stop everything."""
@@ -237,6 +342,10 @@ class AlertHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
             self._worker = None
+        if self._checking is not None:
+            self._checking.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._checking
         if self.web is not None:
             await self.web.stop()
             self.web = None
@@ -301,20 +410,29 @@ class AlertHub:
         now = self.clock()
         follow: list[Notice] = []
         for r in results:
-            self.deliveries.add(now, notice, r)
+            try:
+                self.deliveries.add(now, notice, r)
+            except Exception as exc:  # a full disk must not stop the delivery itself
+                log.error("recording the delivery failed: %s", exc)
+            if not notice.test and (notice.level in ("alarm", "fault") or r.ok is False):
+                self._say({"type": "delivery", "t": now, "channel": r.channel, "ok": r.ok,
+                           "level": notice.level, "kind": notice.kind,
+                           "repeat": notice.repeat, "detail": r.detail})
             if notice.test or not self.channels[r.channel].confirms:
                 continue
             key = f"delivery_failed_{r.channel}"
+            plain = PLAIN_FAILURE.get(r.channel, f"{r.channel} failed")
             if r.ok is False:
                 follow += self.sm.set_condition(
                     key, True, now,
-                    f"Alerts could not be delivered via {r.channel}: {r.detail}. The other "
-                    "channels still work; fix this one (spasmwatch alert test).",
+                    f"An alert could not be delivered: {plain}. The other channels still "
+                    "work; check this one with `spasmwatch alert test`.",
                     {"channel": r.channel, "error": r.detail},
-                    exclude=frozenset({r.channel}))
+                    exclude=frozenset({r.channel}), source="host")
             else:
                 follow += self.sm.set_condition(
-                    key, False, now, f"Alerts are delivered via {r.channel} again.")
+                    key, False, now, f"Alerts are delivered via {r.channel} again.",
+                    source="host")
         self.results = (self.results + [(notice, list(results))])[-100:]
         self._queue(follow)
         return list(results)

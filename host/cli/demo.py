@@ -54,6 +54,9 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
             f"{counts[lv]} {lv}" for lv in ("info", "warning", "alarm", "fault")
         ) + "\n"
     )
+    if counts["_host_fault"]:
+        out.write(f"  alert delivery: {counts['_host_fault']} problem(s) (see the 'alerts:' "
+                  "lines above; `spasmwatch alert test` checks the sound)\n")
     if labels is not None:
         spasms = sorted(lb.start for lb in labels if lb.label == "spasm")
         jerks = sum(1 for lb in labels if lb.label == "jerk")
@@ -73,7 +76,9 @@ def _count(o: dict[str, Any], counts: Counter[str]) -> bool:
     """Count an output for the demo's summary; True for the first alarm."""
     if o["type"] == "event":
         counts[o["cls"]] += 1
-    if o["type"] == "alert":
+    if o["type"] == "alert" and o.get("source") == "host":
+        counts["_host_" + o["level"]] += 1  # about delivery, shown apart
+    elif o["type"] == "alert":
         counts[o["level"]] += 1
         if o["level"] == "alarm":
             counts["_alarms"] += 1
@@ -106,68 +111,73 @@ def _demo_in_process(args: argparse.Namespace, out: TextIO, trace: Any,
 
 def _demo_on_board(args: argparse.Namespace, out: TextIO, trace: Any, labels: Any,
                    counts: Counter[str]) -> float | None:
-    """The whole chain: firmware under MicroPython -> pty -> SerialLink -> daemon.
+    """The whole chain: firmware under MicroPython -> pty (or virtual radio) -> the
+    monitor that ``run`` builds (``host/compose.py``), alarm sound and web page included.
 
     Times are shown on the trace's clock: device time since boot (the virtual sensor
     starts playing the trace within a second of boot) plus the trace's start.
     """
-    import asyncio
-
-    from spasmwatch.host.cli.run import _run, end_when_over, simulated_ble_connect
-    from spasmwatch.host.links.serial_link import SerialLink
+    from spasmwatch.host.compose import SensorSource, build_monitor, load_for_cli
     from spasmwatch.host.links.sim_link import SimulatedBoard
-    from spasmwatch.host.monitor.daemon import Daemon, DaemonConfig, MonitorEngine
-    from spasmwatch.host.monitor.store import Store
 
     link = getattr(args, "link", "serial")
     board = SimulatedBoard(args.scenario, trace=trace, labels=labels, speed=args.speed,
                            link=link)
     first_alarm: float | None = None
-    with Store(":memory:") as store, board:
-        engine = MonitorEngine(AlertConfig(), store=store, device=board.device_name)
-        daemon: Daemon | None = None
-        t_trace = float(trace.t[0])
+    t_trace = float(trace.t[0])
+    settings = load_for_cli(getattr(args, "config", None))
+    engine_ref: list[Any] = []
 
-        def emit(o: dict[str, Any]) -> None:
-            nonlocal first_alarm
-            if daemon is not None:
-                end_when_over(daemon, board, o)
-            if o["type"] == "link":
-                if o["state"] == "connected":
-                    where = board.port if link == "serial" else board.ble_backend
-                    out.write(f"board: connected over {o.get('link', 'serial')} "
-                              f"({where})\n")
-                elif o["state"] not in ("ended",):
-                    out.write(f"board: {o['message']}\n")
-                out.flush()
-                return
-            if o["type"] == "status" and counts["_status"] == 0:
-                counts["_status"] += 1
-                out.write(
-                    f"board: firmware running under MicroPython: free heap {o['heap_kb']} "
-                    f"kB, battery {o['battery_mv']} mV, {o['rate_hz']} Hz, "
-                    f"±{o['range_g']} g\n"
-                )
-            # wall-clock record times -> the trace's clock, for the same lines as replay
-            shift = t_trace - engine.ingest.clock.t0
-            shown = {**o}
-            for k in ("t", "start", "end"):
-                if isinstance(o.get(k), (int, float)):
-                    shown[k] = float(o[k]) + shift
-            if _count(shown, counts):
-                first_alarm = shown["t"]
-            line = format_output(shown)
-            if line:
-                out.write(line + "\n")
+    def emit(o: dict[str, Any]) -> None:
+        nonlocal first_alarm
+        kind = o["type"]
+        if kind == "link":
+            if o["state"] == "connected":
+                where = board.port if link == "serial" else board.ble_backend
+                out.write(f"board: connected over {o.get('link', 'serial')} ({where})\n")
+            elif o["state"] not in ("ended",):
+                out.write(f"board: {o['message']}\n")
             out.flush()
+            return
+        if kind == "check":
+            mark = "ok" if o["ok"] else "NOT OK"
+            out.write(f"alerts: {o['channel']}: {mark}: {o['message']}\n")
+            out.flush()
+            return
+        if kind == "delivery":
+            if o["ok"] is False:
+                out.write(f"alerts: {o['level']} NOT delivered via {o['channel']}: "
+                          f"{o['detail']}\n")
+            elif o["level"] == "alarm":
+                out.write(f"alerts: alarm sent via {o['channel']}: {o['detail']}\n")
+            out.flush()
+            return
+        if kind == "status" and counts["_status"] == 0:
+            counts["_status"] += 1
+            out.write(
+                f"board: firmware running under MicroPython: free heap {o['heap_kb']} "
+                f"kB, battery {o['battery_mv']} mV, {o['rate_hz']} Hz, "
+                f"±{o['range_g']} g\n"
+            )
+        # wall-clock record times -> the trace's clock, for the same lines as replay
+        shift = t_trace - engine_ref[0].t0 if engine_ref else 0.0
+        shown = {**o}
+        for k in ("t", "start", "end"):
+            if isinstance(o.get(k), (int, float)):
+                shown[k] = float(o[k]) + shift
+        if _count(shown, counts):
+            first_alarm = shown["t"]
+        line = format_output(shown)
+        if line:
+            out.write(line + "\n")
+        out.flush()
 
-        connect = (simulated_ble_connect(board) if link == "ble"
-                   else (lambda: SerialLink(board.port)))
-        daemon = Daemon(connect, engine, emit, DaemonConfig())
-        asyncio.run(_run(daemon))
-        st = engine.ingest.stats
-        out.write(f"board: {st.accepted} packets from the firmware, "
-                  f"{engine.ingest.missing} missing, {st.duplicates} duplicates\n")
+    monitor = build_monitor(settings, SensorSource(board=board), emit, db=None,
+                            alerts=not getattr(args, "no_alerts", False),
+                            check_clock=args.speed == 1.0)
+    engine_ref.append(monitor.engine)
+    monitor.run()
+    out.write(f"board: {monitor.engine.summary_line()}\n")
     return first_alarm
 
 
@@ -183,4 +193,7 @@ def register(sub: Any) -> None:
     d.add_argument("--link", choices=("serial", "ble"), default="serial",
                    help="reach the virtual board over its serial port (default) or "
                    "Bluetooth LE (a real Bluetooth stack on a virtual radio)")
+    d.add_argument("--config", help="settings file (default: as for run)")
+    d.add_argument("--no-alerts", action="store_true",
+                   help="no alarm sound, phone or web page (shown here only)")
     d.set_defaults(func=cmd_demo)

@@ -1,32 +1,28 @@
 """``spasmwatch run``: monitor a sensor all night over serial, BLE or a simulation.
 
-Picks the link from the options, opens the store (a file under the user's data folder
-by default; a simulation uses memory unless ``--db`` is given), resumes the sequence
-state from it, and runs the ``Daemon`` until Ctrl-C / SIGTERM (exit 0) or, for a
-simulation, the end of the scenario. Output is one human line per event/alert, or JSON
+Settings are loaded once (``--config``, else ``$SPASMWATCH_CONFIG``, else the default
+file if present, else the built-in defaults with the local audible alarm) and the whole
+monitor is built by ``host/compose.py``, the same way for every link, ``demo`` and the
+systemd unit. It runs until Ctrl-C / SIGTERM (exit 0) or, for a simulation, the end of
+the scenario. Output is plain lines for a parent (``host/cli/terminal.py``), or JSON
 lines with ``--json``; times are the local wall clock.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import datetime as dt
 import json
 import os
-import signal
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
 from spasmwatch.firmware import config as fwconfig
-from spasmwatch.host.cli.output import alert_config, format_output
+from spasmwatch.host.cli.terminal import ParentTerminal
+from spasmwatch.host.compose import SensorSource, build_monitor, load_for_cli
 from spasmwatch.host.errors import UserError
-from spasmwatch.host.links.base import Link
-from spasmwatch.host.monitor.daemon import Daemon, DaemonConfig, MonitorEngine, resume_from_store
-from spasmwatch.host.monitor.store import Store
+from spasmwatch.host.settings import set_field
 
 __all__ = ["default_db_path", "register", "cmd_run"]
 
@@ -41,7 +37,7 @@ def register(subparsers: Any) -> None:
     r = subparsers.add_parser(
         "run", help="monitor the sensor all night (serial, BLE or simulation)",
         description="Connect to the sensor and keep monitoring: reconnects, backfills "
-        "missing packets, raises a fault when data stops. Ctrl-C stops it.",
+        "missing packets, raises a fault when data stops, sounds the alarm. Ctrl-C stops it.",
     )
     src = r.add_mutually_exclusive_group()
     src.add_argument("--serial", metavar="PORT", help="USB serial port (e.g. /dev/ttyACM0)")
@@ -58,228 +54,85 @@ def register(subparsers: Any) -> None:
                    help="--simulate: reach the board over its USB serial port (default) "
                    "or Bluetooth LE (a real Bluetooth stack on a virtual radio)")
     r.add_argument("--db", help=f"SQLite file (default {default_db_path()}; "
-                   "--simulate: in memory)")
+                   "--simulate: in memory, nothing is saved)")
     r.add_argument("--device", help="device name in the database (default: the link's)")
     r.add_argument("--json", action="store_true", help="JSON lines on stdout")
     r.add_argument("--quiet", action="store_true", help="alerts and clusters only")
-    r.add_argument("--heartbeat", type=float, default=30.0, metavar="S",
-                   help="fault when no packet arrives for this long (default 30 s)")
-    r.add_argument("--config", help="alert delivery configuration (TOML, see "
-                   "docs/alerts.md): sound, phone, Home Assistant, web page")
+    r.add_argument("--verbose", action="store_true",
+                   help="also every movement with its measurements (mg, tilt)")
+    r.add_argument("--heartbeat", type=float, metavar="S",
+                   help="fault when no packet arrives for this long "
+                   "(default: [monitor] heartbeat_timeout_s, 30 s)")
+    r.add_argument("--config", help="settings file (TOML, see docs/alerts.md; default "
+                   "$SPASMWATCH_CONFIG or ~/.config/spasmwatch/config.toml if present)")
+    r.add_argument("--no-alerts", action="store_true",
+                   help="monitor and record only: no sound, no phone, no web page")
     r.add_argument("--min-spasms", type=int, help="spasm-like events for an alarm (3)")
     r.add_argument("--gap", type=float, help="max gap between them in s (60)")
     r.set_defaults(func=cmd_run)
 
 
-def _local_clock_s(t: float) -> float:
-    """Seconds since local midnight, so ``format_output`` prints wall-clock HH:MM:SS."""
-    if t < 1e9:  # not an epoch time (should not happen in a live run)
-        return t
-    d = dt.datetime.fromtimestamp(t)
-    return d.hour * 3600 + d.minute * 60 + d.second + d.microsecond / 1e6
-
-
-def human_line(o: dict[str, Any], quiet: bool = False) -> str | None:
-    """One line for a daemon output (records, alerts, link changes), local time."""
-    if o["type"] == "link":
-        return f"{dt.datetime.fromtimestamp(o['t']):%H:%M:%S}  LINK    {o['message']}"
-    if quiet and o["type"] == "event":
-        return None
-    if o["type"] == "clip":
-        return (f"{dt.datetime.fromtimestamp(o['t']):%H:%M:%S}  VIDEO   clip of the alarm "
-                f"saved: {o['path']} ({o['end'] - o['start']:.0f} s)")
-    if o["type"] == "snippet":
-        state = "complete" if o["complete"] else "partial: some packets did not arrive"
-        return (f"{dt.datetime.fromtimestamp(o['alert_t']):%H:%M:%S}  SNIPPET raw sensor "
-                f"snippet of the alarm: {len(o['samples'])} samples, "
-                f"{o['t_end'] - o['t']:.1f} s ({state})")
-    shifted = {**o}
-    for k in ("t", "start", "end"):
-        if isinstance(o.get(k), (int, float)):
-            shifted[k] = _local_clock_s(float(o[k]))
-    return format_output(shifted)
-
-
-def _link_factory(args: argparse.Namespace) -> tuple[Callable[[], Link], str]:
-    """(a function making a fresh link per connection attempt, default device name)."""
-    if args.serial:
-        from spasmwatch.host.links.serial_link import SerialLink
-
-        port = args.serial
-        return (lambda: SerialLink(port)), fwconfig.DEVICE_NAME
-    if args.ble is not None:
-        try:
-            from spasmwatch.host.links import ble_link
-        except ImportError as exc:
-            raise UserError(f"BLE is not available: {exc}") from exc
-        kwargs: dict[str, Any] = {}
-        if args.ble_backend:
-            kwargs["backend"] = args.ble_backend
-        target = args.ble
-        return (lambda: ble_link.BleLink(target, **kwargs)), fwconfig.DEVICE_NAME
-    if args.simulate:
-        board = args.board
-        if board.link == "ble":
-            # The board's radio (simulator/ble_bridge.py): the same BleLink as --ble,
-            # on bleak's Bumble backend instead of BlueZ.
-            return simulated_ble_connect(board), board.device_name
-        # The virtual board's serial port: the same SerialLink as --serial (the board
-        # is started by cmd_run, see _simulated_board).
-        from spasmwatch.host.links.serial_link import SerialLink
-
-        return (lambda: SerialLink(board.port)), board.device_name
-    raise UserError("choose the sensor: --serial PORT, --ble [NAME|ADDRESS] or "
-                    "--simulate SCENARIO (see 'spasmwatch scan' for BLE devices)")
-
-
-def simulated_ble_connect(board: Any) -> Callable[[], Link]:
-    """A fresh ``BleLink`` per connection to a started ``SimulatedBoard(link="ble")``."""
-    try:
-        from spasmwatch.host.links.ble_link import BleLink
-    except ImportError as exc:
-        raise UserError(f"BLE is not available: {exc}") from exc
-    return lambda: BleLink(board.ble_name, backend=board.ble_backend)
-
-
-def _open_store(args: argparse.Namespace) -> Store:
-    if args.db is None and args.simulate:
-        return Store(":memory:")
-    path = Path(args.db) if args.db else default_db_path()
-    if str(path) != ":memory:":
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"{path.parent}: cannot create folder: {exc}") from exc
-    try:
-        return Store(path)
-    except Exception as exc:  # sqlite3.Error, schema mismatch: one clear line
-        raise UserError(f"{path}: cannot open database: {exc}") from exc
-
-
-def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
-    if args.heartbeat <= 0:
-        raise UserError("--heartbeat must be positive")
-    if args.speed < 0:
-        raise UserError("--speed must be 0 or more")
-    args.board = None
+def _source(args: argparse.Namespace) -> SensorSource:
     if args.simulate:
         from spasmwatch.host.links.sim_link import SimulatedBoard, check_scenario
 
         check_scenario(args.simulate)
-        args.board = SimulatedBoard(args.simulate, seed=args.seed, speed=args.speed,
-                                    link=args.link)
-    elif args.link != "serial":
+        board = SimulatedBoard(args.simulate, seed=args.seed, speed=args.speed,
+                               link=args.link)
+        return SensorSource(board=board)
+    if args.link != "serial":
         raise UserError("--link is for --simulate; use --serial PORT or --ble for a sensor")
-    connect, device = _link_factory(args)
-    settings = None
-    if args.config:  # alert delivery and video (settings.py); without it: terminal only
-        from spasmwatch.host.settings import load_settings
+    if args.serial:
+        return SensorSource(serial=args.serial)
+    if args.ble is not None:
+        return SensorSource(ble=args.ble, ble_backend=args.ble_backend)
+    raise UserError("choose the sensor: --serial PORT, --ble [NAME|ADDRESS] or "
+                    "--simulate SCENARIO (see 'spasmwatch scan' for BLE devices)")
 
-        settings = load_settings(args.config, must_exist=True)
-    store = _open_store(args)
-    video: Any = None
-    try:
-        daemon: Daemon | None = None
-        board = args.board
 
-        def emit(o: dict[str, Any]) -> None:
-            if args.json:
-                out.write(json.dumps(o, default=str) + "\n")
-            else:
-                line = human_line(o, args.quiet)
-                if line is not None:
-                    out.write(line + "\n")
+def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
+    if not args.speed >= 0 or args.speed == float("inf"):
+        raise UserError("--speed must be a finite number, 0 or more")
+    settings = load_for_cli(args.config)
+    if args.heartbeat is not None:
+        set_field(settings, "monitor", "heartbeat_timeout_s", args.heartbeat, "--heartbeat")
+    if args.min_spasms is not None:
+        set_field(settings, "patterns", "alarm_min_spasms", args.min_spasms, "--min-spasms")
+    if args.gap is not None:
+        set_field(settings, "patterns", "spasm_gap_s", args.gap, "--gap")
+    source = _source(args)
+    terminal = ParentTerminal(out, verbose=args.verbose, quiet=args.quiet)
+
+    def emit(o: dict[str, Any]) -> None:
+        if args.json:
+            out.write(json.dumps(o, default=str) + "\n")
             out.flush()
-            if board is not None and daemon is not None:
-                end_when_over(daemon, board, o)
+        else:
+            terminal(o)
 
-        if settings is not None and settings.video.source:
-            # Before the sensor: the camera ring must already hold the pre-roll when
-            # the first alarm comes.
-            from spasmwatch.host.records.alarm_video import AlarmVideo
+    db = args.db if args.db is not None else (None if source.simulated else default_db_path())
+    monitor = build_monitor(
+        settings, source, emit, db=db, device=args.device, alerts=not args.no_alerts,
+        check_clock=not (source.simulated and args.speed != 1.0))
 
-            video = AlarmVideo(settings.video, emit)
-            video.start(store)
-        if board is not None:
-            board.start()  # stopped in ``finally``, also after Ctrl-C / SIGTERM
-        engine = MonitorEngine(alert_config(args), store=store, device=args.device or device,
-                               heartbeat_s=args.heartbeat)
+    def say(message: str) -> None:
+        emit({"type": "link", "t": time.time(), "state": "start", "message": message})
 
-        resumed = resume_from_store(engine, store, time.time())
-        if resumed:
-            emit({"type": "link", "t": time.time(), "state": "resumed",
-                  "message": f"resumed from {store.path} ({resumed} recent records)"})
-        hub = None
-        if settings is not None:  # alert delivery (host/delivery.py)
-            from spasmwatch.host.alerts.delivery import AlertHub
-
-            hub = AlertHub(settings, store)
-        daemon = Daemon(connect, engine, emit, DaemonConfig(heartbeat_s=args.heartbeat),
-                        hub=hub)
-        if video is not None:
-            daemon.observers.append(video.observe)
-        code = asyncio.run(_run(daemon))
-        if video is not None:
-            video.stop()  # the clips under way get their post-roll and are recorded
-        if board is not None:
-            # The summary of a simulation: what the firmware sent, what the host got.
-            st = engine.ingest.stats
-            emit({"type": "link", "t": time.time(), "state": "summary",
-                  "message": f"simulation over: {st.accepted} packets accepted, "
-                  f"{engine.ingest.missing} missing, {st.duplicates} duplicates, "
-                  f"{daemon.connects} connection(s), {daemon.replies} replies"})
-        return code
-    finally:
-        if video is not None:
-            video.stop()  # no-op after a clean stop; ends ffmpeg after an error
-        if args.board is not None:
-            args.board.stop()
-        store.close()
-
-
-# Real seconds the backfill gets after the scenario is over (the daemon gives a range
-# up after 3 requests 5 s apart).
-GIVE_UP_S = 15.0
-
-
-def end_when_over(daemon: Daemon, board: Any, o: dict[str, Any]) -> None:
-    """End the daemon once a record's device time is past the simulated scenario.
-
-    Only when no packet is missing any more and no backfill is under way (first contact
-    answered, every RESEND done: over BLE at ``--speed 0`` the board can be past the
-    scenario before the host has even connected), or when the device has gone on for
-    another minute regardless (what is still missing stays missing), counted from the
-    first record past the end the host saw and lasting at least ``GIVE_UP_S`` of real
-    time (at ``--speed 0`` a device minute passes in a fraction of a second).
-    """
-    t_ms = o.get("t_ms")
-    if o.get("type") not in ("event", "summary", "status") or not isinstance(t_ms, int):
-        return
-    if not board.is_over(t_ms) or daemon.finished:
-        return
-    if getattr(board, "over_since", None) is None:
-        board.over_since = (t_ms, time.monotonic())
-    ms0, wall0 = board.over_since
-    complete = daemon.engine.ingest.missing == 0 and not daemon.backfilling
-    if complete or (t_ms - ms0 >= 60_000 and time.monotonic() - wall0 >= GIVE_UP_S):
-        daemon.end_of_data()
-
-
-async def _run(daemon: Daemon) -> int:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, daemon.stop)
-        except (NotImplementedError, RuntimeError):  # not the main thread / Windows
-            pass
-    try:
-        return await daemon.run()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.remove_signal_handler(sig)
-            except (NotImplementedError, RuntimeError):
-                pass
+    say(f"settings: {settings.source}")
+    if args.no_alerts:
+        say("ALERTS ARE OFF (--no-alerts): nothing will sound or be sent; movements are "
+            "only shown here and recorded.")
+    if db is None:
+        say("simulation: nothing is saved (pass --db FILE to keep the record)")
+    else:
+        say(f"record: {monitor.store.path}")
+    code = monitor.run()
+    if source.simulated:
+        # The summary of a simulation: what the firmware sent, what the host got.
+        say(f"simulation over: {monitor.engine.summary_line()}, "
+            f"{monitor.daemon.connects} connection(s), {monitor.daemon.replies} replies"
+            + ("; nothing was saved" if db is None else ""))
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover - convenience

@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 INFO = "info"
 WARNING = "warning"
 ALARM = "alarm"
@@ -23,30 +25,28 @@ LEVELS = (INFO, WARNING, ALARM, FAULT)
 _EPOCH_FROM = 1e9
 
 
-@dataclass
-class AlertConfig:
-    """Every threshold the alerting uses. Mutable so a CLI can set fields after creating it."""
+class AlertConfig(BaseModel):
+    """Every threshold the alerting uses: the ``[patterns]`` section of the settings.
 
-    cluster_gap_s: float = 60.0  # events closer than this (next onset - previous end) cluster
-    alarm_min_spasms: int = 3  # spasm-like events in one chain that raise an alarm
-    spasm_gap_s: float = 60.0  # max gap between spasm-like events of one chain
-    warn_spasms: int = 2  # spasm-like events in one chain that raise a warning
-    burst_min_jerks: int = 8  # jerks within burst_window_s that raise a warning
-    burst_window_s: float = 30.0
-    decode_error_run: int = 3  # consecutive undecodable packets that make a link fault
-    lost_clear_packets: int = 10  # gap-free packets after a loss that clear the fault
-    max_listed: int = 12  # event times spelled out in one message
-    max_intervals: int = 1000  # intervals kept per cluster (memory bound for long ones)
+    Validated on creation and on assignment (a CLI flag such as ``--gap`` sets a field):
+    NaN, infinities and out-of-range values are refused with the field's name.
+    """
 
-    def validate(self) -> None:
-        if self.cluster_gap_s <= 0 or self.spasm_gap_s <= 0 or self.burst_window_s <= 0:
-            raise ValueError("gaps and windows must be positive")
-        if self.alarm_min_spasms < 1 or self.warn_spasms < 1 or self.burst_min_jerks < 1:
-            raise ValueError("event counts must be >= 1")
-        if self.decode_error_run < 1 or self.lost_clear_packets < 1:
-            raise ValueError("fault thresholds must be >= 1")
-        if self.max_listed < 1 or self.max_intervals < 0:
-            raise ValueError("max_listed must be >= 1 and max_intervals >= 0")
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False,
+                              validate_assignment=True)
+
+    # events closer than this (next onset - previous end) cluster
+    cluster_gap_s: float = Field(60.0, gt=0, le=3600)
+    alarm_min_spasms: int = Field(3, ge=1, le=100)  # spasm-like events in one chain: alarm
+    spasm_gap_s: float = Field(60.0, gt=0, le=3600)  # max gap between them in one chain
+    warn_spasms: int = Field(2, ge=1, le=100)  # spasm-like events in one chain: warning
+    burst_min_jerks: int = Field(8, ge=1, le=1000)  # jerks within burst_window_s: warning
+    burst_window_s: float = Field(30.0, gt=0, le=3600)
+    decode_error_run: int = Field(3, ge=1, le=10000)  # undecodable packets in a row: fault
+    # gap-free packets after a loss that clear the fault, when nothing is left missing
+    lost_clear_packets: int = Field(10, ge=1, le=100000)
+    max_listed: int = Field(12, ge=1, le=1000)  # event times spelled out in one message
+    max_intervals: int = Field(1000, ge=0, le=100000)  # intervals kept per cluster
 
 
 @dataclass

@@ -53,7 +53,6 @@ Emit = Callable[[Output], None]
 class DaemonConfig:
     """Timing of the daemon; defaults suit a night on a real sensor."""
 
-    heartbeat_s: float = 30.0  # no packet for this long -> fault (3 missed status packets)
     tick_s: float = 1.0  # how often time-based checks run (heartbeat, cluster close, resend)
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
@@ -65,8 +64,8 @@ class DaemonConfig:
     snippet_silence_s: float = 3.0  # a snippet whose packets stop this long is partial
 
     def validate(self) -> None:
-        if self.heartbeat_s <= 0 or self.tick_s <= 0:
-            raise ValueError("heartbeat_s and tick_s must be positive")
+        if not self.tick_s > 0:
+            raise ValueError("tick_s must be positive")
         if not 0 < self.backoff_initial_s <= self.backoff_max_s:
             raise ValueError("need 0 < backoff_initial_s <= backoff_max_s")
         if self.resend_retry_s <= 0 or self.resend_attempts < 1:
@@ -117,9 +116,9 @@ class MonitorEngine(Engine):
     def feed_packet(self, data: bytes, received_at: float | None = None) -> list[Output]:
         if not self.anchored and received_at is not None:
             self._anchor(data, received_at)
-        errors_before = self.ingest.stats.decode_errors
+        errors_before = self.decode_errors
         out = super().feed_packet(data, received_at)
-        if received_at is not None and self.ingest.stats.decode_errors == errors_before:
+        if received_at is not None and self.decode_errors == errors_before:
             self.last_rx = received_at
             a = self.faults.update(
                 "heartbeat_timeout", False, received_at,
@@ -145,7 +144,7 @@ class MonitorEngine(Engine):
 
     def anchor_at(self, wall: float, device_ms: int) -> None:
         """Fix t0 so that device time ``device_ms`` is wall-clock time ``wall``."""
-        self.ingest.clock.t0 = round(wall - device_ms / 1000.0, 3)
+        self.set_t0(round(wall - device_ms / 1000.0, 3))
         self.anchored = True
 
     def _anchor(self, data: bytes, received_at: float) -> None:
@@ -155,7 +154,7 @@ class MonitorEngine(Engine):
         whole milliseconds so a restarted daemon can recover exactly the same t0.
         """
         try:
-            _, rec = wire.decode(data, self.ingest.verifier)
+            _, rec = wire.decode(data, self.verifier)
         except Exception:  # noqa: BLE001 - undecodable: the engine counts it; anchor later
             return
         if rec[0] in wire.OUT_OF_BAND:
@@ -302,8 +301,9 @@ class Daemon:
         self.watchdog = Watchdog()  # systemd Type=notify + WatchdogSec (no-op elsewhere)
         # Raw snippets of alarms (host/snippets.py): asked for after the alarm is out.
         self.snippets = SnippetCollector(
-            engine.ingest.clock.to_host, engine.device, self.config.snippet_silence_s)
+            engine.to_host_time, engine.device, self.config.snippet_silence_s)
         self.observers: list[Callable[[list[Output]], None]] = []  # e.g. the clipper
+        self.tick_failures = 0
 
     # -- control -------------------------------------------------------------------------
 
@@ -327,7 +327,7 @@ class Daemon:
         """Monitor until ``stop()`` or the end of the data; returns an exit code (0)."""
         self.engine.expect_data(self.clock())
         if self.hub is not None:
-            await self.hub.start()
+            await self.hub.start(check=True)
         self.watchdog.ready()
         self._main = asyncio.create_task(self._connect_loop())
         ticker = asyncio.create_task(self._ticker())
@@ -367,14 +367,25 @@ class Daemon:
     # -- internals -----------------------------------------------------------------------
 
     def _out(self, outs: list[Output]) -> None:
+        """Hand outputs on: the alarm state first (what wakes someone), then the
+        terminal, snippets and observers; a failure in one never skips the others."""
         for o in outs:
-            self.emit(o)
             if self.hub is not None:
-                self.hub.handle(o)
+                try:
+                    self.hub.handle(o)
+                except Exception:  # noqa: BLE001 - logged; the engine's alert still shows
+                    log.exception("the alarm state could not take %s", o.get("type"))
+            try:
+                self.emit(o)
+            except Exception:  # noqa: BLE001 - a broken terminal must not stop alarms
+                log.exception("showing %s failed", o.get("type"))
             if self.config.snippets:
                 self.snippets.note(o)
         for observe in self.observers:
-            observe(outs)
+            try:
+                observe(outs)
+            except Exception:  # noqa: BLE001
+                log.exception("an observer failed")
 
     def _snippet_out(self, outs: list[Output]) -> None:
         """A finished snippet: stored first, then emitted (and attached to the alarm)."""
@@ -441,7 +452,7 @@ class Daemon:
         self._link_note("connected", f"connected over {link.name}", link=link.name)
         self.backfill.reconnected()
         self.resends_outstanding = 0  # replies to requests on the old link never come
-        if self.connects == 1 and self.engine.ingest.seq.top is None:
+        if self.connects == 1 and self.engine.seq_top is None:
             self._first_contact = True  # nothing stored or resumed: ask for the ring
         now = self.clock()
         if self.config.set_time:
@@ -451,7 +462,7 @@ class Daemon:
         # rather than at its next status packet.
         await link.send_control(control.encode_ping())
         await self._request_missing(link, now)
-        good_before = self.engine.ingest.stats.accepted
+        good_before = self.engine.accepted
         while True:
             data = await link.recv()
             now = self.clock()
@@ -460,16 +471,16 @@ class Daemon:
                 continue
             self._out(self.engine.feed_packet(data, received_at=now))
             await self._ask_snippet(link, now)
-            if self.engine.ingest.stats.accepted != good_before:
+            if self.engine.accepted != good_before:
                 self.backoff.reset()  # the link works: the next drop starts from scratch
-            if self.engine.ingest.missing:
+            if self.engine.missing:
                 await self._request_missing(link, now)
 
     async def _out_of_band(self, link: Link, data: bytes, now: float) -> None:
         """Replies and snippets answer a command; they are not part of the stream."""
         eng = self.engine
         try:
-            seq, rec = wire.decode(data, eng.ingest.verifier)
+            seq, rec = wire.decode(data, eng.verifier)
         except wire.WireError:
             # Counted with the other undecodable packets (decode_errors fault).
             self._out(eng.feed_packet(data, received_at=now))
@@ -494,7 +505,7 @@ class Daemon:
                             "device's buffer: that stretch stays missing")
         # A reply carries the newest stream seq the device sent: a missing tail (the
         # last packets before a drop) shows up here before any new packet arrives.
-        top = eng.ingest.seq.top
+        top = eng.seq_top
         if top is not None and not self._first_contact:
             ahead = (seq - top) % wire_seq_mod
             if 0 < ahead < wire_seq_mod // 2:
@@ -516,7 +527,7 @@ class Daemon:
             await self._send_resend(link, a, b)
 
     async def _request_missing(self, link: Link, now: float) -> None:
-        ranges = self.engine.ingest.missing_ranges() if self.engine.ingest.missing else []
+        ranges = self.engine.missing_ranges() if self.engine.missing else []
         for first, last in self.backfill.due(ranges, now):
             log.info("asking for packets %d..%d again", first, last)
             await self._send_resend(link, first, last)
@@ -530,19 +541,52 @@ class Daemon:
         while True:
             await asyncio.sleep(self.config.tick_s)
             now = self.clock()
-            self._out(self.engine.tick(now))
-            self._snippet_out(self.snippets.tick(now))
-            if self.hub is not None:
-                self.hub.tick(now)
-            self.watchdog.ping()  # from the loop that does the work: a hang stops pings
-            link = self.link
             try:
-                if link is not None:
-                    await self._ask_snippet(link, now)
-                if link is not None and self.engine.ingest.missing:
-                    await self._request_missing(link, now)
-            except LinkLost:
-                pass  # the session notices and reconnects
+                await self._tick_once(now)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one bad tick must not end the timers
+                self.tick_failures += 1
+                log.exception("a timer tick failed")
+                self._tick_fault(now, exc)
+            else:
+                self._tick_fault(now, None)
+            self.watchdog.ping()  # from the loop that does the work: a hang stops pings
+
+    async def _tick_once(self, now: float) -> None:
+        self._out(self.engine.tick(now))
+        self._snippet_out(self.snippets.tick(now))
+        if self.hub is not None:
+            self.hub.tick(now)
+        link = self.link
+        try:
+            if link is not None:
+                await self._ask_snippet(link, now)
+            if link is not None and self.engine.missing:
+                await self._request_missing(link, now)
+        except LinkLost:
+            pass  # the session notices and reconnects
+
+    def _tick_fault(self, now: float, exc: Exception | None) -> None:
+        """A failing timer tick is a fault (heartbeat, repeats and escalation may be late)
+        until a tick runs cleanly again; the timer loop itself never stops."""
+        msg = ("The monitor's timer hit an internal error "
+               f"({type(exc).__name__}: {exc}); it keeps running and retries every "
+               "second, but reminders and the no-data check may be late."
+               if exc is not None else "The monitor's timer runs normally again.")
+        a = self.engine.faults.update("timer_failed", exc is not None, now, msg,
+                                      {"failures": self.tick_failures})
+        if a is None:
+            return
+        outs: list[Output] = []
+        try:
+            self.engine._emit([a], outs)
+        except Exception:  # noqa: BLE001 - even then, say it on the channels
+            outs = [a.to_dict()]
+        try:
+            self._out(outs)
+        except Exception:  # noqa: BLE001
+            log.exception("reporting the timer fault failed")
 
     def _shutdown(self) -> None:
         eng = self.engine

@@ -16,7 +16,11 @@ Per-event work is O(1) amortised: bounded deques and counters, no rescans.
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from spasmwatch.firmware import wire
@@ -32,6 +36,10 @@ from spasmwatch.host.monitor.store import Store
 __all__ = ["AlertConfig", "Engine"]
 
 Output = dict[str, Any]
+log = logging.getLogger("spasmwatch.engine")
+
+#: What a failing store raises: a full disk, a read-only file, a vanished folder.
+STORE_ERRORS = (sqlite3.Error, OSError)
 
 
 class Engine:
@@ -46,7 +54,6 @@ class Engine:
         verifier: Verifier | None = None,
     ) -> None:
         self.config = config if config is not None else AlertConfig()
-        self.config.validate()
         self.store = store
         self.device = device
         self.ingest = PacketIngest(device, t0, verifier)
@@ -66,6 +73,52 @@ class Engine:
         self._n_clusters = 0
         self._late_events = 0
         self._saved_counts: dict[str, int] = {}  # counters already added to the store
+        self._store_failures = 0  # writes that failed since the storage fault was raised
+
+    # -- what the daemon needs (it does not reach into ingest) --------------------------
+
+    @property
+    def missing(self) -> int:
+        """Stream packets known to be missing (not yet resent)."""
+        return self.ingest.missing
+
+    def missing_ranges(self) -> list[tuple[int, int]]:
+        return self.ingest.missing_ranges()
+
+    @property
+    def seq_top(self) -> int | None:
+        """The newest stream sequence number seen (None before any packet)."""
+        return self.ingest.seq.top
+
+    @property
+    def accepted(self) -> int:
+        return self.ingest.stats.accepted
+
+    @property
+    def decode_errors(self) -> int:
+        return self.ingest.stats.decode_errors
+
+    @property
+    def verifier(self) -> Verifier | None:
+        return self.ingest.verifier
+
+    @property
+    def to_host_time(self) -> Callable[[int], float]:
+        """Device milliseconds -> host (wall-clock) seconds."""
+        return self.ingest.clock.to_host
+
+    @property
+    def t0(self) -> float:
+        """Host time of device time zero."""
+        return self.ingest.clock.t0
+
+    def set_t0(self, t0: float) -> None:
+        self.ingest.clock.t0 = t0
+
+    def summary_line(self) -> str:
+        st = self.ingest.stats
+        return (f"{st.accepted} packets accepted, {self.ingest.missing} missing, "
+                f"{st.duplicates} duplicates")
 
     # -- inputs --------------------------------------------------------------------------
 
@@ -77,7 +130,8 @@ class Engine:
             self._after_rejection(out)
             return out
         if self.store is not None:
-            self._persist(res)  # before anything that could alert on it
+            with self._storing(out):
+                self._persist(res)  # before anything that could alert on it
         rec = res.record
         if isinstance(rec, Event):
             self._on_event(rec, res, out)
@@ -104,7 +158,8 @@ class Engine:
         self.now = max(self.now, now)
         self._expire(now, out)
         if self.store is not None:
-            self._save_counters()
+            with self._storing(out):
+                self._save_counters()
         return out
 
     def finish(self) -> list[Output]:
@@ -115,8 +170,9 @@ class Engine:
             self._report_closed(closed, min(closed.end + self.config.cluster_gap_s,
                                             max(self.now, closed.end)), out)
         if self.store is not None:
-            self._save_counters()
-            self.store.commit()
+            with self._storing(out):
+                self._save_counters()
+                self.store.commit()
         return out
 
     # -- stats ---------------------------------------------------------------------------
@@ -188,7 +244,8 @@ class Engine:
                 event_seqs=(ev.seq,),
             ))
         if alerts and joined is not None and self.store is not None:
-            self.store.upsert_cluster(joined, self.device)  # so alerts can refer to it
+            with self._storing(out):
+                self.store.upsert_cluster(joined, self.device)  # so alerts can refer to it
         self._emit(alerts, out)
 
     def _on_periodic(self, rec: Summary | Status, out: list[Output]) -> None:
@@ -211,7 +268,8 @@ class Engine:
     def _report_closed(self, cl: Cluster, t: float, out: list[Output]) -> None:
         self._n_clusters += 1
         if self.store is not None:
-            self.store.upsert_cluster(cl, self.device)
+            with self._storing(out):
+                self.store.upsert_cluster(cl, self.device)
         out.append(cl.to_dict())
         details = {k: v for k, v in cl.to_dict().items() if k != "type"}
         self._emit([Alert(t, INFO, "cluster_closed", cl.describe(), cl.id, (), details)], out)
@@ -273,21 +331,65 @@ class Engine:
                 self._emit([a], out)
 
     def _emit(self, alerts: list[Alert], out: list[Output]) -> None:
+        """Store the alerts, then add them to ``out``. A store that fails never loses an
+        alert: it is still returned (and so delivered), and a storage fault follows."""
         if not alerts:
             return
+        ids: list[int | None] = [None] * len(alerts)
         store = self.store
         if store is not None:
-            with store.batch():
-                for a in alerts:
-                    rid = store.add_alert(a, self.device)
-                    d = a.to_dict()
-                    d["id"] = rid
-                    self._alerts_by_level[a.level] += 1
-                    out.append(d)
-            return
-        for a in alerts:
+            with self._storing(out, emit_fault=False) as ok:
+                with store.batch():
+                    for i, a in enumerate(alerts):
+                        ids[i] = store.add_alert(a, self.device)
+            if not ok:
+                ids = [None] * len(alerts)
+        for a, rid in zip(alerts, ids, strict=True):
             self._alerts_by_level[a.level] += 1
-            out.append(a.to_dict())
+            d = a.to_dict()
+            if rid is not None:
+                d["id"] = rid
+            out.append(d)
+        if store is not None and self._pending_storage_alert is not None:
+            pending, self._pending_storage_alert = self._pending_storage_alert, None
+            self._emit([pending], out)
+
+    _pending_storage_alert: Alert | None = None
+
+    @contextmanager
+    def _storing(self, out: list[Output], emit_fault: bool = True) -> Iterator[list[bool]]:
+        """Run a store write; a failure becomes the ``storage_failed`` fault (once) and
+        the monitoring goes on without that write. The first good write clears it.
+
+        Yields a one-item list that is truthy while the write has not failed."""
+        ok = [True]
+        try:
+            yield ok
+        except STORE_ERRORS as exc:
+            ok.clear()
+            self._store_failures += 1
+            log.error("the record could not be saved: %s", exc)
+            a = self.faults.update(
+                "storage_failed", True, self.now,
+                f"This night's record cannot be saved ({exc}): the disk may be full or "
+                "read-only. Alarms still work; free some space or fix the disk so the "
+                "record is complete.",
+                {"error": str(exc)},
+            )
+            if a is not None:
+                if emit_fault:
+                    self._emit([a], out)
+                else:
+                    self._pending_storage_alert = a
+            return
+        if "storage_failed" in self.faults.active:
+            lost, self._store_failures = self._store_failures, 0
+            a = self.faults.update(
+                "storage_failed", False, self.now,
+                f"The record is being saved again ({lost} write(s) were lost).",
+                {"writes_lost": lost})
+            if a is not None:
+                self._emit([a], out)
 
     def _save_counters(self) -> None:
         assert self.store is not None

@@ -30,6 +30,16 @@ class AppriseChannel(Channel):
         self.name = name
         self.urls = list(urls)
 
+    async def check(self) -> tuple[bool, str]:
+        """Every URL must be one apprise understands (nothing is sent)."""
+        try:
+            bad = [r for r in (check_url(u) for u in self.urls) if r is not None]
+        except ImportError:
+            return False, "missing optional library apprise (pip install apprise)"
+        if bad:
+            return False, "; ".join(bad)
+        return True, f"{len(self.urls)} URL(s) understood (nothing sent)"
+
     async def send(self, notice: Notice) -> str:
         import apprise
 

@@ -61,6 +61,19 @@ def synth_wav(path: Path, level: str, volume: float) -> Path:
     return path
 
 
+def write_silence(path: Path, seconds: float) -> Path:
+    """A silent 16-bit mono WAV (the self-check plays it: no sound, same path)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with wave.open(str(tmp), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes(b"\x00\x00" * int(seconds * RATE))
+    os.replace(tmp, path)
+    return path
+
+
 def player_command(player: str, device: str, wav: Path) -> list[str]:
     """The command line that plays ``wav`` on ``device`` ("" = default output)."""
     exe = Path(player).name
@@ -135,6 +148,30 @@ class AudioChannel(Channel):
                 why = " / ".join(ln.strip() for ln in lines)[:300]
                 raise DeliveryError(f"{Path(player).name} exited with {rc}: {why}")
         return f"played {plays}x at {volume:.0%} with {Path(player).name}"
+
+    async def check(self) -> tuple[bool, str]:
+        """Play a fraction of a second of silence on the configured device: proves the
+        player, the sound server or card and the device are there, without a sound."""
+        player = find_player(self.s.player)
+        if player is None:
+            wanted = ", ".join(_PLAYER_ORDER) if self.s.player == "auto" else self.s.player
+            return False, f"no sound player found (looked for {wanted})"
+        wav = self.sound_dir / "check-silence.wav"
+        if not wav.exists():
+            write_silence(wav, 0.1)
+        cmd = player_command(player, self.s.device, wav)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *cmd, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+            _, err = await proc.communicate()
+        except OSError as exc:
+            return False, f"{Path(player).name} could not be started: {exc}"
+        if proc.returncode != 0:
+            first = (err.decode(errors="replace").strip().splitlines() or ["no output"])[0]
+            return False, (f"the sound output does not work ({Path(player).name} exited "
+                           f"with {proc.returncode}: {first[:160]})")
+        where = self.s.device or "the default output"
+        return True, f"sound works: {Path(player).name} on {where}"
 
     def _kill(self) -> None:
         proc = self._proc

@@ -48,6 +48,10 @@ class Channel:
         """Deliver ``notice``; return a short detail, or raise ``DeliveryError``."""
         raise NotImplementedError
 
+    async def check(self) -> tuple[bool, str]:
+        """The start-up self-check: (works, one plain line). Must not alert anyone."""
+        return True, "configured"
+
     def silence(self) -> None:
         """Stop anything still sounding (an acknowledgement arrived)."""
 
