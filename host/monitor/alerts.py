@@ -43,8 +43,6 @@ class AlertConfig(BaseModel):
     burst_min_jerks: int = Field(8, ge=1, le=1000)  # jerks within burst_window_s: warning
     burst_window_s: float = Field(30.0, gt=0, le=3600)
     decode_error_run: int = Field(3, ge=1, le=10000)  # undecodable packets in a row: fault
-    # gap-free packets after a loss that clear the fault, when nothing is left missing
-    lost_clear_packets: int = Field(10, ge=1, le=100000)
     max_listed: int = Field(12, ge=1, le=1000)  # event times spelled out in one message
     max_intervals: int = Field(1000, ge=0, le=100000)  # intervals kept per cluster
 

@@ -501,8 +501,14 @@ class Daemon:
             # under way, and only the one it finishes is answered.
             self.resends_outstanding = 0
         if opcode == control.RESEND and result == control.RESULT_GONE:
+            # What is still missing of what we asked for will never come: a recorded gap.
+            asked = [(a.first, a.last) for a in self.backfill.requests]
+            gone = [(f, la) for f, la in eng.missing_ranges()
+                    if any(a <= f and la <= b for a, b in asked)]
             self._link_note("backfill", "some packets asked for again had already left the "
-                            "device's buffer: that stretch stays missing")
+                            "device's buffer: that stretch is recorded as a gap")
+            self._out(eng.write_off(gone, "the sensor's buffer had already dropped them",
+                                    now))
         # A reply carries the newest stream seq the device sent: a missing tail (the
         # last packets before a drop) shows up here before any new packet arrives.
         top = eng.seq_top
@@ -531,6 +537,11 @@ class Daemon:
         for first, last in self.backfill.due(ranges, now):
             log.info("asking for packets %d..%d again", first, last)
             await self._send_resend(link, first, last)
+        given_up = [(r.first, r.last) for r in self.backfill.requests_given_up]
+        if given_up:
+            self._out(self.engine.write_off(
+                given_up, f"asked for {self.backfill.attempts} times without an answer",
+                now))
 
     async def _send_resend(self, link: Link, first: int, last: int) -> None:
         self.resends_outstanding += 1

@@ -275,8 +275,7 @@ class Engine:
         self._emit([Alert(t, INFO, "cluster_closed", cl.describe(), cl.id, (), details)], out)
 
     def _link_health(self, res: IngestResult, out: list[Output]) -> None:
-        """Link faults: lost packets (cleared by backfill or a clean run), decode errors."""
-        cfg = self.config
+        """Link faults: lost packets (cleared once nothing is missing), decode errors."""
         t = self.now
         alerts: list[Alert] = []
         a = self.faults.update("decode_errors", False, t, "Packets decode correctly again.")
@@ -302,20 +301,62 @@ class Engine:
                 alerts.append(a)
         else:
             self._clean_run += 1
-            if "packets_lost" in self.faults.active and (
-                self.ingest.missing == 0 or self._clean_run >= cfg.lost_clear_packets
-            ):
-                recovered = self.ingest.missing == 0
-                a = self.faults.update(
-                    "packets_lost", False, t,
-                    "The missing packets were resent; the record is complete again."
-                    if recovered else
-                    f"The link has been steady for {self._clean_run} packets.",
-                    {"still_missing": self.ingest.missing},
-                )
+            # Cleared only when nothing is missing any more: resent, or written off as a
+            # recorded gap (``write_off``). A steady link alone leaves a hole behind.
+            if "packets_lost" in self.faults.active and self.ingest.missing == 0:
+                a = self._clear_lost(t)
                 if a is not None:
                     alerts.append(a)
         self._emit(alerts, out)
+
+    def _clear_lost(self, t: float) -> Alert | None:
+        gaps = self._gaps_since_lost
+        self._gaps_since_lost = 0
+        return self.faults.update(
+            "packets_lost", False, t,
+            "The missing packets were resent; the record is complete again." if not gaps
+            else f"The link works again; {gaps} stretch(es) of data could not be recovered "
+            "and are marked as gaps in the record.",
+            {"gaps": gaps},
+        )
+
+    _gaps_since_lost = 0
+
+    def write_off(self, ranges: list[tuple[int, int]], reason: str,
+                  now: float | None = None) -> list[Output]:
+        """Missing packets that will never come (``reason``: the device's buffer dropped
+        them, or it stopped answering): each stretch becomes a recorded ``data_gap``
+        ("no data 01:10–01:55") and the packets-lost fault clears once nothing else is
+        missing."""
+        out: list[Output] = []
+        alerts: list[Alert] = []
+        t = self.now if now is None else max(self.now, now)
+        for first, last in ranges:
+            n, ms_before, ms_after = self.ingest.seq.write_off(first, last)
+            if n == 0:
+                continue
+            to_host = self.ingest.clock.to_host
+            start = to_host(ms_before) if ms_before is not None else None
+            end = to_host(ms_after) if ms_after is not None else t
+            span = (f"from {fmt_time(start)} to {fmt_time(end)}" if start is not None
+                    else f"before {fmt_time(end)}")
+            self._gaps_since_lost += 1
+            alerts.append(Alert(
+                t, INFO, "data_gap",
+                f"No data {span}: {n} packet(s) from the sensor were lost for good "
+                f"({reason}). Movements in that stretch are not in the record.",
+                details={"start": start, "end": end, "lost": n, "first_seq": first,
+                         "last_seq": last, "reason": reason},
+            ))
+            out.append({"type": "gap", "t": t, "start": start, "end": end, "lost": n,
+                        "device": self.device,
+                        "message": f"no data {span} ({n} packets lost: {reason})"})
+        if alerts and "packets_lost" in self.faults.active and self.ingest.missing == 0:
+            a = self._clear_lost(t)
+            if a is not None:
+                alerts.append(a)
+        self._emit(alerts, out)
+        return out
 
     def _after_rejection(self, out: list[Output]) -> None:
         ist = self.ingest.stats

@@ -115,6 +115,22 @@ class SequenceTracker:
             ranges.append((start % SEQ_MOD, prev % SEQ_MOD))
         return ranges
 
+    def write_off(self, first: int, last: int) -> tuple[int, int | None, int | None]:
+        """Stop counting wire seqs ``first..last`` as missing: they are gone for good
+        (the device's buffer dropped them, or it never answered). Returns (how many were
+        written off, raw t_ms of the newest record seen before them, raw t_ms of the
+        oldest seen after them), so the caller can say which stretch has no data."""
+        gone = sorted(u for u in self._missing
+                      if first <= u % SEQ_MOD <= last)
+        if not gone:
+            return 0, None, None
+        self._missing.difference_update(gone)
+        before = [u for u in self._seen if u < gone[0]]
+        after = [u for u in self._seen if u > gone[-1]]
+        t_before = self._seen[max(before)] if before else None
+        t_after = self._seen[min(after)] if after else None
+        return len(gone), t_before, t_after
+
     def _same_seq(self, useq: int, t_ms: int) -> SeqUpdate:
         if self._seen[useq] == t_ms:
             return SeqUpdate(Verdict.DUPLICATE, useq)
