@@ -24,7 +24,7 @@ import serial
 
 from spasmwatch.firmware import config as fwconfig
 from spasmwatch.firmware import framing, wire
-from spasmwatch.host.cli.run import end_when_over
+from spasmwatch.host.compose import SimulationEnd
 from spasmwatch.host.links.serial_link import SerialLink
 from spasmwatch.host.links.sim_link import SimulatedBoard
 from spasmwatch.host.monitor.daemon import Daemon, DaemonConfig, MonitorEngine
@@ -124,9 +124,11 @@ def test_host_opening_the_port_late_gets_the_board_ring() -> None:
                 daemon = Daemon(lambda: SerialLink(board.port), eng, lambda o: None,
                                 DaemonConfig(tick_s=0.1, resend_retry_s=2.0))
 
+                ender = SimulationEnd(board)
+
                 def emit(o: dict[str, Any]) -> None:
                     outs.append(o)
-                    end_when_over(daemon, board, o)
+                    ender.observe(daemon, o)
 
                 daemon.emit = emit
                 await asyncio.wait_for(daemon.run(), 60)

@@ -17,7 +17,7 @@ from typing import Any
 
 from spasmwatch.firmware import control, wire
 from spasmwatch.host.alerts.delivery import AlertHub
-from spasmwatch.host.cli.run import end_when_over
+from spasmwatch.host.compose import SimulationEnd
 from spasmwatch.host.links.serial_link import SerialLink
 from spasmwatch.host.links.sim_link import SimulatedBoard
 from spasmwatch.host.monitor.daemon import Daemon, DaemonConfig, MonitorEngine
@@ -71,9 +71,11 @@ def run_board(db: Path, drop: Any = None, cfg: DaemonConfig | None = None
                 daemon = Daemon(connect, eng, lambda o: None,
                                 cfg or DaemonConfig(tick_s=0.1), hub=hub)
 
+                ender = SimulationEnd(board)
+
                 def emit(o: dict[str, Any]) -> None:
                     outs.append(o)
-                    end_when_over(daemon, board, o)
+                    ender.observe(daemon, o)
 
                 daemon.emit = emit
                 await asyncio.wait_for(daemon.run(), 60)

@@ -181,10 +181,17 @@ def test_sd_notify_abstract_socket() -> None:
 def test_systemd_unit_uses_notify_and_watchdog() -> None:
     unit = configparser.ConfigParser(strict=False, interpolation=None)
     unit.optionxform = str  # type: ignore[assignment,method-assign]
-    unit.read(REPO / "deploy" / "spasmwatch.service")
+    unit.read(REPO / "host" / "data" / "spasmwatch.service")
     svc = unit["Service"]
     assert svc["Type"] == "notify"
     assert int(svc["WatchdogSec"]) >= 10
     assert svc["NotifyAccess"] == "main"
     assert svc["Restart"] == "always"
     assert "spasmwatch run" in svc["ExecStart"]
+    # The default path: settings found like any other command, never a --config that
+    # could differ from what `config check` and `alert test` read.
+    assert "--config" not in svc["ExecStart"] and "--no-alerts" not in svc["ExecStart"]
+    assert "SPASMWATCH_CONFIG=" in svc["Environment"] or any(
+        "SPASMWATCH_CONFIG=" in v for k, v in svc.items() if k == "Environment")
+    # Never give up restarting at night.
+    assert unit["Unit"]["StartLimitIntervalSec"] == "0"

@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "spasmwatch.host.cli.evaluate",
     "spasmwatch.host.cli.config",
     "spasmwatch.host.cli.alert",
+    "spasmwatch.host.cli.setup",
     "spasmwatch.host.cli.run",
     "spasmwatch.host.cli.scan",
     "spasmwatch.host.cli.flash",
