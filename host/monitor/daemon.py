@@ -72,6 +72,17 @@ class DaemonConfig:
             raise ValueError("resend_retry_s must be positive, resend_attempts >= 1")
 
 
+def link_problem(exc: BaseException) -> str:
+    """One plain line for why a link could not be opened."""
+    if isinstance(exc, LinkError):
+        return str(exc)
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, (FileNotFoundError, ConnectionRefusedError)) or "dbus" in text.lower():
+        return ("Bluetooth is not available on this computer (is the bluetooth service "
+                f"running? {text})")
+    return text
+
+
 class Backoff:
     """Capped exponential backoff with "equal jitter": uniform in [d/2, d], d doubling.
 
@@ -413,18 +424,18 @@ class Daemon:
 
     async def _connect_loop(self) -> None:
         while True:
-            link = self.connect()
             try:
+                link = self.connect()
                 await link.open()
-            except LinkError as exc:
+            except Exception as exc:  # noqa: BLE001 - no radio, no D-Bus: retry, never crash
                 delay = self.backoff.next_delay()
-                self._link_note("retry", f"cannot connect: {exc}; retrying in {delay:.1f} s",
-                                retry_s=round(delay, 3))
+                self._link_note("retry", f"cannot connect: {link_problem(exc)}; retrying in "
+                                f"{delay:.1f} s", retry_s=round(delay, 3))
                 await asyncio.sleep(delay)
                 continue
             try:
                 await self._session(link)
-            except LinkLost as exc:
+            except (LinkLost, LinkError, OSError) as exc:
                 self._snippet_out(self.snippets.link_lost(self.clock()))
                 delay = self.backoff.next_delay()
                 self._link_note("lost", f"link lost: {exc}; reconnecting in {delay:.1f} s",
