@@ -143,3 +143,21 @@ def test_an_exception_in_one_timer_tick_is_a_fault_and_the_timers_go_on() -> Non
     assert cleared, "the next clean tick clears the timer fault"
     # ... and the heartbeat (a later tick) was still computed.
     assert alerts(outs, "heartbeat_timeout")[0]["level"] == "fault"
+
+
+def test_a_status_with_an_impossible_range_is_rejected_and_the_alarm_still_comes() -> None:
+    from spasmwatch.host.alerts.delivery import AlertHub
+    from spasmwatch.host.settings import Settings
+
+    eng = Engine(t0=T0)
+    hub = AlertHub(Settings(), None, channels={}, web=False)
+    outs: list[dict[str, Any]] = []
+    bad = (wire.KIND_STATUS, 1000, 3900, wire.ST_SENSOR_OK, 10, 80, 50, 3)  # ±3 g?
+    for seq, rec in enumerate([status(0.5), bad, event(10), event(18), event(26)]):
+        for o in eng.feed_packet(wire.encode(seq, rec), received_at=T0 + 30):
+            outs.append(o)
+            hub.handle(o, now=T0 + 30)
+    assert eng.ingest.stats.errors["invalid_field"] == 1
+    assert not [o for o in outs if o["type"] == "status" and o["range_g"] == 3]
+    assert alerts(outs, "spasm_cluster")[0]["level"] == "alarm"
+    assert hub.sm.state == "alarm"

@@ -15,7 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from spasmwatch.firmware import wire
-from spasmwatch.host.monitor.records import Event, Record, Status, Summary, record_from_tuple
+from spasmwatch.host.monitor.records import (
+    Event,
+    Record,
+    Status,
+    Summary,
+    invalid_field,
+    record_from_tuple,
+)
 from spasmwatch.host.monitor.sequence import DeviceClock, SequenceTracker, Verdict
 
 __all__ = [
@@ -88,6 +95,10 @@ class PacketIngest:
             return None
         except Exception as exc:  # noqa: BLE001 - a decoder bug must not stop monitoring
             self._reject("malformed", f"{type(exc).__name__}: {exc}", data)
+            return None
+        bad = invalid_field(rec) if rec[0] not in wire.OUT_OF_BAND else None
+        if bad is not None:  # every field from the wire is untrusted
+            self._reject("invalid_field", bad, data)
             return None
         st.error_run = 0
         t_ms = rec[1]

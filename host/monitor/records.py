@@ -129,6 +129,35 @@ class Status:
 Record = Event | Summary | Status
 
 
+#: Accelerometer ranges the MPU-6050 has (g); anything else on the wire is corrupt.
+VALID_RANGES_G = (2, 4, 8, 16)
+MAX_RATE_HZ = 1000
+
+
+def invalid_field(rec: tuple) -> str | None:
+    """Why a decoded record cannot be true (a CRC-valid packet from a buggy or hostile
+    sender), or None. Fields the host computes with are checked before anything uses
+    them: a status's range and rate (they scale every snippet sample), an event's class
+    and state."""
+    kind = rec[0]
+    if kind == wire.KIND_STATUS:
+        rate, rng = rec[6], rec[7]
+        if rng not in VALID_RANGES_G:
+            return f"status range_g {rng!r} is not one of 2, 4, 8, 16"
+        if not 0 < rate <= MAX_RATE_HZ:
+            return f"status rate_hz {rate!r} is outside 1..{MAX_RATE_HZ}"
+    elif kind == wire.KIND_EVENT:
+        cls, state, dur_ms = rec[2], rec[3], rec[5]
+        if not (0 <= cls < len(wire.CLASS_NAMES) and 0 <= state < len(wire.STATE_NAMES)):
+            return f"event class {cls!r} / state {state!r} unknown"
+        if dur_ms <= 0:
+            return f"event duration {dur_ms!r} ms is not positive"
+    elif kind == wire.KIND_SUMMARY:
+        if rec[2] <= 0:
+            return f"summary period {rec[2]!r} s is not positive"
+    return None
+
+
 def record_from_tuple(
     seq: int, rec: tuple, t: float, received_at: float | None = None
 ) -> Record:
