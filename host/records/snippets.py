@@ -21,16 +21,13 @@ to the latched alarm's ``why``) and stored in the ``snippets`` table::
 board may skip a few of its oldest samples while it sends (firmware/snippet.py), so
 ``received`` can be a little below ``expected`` in a complete snippet.
 
-The table is created on first use (``CREATE TABLE IF NOT EXISTS``) on the store's
-connection: older databases gain it without a migration, and the store's schema
-version is unchanged.
+The ``snippets`` table is defined in ``host/monitor/schema.py`` with every other table.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,17 +44,6 @@ __all__ = [
 log = logging.getLogger("spasmwatch.snippets")
 
 Output = dict[str, Any]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS snippets (
-    id INTEGER PRIMARY KEY, device TEXT NOT NULL, alert_id INTEGER, alert_t REAL NOT NULL,
-    t REAL NOT NULL, t_end REAL NOT NULL, rate_hz INTEGER NOT NULL, range_g INTEGER NOT NULL,
-    expected INTEGER, complete INTEGER NOT NULL, samples TEXT NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS snippets_by_alert ON snippets (alert_t);
-"""
-
 
 @dataclass(frozen=True)
 class StoredSnippet:
@@ -83,7 +69,6 @@ class StoredSnippet:
 def add_snippet(store: Store, out: Output) -> int:
     """Store one ``{"type": "snippet"}`` output; returns its row id."""
     conn = store.connection
-    conn.executescript(_SCHEMA)
     cur = conn.execute(
         "INSERT INTO snippets (device, alert_id, alert_t, t, t_end, rate_hz, range_g,"
         " expected, complete, samples, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -97,15 +82,12 @@ def add_snippet(store: Store, out: Output) -> int:
 
 
 def snippets_in(store: Store, since: float, until: float) -> list[StoredSnippet]:
-    """Snippets of alarms raised in ``[since, until)``; none when the table is absent."""
-    try:
-        rows = store.connection.execute(
-            "SELECT id, device, alert_id, alert_t, t, t_end, rate_hz, range_g, expected,"
-            " complete, samples FROM snippets WHERE alert_t >= ? AND alert_t < ?"
-            " ORDER BY alert_t, id", (since, until),
-        ).fetchall()
-    except sqlite3.OperationalError:  # no snippet was ever stored
-        return []
+    """Snippets of alarms raised in ``[since, until)``, oldest first."""
+    rows = store.connection.execute(
+        "SELECT id, device, alert_id, alert_t, t, t_end, rate_hz, range_g, expected,"
+        " complete, samples FROM snippets WHERE alert_t >= ? AND alert_t < ?"
+        " ORDER BY alert_t, id", (since, until),
+    ).fetchall()
     return [StoredSnippet(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], bool(r[9]),
                           json.loads(r[10])) for r in rows]
 
