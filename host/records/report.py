@@ -310,28 +310,53 @@ def cluster_svg(night: Night, c: Cluster, tz: dt.tzinfo | None) -> Svg:
     return svg
 
 
-def snippet_svg(night: Night, snip: Any, alarm: Any, tz: dt.tzinfo | None) -> Svg:
-    """|a| in g over an alarm's raw sensor snippet, with the night's events marked.
+AXIS_COLOURS = (("x", "#1c7ed6"), ("y", "#2b8a3e"), ("z", "#862e9c"))
 
-    The events that made the alarm (``alarm.event_seqs``) are shaded in the spasm-like
-    colour, other events in grey; the alarm time is a red triangle. ``snip`` is a
-    ``snippets.StoredSnippet``; ``alarm`` the matching ``Alert`` or None.
+
+def _trace_segments(values: list[float | None], per_px: int) -> list[list[tuple[int, float]]]:
+    """Runs of (sample index, value) without missing samples; with ``per_px`` > 2 each
+    run of ``per_px`` samples becomes its minimum and maximum (peaks stay visible)."""
+    runs: list[list[tuple[int, float]]] = [[]]
+    for i, v in enumerate(values):
+        if v is None:
+            if runs[-1]:
+                runs.append([])
+        else:
+            runs[-1].append((i, v))
+    if per_px <= 2:
+        return [r for r in runs if r]
+    out = []
+    for run in (r for r in runs if r):
+        pts: list[tuple[int, float]] = []
+        for k in range(0, len(run), per_px):
+            chunk = run[k:k + per_px]
+            lo = min(chunk, key=lambda p: p[1])
+            hi = max(chunk, key=lambda p: p[1])
+            pts += sorted({lo, hi})
+        out.append(pts)
+    return out
+
+
+def snippet_svg(night: Night, snip: Any, alarm: Any, tz: dt.tzinfo | None) -> Svg:
+    """x, y and z in g over an alarm's raw sensor snippet, with the night's events marked.
+
+    One lane per axis on a shared scale; the events that made the alarm
+    (``alarm.event_seqs``) are shaded in the spasm-like colour, other events in grey; the
+    alarm time is a red triangle; samples that never arrived leave a break in the traces.
+    ``snip`` is a ``snippets.StoredSnippet``; ``alarm`` the matching ``Alert`` or None.
     """
-    mags = snip.magnitudes_g()
     t0, t1 = snip.t, max(snip.t_end, snip.t + 1.0)
     scale = (W - L - R) / (t1 - t0)
-    lo = min([0.0, *mags])
-    hi = max([2.0, *mags])
-    y0, h = 22.0, 120.0
+    axes = [snip.axis_g(k) for k in range(3)]
+    top = max([1.5, *(abs(v) for a in axes for v in a if v is not None)])
+    y0, lane = 22.0, 70.0
+    h = 3 * lane
 
     def x(t: float) -> float:
         return L + (t - t0) * scale
 
-    def y(g: float) -> float:
-        return y0 + h - (g - lo) / (hi - lo) * h
-
     title = (f"Raw sensor snippet of the alarm at {fmt_clock(snip.alert_t, tz)}: "
-             "|a| in g" + ("" if snip.complete else " (partial)"))
+             "x, y and z in g" + ("" if snip.complete else " (partial)"))
     svg = Svg(W, y0 + h + 40, title, "snippet")
     mine = set(alarm.event_seqs) if alarm is not None else set()
     for se in night.events:
@@ -344,24 +369,36 @@ def snippet_svg(night: Night, snip: Any, alarm: Any, tz: dt.tzinfo | None) -> Sv
                 x=xa, y=y0, width=max(xb - xa, 1.5), height=h,
                 fill=SPASM_COLOUR if ours else MOVE_COLOUR,
                 fill_opacity=0.22 if ours else 0.15, data_seq=e.seq, data_cls=e.cls)
-    for g in range(int(lo), int(hi) + 1):
-        svg.add("line", class_="grid", x1=L, y1=y(g), x2=W - R, y2=y(g))
-        svg.add("text", f"{g} g", x=L - 6, y=y(g) + 4, text_anchor="end")
     dt_s = 1.0 / snip.rate_hz
-    pts = " ".join(f"{_n(x(snip.t + i * dt_s))},{_n(y(m))}" for i, m in enumerate(mags))
-    svg.add("polyline", class_="snippet-trace", points=pts, fill="none", stroke="#1c7ed6",
-            stroke_width=1.2, data_samples=len(mags))
+    per_px = max(1, int(len(snip.samples) / (W - L - R)))
+    for k, (name, colour) in enumerate(AXIS_COLOURS):
+        mid = y0 + lane * k + lane / 2
+
+        def y(g: float, mid: float = mid) -> float:
+            return mid - g / top * (lane / 2 - 3)
+
+        svg.add("line", class_="grid", x1=L, y1=mid, x2=W - R, y2=mid)
+        svg.add("text", f"{name}", x=L - 30, y=mid + 4, text_anchor="end", fill=colour,
+                font_weight="700")
+        svg.add("text", f"±{top:.1f} g", x=L - 6, y=mid - lane / 2 + 12, text_anchor="end")
+        for seg in _trace_segments(axes[k], per_px):
+            pts = " ".join(f"{_n(x(snip.t + i * dt_s))},{_n(y(v))}" for i, v in seg)
+            svg.add("polyline", class_="snippet-trace", points=pts, fill="none",
+                    stroke=colour, stroke_width=1.0, data_axis=name,
+                    data_samples=len(snip.samples))
     if t0 <= snip.alert_t <= t1:
         xa = x(snip.alert_t)
         svg.add("path", class_="alarm-mark", d=f"M{_n(xa)} {_n(y0 - 1)} l-5 -9 h10 z",
                 fill=SPASM_COLOUR)
     svg.add("line", class_="axis", x1=L, y1=y0 + h, x2=W - R, y2=y0 + h)
-    step = next((s for s in (2, 5, 10, 15, 30, 60) if (t1 - t0) / s <= 10), 120)
+    step = next((s for s in (2, 5, 10, 15, 30, 60, 120, 300) if (t1 - t0) / s <= 10), 600)
     t = (t0 // step + 1) * step
     while t < t1:
         svg.add("text", fmt_clock(t, tz), x=x(t), y=y0 + h + 16, text_anchor="middle")
         t += step
-    svg.add("text", f"{len(mags)} samples at {snip.rate_hz} Hz, ±{snip.range_g} g sensor"
+    got = sum(1 for v in snip.samples if v is not None)
+    svg.add("text", f"{got} samples at {snip.rate_hz} Hz ({(t1 - t0):.0f} s), "
+            f"±{snip.range_g} g sensor"
             + ("" if snip.complete else "; partial: some packets did not arrive")
             + "; shaded red: the movements that made the alarm", x=L, y=y0 + h + 34,
             fill="#5f6b7a")
