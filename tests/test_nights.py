@@ -42,7 +42,8 @@ def test_nights_are_grouped_by_evening_with_gaps_inside(night_db) -> None:
     assert second.start == epoch("2026-03-02T20:00:00")
     assert second.end == pytest.approx(epoch("2026-03-02T21:40:00"), abs=61)
     assert len(second.gaps) == 1
-    a, b = second.gaps[0]
+    a, b = second.gaps[0].start, second.gaps[0].end
+    assert second.gaps[0].reason == "no_summaries"
     assert a == pytest.approx(epoch("2026-03-02T20:20:00"), abs=61)
     assert b == pytest.approx(epoch("2026-03-02T20:40:00"), abs=61)
     assert second.stats()["data_gap_s"] == pytest.approx(b - a)

@@ -249,3 +249,46 @@ def test_report_on_an_empty_selection_and_a_trace_clock_store(tmp_path: Path) ->
         nights = find_nights(s)
     page = render_report(nights, [], tz=UTC)
     assert "replayed recording" in page and 'data-night="trace"' in page
+
+
+HOSTILE = '<script>alert("x")</script><img src=x onerror="alert(1)"> & "quotes"'
+
+
+def test_hostile_caregiver_text_is_escaped_everywhere(db: Path, tmp_path: Path) -> None:
+    """Notes, video references and markers are the caregiver's free text: the templates
+    escape them (autoescape), in HTML and in the SVG trend alike."""
+    copy = tmp_path / "hostile.db"
+    with Store(db) as s:
+        s.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    copy.write_bytes(db.read_bytes())
+    with Store(copy) as s:
+        night = find_nights(s, tz=UTC)[0]
+        cl = next(c for c in night.clusters if c.n_spasm_like >= 3)
+        add_annotation(s, "cluster", cl.id, "unsure", HOSTILE, HOSTILE, now=1.79e9)
+        add_marker(s, "2026-03-01", HOSTILE, now=1.79e9)
+        page = render_report(find_nights(s, tz=UTC), markers(s), tz=UTC)
+    assert "<script" not in page and "<img" not in page and 'onerror="' not in page
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
+    assert "&amp; &#34;quotes&#34;" in page
+    # the browser shows the text as typed, and builds no element from it
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "report.html").write_text(page, encoding="utf-8")
+    dom = Dom(chromium(tmp_path, (out / "report.html").as_uri(), "--dump-dom").stdout)
+    assert not [t for t, _ in dom.elements if t in ("script", "img")]
+    shown = dom.text
+    assert shown.count('<script>alert("x")</script>') >= 3  # label note, video, marker list
+    assert HOSTILE[:40] in [t.split("\t", 1)[1] for t in dom.texts
+                            if t.startswith("marker-label\t")][0]
+
+
+def test_trend_markers_sit_on_their_bars(db: Path) -> None:
+    with Store(db) as s:
+        page = render_report(find_nights(s, tz=UTC), markers(s), tz=UTC)
+    dom = Dom(page)
+    bars = {b["data-date"]: b for b in dom.find("rect", "trend-bar")}
+    [marker] = dom.find("line", "marker")
+    bar = bars[marker["data-date"]]
+    centre = float(bar["x"]) + float(bar["width"]) / 2
+    assert float(marker["x1"]) == pytest.approx(centre, abs=0.1)
+    assert float(bar["x"]) < float(marker["x1"]) < float(bar["x"]) + float(bar["width"])

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spasmwatch.host.monitor.alerts import fmt_span, fmt_time
+from spasmwatch.host.monitor.schema import ensure as ensure_schema
 from spasmwatch.host.settings import AlarmSettings, MonitorSettings
 
 OK = "ok"
@@ -114,12 +115,7 @@ class TransitionLog:
         self.conn = conn
         self.memory: list[dict[str, Any]] = []  # also kept here (for a store-less run)
         if conn is not None:
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS alarm_transitions (id INTEGER PRIMARY KEY,"
-                " t REAL NOT NULL, from_state TEXT NOT NULL, to_state TEXT NOT NULL,"
-                " reason TEXT NOT NULL, source TEXT NOT NULL, details TEXT NOT NULL)"
-            )
-            conn.commit()
+            ensure_schema(conn)
 
     def add(self, t: float, old: str, new: str, reason: str, source: str,
             details: dict[str, Any]) -> None:

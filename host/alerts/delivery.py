@@ -32,6 +32,7 @@ from typing import Any
 
 from spasmwatch.host.alerts.alarm_state import AlarmStateMachine, Notice, TransitionLog
 from spasmwatch.host.alerts.channels.base import Channel, DeliveryError, DeliveryResult
+from spasmwatch.host.monitor.schema import ensure as ensure_schema
 from spasmwatch.host.monitor.store import Store
 from spasmwatch.host.settings import Settings
 
@@ -58,12 +59,7 @@ class DeliveryLog:
         self.conn = conn
         self.memory: list[dict[str, Any]] = []
         if conn is not None:
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS alarm_deliveries (id INTEGER PRIMARY KEY,"
-                " t REAL NOT NULL, channel TEXT NOT NULL, level TEXT NOT NULL,"
-                " kind TEXT NOT NULL, repeat INTEGER NOT NULL, ok INTEGER,"
-                " detail TEXT NOT NULL)")
-            conn.commit()
+            ensure_schema(conn)
 
     def add(self, t: float, n: Notice, r: DeliveryResult) -> None:
         self.memory.append({"t": t, "channel": r.channel, "level": n.level, "kind": n.kind,

@@ -17,7 +17,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from spasmwatch.host.errors import UserError
 from spasmwatch.host.monitor.store import Store
 from spasmwatch.host.records.annotations import AnnotationError, markers, parse_date
-from spasmwatch.host.records.nights import Night, find_nights, open_existing, select_nights
+from spasmwatch.host.records.nights import (
+    Night,
+    find_nights,
+    has_records,
+    open_existing,
+    select_nights,
+)
 
 DB_ENV = "SPASMWATCH_DB"
 
@@ -72,6 +78,8 @@ def chosen_nights(store: Store, args: argparse.Namespace,
             parse_date(args.night.split("#", 1)[0])
     except AnnotationError as exc:
         raise UserError(str(exc)) from None
+    if not has_records(store):
+        raise UserError(f"{args.db}: the database holds no records yet: nothing to report")
     every = find_nights(store, tz=tz)
     picked = select_nights(every, args.night, args.date_from, args.date_to)
     if not picked:

@@ -19,50 +19,9 @@ from types import TracebackType
 from spasmwatch.host.monitor.alerts import Alert
 from spasmwatch.host.monitor.clustering import Cluster
 from spasmwatch.host.monitor.records import Event, Status, Summary
+from spasmwatch.host.monitor.schema import SCHEMA_VERSION, SchemaError, ensure, version_of
 
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY, device TEXT NOT NULL, seq INTEGER NOT NULL, t REAL NOT NULL,
-    t_ms INTEGER NOT NULL, cls TEXT NOT NULL, state TEXT NOT NULL, peaks INTEGER NOT NULL,
-    duration_s REAL NOT NULL, peak_mg INTEGER NOT NULL, energy_mgs INTEGER NOT NULL,
-    tilt_mg INTEGER NOT NULL, excursion_mg INTEGER NOT NULL, still_s INTEGER NOT NULL,
-    received_at REAL, UNIQUE (device, seq, t)
-);
-CREATE INDEX IF NOT EXISTS events_by_time ON events (t);
-CREATE TABLE IF NOT EXISTS summaries (
-    id INTEGER PRIMARY KEY, device TEXT NOT NULL, seq INTEGER NOT NULL, t REAL NOT NULL,
-    t_ms INTEGER NOT NULL, period_s INTEGER NOT NULL, active_s INTEGER NOT NULL,
-    events INTEGER NOT NULL, spasm_like INTEGER NOT NULL, peak_mg INTEGER NOT NULL,
-    mean_mg INTEGER NOT NULL, state TEXT NOT NULL, received_at REAL,
-    UNIQUE (device, seq, t)
-);
-CREATE TABLE IF NOT EXISTS statuses (
-    id INTEGER PRIMARY KEY, device TEXT NOT NULL, seq INTEGER NOT NULL, t REAL NOT NULL,
-    t_ms INTEGER NOT NULL, battery_mv INTEGER NOT NULL, flags TEXT NOT NULL,
-    flags_raw INTEGER NOT NULL, buffer_pct INTEGER NOT NULL, heap_kb INTEGER NOT NULL,
-    rate_hz INTEGER NOT NULL, range_g INTEGER NOT NULL, received_at REAL,
-    UNIQUE (device, seq, t)
-);
-CREATE TABLE IF NOT EXISTS clusters (
-    id INTEGER PRIMARY KEY, device TEXT NOT NULL, t_start REAL NOT NULL, t_end REAL NOT NULL,
-    n_events INTEGER NOT NULL, n_spasm_like INTEGER NOT NULL, n_jerk INTEGER NOT NULL,
-    n_movement INTEGER NOT NULL, intervals_s TEXT NOT NULL, spasm_intervals_s TEXT NOT NULL,
-    first_seq INTEGER, last_seq INTEGER, closed INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS alerts (
-    id INTEGER PRIMARY KEY, device TEXT NOT NULL, t REAL NOT NULL, level TEXT NOT NULL,
-    kind TEXT NOT NULL, message TEXT NOT NULL, cluster_id INTEGER,
-    event_seqs TEXT NOT NULL, details TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS alerts_by_time ON alerts (t);
-CREATE TABLE IF NOT EXISTS counters (
-    device TEXT NOT NULL, name TEXT NOT NULL, value INTEGER NOT NULL,
-    PRIMARY KEY (device, name)
-);
-"""
+__all__ = ["SCHEMA_VERSION", "SchemaError", "Store"]
 
 _EVENT_COLS = (
     "seq", "t", "t_ms", "cls", "state", "peaks", "duration_s", "peak_mg", "energy_mgs",
@@ -91,20 +50,14 @@ class Store:
         self.path = str(path)
         self._conn = sqlite3.connect(self.path)
         self._batch_depth = 0
-        if self.path != ":memory:" and not self.path.startswith("file::memory:"):
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(_SCHEMA)
-        row = self._conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
-        if row[0] is None:
-            self._conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-            self._conn.commit()
-        elif row[0] > SCHEMA_VERSION:
+        try:
+            if self.path != ":memory:" and not self.path.startswith("file::memory:"):
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+            ensure(self._conn, self.path)
+        except BaseException:  # not a database, or a newer one: leave it as it was
             self._conn.close()
-            raise RuntimeError(
-                f"{self.path}: database schema version {row[0]} is newer than this "
-                f"program's ({SCHEMA_VERSION})"
-            )
+            raise
         self._sql_event = _insert_sql("events", _EVENT_COLS)
         self._sql_summary = _insert_sql("summaries", _SUMMARY_COLS)
         self._sql_status = _insert_sql("statuses", _STATUS_COLS)
@@ -147,14 +100,14 @@ class Store:
 
     @property
     def connection(self) -> sqlite3.Connection:
-        """The open connection, for modules that keep their own tables in the same file
-        (the alarm state transitions and delivery log; see ``host/alarm_state.py``;
-        annotations and video clips, ``host/annotations.py``, ``host/video.py``)."""
+        """The open connection, for modules that query their own tables in the same file
+        (alarm transitions and deliveries, annotations, snippets, video clips; every
+        table is defined in ``host/monitor/schema.py``)."""
         return self._conn
 
     @property
     def schema_version(self) -> int:
-        return int(self._conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0])
+        return version_of(self._conn)
 
     # -- writes --------------------------------------------------------------------------
 

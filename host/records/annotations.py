@@ -6,15 +6,13 @@ video (a file name or URL, and/or a time in that video). Markers are dated notes
 apply to the nights from then on ("started treatment X", "dose changed"); the report
 draws them on the trend across nights.
 
-Both live in the monitor's own SQLite file, in tables this module creates on first
-write (``CREATE TABLE IF NOT EXISTS``): older databases gain them without a migration,
-and nothing in the store's own schema changes.
+Both live in the monitor's own SQLite file, in the ``annotations`` and ``markers``
+tables of ``host/monitor/schema.py``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -26,19 +24,6 @@ LABELS = ("real_episode", "false_alarm", "unsure")
 TARGETS = ("event", "cluster")
 # Short spellings accepted on the command line.
 LABEL_ALIASES = {"real": "real_episode", "false": "false_alarm", "fa": "false_alarm"}
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS annotations (
-    id INTEGER PRIMARY KEY, created_at REAL NOT NULL, target TEXT NOT NULL,
-    target_id INTEGER NOT NULL, label TEXT NOT NULL, note TEXT NOT NULL DEFAULT '',
-    video TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS annotations_by_target ON annotations (target, target_id);
-CREATE TABLE IF NOT EXISTS markers (
-    id INTEGER PRIMARY KEY, date TEXT NOT NULL, text TEXT NOT NULL, created_at REAL NOT NULL
-);
-"""
-
 
 class AnnotationError(ValueError):
     """A label, date or target that cannot be stored (the CLI shows it as one line)."""
@@ -69,17 +54,6 @@ class Marker:
         return asdict(self)
 
 
-def ensure_tables(store: Store) -> None:
-    store.connection.executescript(_SCHEMA)
-
-
-def _has_tables(conn: sqlite3.Connection) -> bool:
-    row = conn.execute(
-        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'annotations'"
-    ).fetchone()
-    return bool(row[0])
-
-
 def normalise_label(label: str) -> str:
     lab = LABEL_ALIASES.get(label.strip().lower(), label.strip().lower().replace("-", "_"))
     if lab not in LABELS:
@@ -106,7 +80,6 @@ def add_annotation(
     conn = store.connection
     if conn.execute(f"SELECT 1 FROM {table} WHERE id = ?", (target_id,)).fetchone() is None:
         raise AnnotationError(f"no {target} with id {target_id} in {store.path}")
-    ensure_tables(store)
     created = time.time() if now is None else now
     cur = conn.execute(
         "INSERT INTO annotations (created_at, target, target_id, label, note, video)"
@@ -119,11 +92,8 @@ def add_annotation(
 
 
 def all_annotations(store: Store) -> list[Annotation]:
-    """Every annotation, oldest first (none when the table was never created)."""
-    conn = store.connection
-    if not _has_tables(conn):
-        return []
-    rows = conn.execute(
+    """Every annotation, oldest first."""
+    rows = store.connection.execute(
         "SELECT id, created_at, target, target_id, label, note, video FROM annotations"
         " ORDER BY id"
     )
@@ -161,7 +131,6 @@ def add_marker(store: Store, date: str, text: str, now: float | None = None) -> 
     day = parse_date(date)
     if not text.strip():
         raise AnnotationError("a marker needs some text")
-    ensure_tables(store)
     created = time.time() if now is None else now
     cur = store.connection.execute(
         "INSERT INTO markers (date, text, created_at) VALUES (?, ?, ?)",
@@ -174,10 +143,8 @@ def add_marker(store: Store, date: str, text: str, now: float | None = None) -> 
 
 def markers(store: Store, date_from: str | None = None, date_to: str | None = None) -> list[Marker]:
     """Markers by date (inclusive range), oldest first."""
-    conn = store.connection
-    if not _has_tables(conn):
-        return []
-    rows = conn.execute("SELECT id, date, text, created_at FROM markers ORDER BY date, id")
+    rows = store.connection.execute(
+        "SELECT id, date, text, created_at FROM markers ORDER BY date, id")
     return [
         Marker(*r) for r in rows
         if (date_from is None or r[1] >= date_from) and (date_to is None or r[1] <= date_to)
@@ -186,7 +153,7 @@ def markers(store: Store, date_from: str | None = None, date_to: str | None = No
 
 def remove_marker(store: Store, marker_id: int) -> None:
     conn = store.connection
-    if not _has_tables(conn) or conn.execute(
+    if conn.execute(
         "DELETE FROM markers WHERE id = ?", (marker_id,)
     ).rowcount == 0:
         raise AnnotationError(f"no marker with id {marker_id}")

@@ -14,12 +14,20 @@ import datetime as dt
 import json
 import statistics
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spasmwatch.host.monitor.alerts import LEVELS
+from spasmwatch.host.monitor.alerts import LEVELS, Alert
 from spasmwatch.host.records.annotations import Marker, latest_labels
-from spasmwatch.host.records.nights import Night, iso
+from spasmwatch.host.records.nights import (
+    Delivery,
+    Gap,
+    Night,
+    Transition,
+    fmt_clock,
+    iso,
+)
 
 DISCLAIMER = (
     "spasmwatch is a monitoring aid, not a medical device. It describes movements "
@@ -56,6 +64,20 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "night", "annotation_id", "created", "target", "target_id", "label", "note", "video",
     ),
     "markers": ("marker_id", "date", "text"),
+    "alarms": (
+        "night", "time", "t", "cluster_id", "message", "deliveries", "delivered",
+        "failed", "acknowledged", "acknowledged_t", "acknowledged_after_s",
+        "acknowledged_by",
+    ),
+    "deliveries": (
+        "night", "alarm_time", "alarm_t", "time", "t", "channel", "repeat", "outcome",
+        "detail",
+    ),
+    "gaps": ("night", "start", "end", "start_t", "end_t", "duration_s", "reason", "text"),
+    "snippets": (
+        "night", "snippet_id", "alarm_time", "alarm_t", "start", "start_t", "end_t",
+        "rate_hz", "range_g", "complete", "n_samples", "samples_g",
+    ),
 }
 FORMATS = ("csv", "json")
 
@@ -78,6 +100,93 @@ def cluster_highest_alert(night: Night) -> dict[int, str]:
         if cur is None or _level_rank(a.level) > _level_rank(cur):
             out[a.cluster_id] = a.level
     return out
+
+
+# Deliveries and state changes are matched to an alarm by time: the notice goes out
+# right after the engine raised the alarm, a little earlier on the host's clock at most.
+_ALARM_SLACK_S = 5.0
+_ACK_REASONS = ("acknowledged", "muted")
+
+
+@dataclass(frozen=True)
+class AlarmRecord:
+    """An alarm with what was done about it: deliveries, and the acknowledgement."""
+
+    alert: Alert
+    deliveries: list[Delivery]
+    ack: Transition | None
+
+
+def alarm_records(night: Night) -> list[AlarmRecord]:
+    """Each alarm of the night, with the deliveries of alarm notices made until the next
+    alarm, and the first acknowledgement (or mute) that ended its alarm state."""
+    alarms = [a for a in night.alerts if a.level == "alarm"]
+    out = []
+    for i, a in enumerate(alarms):
+        lo = a.t - _ALARM_SLACK_S
+        hi = alarms[i + 1].t - _ALARM_SLACK_S if i + 1 < len(alarms) else float("inf")
+        dels = [d for d in night.deliveries if d.level == "alarm" and lo <= d.t < hi]
+        ack = next((tr for tr in night.transitions
+                    if tr.from_state == "alarm" and lo <= tr.t < hi
+                    and tr.reason.startswith(_ACK_REASONS)), None)
+        out.append(AlarmRecord(a, dels, ack))
+    return out
+
+
+def gap_text(g: Gap, tz: dt.tzinfo | None = None) -> str:
+    """``no data 01:10–01:55 (45 min; link to the sensor lost)``."""
+    minutes = g.duration_s / 60
+    span = f"{minutes:.0f} min" if minutes >= 1 else f"{g.duration_s:.0f} s"
+    return (f"no data {fmt_clock(g.start, tz, seconds=False)}–"
+            f"{fmt_clock(g.end, tz, seconds=False)} ({span}; {g.why})")
+
+
+def _outcome(d: Delivery) -> str:
+    return {True: "delivered", False: "failed", None: "sent"}[d.ok]
+
+
+def _alarm_tables(night: Night, tz: dt.tzinfo | None) -> tuple[list[dict[str, Any]],
+                                                                 list[dict[str, Any]]]:
+    alarms, deliveries = [], []
+    for rec in alarm_records(night):
+        a, ack = rec.alert, rec.ack
+        alarms.append({
+            "night": night.key, "time": iso(a.t, tz), "t": round(a.t, 3),
+            "cluster_id": a.cluster_id if a.cluster_id is not None else "",
+            "message": a.message,
+            "deliveries": "; ".join(f"{d.channel} {_outcome(d)}" for d in rec.deliveries),
+            "delivered": sum(1 for d in rec.deliveries if d.ok),
+            "failed": sum(1 for d in rec.deliveries if d.ok is False),
+            "acknowledged": iso(ack.t, tz) if ack else "",
+            "acknowledged_t": round(ack.t, 3) if ack else "",
+            "acknowledged_after_s": round(ack.t - a.t, 1) if ack else "",
+            "acknowledged_by": ack.source if ack else "",
+        })
+        deliveries += [{
+            "night": night.key, "alarm_time": iso(a.t, tz), "alarm_t": round(a.t, 3),
+            "time": iso(d.t, tz), "t": round(d.t, 3), "channel": d.channel,
+            "repeat": d.repeat, "outcome": _outcome(d), "detail": d.detail,
+        } for d in rec.deliveries]
+    return alarms, deliveries
+
+
+def _gap_rows(night: Night, tz: dt.tzinfo | None) -> list[dict[str, Any]]:
+    return [{
+        "night": night.key, "start": iso(g.start, tz), "end": iso(g.end, tz),
+        "start_t": round(g.start, 3), "end_t": round(g.end, 3),
+        "duration_s": round(g.duration_s, 1), "reason": g.reason, "text": gap_text(g, tz),
+    } for g in night.gaps]
+
+
+def _snippet_rows(night: Night, tz: dt.tzinfo | None) -> list[dict[str, Any]]:
+    return [{
+        "night": night.key, "snippet_id": sn.id, "alarm_time": iso(sn.alert_t, tz),
+        "alarm_t": round(sn.alert_t, 3), "start": iso(sn.t, tz), "start_t": round(sn.t, 3),
+        "end_t": round(sn.t_end, 3), "rate_hz": sn.rate_hz, "range_g": sn.range_g,
+        "complete": sn.complete, "n_samples": len(sn.samples),
+        # x, y, z in g, one sample every 1/rate_hz s from start_t (null: not received)
+        "samples_g": sn.samples,
+    } for sn in night.snippets]
 
 
 def night_tables(
@@ -159,9 +268,12 @@ def night_tables(
         start=iso(night.start, tz), end=iso(night.end, tz),
         sleep_onset=iso(night.sleep_onset, tz), wake=iso(night.wake, tz),
     )
+    alarm_rows, delivery_rows = _alarm_tables(night, tz)
     return {
         "nights": [stats], "events": events, "clusters": clusters, "alerts": alerts,
-        "activity": activity, "annotations": annotations,
+        "activity": activity, "annotations": annotations, "alarms": alarm_rows,
+        "deliveries": delivery_rows, "gaps": _gap_rows(night, tz),
+        "snippets": _snippet_rows(night, tz),
     }
 
 
@@ -193,7 +305,9 @@ def write_csv(tables: dict[str, list[dict[str, Any]]], folder: str | Path) -> li
         with p.open("w", newline="", encoding="utf-8") as f:
             w = csv.DictWriter(f, fieldnames=list(COLUMNS[name]))
             w.writeheader()
-            w.writerows(rows)
+            # lists (a snippet's samples) as JSON in their cell
+            w.writerows({k: json.dumps(v, separators=(",", ":")) if isinstance(v, list) else v
+                         for k, v in r.items()} for r in rows)
         paths.append(p)
     return paths
 

@@ -19,10 +19,10 @@ time, nights keyed ``trace``, ``trace#2``...).
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from spasmwatch.host.monitor.alerts import Alert
@@ -30,6 +30,7 @@ from spasmwatch.host.monitor.clustering import Cluster
 from spasmwatch.host.monitor.records import Event, Summary
 from spasmwatch.host.monitor.store import Store
 
+_SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite 3 file
 EPOCH_FROM = 1e9  # the same split as alerts.fmt_time: epoch seconds vs a trace clock
 NIGHT_SHIFT_S = 12 * 3600  # a night is dated by the evening it began
 _EVENT_FIELDS = tuple(f.name for f in fields(Event))
@@ -42,6 +43,61 @@ class NightConfig:
     gap_split_s: float = 2 * 3600.0  # no data for this long ends a night
     awake_split_s: float = 2 * 3600.0  # reported awake for this long ends a night
     coverage_gap_s: float = 150.0  # summaries further apart than this leave a data gap
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A stretch without sensor data inside a night.
+
+    ``reason`` is what the daemon recorded in the ``gaps`` table (``link_lost``,
+    ``packets_lost``, ...), or ``no_summaries`` for a hole found between activity
+    summaries that nothing recorded.
+    """
+
+    start: float
+    end: float
+    reason: str
+    device: str = ""
+
+    @property
+    def duration_s(self) -> float:
+        return self.end - self.start
+
+    @property
+    def why(self) -> str:
+        """The reason in plain words."""
+        return GAP_REASONS.get(self.reason, self.reason.replace("_", " "))
+
+
+GAP_REASONS = {
+    "no_summaries": "no activity summaries arrived",
+    "link_lost": "link to the sensor lost",
+    "packets_lost": "the sensor's buffer overflowed; packets lost",
+}
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One attempt to tell someone (``alarm_deliveries``): ``ok`` None = sent, unconfirmed."""
+
+    t: float
+    channel: str
+    level: str
+    kind: str
+    repeat: int
+    ok: bool | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One change of the alarm state (``alarm_transitions``), e.g. an acknowledgement."""
+
+    t: float
+    from_state: str
+    to_state: str
+    reason: str
+    source: str
 
 
 @dataclass(frozen=True)
@@ -67,10 +123,12 @@ class Night:
     events: list[StoredEvent] = field(default_factory=list)
     clusters: list[Cluster] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
-    gaps: list[tuple[float, float]] = field(default_factory=list)  # stretches without data
+    gaps: list[Gap] = field(default_factory=list)  # stretches without data, by start
     annotations: list[Any] = field(default_factory=list)  # annotations.Annotation
     clips: list[Any] = field(default_factory=list)  # video.Clip
     snippets: list[Any] = field(default_factory=list)  # snippets.StoredSnippet of alarms
+    deliveries: list[Delivery] = field(default_factory=list)  # alarm deliveries, by time
+    transitions: list[Transition] = field(default_factory=list)  # alarm state changes
 
     @property
     def date(self) -> str:
@@ -110,7 +168,7 @@ class Night:
             "asleep_s": round(states.get("asleep", 0.0), 1),
             "settling_s": round(states.get("settling", 0.0), 1),
             "awake_s": round(states.get("awake", 0.0), 1),
-            "data_gap_s": round(sum(b - a for a, b in self.gaps), 1),
+            "data_gap_s": round(_covered_s(self.gaps), 1),
             "active_pct": round(100.0 * active / period, 1) if period else 0.0,
             "events": len(self.events),
             "spasm_like": by_cls["spasm_like"],
@@ -180,13 +238,6 @@ def night_date(t: float, tz: dt.tzinfo | None = None) -> str:
     return to_datetime(t - NIGHT_SHIFT_S, tz).date().isoformat()
 
 
-def local_midday(date: str, tz: dt.tzinfo | None = None) -> float:
-    """Epoch seconds of 12:00 local time on ``date`` (YYYY-MM-DD): where that night begins."""
-    d = dt.date.fromisoformat(date)
-    naive = dt.datetime(d.year, d.month, d.day, 12, 0, 0)
-    return (naive.replace(tzinfo=tz) if tz is not None else naive.astimezone()).timestamp()
-
-
 # -- grouping ------------------------------------------------------------------------------
 
 
@@ -246,12 +297,43 @@ def _stretches(
     return [s for s in out if s[1] > s[0]]
 
 
-def _data_gaps(summaries: list[Summary], cfg: NightConfig) -> list[tuple[float, float]]:
-    gaps = []
+def _covered_s(gaps: list[Gap]) -> float:
+    """Seconds inside any gap (overlapping gaps counted once)."""
+    total, reach = 0.0, float("-inf")
+    for g in sorted(gaps, key=lambda g: g.start):
+        lo = max(g.start, reach)
+        if g.end > lo:
+            total += g.end - lo
+        reach = max(reach, g.end)
+    return total
+
+
+def stored_gaps(store: Store, since: float, until: float) -> list[Gap]:
+    """Gaps the daemon recorded that overlap ``[since, until]``, clipped to it; a gap
+    still open (no ``end_t``) lasts until ``until``."""
+    rows = store.connection.execute(
+        "SELECT device, start_t, end_t, reason FROM gaps"
+        " WHERE start_t <= ? AND (end_t IS NULL OR end_t >= ?) ORDER BY start_t, id",
+        (until, since),
+    )
+    out = []
+    for device, a, b, reason in rows:
+        lo, hi = max(a, since), min(until if b is None else b, until)
+        if hi > lo:
+            out.append(Gap(lo, hi, str(reason or "unknown"), str(device)))
+    return out
+
+
+def _data_gaps(summaries: list[Summary], recorded: list[Gap], cfg: NightConfig) -> list[Gap]:
+    """Recorded gaps, and the holes between summaries that no recorded gap explains."""
+    gaps = list(recorded)
     for prev, cur in zip(summaries, summaries[1:], strict=False):
-        if cur.start - prev.t >= cfg.coverage_gap_s:
-            gaps.append((prev.t, cur.start))
-    return gaps
+        a, b = prev.t, cur.start
+        if b - a >= cfg.coverage_gap_s and not any(
+            g.start < b and g.end > a for g in recorded
+        ):
+            gaps.append(Gap(a, b, "no_summaries"))
+    return sorted(gaps, key=lambda g: (g.start, g.end))
 
 
 def find_nights(
@@ -286,7 +368,7 @@ def find_nights(
             # Alerts can come after the last record (a cluster closes a minute after its
             # last event): they belong to this night until the next one starts.
             alerts=[x for x in alerts if a <= x.t < next_start],
-            gaps=_data_gaps(summaries, cfg),
+            gaps=_data_gaps(summaries, stored_gaps(store, a, b), cfg),
         )
         while ei < len(all_events) and all_events[ei].event.t < a:
             ei += 1
@@ -315,7 +397,7 @@ def _with_clusters(evs: list[StoredEvent], clusters: list[Cluster]) -> list[Stor
 
 
 def _attach_extras(store: Store, nights: list[Night]) -> None:
-    """Caregiver annotations, saved video clips and alarm snippets, when those tables exist."""
+    """Caregiver annotations, video clips, alarm snippets, deliveries and state changes."""
     from spasmwatch.host.records.annotations import annotations_for
     from spasmwatch.host.records.snippets import snippets_in
     from spasmwatch.host.records.video import clips_in
@@ -326,6 +408,14 @@ def _attach_extras(store: Store, nights: list[Night]) -> None:
         n.annotations = annotations_for(store, ev_ids, cl_ids)
         n.clips = clips_in(store, n.start, n.end + 600.0)
         n.snippets = snippets_in(store, n.start, n.end + 600.0)
+        n.deliveries = [Delivery(t, ch, lvl, kind, rep, None if ok is None else bool(ok), det)
+                        for t, ch, lvl, kind, rep, ok, det in store.connection.execute(
+                            "SELECT t, channel, level, kind, repeat, ok, detail"
+                            " FROM alarm_deliveries WHERE t >= ? AND t < ? ORDER BY t, id",
+                            (n.start, n.end + 600.0))]
+        n.transitions = [Transition(*r) for r in store.connection.execute(
+            "SELECT t, from_state, to_state, reason, source FROM alarm_transitions"
+            " WHERE t >= ? AND t < ? ORDER BY t, id", (n.start, n.end + 600.0))]
 
 
 def select_nights(
@@ -345,21 +435,45 @@ def select_nights(
     return out
 
 
-def cluster_events(night: Night, cluster_id: int) -> list[StoredEvent]:
-    return [se for se in night.events if se.cluster_id == cluster_id]
-
-
-def alert_details(a: Alert) -> str:
-    return json.dumps(a.details, sort_keys=True, default=str)
-
-
 def open_existing(path: str) -> Store:
-    """Open a store that must already exist (reports never create an empty database)."""
-    import os
+    """Open a monitor database that must already exist; never create or alter a file
+    that is not one (reports and exports read what ``run`` wrote).
 
-    if path != ":memory:" and not os.path.exists(path):
+    Raises ``FileNotFoundError`` when ``path`` is missing and ``ValueError`` (one line for
+    the user) for anything that is not a spasmwatch database: a folder, an empty file,
+    another kind of file, or another program's SQLite database. A spasmwatch database of
+    an older schema is migrated (``host/monitor/schema.py``).
+    """
+    if path == ":memory:":
+        return Store(path)
+    p = Path(path)
+    if not p.exists():
         raise FileNotFoundError(path)
+    if not p.is_file():
+        raise ValueError(f"{path}: not a spasmwatch database (not a file)")
     try:
+        with p.open("rb") as f:
+            head = f.read(len(_SQLITE_MAGIC))
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if not head:
+        raise ValueError(f"{path}: empty file, not a spasmwatch database")
+    if head != _SQLITE_MAGIC:
+        raise ValueError(f"{path}: not a spasmwatch database (not an SQLite file)")
+    try:
+        # Look before opening for writing: a read-only look changes nothing.
+        con = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            names = {n for (n,) in con.execute("SELECT name FROM sqlite_master")}
+        finally:
+            con.close()
+        if not {"schema_version", "events"} <= names:
+            raise ValueError(f"{path}: an SQLite database, but not one spasmwatch wrote")
         return Store(path)
     except sqlite3.DatabaseError as exc:
-        raise ValueError(f"{path}: not a spasmwatch database ({exc})") from exc
+        raise ValueError(f"{path}: not a spasmwatch database ({exc})") from None
+
+
+def has_records(store: Store) -> bool:
+    """Whether anything was ever recorded (an empty database has no nights to show)."""
+    return any(store.count(t) for t in ("events", "summaries", "statuses", "alerts"))

@@ -17,33 +17,39 @@ detector), never a diagnosis.
 from __future__ import annotations
 
 import datetime as dt
-import html
+import functools
 import os
 import statistics
-import string
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jinja2
+
 from spasmwatch import __version__
+from spasmwatch.host.monitor.alerts import Alert
 from spasmwatch.host.monitor.clustering import Cluster
 from spasmwatch.host.records.annotations import Marker, latest_labels
 from spasmwatch.host.records.export import (
     DISCLAIMER,
+    alarm_records,
     build_tables,
     cluster_highest_alert,
+    gap_text,
     write_csv,
 )
 from spasmwatch.host.records.nights import (
     Night,
+    StoredEvent,
     fmt_clock,
     fmt_datetime,
     fmt_elapsed,
     is_wall_clock,
 )
 
-TEMPLATE = Path(__file__).with_name("report_template.html")
+TEMPLATES = Path(__file__).with_name("templates")
 
 # Colours (also in the template's CSS variables); tests look for CLUSTER_RGB in pixels.
 CLUSTER_COLOUR = "#e8590c"
@@ -58,10 +64,6 @@ CLASS_COLOURS = {"spasm_like": SPASM_COLOUR, "jerk": JERK_COLOUR, "movement": MO
 LABEL_TEXT = {"real_episode": "real episode", "false_alarm": "false alarm", "unsure": "unsure"}
 
 
-def esc(x: object) -> str:
-    return html.escape(str(x), quote=True)
-
-
 def _n(x: float) -> str:
     return f"{x:.1f}".rstrip("0").rstrip(".")
 
@@ -70,34 +72,31 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+@dataclass
 class Svg:
-    """A tiny SVG builder: elements are appended as strings, coordinates in user units."""
+    """An SVG figure as data: elements (tag, attributes, text) in user units.
 
-    def __init__(self, width: float, height: float, label: str, cls: str) -> None:
-        self.w, self.h = width, height
-        self.parts: list[str] = []
-        self.label = label
-        self.cls = cls
+    ``macros.html.j2`` renders it; every attribute value and text is escaped there.
+    Keyword names become attribute names: ``class_`` -> ``class``,
+    ``stroke_width`` -> ``stroke-width``, ``data_count`` -> ``data-count``.
+    """
 
-    def add(self, tag: str, text: str | None = None, **attrs: Any) -> None:
-        a = " ".join(
-            f'{k.rstrip("_").replace("_", "-")}="{esc(_n(v) if isinstance(v, float) else v)}"'
+    width: float
+    height: float
+    label: str
+    cls: str
+    elements: list[tuple[str, dict[str, str], str | None]] = field(default_factory=list)
+
+    @property
+    def viewbox(self) -> str:
+        return f"0 0 {_n(self.width)} {_n(self.height)}"
+
+    def add(self, tag: str, text: object = None, **attrs: Any) -> None:
+        values = {
+            k.rstrip("_").replace("_", "-"): _n(v) if isinstance(v, float) else str(v)
             for k, v in attrs.items() if v is not None
-        )
-        if text is None:
-            self.parts.append(f"<{tag} {a}/>")
-        else:
-            self.parts.append(f"<{tag} {a}>{esc(text)}</{tag}>")
-
-    def raw(self, s: str) -> None:
-        self.parts.append(s)
-
-    def render(self) -> str:
-        return (
-            f'<svg class="{self.cls}" viewBox="0 0 {_n(self.w)} {_n(self.h)}" role="img" '
-            f'aria-label="{esc(self.label)}" xmlns="http://www.w3.org/2000/svg">'
-            f"<title>{esc(self.label)}</title>" + "".join(self.parts) + "</svg>"
-        )
+        }
+        self.elements.append((tag, values, None if text is None else str(text)))
 
 
 # -- the night's timeline -----------------------------------------------------------------
@@ -113,118 +112,165 @@ def _tick_step(span_s: float) -> float:
     return 10800.0
 
 
-def timeline_svg(night: Night, tz: dt.tzinfo | None, alarm_min: int) -> str:
-    """Arousal state, activity, events, clusters and alerts over the whole night."""
-    t0, t1 = night.start, max(night.end, night.start + 60.0)
-    for a in night.alerts:  # alerts a minute after the last record stay on the chart
-        t1 = max(t1, a.t)
-    origin = night.origin
-    scale = (W - L - R) / (t1 - t0)
+@dataclass(frozen=True)
+class _Lanes:
+    """Where the timeline's lanes are, and time -> x."""
 
-    def x(t: float) -> float:
-        return L + (t - t0) * scale
+    t0: float
+    t1: float
+    origin: float  # time zero of the axis labels (sleep onset, else the first data)
+    y_state: float = 22.0
+    h_state: float = 14.0
+    y_act: float = 46.0
+    h_act: float = 60.0
+    y_ev: float = 118.0
+    h_ev: float = 58.0
 
-    y_state, h_state = 22.0, 14.0
-    y_act, h_act = 46.0, 60.0
-    y_ev, h_ev = 118.0, 58.0
-    y_axis = y_ev + h_ev + 4
-    height = y_axis + 40
-    svg = Svg(W, height, f"Timeline of the night of {night.key}", "timeline")
-    svg.add("text", "state", x=4, y=y_state + 11)
-    svg.add("text", "activity", x=4, y=y_act + 12)
-    svg.add("text", "% active", x=4, y=y_act + 26)
-    svg.add("text", "events", x=4, y=y_ev + 12)
-    # grid and time axis: time since sleep onset, wall clock underneath
-    step = _tick_step(t1 - t0)
-    k = int((t0 - origin) // step)
-    while origin + k * step <= t1:
-        t = origin + k * step
-        if t >= t0 and x(t) <= W - R - 12:
-            xx = x(t)
-            svg.add("line", class_="grid", x1=xx, y1=y_state, x2=xx, y2=y_axis)
-            svg.add("text", ("+" if k > 0 else "") + fmt_elapsed(t - origin, False),
-                    x=xx, y=y_axis + 14, text_anchor="middle")
-            svg.add("text", fmt_clock(t, tz, seconds=False), x=xx, y=y_axis + 28,
+    @property
+    def scale(self) -> float:
+        return (W - L - R) / (self.t1 - self.t0)
+
+    @property
+    def y_axis(self) -> float:
+        return self.y_ev + self.h_ev + 4
+
+    def x(self, t: float) -> float:
+        return L + (t - self.t0) * self.scale
+
+
+def timeline_svg(night: Night, tz: dt.tzinfo | None, alarm_min: int) -> Svg:
+    """Arousal state, activity, events, clusters, data gaps and alerts over the night."""
+    t1 = max([night.end, night.start + 60.0, *(a.t for a in night.alerts)])
+    lanes = _Lanes(night.start, t1, night.origin)  # alerts after the last record stay on
+    svg = Svg(W, lanes.y_axis + 40, f"Timeline of the night of {night.key}", "timeline")
+    _timeline_axes(svg, lanes, night, tz)
+    labels = _timeline_clusters(svg, lanes, night.clusters)
+    _timeline_activity(svg, lanes, night)
+    _timeline_gaps(svg, lanes, night, tz)
+    _cluster_counts(svg, lanes, labels)  # last, so activity bars never hide them
+    _timeline_events(svg, lanes, night.events)
+    _timeline_alerts(svg, lanes, night.alerts)
+    return svg
+
+
+def _timeline_axes(svg: Svg, ln: _Lanes, night: Night, tz: dt.tzinfo | None) -> None:
+    """Lane names, grid and time axis (time since sleep onset, wall clock underneath)."""
+    svg.add("text", "state", x=4, y=ln.y_state + 11)
+    svg.add("text", "activity", x=4, y=ln.y_act + 12)
+    svg.add("text", "% active", x=4, y=ln.y_act + 26)
+    svg.add("text", "events", x=4, y=ln.y_ev + 12)
+    step = _tick_step(ln.t1 - ln.t0)
+    k = int((ln.t0 - ln.origin) // step)
+    while ln.origin + k * step <= ln.t1:
+        t = ln.origin + k * step
+        if t >= ln.t0 and ln.x(t) <= W - R - 12:
+            xx = ln.x(t)
+            svg.add("line", class_="grid", x1=xx, y1=ln.y_state, x2=xx, y2=ln.y_axis)
+            svg.add("text", ("+" if k > 0 else "") + fmt_elapsed(t - ln.origin, False),
+                    x=xx, y=ln.y_axis + 14, text_anchor="middle")
+            svg.add("text", fmt_clock(t, tz, seconds=False), x=xx, y=ln.y_axis + 28,
                     text_anchor="middle", fill="#5f6b7a")
         k += 1
-    svg.add("line", class_="axis", x1=L, y1=y_axis, x2=W - R, y2=y_axis)
+    svg.add("line", class_="axis", x1=L, y1=ln.y_axis, x2=W - R, y2=ln.y_axis)
     if night.sleep_onset is not None:
-        xs = x(night.sleep_onset)
-        svg.add("line", x1=xs, y1=y_state - 6, x2=xs, y2=y_axis, stroke="#343a40",
+        xs = ln.x(night.sleep_onset)
+        svg.add("line", x1=xs, y1=ln.y_state - 6, x2=xs, y2=ln.y_axis, stroke="#343a40",
                 stroke_dasharray="4 3")
-        svg.add("text", "sleep onset", x=xs + 3, y=y_state - 8)
+        svg.add("text", "sleep onset", x=xs + 3, y=ln.y_state - 8)
     if night.wake is not None and night.wake < night.end - 1:
-        xw = x(night.wake)
-        svg.add("line", x1=xw, y1=y_state - 6, x2=xw, y2=y_axis, stroke="#343a40",
+        xw = ln.x(night.wake)
+        svg.add("line", x1=xw, y1=ln.y_state - 6, x2=xw, y2=ln.y_axis, stroke="#343a40",
                 stroke_dasharray="4 3")
-        svg.add("text", "wake", x=xw - 3, y=y_state - 8, text_anchor="end")
-    # clusters: shaded behind the event lane; spasm-like ones in the cluster colour
+        svg.add("text", "wake", x=xw - 3, y=ln.y_state - 8, text_anchor="end")
+
+
+def _timeline_clusters(svg: Svg, ln: _Lanes, clusters: list[Cluster]
+                       ) -> list[tuple[float, Cluster]]:
+    """Clusters shaded behind the event lane (spasm-like ones in the cluster colour);
+    returns where their counts go."""
     labels: list[tuple[float, Cluster]] = []
-    for c in night.clusters:
+    for c in clusters:
         if c.n_events < 2 and c.n_spasm_like == 0:
             continue
-        x0, x1c = x(c.start), max(x(c.end), x(c.start) + 3.0)
+        x0, x1 = ln.x(c.start), max(ln.x(c.end), ln.x(c.start) + 3.0)
         strong = c.n_spasm_like >= 1
         svg.add(
             "rect", class_="cluster-shade" if strong else "cluster-benign",
-            x=x0, y=y_act - 4, width=x1c - x0, height=y_ev + h_ev - y_act + 4,
+            x=x0, y=ln.y_act - 4, width=x1 - x0, height=ln.y_ev + ln.h_ev - ln.y_act + 4,
             fill=CLUSTER_COLOUR if strong else "#ced4da",
             fill_opacity=0.18 if strong else 0.35,
             data_cluster=c.id, data_count=c.n_spasm_like, data_events=c.n_events,
         )
         if strong:
             # a solid band on top of the lane: the shading stays visible when printed
-            svg.add("rect", class_="cluster-band", x=x0, y=y_ev - 8, width=x1c - x0,
+            svg.add("rect", class_="cluster-band", x=x0, y=ln.y_ev - 8, width=x1 - x0,
                     height=6, fill=CLUSTER_COLOUR, data_cluster=c.id)
-            labels.append((x0 + (x1c - x0) / 2, c))
-    # arousal state band
+            labels.append((x0 + (x1 - x0) / 2, c))
+    return labels
+
+
+def _timeline_activity(svg: Svg, ln: _Lanes, night: Night) -> None:
+    """The arousal state band and the share of each summary period with movement."""
     for s in night.summaries:
-        svg.add("rect", x=x(s.start), y=y_state, width=max(s.period_s * scale, 0.5),
-                height=h_state, fill=STATE_COLOURS.get(s.state, "#e9ecef"),
+        svg.add("rect", x=ln.x(s.start), y=ln.y_state, width=max(s.period_s * ln.scale, 0.5),
+                height=ln.h_state, fill=STATE_COLOURS.get(s.state, "#e9ecef"),
                 data_state=s.state)
-    # activity: share of each summary period with movement
-    svg.add("line", class_="axis", x1=L, y1=y_act + h_act, x2=W - R, y2=y_act + h_act)
+    bottom = ln.y_act + ln.h_act
+    svg.add("line", class_="axis", x1=L, y1=bottom, x2=W - R, y2=bottom)
     for s in night.summaries:
         frac = min(1.0, s.active_s / s.period_s) if s.period_s else 0.0
-        hh = frac * h_act
-        svg.add("rect", class_="activity", x=x(s.start), y=y_act + h_act - hh,
-                width=max(s.period_s * scale - 0.6, 0.5), height=hh, fill="#74c0fc")
-    # data gaps: hatched
-    for g0, g1 in night.gaps:
-        svg.add("rect", class_="gap", x=x(g0), y=y_state, width=max(x(g1) - x(g0), 1.0),
-                height=y_ev + h_ev - y_state, fill="#f8f9fa", stroke="#adb5bd",
-                stroke_dasharray="3 3")
-        svg.add("text", "no data", x=x(g0) + 2, y=y_act + 12, fill="#868e96")
-    # cluster counts last, on a white pill, so activity bars never hide them
+        svg.add("rect", class_="activity", x=ln.x(s.start), y=bottom - frac * ln.h_act,
+                width=max(s.period_s * ln.scale - 0.6, 0.5), height=frac * ln.h_act,
+                fill="#74c0fc")
+
+
+def _timeline_gaps(svg: Svg, ln: _Lanes, night: Night, tz: dt.tzinfo | None) -> None:
+    """Stretches without data: hatched, with their times."""
+    for g in night.gaps:
+        x0, x1 = ln.x(g.start), ln.x(g.end)
+        svg.add("rect", class_="gap", x=x0, y=ln.y_state, width=max(x1 - x0, 1.0),
+                height=ln.y_ev + ln.h_ev - ln.y_state, fill="#f8f9fa", stroke="#adb5bd",
+                stroke_dasharray="3 3", data_reason=g.reason)
+        text = "no data" if x1 - x0 < 120 else gap_text(g, tz).split(" (")[0]
+        svg.add("text", text, class_="gap-label", x=x0 + 2, y=ln.y_act + 12, fill="#868e96")
+
+
+def _cluster_counts(svg: Svg, ln: _Lanes, labels: list[tuple[float, Cluster]]) -> None:
+    """Each spasm-like cluster's count on a white pill above the event lane."""
     for cx, c in labels:
         text = str(c.n_spasm_like)
         pw = 8.0 + 7.0 * len(text)
-        svg.add("rect", x=cx - pw / 2, y=y_ev - 24, width=pw, height=15, rx=7, fill="#fff",
+        svg.add("rect", x=cx - pw / 2, y=ln.y_ev - 24, width=pw, height=15, rx=7, fill="#fff",
                 stroke=CLUSTER_COLOUR, stroke_width=1.5)
-        svg.add("text", text, class_="cluster-label", x=cx, y=y_ev - 12.5,
+        svg.add("text", text, class_="cluster-label", x=cx, y=ln.y_ev - 12.5,
                 text_anchor="middle", font_weight="700", fill=CLUSTER_COLOUR,
                 data_cluster=c.id)
-    # events: taller ticks for the classes that matter more
-    heights = {"spasm_like": h_ev, "jerk": h_ev * 0.6, "movement": h_ev * 0.35}
-    for se in night.events:
+
+
+def _timeline_events(svg: Svg, ln: _Lanes, events: list[StoredEvent]) -> None:
+    """Events as ticks, taller for the classes that matter more."""
+    heights = {"spasm_like": ln.h_ev, "jerk": ln.h_ev * 0.6, "movement": ln.h_ev * 0.35}
+    for se in events:
         e = se.event
-        hh = heights.get(e.cls, h_ev * 0.35)
-        svg.add("rect", class_=f"ev ev-{e.cls}", x=x(e.t), y=y_ev + h_ev - hh,
-                width=max(e.duration_s * scale, 1.2), height=hh,
+        hh = heights.get(e.cls, ln.h_ev * 0.35)
+        svg.add("rect", class_=f"ev ev-{e.cls}", x=ln.x(e.t), y=ln.y_ev + ln.h_ev - hh,
+                width=max(e.duration_s * ln.scale, 1.2), height=hh,
                 fill=CLASS_COLOURS.get(e.cls, MOVE_COLOUR))
-    # alerts: alarms as triangles above the state band, faults as grey squares
-    for a in night.alerts:
+
+
+def _timeline_alerts(svg: Svg, ln: _Lanes, alerts: list[Alert]) -> None:
+    """Alarms as triangles above the state band, faults as grey squares."""
+    for a in alerts:
         if a.level == "alarm":
-            xa = x(a.t)
-            svg.add("path", class_="alarm-mark", d=f"M{_n(xa)} {_n(y_state - 1)} l-5 -9 h10 z",
-                    fill=SPASM_COLOUR)
+            xa = ln.x(a.t)
+            svg.add("path", class_="alarm-mark",
+                    d=f"M{_n(xa)} {_n(ln.y_state - 1)} l-5 -9 h10 z", fill=SPASM_COLOUR)
         elif a.level == "fault":
-            svg.add("rect", class_="fault-mark", x=x(a.t) - 3, y=y_state - 10, width=6,
+            svg.add("rect", class_="fault-mark", x=ln.x(a.t) - 3, y=ln.y_state - 10, width=6,
                     height=6, fill="#495057")
-    return svg.render()
 
 
-def cluster_svg(night: Night, c: Cluster, tz: dt.tzinfo | None) -> str:
+def cluster_svg(night: Night, c: Cluster, tz: dt.tzinfo | None) -> Svg:
     """A close-up of one cluster: every event, with the gaps between spasm-like ones."""
     evs = [se.event for se in night.events if se.cluster_id == c.id]
     pad = max(5.0, 0.05 * c.duration_s)
@@ -261,31 +307,56 @@ def cluster_svg(night: Night, c: Cluster, tz: dt.tzinfo | None) -> str:
         t += step
     svg.add("text", "since onset " + fmt_elapsed(c.start - night.origin), x=L,
             y=y0 + h + 32, fill="#5f6b7a")
-    return svg.render()
+    return svg
 
 
-def snippet_svg(night: Night, snip: Any, alarm: Any, tz: dt.tzinfo | None) -> str:
-    """|a| in g over an alarm's raw sensor snippet, with the night's events marked.
+AXIS_COLOURS = (("x", "#1c7ed6"), ("y", "#2b8a3e"), ("z", "#862e9c"))
 
-    The events that made the alarm (``alarm.event_seqs``) are shaded in the spasm-like
-    colour, other events in grey; the alarm time is a red triangle. ``snip`` is a
-    ``snippets.StoredSnippet``; ``alarm`` the matching ``Alert`` or None.
+
+def _trace_segments(values: list[float | None], per_px: int) -> list[list[tuple[int, float]]]:
+    """Runs of (sample index, value) without missing samples; with ``per_px`` > 2 each
+    run of ``per_px`` samples becomes its minimum and maximum (peaks stay visible)."""
+    runs: list[list[tuple[int, float]]] = [[]]
+    for i, v in enumerate(values):
+        if v is None:
+            if runs[-1]:
+                runs.append([])
+        else:
+            runs[-1].append((i, v))
+    if per_px <= 2:
+        return [r for r in runs if r]
+    out = []
+    for run in (r for r in runs if r):
+        pts: list[tuple[int, float]] = []
+        for k in range(0, len(run), per_px):
+            chunk = run[k:k + per_px]
+            lo = min(chunk, key=lambda p: p[1])
+            hi = max(chunk, key=lambda p: p[1])
+            pts += sorted({lo, hi})
+        out.append(pts)
+    return out
+
+
+def snippet_svg(night: Night, snip: Any, alarm: Any, tz: dt.tzinfo | None) -> Svg:
+    """x, y and z in g over an alarm's raw sensor snippet, with the night's events marked.
+
+    One lane per axis on a shared scale; the events that made the alarm
+    (``alarm.event_seqs``) are shaded in the spasm-like colour, other events in grey; the
+    alarm time is a red triangle; samples that never arrived leave a break in the traces.
+    ``snip`` is a ``snippets.StoredSnippet``; ``alarm`` the matching ``Alert`` or None.
     """
-    mags = snip.magnitudes_g()
     t0, t1 = snip.t, max(snip.t_end, snip.t + 1.0)
     scale = (W - L - R) / (t1 - t0)
-    lo = min([0.0, *mags])
-    hi = max([2.0, *mags])
-    y0, h = 22.0, 120.0
+    axes = [snip.axis_g(k) for k in range(3)]
+    top = max([1.5, *(abs(v) for a in axes for v in a if v is not None)])
+    y0, lane = 22.0, 70.0
+    h = 3 * lane
 
     def x(t: float) -> float:
         return L + (t - t0) * scale
 
-    def y(g: float) -> float:
-        return y0 + h - (g - lo) / (hi - lo) * h
-
     title = (f"Raw sensor snippet of the alarm at {fmt_clock(snip.alert_t, tz)}: "
-             "|a| in g" + ("" if snip.complete else " (partial)"))
+             "x, y and z in g" + ("" if snip.complete else " (partial)"))
     svg = Svg(W, y0 + h + 40, title, "snippet")
     mine = set(alarm.event_seqs) if alarm is not None else set()
     for se in night.events:
@@ -298,28 +369,40 @@ def snippet_svg(night: Night, snip: Any, alarm: Any, tz: dt.tzinfo | None) -> st
                 x=xa, y=y0, width=max(xb - xa, 1.5), height=h,
                 fill=SPASM_COLOUR if ours else MOVE_COLOUR,
                 fill_opacity=0.22 if ours else 0.15, data_seq=e.seq, data_cls=e.cls)
-    for g in range(int(lo), int(hi) + 1):
-        svg.add("line", class_="grid", x1=L, y1=y(g), x2=W - R, y2=y(g))
-        svg.add("text", f"{g} g", x=L - 6, y=y(g) + 4, text_anchor="end")
     dt_s = 1.0 / snip.rate_hz
-    pts = " ".join(f"{_n(x(snip.t + i * dt_s))},{_n(y(m))}" for i, m in enumerate(mags))
-    svg.add("polyline", class_="snippet-trace", points=pts, fill="none", stroke="#1c7ed6",
-            stroke_width=1.2, data_samples=len(mags))
+    per_px = max(1, int(len(snip.samples) / (W - L - R)))
+    for k, (name, colour) in enumerate(AXIS_COLOURS):
+        mid = y0 + lane * k + lane / 2
+
+        def y(g: float, mid: float = mid) -> float:
+            return mid - g / top * (lane / 2 - 3)
+
+        svg.add("line", class_="grid", x1=L, y1=mid, x2=W - R, y2=mid)
+        svg.add("text", f"{name}", x=L - 30, y=mid + 4, text_anchor="end", fill=colour,
+                font_weight="700")
+        svg.add("text", f"±{top:.1f} g", x=L - 6, y=mid - lane / 2 + 12, text_anchor="end")
+        for seg in _trace_segments(axes[k], per_px):
+            pts = " ".join(f"{_n(x(snip.t + i * dt_s))},{_n(y(v))}" for i, v in seg)
+            svg.add("polyline", class_="snippet-trace", points=pts, fill="none",
+                    stroke=colour, stroke_width=1.0, data_axis=name,
+                    data_samples=len(snip.samples))
     if t0 <= snip.alert_t <= t1:
         xa = x(snip.alert_t)
         svg.add("path", class_="alarm-mark", d=f"M{_n(xa)} {_n(y0 - 1)} l-5 -9 h10 z",
                 fill=SPASM_COLOUR)
     svg.add("line", class_="axis", x1=L, y1=y0 + h, x2=W - R, y2=y0 + h)
-    step = next((s for s in (2, 5, 10, 15, 30, 60) if (t1 - t0) / s <= 10), 120)
+    step = next((s for s in (2, 5, 10, 15, 30, 60, 120, 300) if (t1 - t0) / s <= 10), 600)
     t = (t0 // step + 1) * step
     while t < t1:
         svg.add("text", fmt_clock(t, tz), x=x(t), y=y0 + h + 16, text_anchor="middle")
         t += step
-    svg.add("text", f"{len(mags)} samples at {snip.rate_hz} Hz, ±{snip.range_g} g sensor"
+    got = sum(1 for v in snip.samples if v is not None)
+    svg.add("text", f"{got} samples at {snip.rate_hz} Hz ({(t1 - t0):.0f} s), "
+            f"±{snip.range_g} g sensor"
             + ("" if snip.complete else "; partial: some packets did not arrive")
             + "; shaded red: the movements that made the alarm", x=L, y=y0 + h + 34,
             fill="#5f6b7a")
-    return svg.render()
+    return svg
 
 
 def _alarm_of(night: Night, snip: Any) -> Any:
@@ -340,11 +423,12 @@ def _days(first: str, last: str) -> list[str]:
     return out
 
 
-def trend_svg(nights: Sequence[Night], markers: Sequence[Marker], alarm_min: int) -> str:
+def trend_svg(nights: Sequence[Night], markers: Sequence[Marker], alarm_min: int
+              ) -> Svg | None:
     """Spasm-like movements (bars) and clusters of them (numbers) per day, with markers."""
     dated = [n for n in nights if n.date != "trace"]
     if not dated:
-        return ""
+        return None
     days = _days(dated[0].date, dated[-1].date)
     per_day: dict[str, list[int]] = {d: [0, 0, 0] for d in days}  # spasm, clusters, nights
     for n in dated:
@@ -388,7 +472,8 @@ def trend_svg(nights: Sequence[Night], markers: Sequence[Marker], alarm_min: int
     for m in markers:
         if m.date < days[0] or m.date > days[-1]:
             continue
-        xm = L + days.index(m.date) * slot + 1
+        # through the middle of the day's slot: on that night's bar, not beside it
+        xm = L + (days.index(m.date) + 0.5) * slot
         svg.add("line", class_="marker", x1=xm, y1=y0 - 14, x2=xm, y2=y0 + h + 22,
                 stroke="#2b8a3e", stroke_width=2, data_date=m.date)
         svg.add("text", m.text[:40], class_="marker-label", x=xm + 4, y=y0 - 18 + 0,
@@ -396,45 +481,22 @@ def trend_svg(nights: Sequence[Night], markers: Sequence[Marker], alarm_min: int
     svg.add("text", "bars: spasm-like movements per night; above: clusters with "
             f"≥ {alarm_min} spasm-like movements (cl.); green lines: caregiver markers",
             x=L, y=height - 8, fill="#5f6b7a")
-    return svg.render()
+    return svg
 
 
-# -- tables --------------------------------------------------------------------------------
+# -- what the templates show ------------------------------------------------------------
 
 
-def _table(cls: str, head: Sequence[str], rows: Iterable[Sequence[str]],
-           num: Sequence[int] = (), row_cls: Sequence[str] | None = None) -> str:
-    """An HTML table; cells are pre-escaped HTML."""
-    th = "".join(
-        f'<th class="num">{esc(h)}</th>' if i in num else f"<th>{esc(h)}</th>"
-        for i, h in enumerate(head)
+@functools.cache
+def _environment() -> jinja2.Environment:
+    # Autoescape everything: stored text (notes, markers, messages) is never trusted.
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
     )
-    body = []
-    for k, r in enumerate(rows):
-        rc = f' class="{row_cls[k]}"' if row_cls and row_cls[k] else ""
-        tds = "".join(
-            f'<td class="num">{c}</td>' if i in num else f"<td>{c}</td>"
-            for i, c in enumerate(r)
-        )
-        body.append(f"<tr{rc}>{tds}</tr>")
-    if not body:
-        return f'<p class="sub {cls}-empty">None.</p>'
-    return (f'<table class="{cls}"><thead><tr>{th}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table>')
 
 
-def _label_html(a: Any) -> str:
-    if a is None:
-        return ""
-    out = f'<span class="label-{esc(a.label)}">{esc(LABEL_TEXT.get(a.label, a.label))}</span>'
-    if a.note:
-        out += f"<br>{esc(a.note)}"
-    if a.video:
-        out += f"<br>video: {esc(a.video)}"
-    return out
-
-
-def _gaps_text(gaps: list[float]) -> str:
+def _intervals_text(gaps: list[float]) -> str:
     if not gaps:
         return ""
     lo, hi = f"{min(gaps):.0f}", f"{max(gaps):.0f}"
@@ -443,24 +505,63 @@ def _gaps_text(gaps: list[float]) -> str:
     return f"{lo}–{hi} s (median {statistics.median(gaps):.0f} s)"
 
 
-def night_section(night: Night, tz: dt.tzinfo | None, alarm_min: int,
-                  clip_href: Any) -> str:
-    st = night.stats(alarm_min)
+@dataclass
+class NightView:
+    """One night, ready for ``night.html.j2``: text already formatted, nothing escaped."""
+
+    key: str
+    title: str
+    monitored_from: str
+    monitored_to: str
+    onset: str
+    wake: str
+    figures: list[tuple[str, str]]
+    timeline: Svg
+    closeups: list[dict[str, Any]]
+    clusters: list[dict[str, Any]]
+    alerts: list[dict[str, Any]]
+    alarms: list[dict[str, Any]]
+    gaps: list[dict[str, Any]]
+    snippets: list[Svg]
+    clips: list[dict[str, str]]
+    spasm_events: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+
+
+def night_view(night: Night, tz: dt.tzinfo | None, alarm_min: int,
+               clip_href: Callable[[str], str]) -> NightView:
     labels = latest_labels(night.annotations)
-    highest = cluster_highest_alert(night)
     title = night.key if night.date == "trace" else (
         f"Night of {dt.date.fromisoformat(night.date).strftime('%A %d %B %Y')}"
         + (f" ({night.key.split('#')[1]})" if "#" in night.key else "")
     )
-    out = [f'<section class="night" id="night-{esc(night.key)}" data-night="{esc(night.key)}">',
-           f"<h2>{esc(title)}</h2>"]
-    onset = fmt_datetime(night.sleep_onset, tz) if night.sleep_onset else "not detected"
-    wake = fmt_datetime(night.wake, tz) if night.wake else "—"
-    out.append(
-        f'<p class="sub">Monitored {esc(fmt_datetime(night.start, tz))} to '
-        f"{esc(fmt_datetime(night.end, tz))}; sleep onset {esc(onset)}, wake {esc(wake)}.</p>"
+    events = _event_rows(night, labels, tz)
+    return NightView(
+        key=night.key, title=title,
+        monitored_from=fmt_datetime(night.start, tz), monitored_to=fmt_datetime(night.end, tz),
+        onset=fmt_datetime(night.sleep_onset, tz) if night.sleep_onset else "not detected",
+        wake=fmt_datetime(night.wake, tz) if night.wake else "—",
+        figures=_figures(night, alarm_min),
+        timeline=timeline_svg(night, tz, alarm_min),
+        closeups=_closeups(night, labels, tz),
+        clusters=_cluster_rows(night, labels, tz, clip_href),
+        alerts=[{"time": fmt_clock(a.t, tz), "level": a.level, "message": a.message}
+                for a in night.alerts
+                if not (a.level == "info" and a.kind == "cluster_closed")],  # in the table
+        alarms=_alarm_rows(night, tz),
+        gaps=[{"start_t": g.start, "text": gap_text(g, tz)} for g in night.gaps],
+        snippets=[snippet_svg(night, sn, _alarm_of(night, sn), tz) for sn in night.snippets],
+        clips=[{"href": clip_href(cl.path), "name": os.path.basename(cl.path),
+                "alarm": fmt_clock(cl.alert_t, tz), "start": fmt_clock(cl.start, tz),
+                "end": fmt_clock(cl.end, tz)} for cl in night.clips],
+        spasm_events=[r for r in events if r["cls"] == "spasm_like"],
+        events=events,
     )
-    figs = [
+
+
+def _figures(night: Night, alarm_min: int) -> list[tuple[str, str]]:
+    st = night.stats(alarm_min)
+    return [
         (_hours(st["asleep_s"]), "asleep"),
         (str(st["spasm_like"]), "spasm-like movements"),
         (str(st["spasm_like_clusters"]), f"clusters with ≥ {alarm_min} spasm-like"),
@@ -469,105 +570,102 @@ def night_section(night: Night, tz: dt.tzinfo | None, alarm_min: int,
         (str(st["faults"]), "sensor/link faults"),
         (f"{st['data_gap_s'] / 60:.0f} min", "without data"),
     ]
-    out.append('<ul class="figures">' + "".join(
-        f"<li><b>{esc(v)}</b><span>{esc(k)}</span></li>" for v, k in figs) + "</ul>")
-    out.append(
-        '<p class="legend">'
-        f'<span class="sw" style="background:{STATE_COLOURS["asleep"]}"></span>asleep'
-        f'<span class="sw" style="background:{STATE_COLOURS["settling"]}"></span>settling'
-        f'<span class="sw" style="background:{STATE_COLOURS["awake"]}"></span>awake'
-        f'<span class="sw" style="background:{SPASM_COLOUR}"></span>spasm-like'
-        f'<span class="sw" style="background:{JERK_COLOUR}"></span>jerk'
-        f'<span class="sw" style="background:{MOVE_COLOUR}"></span>other movement'
-        f'<span class="sw" style="background:{CLUSTER_COLOUR}"></span>cluster with '
-        "spasm-like movements (count above) ▼ alarm</p>"
-    )
-    out.append(timeline_svg(night, tz, alarm_min))
-    # close-ups where there are intervals to show: two or more spasm-like movements
-    spasm_clusters = [c for c in night.clusters if c.n_spasm_like >= 2]
-    for c in spasm_clusters:
-        lab = labels.get(("cluster", c.id))
+
+
+def _closeups(night: Night, labels: dict[tuple[str, int], Any],
+              tz: dt.tzinfo | None) -> list[dict[str, Any]]:
+    """A close-up where there are intervals to show: two or more spasm-like movements."""
+    out = []
+    for c in night.clusters:
+        if c.n_spasm_like < 2:
+            continue
         caption = (
-            f"Cluster {c.id}: {c.n_spasm_like} spasm-like movement"
-            f"{'s' if c.n_spasm_like != 1 else ''} among {c.n_events} events, "
-            f"{fmt_clock(c.start, tz)}–{fmt_clock(c.end, tz)} ({c.duration_s / 60:.1f} min)"
+            f"Cluster {c.id}: {c.n_spasm_like} spasm-like movements among {c.n_events} "
+            f"events, {fmt_clock(c.start, tz)}–{fmt_clock(c.end, tz)} "
+            f"({c.duration_s / 60:.1f} min)"
         )
         if c.spasm_intervals_s:
-            caption += f"; spasm-like movements {_gaps_text(c.spasm_intervals_s)} apart"
+            caption += f"; spasm-like movements {_intervals_text(c.spasm_intervals_s)} apart"
+        lab = labels.get(("cluster", c.id))
         if lab is not None:
             caption += f" — caregiver: {LABEL_TEXT.get(lab.label, lab.label)}"
-        out.append(f'<h3 class="cluster-title" data-cluster="{c.id}">{esc(caption)}</h3>')
-        out.append(cluster_svg(night, c, tz))
-    # clusters table
-    rows, rcls = [], []
+        out.append({"id": c.id, "caption": caption, "figure": cluster_svg(night, c, tz)})
+    return out
+
+
+def _cluster_rows(night: Night, labels: dict[tuple[str, int], Any], tz: dt.tzinfo | None,
+                  clip_href: Callable[[str], str]) -> list[dict[str, Any]]:
+    """Clusters with more than one event or any spasm-like movement."""
+    highest = cluster_highest_alert(night)
+    rows = []
     for c in night.clusters:
         if c.n_events < 2 and c.n_spasm_like == 0:
             continue
-        lvl = highest.get(c.id, "")
         clip = next((cl for cl in night.clips if c.start - 60 <= cl.alert_t <= c.end + 60),
                     None)
-        rows.append([
-            esc(c.id), esc(fmt_clock(c.start, tz)), esc(fmt_clock(c.end, tz)),
-            esc(fmt_elapsed(c.start - night.origin)), esc(f"{c.duration_s / 60:.1f} min"),
-            esc(c.n_events),
-            f'<b class="cls-spasm_like">{c.n_spasm_like}</b>' if c.n_spasm_like else "0",
-            esc(c.n_jerk), esc(c.n_movement), esc(_gaps_text(c.spasm_intervals_s)),
-            f'<span class="lvl-{esc(lvl)}">{esc(lvl)}</span>',
-            _label_html(labels.get(("cluster", c.id)))
-            + (f'<br><a class="clip" href="{esc(clip_href(clip.path))}">video clip</a>'
-               if clip else ""),
-        ])
-        rcls.append("alarm cluster-row" if lvl == "alarm" else "cluster-row")
-    out.append("<h3>Clusters (events at most a minute apart)</h3>")
-    out.append(_table(
-        "clusters",
-        ["#", "start", "end", "since sleep onset", "duration", "events", "spasm-like",
-         "jerks", "other", "between spasm-like", "highest alert", "caregiver / video"],
-        rows, num=(0, 5, 6, 7, 8), row_cls=rcls,
-    ))
-    # alerts
-    arows, acls = [], []
-    for a in night.alerts:
-        if a.level == "info" and a.kind == "cluster_closed":
-            continue  # the clusters table already says this
-        arows.append([
-            esc(fmt_clock(a.t, tz)), f'<span class="lvl-{esc(a.level)}">{esc(a.level)}</span>',
-            esc(a.message),
-        ])
-        acls.append("alarm" if a.level == "alarm" else "")
-    out.append("<h3>Alarms, warnings and faults</h3>")
-    out.append(_table("alerts", ["time", "level", "message"], arows, row_cls=acls))
-    if night.snippets:
-        out.append("<h3>Raw sensor snippets of alarms</h3>")
-        for sn in night.snippets:
-            out.append(snippet_svg(night, sn, _alarm_of(night, sn), tz))
-    clips = night.clips
-    if clips:
-        out.append("<h3>Video clips</h3><ul class='clips'>" + "".join(
-            f'<li><a class="clip" href="{esc(clip_href(cl.path))}">{esc(os.path.basename(cl.path))}'
-            f"</a> — alarm at {esc(fmt_clock(cl.alert_t, tz))}, video "
-            f"{esc(fmt_clock(cl.start, tz))}–{esc(fmt_clock(cl.end, tz))}</li>"
-            for cl in clips) + "</ul>")
+        rows.append({
+            "id": c.id, "start": fmt_clock(c.start, tz), "end": fmt_clock(c.end, tz),
+            "since": fmt_elapsed(c.start - night.origin),
+            "duration": f"{c.duration_s / 60:.1f} min", "n_events": c.n_events,
+            "n_spasm_like": c.n_spasm_like, "n_jerk": c.n_jerk, "n_movement": c.n_movement,
+            "intervals": _intervals_text(c.spasm_intervals_s), "level": highest.get(c.id, ""),
+            "label": labels.get(("cluster", c.id)),
+            "clip": clip_href(clip.path) if clip else "",
+        })
+    return rows
 
-    def ev_rows(evs: Iterable[Any]) -> list[list[str]]:
-        return [[
-            esc(se.id), esc(fmt_clock(se.event.t, tz)),
-            esc(fmt_elapsed(se.event.t - night.origin)),
-            f'<span class="cls-{esc(se.event.cls)}">{esc(se.event.cls.replace("_", "-"))}</span>',
-            esc(f"{se.event.duration_s:.2f} s"), esc(se.event.peak_mg),
-            esc(se.event.state), esc(se.cluster_id if se.cluster_id is not None else ""),
-            _label_html(labels.get(("event", se.id))),
-        ] for se in evs]
 
-    head = ["event", "time", "since sleep onset", "class", "duration", "peak mg",
-            "state", "cluster", "caregiver"]
-    spasm_events = [se for se in night.events if se.event.cls == "spasm_like"]
-    out.append("<h3>Spasm-like movements</h3>")
-    out.append(_table("events spasm-events", head, ev_rows(spasm_events), num=(0, 5)))
-    out.append(f"<details><summary>All {len(night.events)} events of the night</summary>")
-    out.append(_table("events all-events", head, ev_rows(night.events), num=(0, 5)))
-    out.append("</details></section>")
-    return "\n".join(out)
+def _alarm_rows(night: Night, tz: dt.tzinfo | None) -> list[dict[str, Any]]:
+    """Each alarm with the deliveries made for it and when it was acknowledged."""
+    out = []
+    for rec in alarm_records(night):
+        a = rec.alert
+        out.append({
+            "t": f"{a.t:.3f}", "time": fmt_clock(a.t, tz), "message": a.message,
+            "deliveries": [{
+                "time": fmt_clock(d.t, tz), "channel": d.channel, "repeat": d.repeat,
+                "outcome": {True: "ok", False: "failed", None: "sent"}[d.ok],
+                "text": ("delivered" if d.ok else "sent, not confirmed" if d.ok is None
+                         else f"failed ({d.detail})" if d.detail else "failed"),
+            } for d in rec.deliveries],
+            "ack_time": fmt_clock(rec.ack.t, tz) if rec.ack else "",
+            "ack_after": fmt_elapsed(rec.ack.t - a.t) if rec.ack else "",
+            "ack_by": f"by {rec.ack.source}" if rec.ack else "",
+        })
+    return out
+
+
+def _event_rows(night: Night, labels: dict[tuple[str, int], Any],
+                tz: dt.tzinfo | None) -> list[dict[str, Any]]:
+    return [{
+        "id": se.id, "time": fmt_clock(se.event.t, tz),
+        "since": fmt_elapsed(se.event.t - night.origin), "cls": se.event.cls,
+        "cls_text": se.event.cls.replace("_", "-"), "duration": f"{se.event.duration_s:.2f} s",
+        "peak_mg": se.event.peak_mg, "state": se.event.state,
+        "cluster": se.cluster_id if se.cluster_id is not None else "",
+        "label": labels.get(("event", se.id)),
+    } for se in night.events]
+
+
+def _night_row(n: Night, tz: dt.tzinfo | None, alarm_min: int) -> dict[str, Any]:
+    st = n.stats(alarm_min)
+    return {
+        "key": n.key, "onset": fmt_clock(n.sleep_onset, tz, False) if n.sleep_onset else "—",
+        "wake": fmt_clock(n.wake, tz, False) if n.wake else "—",
+        "asleep": _hours(st["asleep_s"]), "events": st["events"],
+        "spasm_like": st["spasm_like"], "clusters": st["spasm_like_clusters"],
+        "alarms": st["alarms"], "faults": st["faults"],
+        "without_data": f"{st['data_gap_s'] / 60:.0f} min" if st["data_gap_s"] else "—",
+        "labels": f"{st['marked_real']} / {st['marked_false_alarm']} / {st['marked_unsure']}",
+    }
+
+
+LEGEND = [
+    (STATE_COLOURS["asleep"], "asleep"), (STATE_COLOURS["settling"], "settling"),
+    (STATE_COLOURS["awake"], "awake"), (SPASM_COLOUR, "spasm-like"), (JERK_COLOUR, "jerk"),
+    (MOVE_COLOUR, "other movement"),
+    (CLUSTER_COLOUR, "cluster with spasm-like movements (count above)"),
+]
 
 
 def render_report(
@@ -576,62 +674,36 @@ def render_report(
     tz: dt.tzinfo | None = None,
     alarm_min: int = 3,
     source: str = "",
-    clip_href: Any = None,
+    clip_href: Callable[[str], str] | None = None,
     generated: float | None = None,
 ) -> str:
     """The whole report as one HTML string."""
     href = clip_href or (lambda p: Path(p).resolve().as_uri())
-    body = []
-    if not nights:
-        body.append('<p class="empty">No nights with data in the chosen period.</p>')
     dated = [n for n in nights if n.date != "trace"]
     if dated:
         period = (dated[0].date if dated[0].date == dated[-1].date
                   else f"{dated[0].date} to {dated[-1].date}")
     else:
         period = "replayed recording (no wall-clock time)" if nights else "no data"
-    if len(nights) > 1 or markers:
-        body.append("<h2>Across nights</h2>")
-        body.append(trend_svg(nights, markers, alarm_min))
-    if nights:
-        rows = []
-        for n in nights:
-            st = n.stats(alarm_min)
-            rows.append([
-                f'<a href="#night-{esc(n.key)}">{esc(n.key)}</a>',
-                esc(fmt_clock(n.sleep_onset, tz, False) if n.sleep_onset else "—"),
-                esc(fmt_clock(n.wake, tz, False) if n.wake else "—"),
-                esc(_hours(st["asleep_s"])), esc(st["events"]),
-                f'<b class="cls-spasm_like">{st["spasm_like"]}</b>',
-                esc(st["spasm_like_clusters"]), esc(st["alarms"]), esc(st["faults"]),
-                esc(f"{st['marked_real']} / {st['marked_false_alarm']} / {st['marked_unsure']}"),
-            ])
-        body.append("<h3>Nights</h3>")
-        body.append(_table(
-            "nights",
-            ["night", "sleep onset", "wake", "asleep", "events", "spasm-like",
-             f"clusters ≥ {alarm_min} spasm-like", "alarms", "faults",
-             "caregiver: real / false alarm / unsure"],
-            rows, num=(4, 5, 6, 7, 8),
-        ))
-    if markers:
-        body.append("<h3>Caregiver markers</h3>")
-        body.append(_table("markers", ["date", "note"],
-                           [[esc(m.date), esc(m.text)] for m in markers]))
-    for n in nights:
-        body.append(night_section(n, tz, alarm_min, href))
     gen = time.time() if generated is None else generated
     tzname = (dt.datetime.fromtimestamp(gen, tz=dt.UTC).astimezone(tz).tzname()
               if tz is not None or is_wall_clock(gen) else "local")
-    return string.Template(TEMPLATE.read_text(encoding="utf-8")).substitute(
+    return _environment().get_template("report.html.j2").render(
         title="spasmwatch movement record",
-        subtitle=esc(f"{period} · {len(nights)} night{'s' if len(nights) != 1 else ''}"),
-        disclaimer=esc(DISCLAIMER),
-        body="\n".join(body),
-        generated=esc(fmt_datetime(gen, tz)),
-        version=esc(__version__),
-        source=esc(source or "the monitor's database"),
-        tzname=esc(tzname or "local"),
+        subtitle=f"{period} · {len(nights)} night{'s' if len(nights) != 1 else ''}",
+        disclaimer=DISCLAIMER,
+        nights=nights,
+        alarm_min=alarm_min,
+        trend=trend_svg(nights, markers, alarm_min) if len(nights) > 1 or markers else None,
+        night_rows=[_night_row(n, tz, alarm_min) for n in nights],
+        markers=markers,
+        night_views=[night_view(n, tz, alarm_min, href) for n in nights],
+        legend=LEGEND,
+        label_text=LABEL_TEXT,
+        generated=fmt_datetime(gen, tz),
+        version=__version__,
+        source=source or "the monitor's database",
+        tzname=tzname or "local",
     )
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-import sqlite3
 import statistics
 import subprocess
 import tempfile
@@ -36,13 +35,6 @@ from pathlib import Path
 from typing import Any
 
 from spasmwatch.host.monitor.store import Store
-
-_CLIPS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS clips (
-    id INTEGER PRIMARY KEY, alert_t REAL NOT NULL, start REAL NOT NULL, end REAL NOT NULL,
-    path TEXT NOT NULL, source TEXT NOT NULL, created_at REAL NOT NULL
-);
-"""
 
 
 class VideoError(RuntimeError):
@@ -276,7 +268,6 @@ class SegmentRecorder:
 def add_clip(store: Store, alert_t: float, start: float, end: float, path: str,
              source: str) -> Clip:
     conn = store.connection
-    conn.executescript(_CLIPS_SCHEMA)
     cur = conn.execute(
         "INSERT INTO clips (alert_t, start, end, path, source, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?)",
@@ -288,15 +279,11 @@ def add_clip(store: Store, alert_t: float, start: float, end: float, path: str,
 
 
 def clips_in(store: Store, since: float, until: float) -> list[Clip]:
-    """Clips of alarms raised in ``[since, until)``; none when no clip was ever saved."""
-    conn = store.connection
-    try:
-        rows = conn.execute(
-            "SELECT id, alert_t, start, end, path, source FROM clips"
-            " WHERE alert_t >= ? AND alert_t < ? ORDER BY alert_t", (since, until),
-        ).fetchall()
-    except sqlite3.OperationalError:  # no clips table yet
-        return []
+    """Clips of alarms raised in ``[since, until)``, oldest first."""
+    rows = store.connection.execute(
+        "SELECT id, alert_t, start, end, path, source FROM clips"
+        " WHERE alert_t >= ? AND alert_t < ? ORDER BY alert_t", (since, until),
+    ).fetchall()
     return [Clip(*r) for r in rows]
 
 
