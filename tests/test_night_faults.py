@@ -32,7 +32,10 @@ def alerts(outs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 
 def test_packets_lost_fault_stays_until_written_off_as_a_recorded_gap() -> None:
-    eng = Engine(t0=T0)
+    from spasmwatch.host.monitor.store import Store
+
+    store = Store(":memory:")
+    eng = Engine(store=store, t0=T0)
     outs = eng.feed_packet(wire.encode(0, status(600)))
     outs += eng.feed_packet(wire.encode(4, status(3300)))  # 1..3 never arrive
     assert alerts(outs, "packets_lost")
@@ -49,6 +52,9 @@ def test_packets_lost_fault_stays_until_written_off_as_a_recorded_gap() -> None:
     assert cleared["details"]["fault"] == "packets_lost" and "gaps" in cleared["message"]
     assert [o for o in got if o["type"] == "gap"][0]["lost"] == 3
     assert eng.missing == 0
+    # ... and the night's record has the stretch without data.
+    rows = store.connection.execute("SELECT start_t, end_t, reason FROM gaps").fetchall()
+    assert rows == [(T0 + 600, T0 + 3300, "packets_lost")]
 
 
 FULL_DISK = textwrap.dedent('''

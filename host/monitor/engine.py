@@ -348,6 +348,9 @@ class Engine:
                 details={"start": start, "end": end, "lost": n, "first_seq": first,
                          "last_seq": last, "reason": reason},
             ))
+            if self.store is not None:
+                with self._storing(out):
+                    self.store.add_gap(self.device, start, end, "packets_lost")
             out.append({"type": "gap", "t": t, "start": start, "end": end, "lost": n,
                         "device": self.device,
                         "message": f"no data {span} ({n} packets lost: {reason})"})

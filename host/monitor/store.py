@@ -175,6 +175,17 @@ class Store:
         return int(self._conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM clusters")
                    .fetchone()[0])
 
+    def add_gap(self, device: str, start_t: float | None, end_t: float | None,
+                reason: str) -> int:
+        """A stretch without sensor data (``reason``: a short word, e.g. ``packets_lost``);
+        a gap whose start is unknown starts at its end."""
+        start = start_t if start_t is not None else end_t
+        cur = self._conn.execute(
+            "INSERT INTO gaps (device, start_t, end_t, reason) VALUES (?, ?, ?, ?)",
+            (device, start, end_t, reason))
+        self._written()
+        return int(cur.lastrowid or 0)
+
     def add_alert(self, alert: Alert, device: str = "sim") -> int:
         cur = self._conn.execute(
             "INSERT INTO alerts (device, t, level, kind, message, cluster_id, event_seqs,"
