@@ -43,6 +43,7 @@ FAULT = "fault"
 MUTED = "muted"
 STATES = (OK, WARNING, ALARM, FAULT, MUTED)
 
+CLOCK_CLEAR_S = 60.0  # the sensor's clock must agree this long before its fault clears
 _RECENT_EVENTS = 256  # event features kept to explain alarms (an alarm lists <= 64)
 
 _TITLES = {
@@ -188,6 +189,7 @@ class AlarmStateMachine:
         self.latest_t: float | None = None  # newest data time (the data's own clock)
         self._still_since: float | None = None
         self._last_status_t: float | None = None
+        self._clock_ok_since: float | None = None
         self._events: OrderedDict[int, dict[str, Any]] = OrderedDict()
         self._event_times: deque[float] = deque()
         self._state = OK
@@ -328,6 +330,14 @@ class AlarmStateMachine:
             back = prev is not None and rec["t"] < prev - tol
             self._last_status_t = rec["t"]
         bad = ahead or back
+        if not bad and "clock_anomaly" in self.faults:
+            # Clears only once the clock has agreed for a while: a clock that flips
+            # between right and wrong is one problem, not a storm of alarms and recoveries.
+            if self._clock_ok_since is None:
+                self._clock_ok_since = self.now
+            if self.now - self._clock_ok_since < CLOCK_CLEAR_S:
+                return
+        self._clock_ok_since = None if bad else self._clock_ok_since
         if bad:
             msg = (f"The sensor's clock is {rec['t'] - rx:.0f} s ahead of this computer's"
                    if ahead and rx is not None else

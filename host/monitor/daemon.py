@@ -463,8 +463,12 @@ class Daemon:
         self._link_note("connected", f"connected over {link.name}", link=link.name)
         self.backfill.reconnected()
         self.resends_outstanding = 0  # replies to requests on the old link never come
-        if self.connects == 1 and self.engine.seq_top is None:
-            self._first_contact = True  # nothing stored or resumed: ask for the ring
+        if self.connects == 1:
+            # The daemon's first connection (a fresh start, or a restart after a crash or
+            # a kill): ask for the device's whole ring. What is already stored comes
+            # again as duplicates and is dropped; what a killed predecessor never got
+            # (it may have died before its own first-contact backfill) is recovered.
+            self._first_contact = True
         now = self.clock()
         if self.config.set_time:
             self._set_time_sent_at = now
