@@ -66,7 +66,6 @@ class App:
         self.inject_link = None
         self.last_nonce = -1
         self.inject_refused = 0
-        self.unix_offset_s = 0
         self.dropped_reported = 0
         self.flag_overflow = False
         self.flag_i2c = False
@@ -174,7 +173,6 @@ class App:
             self.start_resend(link, args[0], args[1])
         elif op == control.SET_TIME:
             now = self.clock.now_ms()
-            self.unix_offset_s = args[0] - now // 1000
             self.reply(link, op, control.RESULT_OK, now)
         elif op == control.SET_PARAM:
             self.reply(link, op, self.set_param(args[0], args[1]))

@@ -29,15 +29,8 @@ imports on ports without Bluetooth (the unix port; the simulator puts its own
 ``bluetooth.BLE`` methods used here.
 """
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-
-    def const(x):
-        return x
-
-
 from . import config, wire
+from .compat import const
 
 EVENT_UUID = "6e5f0002-8a1c-4b5e-9f3a-5057a5e0a7c1"
 STATUS_UUID = "6e5f0003-8a1c-4b5e-9f3a-5057a5e0a7c1"

@@ -35,15 +35,8 @@ Commands and replies:
 
 import struct
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-
-    def const(x):
-        return x
-
-
 from . import auth
+from .compat import const
 
 MAX_CONTROL = const(20)
 TAG_LEN = const(4)

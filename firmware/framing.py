@@ -25,13 +25,7 @@ suffixes and keeps the first one that decodes and validates, so a frame that fol
 garbage is not lost. Empty frames (two zeros in a row) are ignored silently.
 """
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-
-    def const(x):
-        return x
-
+from .compat import const
 
 DELIM = const(0)
 # Largest payload a frame may carry: wire packets and control payloads are <= 20 bytes;

@@ -34,13 +34,7 @@ Records are plain tuples whose first item is the kind (see ``*_FIELDS``).
 import binascii
 import struct
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-
-    def const(x):
-        return x
-
+from .compat import const
 
 VERSION = const(1)
 KIND_EVENT = const(1)

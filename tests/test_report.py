@@ -292,3 +292,48 @@ def test_trend_markers_sit_on_their_bars(db: Path) -> None:
     centre = float(bar["x"]) + float(bar["width"]) / 2
     assert float(marker["x1"]) == pytest.approx(centre, abs=0.1)
     assert float(bar["x"]) < float(marker["x1"]) < float(bar["x"]) + float(bar["width"])
+
+
+def test_each_alarm_shows_its_deliveries_and_acknowledgement(db: Path, tmp_path: Path) -> None:
+    from spasmwatch.host.alerts.alarm_state import Notice, TransitionLog
+    from spasmwatch.host.alerts.channels.base import DeliveryResult
+    from spasmwatch.host.alerts.delivery import DeliveryLog
+    from spasmwatch.host.records.export import build_tables
+
+    copy = tmp_path / "acks.db"
+    with Store(db) as s:
+        s.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    copy.write_bytes(db.read_bytes())
+    with Store(copy) as s:
+        night = find_nights(s, tz=UTC)[0]
+        first, second = [a for a in night.alerts if a.level == "alarm"][:2]
+        log, transitions = DeliveryLog(s.connection), TransitionLog(s.connection)
+        n = Notice(first.t, "alarm", first.kind, "ALARM", first.message)
+        log.add(first.t + 0.4, n, DeliveryResult("audio", True, "played"))
+        log.add(first.t + 0.9, n, DeliveryResult("apprise", False, "ntfy: HTTP 503"))
+        log.add(first.t + 60.2, Notice(first.t, "alarm", first.kind, "ALARM", first.message,
+                                       repeat=1), DeliveryResult("audio", True, "played"))
+        transitions.add(first.t, "ok", "alarm", "alarm", "monitor", {})
+        transitions.add(first.t + 75.0, "alarm", "ok", "acknowledged", "web", {})
+        nights = find_nights(s, tz=UTC)
+    page = render_report(nights, [], tz=UTC)
+    dom = Dom(page)
+    rows = dom.find("tr", "alarm-row")
+    assert len(rows) == sum(st.stats()["alarms"] for st in nights) >= 2
+    texts = [t.split("\t", 1) for t in dom.texts]
+    ok = [v for c, v in texts if c == "delivery delivery-ok"]
+    failed = [v for c, v in texts if c == "delivery delivery-failed"]
+    clock = dt.datetime.fromtimestamp(first.t + 0.4, UTC).strftime("%H:%M:%S")
+    assert ok[0] == f"{clock} audio: delivered" and "(repeat 1)" in ok[1]
+    assert failed == [dt.datetime.fromtimestamp(first.t + 0.9, UTC).strftime("%H:%M:%S")
+                      + " apprise: failed (ntfy: HTTP 503)"]
+    acks = [v for c, v in texts if c == "ack"]
+    ack_clock = dt.datetime.fromtimestamp(first.t + 75.0, UTC).strftime("%H:%M:%S")
+    assert acks[0] == f"{ack_clock} (0:01:15 after the alarm, by web)"
+    assert acks[1] == "not acknowledged"  # the second alarm: nobody answered
+    assert [v for c, v in texts if c == "delivery delivery-none"]  # and nothing was sent
+    alarms = build_tables(nights[:1], [], UTC)["alarms"]
+    assert alarms[0]["acknowledged_after_s"] == 75.0 and alarms[0]["acknowledged_by"] == "web"
+    assert alarms[0]["delivered"] == 2 and alarms[0]["failed"] == 1
+    assert alarms[0]["deliveries"] == "audio delivered; apprise failed; audio delivered"
+    assert second.t > first.t and alarms[1]["acknowledged"] == ""

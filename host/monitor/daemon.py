@@ -31,6 +31,7 @@ from typing import Any
 from spasmwatch.firmware import config as fwconfig
 from spasmwatch.firmware import control, wire
 from spasmwatch.host.alerts.watchdog import Watchdog
+from spasmwatch.host.backoff import Backoff
 from spasmwatch.host.links.base import Link, LinkError, LinkLost
 from spasmwatch.host.monitor.alerts import fmt_span
 from spasmwatch.host.monitor.engine import Engine
@@ -81,28 +82,6 @@ def link_problem(exc: BaseException) -> str:
         return ("Bluetooth is not available on this computer (is the bluetooth service "
                 f"running? {text})")
     return text
-
-
-class Backoff:
-    """Capped exponential backoff with "equal jitter": uniform in [d/2, d], d doubling.
-
-    Jitter keeps several hosts (or a host and a device resetting in step) from retrying
-    in lock-step; the lower half-bound keeps a floor so a dead port is not hammered.
-    """
-
-    def __init__(self, initial_s: float, max_s: float, rng: random.Random | None = None):
-        self.initial_s = initial_s
-        self.max_s = max_s
-        self.failures = 0
-        self._rng = rng or random.Random()
-
-    def next_delay(self) -> float:
-        d = min(self.max_s, self.initial_s * (2.0 ** min(self.failures, 30)))
-        self.failures += 1
-        return d / 2.0 + self._rng.uniform(0.0, d / 2.0)
-
-    def reset(self) -> None:
-        self.failures = 0
 
 
 class MonitorEngine(Engine):

@@ -66,7 +66,6 @@ class Engine:
         # Public so the daemon can add conditions (heartbeat timeout) through ``tick``.
         self.faults = FaultTracker()
         self.now: float = t0  # latest host time known from the data or from tick()
-        self.last_packet_t: float | None = None  # host time of the newest good record
         self._clean_run = 0  # gap-free packets since the last loss
         self._events_by_class: Counter[str] = Counter()
         self._alerts_by_level: Counter[str] = Counter()
@@ -152,7 +151,7 @@ class Engine:
         """Let time pass without data: closes clusters whose gap has elapsed.
 
         This is the place for time-based checks (the daemon's heartbeat timeout goes here,
-        via ``self.faults.update(...)`` with ``self.last_packet_t``).
+        via ``self.faults.update(...)``).
         """
         out: list[Output] = []
         self.now = max(self.now, now)
@@ -221,7 +220,6 @@ class Engine:
         if closed is not None:
             self._report_closed(closed, min(closed.end + cfg.cluster_gap_s, ev.t), out)
         self.now = known_at
-        self.last_packet_t = ev.t
         self._events_by_class[ev.cls] += 1
         d = ev.to_dict()
         d.update(type="event", device=self.device, cluster_id=joined.id if joined else None)
@@ -252,7 +250,6 @@ class Engine:
         # A periodic record proves the device clock reached rec.t: clusters can close.
         self._expire(rec.t, out)
         self.now = max(self.now, rec.t)
-        self.last_packet_t = rec.t
         d = rec.to_dict()
         d.update(type="summary" if isinstance(rec, Summary) else "status", device=self.device)
         out.append(d)

@@ -23,16 +23,12 @@ import binascii
 import json
 import os
 import socket
-import sys
 
+import builtin_only
 import micropython
 
-_p = sys.path
-sys.path = []
-try:
+with builtin_only.path():
     import time as _rt  # the built-in module, not the simulator's time.py
-finally:
-    sys.path = _p
 
 FLAG_BROADCAST = 0x0001
 FLAG_READ = 0x0002

@@ -28,12 +28,10 @@ SPASMWATCH_SIM_END=hold|stop says what the sensor does after it.
 import os
 import sys
 
-_p = sys.path
-sys.path = []
-try:
+import builtin_only
+
+with builtin_only.path():
     from machine import *  # noqa: F403 - the built-in unix port's machine
-finally:
-    sys.path = _p
 
 import simclock  # noqa: E402
 from virtual_mpu6050 import CountsSource, VirtualMPU6050  # noqa: E402

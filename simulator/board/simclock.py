@@ -26,14 +26,11 @@ virtual sensor's sample clock and the firmware's sleeps share one clock.
 """
 
 import os
-import sys
 
-_p = sys.path
-sys.path = []
-try:
+import builtin_only
+
+with builtin_only.path():
     import time as _rt  # the built-in module, not simulator/board/time.py
-finally:
-    sys.path = _p
 
 
 def _real_us():

@@ -8,15 +8,12 @@ so ``ticks_diff``/``ticks_add`` are the built-in ones). MicroPython's unix port 
 imported here with an empty ``sys.path``.
 """
 
-import sys
 
-_p = sys.path
-sys.path = []
-try:
+import builtin_only
+
+with builtin_only.path():
     import time as _builtin
     from time import *  # noqa: F403 - re-export the built-in module
-finally:
-    sys.path = _p
 
 import simclock  # noqa: E402
 

@@ -31,6 +31,7 @@ from typing import Any
 from spasmwatch import __version__
 from spasmwatch.host.alerts.alarm_state import STATES, Notice
 from spasmwatch.host.alerts.channels.base import Channel, DeliveryError
+from spasmwatch.host.backoff import Backoff
 from spasmwatch.host.settings import MqttSettings
 
 log = logging.getLogger(__name__)
@@ -174,8 +175,9 @@ class MqttHomeAssistant(Channel):
     async def _run(self) -> None:
         import aiomqtt
 
-        delay = 1.0
+        backoff = Backoff(1.0, 30.0)
         while not self._stopping:
+            delay: float | None = None
             try:
                 async with aiomqtt.Client(
                     self.s.host, self.s.port,
@@ -191,10 +193,11 @@ class MqttHomeAssistant(Channel):
                     await self._publish_discovery()
                     self._connected.set()
                     self.last_error = ""
-                    delay = 1.0
+                    backoff.reset()
                     async for msg in client.messages:
                         await self._on_message(str(msg.topic), msg.payload)
             except aiomqtt.MqttError as exc:
+                delay = backoff.next_delay()
                 self.last_error = str(exc)
                 log.warning("MQTT %s:%s: %s (retrying in %.0f s)", self.s.host, self.s.port,
                             exc, delay)
@@ -203,8 +206,8 @@ class MqttHomeAssistant(Channel):
                 self._connected.clear()
             if self._stopping:
                 break
-            await asyncio.sleep(delay)  # back-off between reconnects, not a test wait
-            delay = min(delay * 2, 30.0)
+            # back-off between reconnects, not a test wait
+            await asyncio.sleep(delay if delay is not None else backoff.next_delay())
 
     async def _publish_discovery(self) -> None:
         client = self._client
