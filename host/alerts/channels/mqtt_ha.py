@@ -29,10 +29,11 @@ never contradicts (or knocks off) a running daemon. ``probe()`` connects briefly
 third id for the start-up self-check.
 
 The daemon's connection is kept by a background task that reconnects with back-off. A
-notice sent while disconnected is a failed delivery, and it is remembered: on every
-(re)connection the daemon publishes availability, discovery and the *current* state
-(latched alarm and fault set included), then one summary event of what was missed, then
-calls ``on_reconnect`` so the hub can end its ``delivery_failed_mqtt`` fault at once.
+notice sent while disconnected is a failed delivery, and it is remembered. On every
+(re)connection the daemon publishes availability and discovery, calls ``on_reconnect``
+(the hub ends its ``delivery_failed_mqtt`` fault there, at once), then publishes the
+*current* state (latched alarm and fault set as they are now) and one summary event of
+what was missed. A publish gives up as soon as the link is known lost.
 Discovery and state are also published again whenever Home Assistant announces itself
 with ``online`` on ``<discovery_prefix>/status``.
 """
@@ -153,14 +154,18 @@ def fit_event(payload: dict[str, Any], limit: int = MAX_EVENT_BYTES) -> dict[str
         if isinstance(p.get("why"), dict):  # a copy: the caller's dict stays as it was
             p["why"] = {k: v for k, v in p["why"].items() if k != key}
 
+    def keep_only_the_essentials() -> None:
+        for k in [k for k in p if k not in
+                  ("event_type", "t", "level", "kind", "title", "message", "test")]:
+            del p[k]
+
     steps: list[Callable[[], None]] = [
         lambda: p.__setitem__("body", _shorten(p["body"], 300)) if "body" in p else None,
         lambda: drop_why("events"),
         lambda: drop_why("details"),
         lambda: p.__setitem__("why", {"omitted": "too large; see the state topic"}),
         lambda: p.__setitem__("message", _shorten(p.get("message", ""), 300)),
-        lambda: [p.pop(k) for k in list(p) if k not in
-                 ("event_type", "t", "level", "kind", "title", "message", "test")],
+        keep_only_the_essentials,
         lambda: p.update({k: _shorten(v, 200) for k, v in p.items() if isinstance(v, str)}),
     ]
     for step in steps:
