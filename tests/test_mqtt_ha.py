@@ -500,6 +500,12 @@ def test_outage_fault_raised_and_cleared_then_current_state_on_reconnect(broker:
                 assert "heartbeat_timeout" in kinds and "fault_cleared" in kinds
                 assert summary["missed_total"] == len(summary["missed"])
                 assert "current state is 'ok'" in summary["message"]
+                # Home Assistant comes back after us (a broker restart): it announces
+                # itself and gets the summary once more; a later announcement does not.
+                await obs.client.publish("homeassistant/status", "online", qos=1)
+                _, again, _ = await obs.wait_for(lambda t, p, r: t.endswith("/alert") and
+                                                 json.loads(p).get("resent") is True)
+                assert {**summary, "resent": True} == json.loads(again)
                 # The hub's delivery fault ended with the reconnection, and the notice
                 # saying so went out on MQTT too.
                 await hub.drain()
@@ -507,6 +513,14 @@ def test_outage_fault_raised_and_cleared_then_current_state_on_reconnect(broker:
                 await obs.wait_for(lambda t, p, r: t.endswith("/alert") and
                                    "delivered via mqtt again" in json.loads(p)["message"])
                 assert hub.deliveries.memory[-1]["ok"] is True
+                # The daemon handles messages in order: the answer to a command sent after
+                # the announcement comes after anything the announcement caused.
+                await obs.client.publish("homeassistant/status", "online", qos=1)
+                await obs.client.publish(f"spasmwatch/{dev}/command", "noop", qos=1)
+                await obs.wait_for(lambda t, p, r: t.endswith("/command/result"))
+                resent = [p for t, p, _ in obs.msgs if t.endswith("/alert")
+                          and json.loads(p).get("resent")]
+                assert len(resent) == 1
             async with observer(broker, f"spasmwatch/{dev}/state") as late:
                 _, st, retained = await late.wait_for(lambda t, p, r: True)
                 assert retained and json.loads(st)["faults"] == []

@@ -12,13 +12,18 @@ What it does, each step printed as it goes:
 3. runs the monitor (``spasmwatch run --simulate SCENARIO`` from the Python running this
    script, i.e. the repo's venv) with MQTT and the web page on loopback;
 4. checks, through Home Assistant's REST API: the 8 entities exist under one device; the
-   state follows the monitor; the Acknowledge and Mute buttons reach the daemon and come
-   back as state (the daemon records them with source ``mqtt``); ``spasmwatch alert test``
+   state follows the monitor; an alarm shows in the state, alarm-active and event
+   entities (event attributes under 16 kB); the Acknowledge and Mute buttons reach the
+   daemon (its web API shows the alarm acknowledged, then muted) and come back to Home
+   Assistant as state; ``spasmwatch alert test``
    beside the daemon leaves it available (no Last Will, no contradicting state) and its
-   test event arrives; a broker outage during which the sensor link is lost (a fault) is
-   followed by the current state on reconnection; no entity became unavailable except
-   during that outage; Home Assistant's log holds no MQTT schema error and no "exceed
-   maximum size" attribute warning.
+   test event arrives; during a broker outage the sensor falls silent (the virtual
+   board is stopped: a fault) and comes back (cleared), and after the broker's restart
+   (its retained messages lost) Home Assistant shows the current state and holds a
+   summary event of the missed notices; a frozen daemon (SIGSTOP) is dropped through
+   its Last Will and comes back without a stale ``delivery_failed_mqtt``; Home
+   Assistant's log holds no MQTT error (other than the lost connection during the
+   outage) and no "exceed maximum size" attribute warning.
 
 Usage (from the repo's venv)::
 
@@ -34,6 +39,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -51,6 +57,7 @@ HA_VERSION = "2025.4.4"  # the newest release installable on Python 3.13.0
 INTEGRATIONS = ["http", "api", "auth", "onboarding", "config", "mqtt", "recorder", "history"]
 DEVICE = "hacheck"
 SCENARIO = "spasm-cluster"
+HEARTBEAT_S = 12.0  # the monitor's --heartbeat (status packets come every 10 s of board time)
 
 
 def say(msg: str) -> None:
@@ -396,7 +403,8 @@ def check(vpy: Path, work: Path, speed: float) -> int:
 
         mcfg = monitor_config(work, broker, web)
         mon_cmd = [sys.executable, "-m", "spasmwatch", "run", "--simulate", SCENARIO,
-                   "--speed", str(speed), "--config", str(mcfg)]
+                   "--speed", str(speed), "--heartbeat", str(HEARTBEAT_S),
+                   "--config", str(mcfg)]
         env = {**os.environ, "HOME": str(work / "home")}
         mon = stack.enter_context(process(mon_cmd, work / "monitor.log", env=env))
         say("$ " + " ".join(mon_cmd))
@@ -476,30 +484,60 @@ def check(vpy: Path, work: Path, speed: float) -> int:
             return f"{mon_line.strip()!r}; states seen meanwhile {seen} (never unavailable)"
 
         def outage() -> str:
+            """The broker goes down; meanwhile the sensor falls silent (a fault) and comes
+            back (cleared), and the parent unmutes on the page. After the broker's restart
+            (without its retained messages) Home Assistant must show the current state
+            and get a summary of the missed notices."""
             nonlocal mosq
+            t0 = _iso(time.time() - 1)
             stop(mosq)
             wait_for("Home Assistant to notice", lambda: states()[ENTITIES["state"]][
                 "state"] == "unavailable", 60)
-            r = post_daemon(web, "/api/mute", {"minutes": 0})  # a change while down
-            time.sleep(3)
+            board = board_pid(mon.pid)
+            os.kill(board, signal.SIGSTOP)
+            try:
+                wait_for("the sensor-timeout fault", lambda: "heartbeat_timeout" in
+                         fault_kinds(daemon_status(web)), 20 + HEARTBEAT_S * 2)
+            finally:
+                os.kill(board, signal.SIGCONT)
+            wait_for("the fault to clear", lambda: "heartbeat_timeout" not in
+                     fault_kinds(daemon_status(web)), 60)
+            r = post_daemon(web, "/api/mute", {"minutes": 0})  # a parent's change meanwhile
             mosq = stack.enter_context(
                 process([mosq_exe, "-c", str(conf)], work / "mosquitto2.log"))
             wait_port(broker, 10, mosq)
-            want = daemon_status(web)["state"]
-            got = wait_for("the current state after the broker's restart", lambda: (
-                lambda st: st if st == want else None)(states()[ENTITIES["state"]]["state"]),
-                120)
-            return (f"broker stopped, daemon {r['answer']!r} meanwhile, broker restarted "
-                    "without its retained messages: Home Assistant shows the current state "
-                    f"{got!r}")
+
+            def current() -> str | None:
+                d, st = daemon_status(web), states()[ENTITIES["state"]]
+                same = st["state"] == d["state"] and sorted(fault_kinds(st["attributes"])) \
+                    == sorted(fault_kinds(d))
+                return st["state"] if same else None
+            got = wait_for("the current state after the broker's restart", current, 120)
+
+            def summary() -> dict[str, Any] | None:
+                hist = api.call("GET", f"/api/history/period/{t0}?filter_entity_id="
+                                f"{ENTITIES['alert']}")
+                for series in hist:
+                    for h in series:
+                        if h["attributes"].get("kind") == "missed_while_disconnected":
+                            return dict(h["attributes"])
+                return None
+            missed = wait_for("the summary of missed notices", summary, 30)
+            kinds = sorted({m["kind"] for m in missed["missed"]})
+            assert {"heartbeat_timeout", "fault_cleared"} <= set(kinds), kinds
+            return (f"broker stopped; meanwhile a sensor-timeout fault was raised and cleared "
+                    f"and the daemon {r['answer']}; after the broker's restart (retained "
+                    f"messages lost) Home Assistant shows the current state {got!r} and got a "
+                    f"'{missed['event_type']}' summary of {missed['missed_total']} missed "
+                    f"notices ({', '.join(kinds)})")
 
         def frozen() -> str:
-            mon.send_signal(19)  # SIGSTOP: the broker drops the daemon after 1.5 keepalives
+            mon.send_signal(signal.SIGSTOP)  # the broker drops it after 1.5 keepalives
             try:
                 wait_for("the Last Will", lambda: states()[ENTITIES["state"]][
                     "state"] == "unavailable", 30)
             finally:
-                mon.send_signal(18)  # SIGCONT
+                mon.send_signal(signal.SIGCONT)
             def back() -> str | None:
                 st = states()[ENTITIES["state"]]
                 kinds = [f["kind"] for f in st["attributes"].get("faults") or []]
@@ -535,6 +573,20 @@ def check(vpy: Path, work: Path, speed: float) -> int:
         f"{len(checks.results)} checks passed" + (f"; FAILED: {', '.join(failed)}"
                                                   if failed else ""))
     return 1 if failed else 0
+
+
+def fault_kinds(snapshot_or_attributes: dict[str, Any]) -> list[str]:
+    return [f["kind"] for f in snapshot_or_attributes.get("faults") or []]
+
+
+def board_pid(monitor_pid: int) -> int:
+    """The virtual board (a MicroPython process) the simulating monitor started."""
+    for task in Path(f"/proc/{monitor_pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            cmd = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+            if b"micropython" in cmd:
+                return int(child)
+    raise Failed(f"no MicroPython child of the monitor (pid {monitor_pid})")
 
 
 def _quiet(fn: Callable[[], Any]) -> Any:

@@ -33,7 +33,9 @@ notice sent while disconnected is a failed delivery, and it is remembered. On ev
 (re)connection the daemon publishes availability and discovery, calls ``on_reconnect``
 (the hub ends its ``delivery_failed_mqtt`` fault there, at once), then publishes the
 *current* state (latched alarm and fault set as they are now) and one summary event of
-what was missed. A publish gives up as soon as the link is known lost.
+what was missed (sent once more if Home Assistant announces itself within
+``SUMMARY_RESEND_S``: after a broker restart it usually reconnects after us). A publish
+gives up as soon as the link is known lost.
 Discovery and state are also published again whenever Home Assistant announces itself
 with ``online`` on ``<discovery_prefix>/status``.
 """
@@ -69,6 +71,7 @@ MAX_STATE_BYTES = 8192
 _EVENTS_SHOWN = 16  # movements listed in an alert event (the count says how many in all)
 _TEXT_CHARS = 1500  # message/body kept in an event before shortening
 _MISSED_KEPT = 50  # missed notices remembered while disconnected (the count is exact)
+SUMMARY_RESEND_S = 600.0  # a summary is sent again if Home Assistant reconnects this soon
 
 #: ``on_command(action, minutes, source)`` -> a one-line answer (raises ValueError if bad)
 CommandHandler = Callable[[str, float | None, str], str]
@@ -219,6 +222,7 @@ class MqttHomeAssistant(Channel):
         self._missed_total = 0
         self._down_since: float | None = None
         self._lost = asyncio.Event()  # set when the current connection is gone
+        self._summary: tuple[float, dict[str, Any]] | None = None  # last summary sent
 
     @property
     def client_id(self) -> str:
@@ -530,13 +534,29 @@ class MqttHomeAssistant(Channel):
         self._missed.clear()
         self._missed_total = 0
         self._down_since = None
+        self._summary = (time.monotonic(), payload)
+
+    async def _resend_summary(self) -> None:
+        """Home Assistant has just (re)connected: after a broker restart it usually comes
+        back later than we do and missed the summary (events are not retained). Send a
+        recent summary once more, marked ``resent``."""
+        if self._summary is None or self._client is None:
+            return
+        sent_at, payload = self._summary
+        self._summary = None
+        if time.monotonic() - sent_at > SUMMARY_RESEND_S:
+            return
+        with contextlib.suppress(Exception):
+            await self._publish(self._client, self.t_alert,
+                                json.dumps({**payload, "resent": True}, default=str))
 
     async def _on_message(self, topic: str, raw: Any) -> None:
         payload = raw.decode(errors="replace") if isinstance(raw, bytes | bytearray) else str(
             raw if raw is not None else "")
         if topic == self.t_ha_status:
-            if payload.strip() == "online":  # Home Assistant (re)started
+            if payload.strip() == "online":  # Home Assistant (re)started or reconnected
                 await self._publish_discovery()
+                await self._resend_summary()
             return
         if topic != self.t_command or self._client is None:
             return
