@@ -635,9 +635,15 @@ def test_event_payload_stays_under_the_recorder_limit(n_events: int, n_samples: 
     assert "samples" not in json.dumps(attrs) or isinstance(
         attrs.get("why", {}).get("snippet", {}).get("samples"), int)
     assert payload["event_type"] == "alarm" and payload["kind"] == "spasm_cluster"
-    state = ch.state_payload({"state": "alarm", "alarm_active": True, "faults": [],
-                              "alarm": {"message": text, "why": n.why}})
+    faults = [{"kind": f"fault{i}", "message": text, "since": T0} for i in range(n_events // 30)]
+    state = ch.state_payload({"state": "alarm", "alarm_active": True, "faults": faults,
+                              "alarm": {"message": text, "why": n.why},
+                              "warning": {"kind": "w", "message": text}})
     assert len(json.dumps(state).encode()) <= MAX_STATE_BYTES
+    assert state["state"] == "alarm" and state["alarm_active"] is True
+    assert state["alarm"]["message"][:100] == text[:100]
+    assert [f["kind"] if isinstance(f, dict) else f for f in state["faults"]][-1:] == (
+        [f"fault{len(faults) - 1}"] if faults else [])
 
 
 def test_big_alarm_over_the_broker_snippet_on_its_own_topic(broker: int) -> None:

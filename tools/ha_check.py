@@ -38,6 +38,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -564,6 +565,7 @@ def check(vpy: Path, work: Path, speed: float) -> int:
         checks.run("broker outage, state changed meanwhile", outage)
         checks.run("frozen daemon (SIGSTOP)", frozen)
         checks.run("Home Assistant's log", log_clean)
+        checks.run("sizes the broker saw", lambda: published_sizes(work))
         if mon.poll() is not None:
             checks.results.append(("monitor kept running", False,
                                    f"exited with {mon.returncode}"))
@@ -573,6 +575,23 @@ def check(vpy: Path, work: Path, speed: float) -> int:
         f"{len(checks.results)} checks passed" + (f"; FAILED: {', '.join(failed)}"
                                                   if failed else ""))
     return 1 if failed else 0
+
+
+def published_sizes(work: Path) -> str:
+    """The largest message the daemon published per topic (from mosquitto's log)."""
+    sizes: dict[str, int] = {}
+    pat = re.compile(rf"Received PUBLISH from spasmwatch-{DEVICE} \(.*?'([^']+)', \.\.\. "
+                     r"\((\d+) bytes\)")
+    for log in sorted(work.glob("mosquitto*.log")):
+        for m in pat.finditer(log.read_text(errors="replace")):
+            sizes[m[1]] = max(sizes.get(m[1], 0), int(m[2]))
+    base = f"spasmwatch/{DEVICE}/"
+    alert, state = sizes.get(base + "alert", 0), sizes.get(base + "state", 0)
+    assert 0 < alert < 16384 and 0 < state < 16384, sizes
+    snippet = sizes.get(base + "alarm/snippet")
+    return (f"largest alert event {alert} bytes, state {state} bytes"
+            + (f", the alarm's raw snippet {snippet} bytes on its own topic" if snippet
+               else ", no snippet published"))
 
 
 def fault_kinds(snapshot_or_attributes: dict[str, Any]) -> list[str]:

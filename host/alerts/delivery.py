@@ -183,8 +183,8 @@ class AlertHub:
         raise ValueError(f"unknown action {action!r}")
 
     def link_restored(self, channel: str) -> None:
-        """A channel's connection is back and it has republished the current state: end
-        its delivery fault now rather than at the next alert."""
+        """A channel's connection is back (it publishes the current state next): end its
+        delivery fault now rather than at the next alert."""
         self._queue(self.sm.set_condition(
             f"delivery_failed_{channel}", False, self.clock(),
             f"Alerts are delivered via {channel} again."))

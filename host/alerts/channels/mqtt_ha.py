@@ -299,23 +299,31 @@ class MqttHomeAssistant(Channel):
         """The snapshot without the raw snippet and long lists (under ``MAX_STATE_BYTES``)."""
         snap = dict(snapshot)
         alarm = snap.get("alarm")
-        if isinstance(alarm, dict) and isinstance(alarm.get("why"), dict):
-            snap["alarm"] = {**alarm, "why": compact_why(alarm["why"], self.t_snippet)}
-        for shown in (8, 0):
+        why = alarm.get("why") if isinstance(alarm, dict) else None
+        for shown in (_EVENTS_SHOWN, 4, 0):
+            if isinstance(alarm, dict) and isinstance(why, dict):
+                snap["alarm"] = {**alarm, "why": compact_why(why, self.t_snippet, shown)}
             if _size(snap) <= MAX_STATE_BYTES:
-                break
-            a = snap.get("alarm")
-            if isinstance(a, dict) and isinstance(a.get("why"), dict):
-                snap["alarm"] = {**a, "why": compact_why(a["why"], self.t_snippet, shown)}
-        if _size(snap) > MAX_STATE_BYTES and isinstance(snap.get("alarm"), dict):
-            snap["alarm"] = {k: _shorten(v, 500) if isinstance(v, str) else v
-                             for k, v in snap["alarm"].items() if k != "why"}
-        if _size(snap) > MAX_STATE_BYTES:  # a pathological fault list: keep the newest
-            faults = list(snap.get("faults") or [])
-            snap["faults_total"] = len(faults)
-            snap["faults"] = [{"kind": f.get("kind"), "since": f.get("since")}
-                              for f in faults[-20:]]
-        return snap
+                return snap
+        # Still too big (hostile text somewhere): the essentials, texts shortened.
+        def short(d: Any, keys: tuple[str, ...]) -> Any:
+            if not isinstance(d, dict):
+                return None
+            return {k: _shorten(d[k], 300) if isinstance(d[k], str) else d[k]
+                    for k in keys if k in d}
+
+        faults = [short(f, ("kind", "message", "since", "acknowledged"))
+                  for f in (snap.get("faults") or [])[-10:]]
+        small = {k: snap[k] for k in ("state", "since", "alarm_active", "muted", "muted_until",
+                                      "sensor_link", "last_data_age_s", "battery_mv",
+                                      "events_last_hour", "now") if k in snap}
+        small.update(alarm=short(alarm, ("kind", "message", "t", "since", "acknowledged",
+                                         "repeats", "group")),
+                     warning=short(snap.get("warning"), ("kind", "message")),
+                     faults=faults, faults_total=len(snap.get("faults") or []))
+        if _size(small) > MAX_STATE_BYTES:  # faults with hostile kinds: names only
+            small["faults"] = [_shorten(f.get("kind"), 40) for f in faults if f]
+        return small
 
     # -- connection ------------------------------------------------------------------------
 
