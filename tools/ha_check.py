@@ -58,6 +58,7 @@ HA_VERSION = "2025.4.4"  # the newest release installable on Python 3.13.0
 INTEGRATIONS = ["http", "api", "auth", "onboarding", "config", "mqtt", "recorder", "history"]
 DEVICE = "hacheck"
 SCENARIO = "spasm-cluster"
+FREEZE_S = 35.0  # how long the daemon is frozen (SIGSTOP), as in issue 15
 HEARTBEAT_S = 12.0  # the monitor's --heartbeat (status packets come every 10 s of board time)
 
 
@@ -533,19 +534,27 @@ def check(vpy: Path, work: Path, speed: float) -> int:
                     f"notices ({', '.join(kinds)})")
 
         def frozen() -> str:
+            """As in issue 15: the daemon frozen for 35 s (SIGSTOP), then resumed."""
+            t_stop = time.monotonic()
             mon.send_signal(signal.SIGSTOP)  # the broker drops it after 1.5 keepalives
             try:
                 wait_for("the Last Will", lambda: states()[ENTITIES["state"]][
                     "state"] == "unavailable", 30)
+                will_s = time.monotonic() - t_stop
+                time.sleep(max(0.0, FREEZE_S - will_s))
             finally:
                 mon.send_signal(signal.SIGCONT)
+            t_cont = time.monotonic()
+
             def back() -> str | None:
                 st = states()[ENTITIES["state"]]
-                kinds = [f["kind"] for f in st["attributes"].get("faults") or []]
+                kinds = fault_kinds(st["attributes"]) + fault_kinds(daemon_status(web))
                 return st["state"] if st["state"] != "unavailable" and \
                     "delivery_failed_mqtt" not in kinds else None
             got = wait_for("the daemon back, without a stale delivery fault", back, 60)
-            return f"frozen daemon dropped (Will), back as {got!r} with no delivery_failed_mqtt"
+            return (f"frozen {FREEZE_S:.0f} s: unavailable (Last Will) after {will_s:.1f} s; "
+                    f"{time.monotonic() - t_cont:.1f} s after resuming Home Assistant shows "
+                    f"{got!r}, and neither it nor the daemon has delivery_failed_mqtt")
 
         def log_clean() -> str:
             text = (work / "ha.log").read_text(errors="replace")

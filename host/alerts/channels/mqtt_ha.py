@@ -418,6 +418,9 @@ class MqttHomeAssistant(Channel):
                 self.last_error = str(exc)
                 log.warning("MQTT %s:%s: %s (retrying in %.0f s)", self.s.host, self.s.port,
                             exc, delay)
+            except Exception as exc:  # a bug must not end the link for the rest of the night
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("MQTT session failed (retrying in %.0f s)", delay)
             finally:
                 self._lost.set()
                 if self._client is not None and self._down_since is None:
@@ -575,6 +578,9 @@ class MqttHomeAssistant(Channel):
             answer = "ok: " + self.on_command(action, minutes, "mqtt")
         except ValueError as exc:
             answer = f"error: {exc}"
+        except Exception as exc:  # the handler's bug: say so, keep listening
+            log.exception("MQTT command %r failed", payload)
+            answer = f"error: {type(exc).__name__}: {exc}"
         await self._publish(self._client, self.t_command_result, answer)
 
     # -- delivery ---------------------------------------------------------------------------
