@@ -116,6 +116,7 @@ def build_channels(
             settings.mqtt,
             on_command=hub.command if hub is not None else None,
             snapshot=hub.snapshot if hub is not None else None,
+            on_reconnect=hub.link_restored if hub is not None else None,
         )
     return chans
 
@@ -201,6 +202,13 @@ class AlertHub:
             self.mute(0, source)
             return "unmuted"
         raise ValueError(f"unknown action {action!r}")
+
+    def link_restored(self, channel: str) -> None:
+        """A channel's connection is back (it publishes the current state next): end its
+        delivery fault now rather than at the next alert."""
+        self._queue(self.sm.set_condition(
+            f"delivery_failed_{channel}", False, self.clock(),
+            f"Alerts are delivered via {channel} again."))
 
     def snapshot(self) -> dict[str, Any]:
         snap = self.sm.snapshot()

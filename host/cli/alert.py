@@ -41,10 +41,15 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_test(args: argparse.Namespace, out: TextIO) -> int:
+    from spasmwatch.host.alerts.channels.mqtt_ha import TESTER, MqttHomeAssistant
     from spasmwatch.host.alerts.delivery import AlertHub
 
     s = _settings(args)
     hub = AlertHub(s, store=None, web=False)
+    mqtt = hub.channels.get("mqtt")
+    if isinstance(mqtt, MqttHomeAssistant):
+        # Beside a running daemon: its own client id, no Will, no state (issue 15).
+        mqtt.role = TESTER
     if not hub.channels:
         raise UserError(f"{s.source}: no channel is configured (see spasmwatch config init)")
 
