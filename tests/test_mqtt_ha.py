@@ -37,6 +37,7 @@ from spasmwatch.host.alerts.channels.mqtt_ha import (
     parse_command,
 )
 from spasmwatch.host.alerts.delivery import AlertHub
+from spasmwatch.host.monitor.daemon import MonitorEngine
 from spasmwatch.host.monitor.engine import Engine
 from spasmwatch.host.settings import MqttSettings, settings_from_dict
 
@@ -459,7 +460,9 @@ def test_outage_fault_raised_and_cleared_then_current_state_on_reconnect(broker:
         hub = hub_for(link.port, dev)
         ch = hub.channels["mqtt"]
         assert isinstance(ch, MqttHomeAssistant)
-        eng = Engine(t0=T0)
+        # The heartbeat is the engine's (one owner); the hub shows and delivers it.
+        eng = MonitorEngine(t0=T0, heartbeat_s=30.0)
+        eng.anchored = True
         await hub.start()
         try:
             assert await ch.wait_connected(10)
@@ -474,10 +477,14 @@ def test_outage_fault_raised_and_cleared_then_current_state_on_reconnect(broker:
                 await wait_until(lambda: not ch.connected)
 
                 # During the outage: the sensor goes silent (a fault) and comes back.
+                for o in eng.tick(T0 + 260):
+                    hub.handle(o, now=T0 + 260)
                 hub.tick(now=T0 + 260)
                 await hub.drain()
                 assert {"heartbeat_timeout", "delivery_failed_mqtt"} <= set(hub.sm.faults)
-                hub.handle(status_output(eng, 1, 270, T0 + 271), now=T0 + 271)
+                rec = (wire.KIND_STATUS, 270_000, 3900, wire.ST_SENSOR_OK, 10, 80, 50, 4)
+                for o in eng.feed_packet(wire.encode(1, rec), received_at=T0 + 271):
+                    hub.handle(o, now=T0 + 271)
                 await hub.drain()
                 assert set(hub.sm.faults) == {"delivery_failed_mqtt"}
                 failed = [d for d in hub.deliveries.memory if d["channel"] == "mqtt"]
