@@ -464,3 +464,28 @@ class AlertHub:
             "This is a test of spasmwatch's alert delivery. If you can read or hear this, "
             "this channel works. No action needed.", audible=True, test=True)
         return await self.deliver(notice)
+
+
+def send_test_alerts(settings: Settings, skip: tuple[str, ...] = ()) -> list[DeliveryResult]:
+    """Fire a test alert on every configured channel but ``skip``, with a hub of its own
+    that can run beside a monitor (MQTT as a tester: its own client id, no Will, no
+    state). Returns each channel's outcome; [] when none is configured."""
+    from spasmwatch.host.alerts.channels.mqtt_ha import TESTER, MqttHomeAssistant
+
+    hub = AlertHub(settings, store=None, web=False)
+    for name in skip:
+        hub.channels.pop(name, None)
+    mqtt = hub.channels.get("mqtt")
+    if isinstance(mqtt, MqttHomeAssistant):
+        mqtt.role = TESTER
+    if not hub.channels:
+        return []
+
+    async def run() -> list[DeliveryResult]:
+        await hub.start()
+        try:
+            return await hub.test_all()
+        finally:
+            await hub.stop()
+
+    return asyncio.run(run())

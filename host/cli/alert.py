@@ -8,7 +8,6 @@ API (``[webui]`` in the config, or ``--url``).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import urllib.error
 import urllib.request
@@ -41,26 +40,12 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_test(args: argparse.Namespace, out: TextIO) -> int:
-    from spasmwatch.host.alerts.channels.mqtt_ha import TESTER, MqttHomeAssistant
-    from spasmwatch.host.alerts.delivery import AlertHub
+    from spasmwatch.host.alerts.delivery import send_test_alerts
 
     s = _settings(args)
-    hub = AlertHub(s, store=None, web=False)
-    mqtt = hub.channels.get("mqtt")
-    if isinstance(mqtt, MqttHomeAssistant):
-        # Beside a running daemon: its own client id, no Will, no state (issue 15).
-        mqtt.role = TESTER
-    if not hub.channels:
+    results = send_test_alerts(s)
+    if not results:
         raise UserError(f"{s.source}: no channel is configured (see spasmwatch config init)")
-
-    async def run() -> list[Any]:
-        await hub.start()
-        try:
-            return await hub.test_all()
-        finally:
-            await hub.stop()
-
-    results = asyncio.run(run())
     for r in results:
         out.write(f"{r.channel:<8} {r.label:<18} {r.detail}\n")
     failed = [r.channel for r in results if r.ok is False]

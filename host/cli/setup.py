@@ -190,19 +190,9 @@ def _other_channels(settings: Settings, out: TextIO) -> list[str]:
         out.write("   none configured (a phone notification is a good second channel: "
                   "docs/alerts.md)\n")
         return []
-    from spasmwatch.host.alerts.delivery import AlertHub
+    from spasmwatch.host.alerts.delivery import send_test_alerts
 
-    hub = AlertHub(settings, store=None, web=False)
-    hub.channels.pop("audio", None)
-
-    async def run() -> list[Any]:
-        await hub.start()
-        try:
-            return await hub.test_all()
-        finally:
-            await hub.stop()
-
-    results = asyncio.run(run())
+    results = send_test_alerts(settings, skip=("audio",))
     for r in results:
         out.write(f"   {r.channel:<8} {r.label}: {r.detail}\n")
     return [f"{r.channel} failed: {r.detail}" for r in results if r.ok is False]

@@ -50,27 +50,24 @@ def synth_wav(path: Path, level: str, volume: float) -> Path:
                 continue
             env = min(1.0, i / ramp, (n - 1 - i) / ramp)
             samples.append(int(amp * env * math.sin(2 * math.pi * freq * i / RATE)))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with wave.open(str(tmp), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(RATE)
-        w.writeframes(samples.tobytes())
-    os.replace(tmp, path)  # a player never sees a half-written file
-    return path
+    return write_wav(path, samples.tobytes())
 
 
 def write_silence(path: Path, seconds: float) -> Path:
     """A silent 16-bit mono WAV (the self-check plays it: no sound, same path)."""
+    return write_wav(path, b"\x00\x00" * int(seconds * RATE))
+
+
+def write_wav(path: Path, frames: bytes) -> Path:
+    """16-bit mono frames at ``RATE`` to ``path``, atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     with wave.open(str(tmp), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(RATE)
-        w.writeframes(b"\x00\x00" * int(seconds * RATE))
-    os.replace(tmp, path)
+        w.writeframes(frames)
+    os.replace(tmp, path)  # a player never sees a half-written file
     return path
 
 
