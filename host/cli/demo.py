@@ -7,6 +7,7 @@ import time
 from collections import Counter
 from typing import Any, TextIO
 
+from spasmwatch.host.cli import argtypes
 from spasmwatch.host.cli.output import DISCLAIMER, format_output, load_trace
 from spasmwatch.host.errors import UserError
 from spasmwatch.host.monitor.alerts import AlertConfig
@@ -25,6 +26,17 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
         trace, labels = scenarios.generate(args.scenario, seed=args.seed)
     out.write(DISCLAIMER + "\n")
     counts: Counter[str] = Counter()
+    if not args.in_process:
+        from spasmwatch.host import optional
+
+        if optional.find_micropython() is None:  # a Raspberry Pi: no MicroPython wheel
+            if getattr(args, "link", "serial") != "serial":
+                raise UserError(f"--link {args.link} needs the virtual board: "
+                                + optional.micropython_message())
+            out.write(optional.in_process_note() + ".\n")
+            args.in_process = True
+        elif getattr(args, "link", "serial") == "ble" and not optional.has_module("bumble"):
+            raise UserError(optional.bumble_message())
     if args.in_process:
         out.write(
             f"Replaying {trace.source or args.scenario}: {trace.duration / 60:.1f} min of "
@@ -175,9 +187,9 @@ def register(sub: Any) -> None:
     d = sub.add_parser("demo", help="run a simulated night through the whole system")
     d.add_argument("--scenario", default="mixed-night")
     d.add_argument("--trace", help="replay this trace file instead of a scenario")
-    d.add_argument("--speed", type=float, default=60.0,
+    d.add_argument("--speed", type=argtypes.SPEED, default=60.0,
                    help="times real time (0: as fast as possible; default 60)")
-    d.add_argument("--seed", type=int, default=1)
+    d.add_argument("--seed", type=argtypes.SEED, default=1)
     d.add_argument("--in-process", action="store_true",
                    help="replay in this process (no MicroPython, no serial port)")
     d.add_argument("--link", choices=("serial", "ble"), default="serial",

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from spasmwatch.firmware import config as fwconfig
+from spasmwatch.host.cli import argtypes
 from spasmwatch.host.cli.output import alert_config, format_output
 from spasmwatch.host.errors import UserError
 from spasmwatch.host.links.base import Link
@@ -51,9 +52,9 @@ def register(subparsers: Any) -> None:
                      help="no hardware: the firmware on a virtual board plays a scenario")
     r.add_argument("--ble-backend", metavar="SPEC",
                    help="bleak backend for --ble, e.g. bumble:tcp-client:127.0.0.1:PORT")
-    r.add_argument("--speed", type=float, default=1.0,
+    r.add_argument("--speed", type=argtypes.SPEED, default=1.0,
                    help="--simulate: times real time (0: as fast as possible)")
-    r.add_argument("--seed", type=int, default=1, help="--simulate: scenario seed")
+    r.add_argument("--seed", type=argtypes.SEED, default=1, help="--simulate: scenario seed")
     r.add_argument("--link", choices=("serial", "ble"), default="serial",
                    help="--simulate: reach the board over its USB serial port (default) "
                    "or Bluetooth LE (a real Bluetooth stack on a virtual radio)")
@@ -62,12 +63,13 @@ def register(subparsers: Any) -> None:
     r.add_argument("--device", help="device name in the database (default: the link's)")
     r.add_argument("--json", action="store_true", help="JSON lines on stdout")
     r.add_argument("--quiet", action="store_true", help="alerts and clusters only")
-    r.add_argument("--heartbeat", type=float, default=30.0, metavar="S",
+    r.add_argument("--heartbeat", type=argtypes.HEARTBEAT_S, default=30.0, metavar="S",
                    help="fault when no packet arrives for this long (default 30 s)")
     r.add_argument("--config", help="alert delivery configuration (TOML, see "
                    "docs/alerts.md): sound, phone, Home Assistant, web page")
-    r.add_argument("--min-spasms", type=int, help="spasm-like events for an alarm (3)")
-    r.add_argument("--gap", type=float, help="max gap between them in s (60)")
+    r.add_argument("--min-spasms", type=argtypes.MIN_SPASMS,
+                   help="spasm-like events for an alarm (3)")
+    r.add_argument("--gap", type=argtypes.GAP_S, help="max gap between them in s (60)")
     r.set_defaults(func=cmd_run)
 
 
@@ -123,6 +125,8 @@ def _link_factory(args: argparse.Namespace) -> tuple[Callable[[], Link], str]:
             # The board's radio (simulator/ble_bridge.py): the same BleLink as --ble,
             # on bleak's Bumble backend instead of BlueZ.
             return simulated_ble_connect(board), board.device_name
+        if board.link == "in-process":  # no MicroPython here: host/links/inprocess_board.py
+            return board.connect, board.device_name
         # The virtual board's serial port: the same SerialLink as --serial (the board
         # is started by cmd_run, see _simulated_board).
         from spasmwatch.host.links.serial_link import SerialLink
@@ -162,12 +166,12 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     if args.speed < 0:
         raise UserError("--speed must be 0 or more")
     args.board = None
+    sim_note = ""  # why the firmware's detector runs in-process (no MicroPython here)
     if args.simulate:
-        from spasmwatch.host.links.sim_link import SimulatedBoard, check_scenario
+        from spasmwatch.host.links.sim_link import simulated_board
 
-        check_scenario(args.simulate)
-        args.board = SimulatedBoard(args.simulate, seed=args.seed, speed=args.speed,
-                                    link=args.link)
+        args.board, sim_note = simulated_board(args.simulate, seed=args.seed,
+                                               speed=args.speed, link=args.link)
     elif args.link != "serial":
         raise UserError("--link is for --simulate; use --serial PORT or --ble for a sensor")
     connect, device = _link_factory(args)
@@ -200,6 +204,9 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
 
             video = AlarmVideo(settings.video, emit)
             video.start(store)
+        if sim_note:
+            emit({"type": "link", "t": time.time(), "state": "in-process",
+                  "message": sim_note})
         if board is not None:
             board.start()  # stopped in ``finally``, also after Ctrl-C / SIGTERM
         engine = MonitorEngine(alert_config(args), store=store, device=args.device or device,

@@ -31,6 +31,7 @@ from typing import Any
 from spasmwatch import __version__
 from spasmwatch.host.alerts.alarm_state import STATES, Notice
 from spasmwatch.host.alerts.channels.base import Channel, DeliveryError
+from spasmwatch.host.optional import MissingLibrary, require
 from spasmwatch.host.settings import MqttSettings
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ class MqttHomeAssistant(Channel):
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.last_error = ""
+        self.missing = ""  # set when aiomqtt is not installed: said instead of "not connected"
         self.discovery_published = 0  # times, for status and tests
 
     # -- discovery -------------------------------------------------------------------------
@@ -172,7 +174,12 @@ class MqttHomeAssistant(Channel):
             self._task = None
 
     async def _run(self) -> None:
-        import aiomqtt
+        try:
+            aiomqtt = require("aiomqtt")
+        except MissingLibrary as exc:  # no retrying: it will not appear by itself
+            self.missing = self.last_error = str(exc)
+            log.error("MQTT: %s", exc)
+            return
 
         delay = 1.0
         while not self._stopping:
@@ -238,6 +245,8 @@ class MqttHomeAssistant(Channel):
 
     async def send(self, notice: Notice) -> str:
         client = self._client
+        if self.missing:
+            raise DeliveryError(self.missing)
         if client is None or not self.connected:
             reason = f" ({self.last_error})" if self.last_error else ""
             raise DeliveryError(
