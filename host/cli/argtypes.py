@@ -17,13 +17,14 @@ __all__ = ["OneLineParser", "integer", "number"]
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """``ArgumentParser`` whose usage errors are one line (``prog: error: ...``), exit 2.
+    """``ArgumentParser`` whose usage errors are one line, exit 2, in the same form as
+    every other user error: ``spasmwatch: error: ... (see: spasmwatch run --help)``.
 
     Subparsers made with ``add_subparsers().add_parser`` inherit the class.
     """
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
+        self.exit(2, f"spasmwatch: error: {message} (see: {self.prog} --help)\n")
 
 
 def _range_text(lo: float | None, hi: float | None, lo_open: bool) -> str:
