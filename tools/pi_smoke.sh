@@ -3,7 +3,7 @@
 # arm64), without a Pi: an arm64 Debian root from Debian's archive (debootstrap), run by
 # qemu-user through binfmt_misc, a venv in it, the README's Pi install, then the commands
 # a parent uses: --version, config init/check, simulate + replay, run --serial against a
-# sensor on a pty for a few seconds (tools/pty_sensor.py), report, and run --simulate
+# sensor on a pty until its alarm (tools/pty_sensor.py), report, and run --simulate
 # (the firmware's detector in-process: there is no MicroPython for aarch64).
 #
 #   sudo tools/pi_smoke.sh [ROOT]      # ROOT: where the arm64 Debian goes
@@ -12,7 +12,9 @@
 # debootstrap), root, and access to Debian's archive and PyPI. An existing ROOT is
 # reused (the debootstrap step is then skipped); the venv is made afresh every run.
 # Environment: PI_SMOKE_SUITE (bookworm; trixie for Python 3.13), PI_SMOKE_MIRROR,
-# PI_SMOKE_SECONDS (run --serial duration, 25). Prints one line per step with its time,
+# PI_SMOKE_SECONDS (how long run --serial may take to raise the alarm once connected, 120), PI_SMOKE_REUSE_VENV=1 (keep the venv of
+# the last run and only reinstall spasmwatch itself: for re-running the later steps).
+# Prints one line per step with its time,
 # then a summary; exit status 0 only when every step passed. Slow: see docs/raspberry-pi.md.
 set -uo pipefail
 
@@ -20,7 +22,7 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 ROOT=${1:-${PI_SMOKE_ROOT:-/var/tmp/spasmwatch-pi-root}}
 SUITE=${PI_SMOKE_SUITE:-bookworm}
 MIRROR=${PI_SMOKE_MIRROR:-http://deb.debian.org/debian}
-SECONDS_RUN=${PI_SMOKE_SECONDS:-25}
+SECONDS_RUN=${PI_SMOKE_SECONDS:-120}
 SRC=/opt/spasmwatch-src          # inside ROOT
 HOME_IN=/home/parent             # a fresh HOME, no config file
 LOG=$(mktemp -d /tmp/spasmwatch-pi-smoke.XXXXXX)
@@ -82,7 +84,8 @@ bootstrap() {
         say "reusing $ROOT"
         return 0
     fi
-    debootstrap --arch=arm64 --variant=minbase --include=python3,python3-venv,ca-certificates \
+    debootstrap --arch=arm64 --variant=minbase \
+        --include=python3,python3-venv,ca-certificates,alsa-utils \
         "$SUITE" "$ROOT" "$MIRROR" && touch "$ROOT/.spasmwatch-debootstrap-done"
 }
 
@@ -104,8 +107,19 @@ unmount() {
     return 0
 }
 
+# the Debian packages docs/raspberry-pi.md installs (aplay: the alarm sound)
+packages() {
+    chroot "$ROOT" /bin/sh -c 'command -v aplay >/dev/null || { apt-get update -qq &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq alsa-utils; }'
+}
+
 copy_source() {
-    rm -rf "${ROOT:?}$SRC" && mkdir -p "$ROOT$SRC" "$ROOT$HOME_IN"
+    mkdir -p "$ROOT$SRC" "$ROOT$HOME_IN"
+    if [ "${PI_SMOKE_REUSE_VENV:-0}" = 1 ]; then
+        find "$ROOT$SRC" -mindepth 1 -maxdepth 1 ! -name .venv -exec rm -rf {} +
+    else
+        rm -rf "${ROOT:?}$SRC" && mkdir -p "$ROOT$SRC"
+    fi
     rm -rf "${ROOT:?}$HOME_IN"/* "$ROOT$HOME_IN"/.[!.]* 2>/dev/null
     # the working tree as git sees it (tracked and new files, not ignored ones like .venv)
     (cd "$REPO" && git ls-files -co --exclude-standard -z |
@@ -120,6 +134,10 @@ arch() {
 
 # docs/raspberry-pi.md's install, verbatim apart from the folder
 install() {
+    if [ "${PI_SMOKE_REUSE_VENV:-0}" = 1 ] && [ -x "$ROOT$SRC/.venv/bin/spasmwatch" ]; then
+        in_root "cd $SRC && pip install --no-deps --force-reinstall ."
+        return
+    fi
     in_root "cd $SRC && python3 -m venv .venv && . .venv/bin/activate && pip install ."
 }
 
@@ -133,20 +151,31 @@ replay() {
              grep -q "ALARM" replay.txt'
 }
 
+# The daemon against a sensor on a pty: wait until it is connected (start-up under
+# emulation takes a while), then up to PI_SMOKE_SECONDS for the scenario's alarm, then
+# Ctrl-C (SIGINT) as a parent would, which must end it cleanly (exit 0 or 130).
 run_serial() {
-    in_root "python3 $SRC/tools/pty_sensor.py spasm-cluster --speed 20 \
-                 --seconds $((SECONDS_RUN + 60)) --link $HOME_IN/ttySENSOR \
-                 >sensor.txt 2>sensor.err &
-             for _ in \$(seq 120); do [ -e ttySENSOR ] && break; sleep 0.5; done
-             set +e
-             timeout -s INT $SECONDS_RUN spasmwatch run --serial $HOME_IN/ttySENSOR \
-                 --db night.db --quiet | tee run.txt
-             code=\${PIPESTATUS[0]}
-             set -e
-             kill %1 2>/dev/null || true
-             echo \"run exit status: \$code (124: stopped by timeout, as planned)\"
-             grep -q 'connected over serial' run.txt
-             grep -q 'ALARM' run.txt"
+    in_root "python3 $SRC/tools/pty_sensor.py spasm-cluster --speed 10 --seconds 3600 \
+                 --wait-for-host --link $HOME_IN/ttySENSOR >sensor.txt 2>sensor.err &
+             sensor=\$!
+             for _ in \$(seq 600); do [ -e ttySENSOR ] && break; sleep 0.5; done
+             spasmwatch run --serial $HOME_IN/ttySENSOR --db night.db --quiet >run.txt 2>&1 &
+             daemon=\$!
+             t0=\$(date +%s)
+             for _ in \$(seq 1200); do grep -q 'connected over serial' run.txt && break
+                                       sleep 0.5; done
+             echo \"connected after \$((\$(date +%s) - t0)) s\"
+             t1=\$(date +%s)
+             for _ in \$(seq \$((2 * $SECONDS_RUN))); do grep -q ALARM run.txt && break
+                                                      sleep 0.5; done
+             echo \"alarm \$((\$(date +%s) - t1)) s after connecting\"
+             kill -INT \$daemon
+             set +e; wait \$daemon; code=\$?; set -e
+             kill \$sensor 2>/dev/null || true
+             cat run.txt
+             echo \"run exit status after Ctrl-C: \$code\"
+             grep -q 'connected over serial' run.txt && grep -q ALARM run.txt &&
+                 { [ \$code = 0 ] || [ \$code = 130 ]; }"
 }
 
 report() {
@@ -171,6 +200,7 @@ step host-tools host_tools || exit 1
 step binfmt binfmt || exit 1
 step debootstrap bootstrap || exit 1
 step mounts mounts || exit 1
+step packages packages || exit 1
 [ -f "$ROOT/etc/ssl/certs/host-ca-bundle.crt" ] && PIP_CERT_IN=/etc/ssl/certs/host-ca-bundle.crt
 step copy-source copy_source || exit 1
 step arch arch || exit 1
@@ -187,6 +217,7 @@ say "summary (Debian $SUITE arm64 under qemu-user, $(date -u +%Y-%m-%d)):"
 for line in "${SUMMARY[@]}"; do say "  $line"; done
 say "  total            $(($(date +%s) - T_START))s"
 for f in version arch sizes; do sed 's/^/  '"$f"': /' "$LOG/$f.log"; done
-grep -h 'run exit status' "$LOG/run-serial.log" | sed 's/^/  /'
+grep -h -E 'connected after|alarm .* after connecting|run exit status' "$LOG/run-serial.log" |
+    sed 's/^/  run-serial: /'
 if [ $FAILED -ne 0 ]; then say "FAILED"; exit 1; fi
 say "PASSED"

@@ -33,11 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=3600.0, help="stop after (3600)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--link", help="also reachable as this symlink")
+    ap.add_argument("--wait-for-host", action="store_true",
+                    help="switch the sensor on when the host first sends a command")
     args = ap.parse_args(argv)
     if not args.speed > 0:
         ap.error("--speed must be above 0")
     board = InProcessBoard(args.scenario, seed=args.seed, speed=args.speed)
-    board.start()
+    if not args.wait_for_host:
+        board.start()
     master, slave = os.openpty()
     tty.setraw(slave)
     os.set_blocking(master, False)
@@ -53,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     end = time.monotonic() + args.seconds
     try:
         while time.monotonic() < end:
-            wait = 0.0 if out else min(board.due_in_s(), 0.2)
+            on = board.running()
+            wait = 0.2 if not on else 0.0 if out else min(board.due_in_s(), 0.2)
             readable, _, _ = select.select([master], [], [], wait)
             if readable:
                 try:
@@ -61,8 +65,10 @@ def main(argv: list[str] | None = None) -> int:
                 except BlockingIOError:
                     data = b""
                 for payload in deframer.feed(data):
+                    if not board.running():
+                        board.start()
                     out.extend(board.handle(payload))
-            if board.due_in_s() <= 0:
+            if board.running() and board.due_in_s() <= 0:
                 out.append(board.take())
             while out:
                 try:
