@@ -12,8 +12,8 @@ top-level requirements' markers are evaluated here for the target (``linux``,
 the tree stay evaluated for this machine (same OS, Linux).
 
 Needs the package index: skipped when it cannot be reached, except under ``CI=true``
-(then that is a failure). Downloads about 60 MB per case the first time (pip's cache
-keeps them).
+(then that is a failure). The first run downloads every wheel (minutes); pip's cache
+keeps them.
 """
 
 from __future__ import annotations
