@@ -78,6 +78,8 @@ class SensorSource:
             if self.ble_backend:
                 kwargs["backend"] = self.ble_backend
             return lambda: BleLink(target, **kwargs)
+        if self.board is not None and self.board.link == "in-process":
+            return self.board.connect  # no MicroPython here: host/links/inprocess_board.py
         if self.board is not None:
             from spasmwatch.host.links.serial_link import SerialLink
 

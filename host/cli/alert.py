@@ -14,6 +14,7 @@ import urllib.request
 from typing import Any, TextIO
 
 from spasmwatch.host.alerts.webui import HEADER
+from spasmwatch.host.cli import argtypes
 from spasmwatch.host.errors import UserError
 from spasmwatch.host.settings import Settings, load_settings
 
@@ -29,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a.add_argument("--url", help="the daemon's web address (default from [webui])")
     a.set_defaults(func=cmd_ack)
     m = sub.add_parser("mute", help="silence audible alerts for a while (running daemon)")
-    m.add_argument("--minutes", type=float, required=True, help="how long; 0 unmutes")
+    m.add_argument("--minutes", type=argtypes.MINUTES, required=True, help="how long; 0 unmutes")
     m.add_argument("--config", help="configuration file")
     m.add_argument("--url", help="the daemon's web address (default from [webui])")
     m.set_defaults(func=cmd_mute)

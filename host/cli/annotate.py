@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, TextIO
 
+from spasmwatch.host.cli import argtypes
 from spasmwatch.host.cli.report import add_db_option, open_db
 from spasmwatch.host.errors import UserError
 from spasmwatch.host.records.annotations import (
@@ -71,7 +72,8 @@ def register(sub: Any) -> None:
     p = sub.add_parser("annotate", help="label an event or cluster: real / false / unsure")
     add_db_option(p)
     p.add_argument("target", choices=("event", "cluster", "list"))
-    p.add_argument("id", type=int, nargs="?", help="event or cluster id (from the report)")
+    p.add_argument("id", type=argtypes.integer(1), nargs="?",
+                   help="event or cluster id (from the report)")
     p.add_argument("label", nargs="?", help=f"one of {', '.join(LABELS)} (or real, false)")
     p.add_argument("--note", help="free text: what you saw")
     p.add_argument("--video", help="video file or URL and/or time in it (e.g. 'VID_1.mp4 0:42')")

@@ -7,6 +7,7 @@ import time
 from collections import Counter
 from typing import Any, TextIO
 
+from spasmwatch.host.cli import argtypes
 from spasmwatch.host.cli.output import DISCLAIMER, format_output, load_trace
 from spasmwatch.host.errors import UserError
 from spasmwatch.host.monitor.alerts import AlertConfig
@@ -25,6 +26,18 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
         trace, labels = scenarios.generate(args.scenario, seed=args.seed)
     out.write(DISCLAIMER + "\n")
     counts: Counter[str] = Counter()
+    fallback = False  # no MicroPython here: the firmware's modules run in this process
+    if not args.in_process:
+        from spasmwatch.host import optional
+
+        if optional.find_micropython() is None:  # a Raspberry Pi: no MicroPython wheel
+            if getattr(args, "link", "serial") != "serial":
+                raise UserError(f"--link {args.link} needs the virtual board: "
+                                + optional.micropython_message())
+            out.write(optional.in_process_note() + ".\n")
+            fallback = True
+        elif getattr(args, "link", "serial") == "ble" and not optional.has_module("bumble"):
+            raise UserError(optional.bumble_message())
     if args.in_process:
         out.write(
             f"Replaying {trace.source or args.scenario}: {trace.duration / 60:.1f} min of "
@@ -33,6 +46,13 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
         )
         out.flush()
         alarms = _demo_in_process(args, out, trace, counts)
+    elif fallback:
+        out.write(
+            f"Playing {trace.source or args.scenario}: {trace.duration / 60:.1f} min of "
+            f"sensor data at {args.speed:g}x through the firmware's detector in this "
+            "process, into the same monitor as `run` (alarm sound included).\n\n")
+        out.flush()
+        alarms = _demo_on_board(args, out, trace, labels, counts, in_process_board=True)
     else:
         out.write(
             f"Playing {trace.source or args.scenario}: {trace.duration / 60:.1f} min of "
@@ -116,7 +136,7 @@ def _demo_in_process(args: argparse.Namespace, out: TextIO, trace: Any,
 
 
 def _demo_on_board(args: argparse.Namespace, out: TextIO, trace: Any, labels: Any,
-                   counts: Counter[str]) -> list[float]:
+                   counts: Counter[str], in_process_board: bool = False) -> list[float]:
     """The whole chain: firmware under MicroPython -> pty (or virtual radio) -> the
     monitor that ``run`` builds (``host/compose.py``), alarm sound and web page included.
 
@@ -127,8 +147,14 @@ def _demo_on_board(args: argparse.Namespace, out: TextIO, trace: Any, labels: An
     from spasmwatch.host.links.sim_link import SimulatedBoard
 
     link = getattr(args, "link", "serial")
-    board = SimulatedBoard(args.scenario, trace=trace, labels=labels, speed=args.speed,
-                           link=link)
+    board: Any
+    if in_process_board:
+        from spasmwatch.host.links.inprocess_board import InProcessBoard
+
+        board = InProcessBoard(args.scenario, trace=trace, labels=labels, speed=args.speed)
+    else:
+        board = SimulatedBoard(args.scenario, trace=trace, labels=labels, speed=args.speed,
+                               link=link)
     alarms: list[float] = []
     t_trace = float(trace.t[0])
     settings = load_for_cli(getattr(args, "config", None))
@@ -138,7 +164,8 @@ def _demo_on_board(args: argparse.Namespace, out: TextIO, trace: Any, labels: An
         kind = o["type"]
         if kind == "link":
             if o["state"] == "connected":
-                where = board.port if link == "serial" else board.ble_backend
+                where = ("in this process" if in_process_board
+                         else board.port if link == "serial" else board.ble_backend)
                 out.write(f"board: connected over {o.get('link', 'serial')} ({where})\n")
             elif o["state"] not in ("ended",):
                 out.write(f"board: {o['message']}\n")
@@ -160,7 +187,8 @@ def _demo_on_board(args: argparse.Namespace, out: TextIO, trace: Any, labels: An
         if kind == "status" and counts["_status"] == 0:
             counts["_status"] += 1
             out.write(
-                f"board: firmware running under MicroPython: free heap {o['heap_kb']} "
+                f"board: firmware running{'' if in_process_board else ' under MicroPython'}"
+                f": free heap {o['heap_kb']} "
                 f"kB, battery {o['battery_mv']} mV, {o['rate_hz']} Hz, "
                 f"±{o['range_g']} g\n"
             )
@@ -190,9 +218,9 @@ def register(sub: Any) -> None:
     d = sub.add_parser("demo", help="run a simulated night through the whole system")
     d.add_argument("--scenario", default="mixed-night")
     d.add_argument("--trace", help="replay this trace file instead of a scenario")
-    d.add_argument("--speed", type=float, default=60.0,
+    d.add_argument("--speed", type=argtypes.SPEED, default=60.0,
                    help="times real time (0: as fast as possible; default 60)")
-    d.add_argument("--seed", type=int, default=1)
+    d.add_argument("--seed", type=argtypes.SEED, default=1)
     d.add_argument("--in-process", action="store_true",
                    help="replay in this process (no MicroPython, no serial port)")
     d.add_argument("--link", choices=("serial", "ble"), default="serial",

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any, TextIO
 
+from spasmwatch.host.cli import argtypes
 from spasmwatch.host.cli.output import alert_config
 from spasmwatch.host.errors import UserError
 
@@ -37,6 +38,6 @@ def register(sub: Any) -> None:
     e = sub.add_parser("evaluate", help="score replay against labels in a folder")
     e.add_argument("folder")
     e.add_argument("--json", action="store_true")
-    e.add_argument("--min-spasms", type=int)
-    e.add_argument("--gap", type=float)
+    e.add_argument("--min-spasms", type=argtypes.MIN_SPASMS)
+    e.add_argument("--gap", type=argtypes.GAP_S)
     e.set_defaults(func=cmd_evaluate)

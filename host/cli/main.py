@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from spasmwatch import __version__
+from spasmwatch.host.cli.argtypes import OneLineParser
 from spasmwatch.host.cli.output import DISCLAIMER
 from spasmwatch.host.errors import UserError
-from spasmwatch.simulator.traceio import TraceFormatError
 
 EXIT_USAGE = 2
 
@@ -40,7 +40,7 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="spasmwatch",
         description="Local-first monitor for infant sleep-onset movements. " + DISCLAIMER,
     )
@@ -51,12 +51,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _trace_errors() -> tuple[type[Exception], ...]:
+    """``TraceFormatError`` once traces were read (its module imports numpy: not before)."""
+    traceio = sys.modules.get("spasmwatch.simulator.traceio")
+    return (traceio.TraceFormatError,) if traceio is not None else ()
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version (0); a usage error, already printed (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     func: Callable[[argparse.Namespace, TextIO], int] = args.func
     try:
         return func(args, out or sys.stdout)
-    except (TraceFormatError, UserError) as exc:
+    except (UserError, *_trace_errors()) as exc:
         print(f"spasmwatch: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:

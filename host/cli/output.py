@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spasmwatch.host.errors import UserError
 from spasmwatch.host.monitor.alerts import AlertConfig
-from spasmwatch.simulator.traceio import Trace, read_trace
+
+if TYPE_CHECKING:  # numpy is imported only by the commands that read traces
+    from spasmwatch.simulator.traceio import Trace
 
 DISCLAIMER = (
     "spasmwatch is a monitoring aid, not a medical device: it describes movements, it "
@@ -46,6 +48,8 @@ def format_output(out: dict[str, Any]) -> str | None:
 
 
 def load_trace(path: str) -> Trace:
+    from spasmwatch.simulator.traceio import read_trace
+
     p = Path(path)
     if not p.exists():
         raise UserError(f"{path}: no such file")

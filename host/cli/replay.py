@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any, TextIO
 
+from spasmwatch.host.cli import argtypes
 from spasmwatch.host.cli.output import alert_config, format_output, load_trace, stats_line
 from spasmwatch.host.monitor.engine import Engine
 
@@ -32,6 +33,7 @@ def register(sub: Any) -> None:
     r.add_argument("trace")
     r.add_argument("--json", action="store_true", help="JSON lines on stdout")
     r.add_argument("--quiet", action="store_true", help="alerts and clusters only")
-    r.add_argument("--min-spasms", type=int, help="spasm-like events for an alarm (3)")
-    r.add_argument("--gap", type=float, help="max gap between them in s (60)")
+    r.add_argument("--min-spasms", type=argtypes.MIN_SPASMS,
+                   help="spasm-like events for an alarm (3)")
+    r.add_argument("--gap", type=argtypes.GAP_S, help="max gap between them in s (60)")
     r.set_defaults(func=cmd_replay)

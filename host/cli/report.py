@@ -14,6 +14,7 @@ import os
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from spasmwatch.host.cli import argtypes
 from spasmwatch.host.errors import UserError
 from spasmwatch.host.monitor.store import Store
 from spasmwatch.host.records.annotations import AnnotationError, markers, parse_date
@@ -107,6 +108,6 @@ def register(sub: Any) -> None:
     add_db_option(p)
     add_selection_options(p)
     p.add_argument("-o", "--output", required=True, help="output folder")
-    p.add_argument("--min-spasms", type=int, default=3,
+    p.add_argument("--min-spasms", type=argtypes.MIN_SPASMS, default=3,
                    help="spasm-like movements that make a cluster count in the trend (3)")
     p.set_defaults(func=cmd_report)

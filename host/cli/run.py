@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from spasmwatch.firmware import config as fwconfig
+from spasmwatch.host.cli import argtypes
 from spasmwatch.host.cli.terminal import ParentTerminal
 from spasmwatch.host.compose import SensorSource, build_monitor, load_for_cli
 from spasmwatch.host.errors import UserError
@@ -47,9 +48,9 @@ def register(subparsers: Any) -> None:
                      help="no hardware: the firmware on a virtual board plays a scenario")
     r.add_argument("--ble-backend", metavar="SPEC",
                    help="bleak backend for --ble, e.g. bumble:tcp-client:127.0.0.1:PORT")
-    r.add_argument("--speed", type=float, default=1.0,
+    r.add_argument("--speed", type=argtypes.SPEED, default=1.0,
                    help="--simulate: times real time (0: as fast as possible)")
-    r.add_argument("--seed", type=int, default=1, help="--simulate: scenario seed")
+    r.add_argument("--seed", type=argtypes.SEED, default=1, help="--simulate: scenario seed")
     r.add_argument("--link", choices=("serial", "ble"), default="serial",
                    help="--simulate: reach the board over its USB serial port (default) "
                    "or Bluetooth LE (a real Bluetooth stack on a virtual radio)")
@@ -60,32 +61,33 @@ def register(subparsers: Any) -> None:
     r.add_argument("--quiet", action="store_true", help="alerts and clusters only")
     r.add_argument("--verbose", action="store_true",
                    help="also every movement with its measurements (mg, tilt)")
-    r.add_argument("--heartbeat", type=float, metavar="S",
+    r.add_argument("--heartbeat", type=argtypes.HEARTBEAT_S, metavar="S",
                    help="fault when no packet arrives for this long "
                    "(default: [monitor] heartbeat_timeout_s, 30 s)")
     r.add_argument("--config", help="settings file (TOML, see docs/alerts.md; default "
                    "$SPASMWATCH_CONFIG or ~/.config/spasmwatch/config.toml if present)")
     r.add_argument("--no-alerts", action="store_true",
                    help="monitor and record only: no sound, no phone, no web page")
-    r.add_argument("--min-spasms", type=int, help="spasm-like events for an alarm (3)")
-    r.add_argument("--gap", type=float, help="max gap between them in s (60)")
+    r.add_argument("--min-spasms", type=argtypes.MIN_SPASMS,
+                   help="spasm-like events for an alarm (3)")
+    r.add_argument("--gap", type=argtypes.GAP_S, help="max gap between them in s (60)")
     r.set_defaults(func=cmd_run)
 
 
-def _source(args: argparse.Namespace) -> SensorSource:
+def _source(args: argparse.Namespace) -> tuple[SensorSource, str]:
+    """The sensor, and a note to say at start (why a simulation runs in-process)."""
     if args.simulate:
-        from spasmwatch.host.links.sim_link import SimulatedBoard, check_scenario
+        from spasmwatch.host.links.sim_link import simulated_board
 
-        check_scenario(args.simulate)
-        board = SimulatedBoard(args.simulate, seed=args.seed, speed=args.speed,
-                               link=args.link)
-        return SensorSource(board=board)
+        board, note = simulated_board(args.simulate, seed=args.seed, speed=args.speed,
+                                      link=args.link)
+        return SensorSource(board=board), note
     if args.link != "serial":
         raise UserError("--link is for --simulate; use --serial PORT or --ble for a sensor")
     if args.serial:
-        return SensorSource(serial=args.serial)
+        return SensorSource(serial=args.serial), ""
     if args.ble is not None:
-        return SensorSource(ble=args.ble, ble_backend=args.ble_backend)
+        return SensorSource(ble=args.ble, ble_backend=args.ble_backend), ""
     raise UserError("choose the sensor: --serial PORT, --ble [NAME|ADDRESS] or "
                     "--simulate SCENARIO (see 'spasmwatch scan' for BLE devices)")
 
@@ -100,7 +102,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         set_field(settings, "patterns", "alarm_min_spasms", args.min_spasms, "--min-spasms")
     if args.gap is not None:
         set_field(settings, "patterns", "spasm_gap_s", args.gap, "--gap")
-    source = _source(args)
+    source, sim_note = _source(args)
     terminal = ParentTerminal(out, verbose=args.verbose, quiet=args.quiet)
 
     def emit(o: dict[str, Any]) -> None:
@@ -119,6 +121,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         emit({"type": "link", "t": time.time(), "state": "start", "message": message})
 
     say(f"settings: {settings.source}")
+    if sim_note:
+        say(sim_note)
     if args.no_alerts:
         say("ALERTS ARE OFF (--no-alerts): nothing will sound or be sent; movements are "
             "only shown here and recorded.")

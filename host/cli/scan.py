@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from spasmwatch.firmware import config as fwconfig
+from spasmwatch.host.cli import argtypes
 from spasmwatch.host.errors import UserError
 
 __all__ = ["Found", "register", "scan_devices"]
@@ -77,7 +78,7 @@ def cmd_scan(args: argparse.Namespace, out: TextIO) -> int:
 
 def register(subparsers: Any) -> None:
     s = subparsers.add_parser("scan", help="list spasmwatch sensors nearby (Bluetooth LE)")
-    s.add_argument("--timeout", type=float, default=5.0, help="seconds to listen (5)")
+    s.add_argument("--timeout", type=argtypes.TIMEOUT_S, default=5.0, help="seconds to listen (5)")
     s.add_argument("--json", action="store_true")
     s.add_argument("--ble-backend", metavar="SPEC", help="e.g. bumble:tcp-client:HOST:PORT")
     s.set_defaults(func=cmd_scan)

@@ -38,7 +38,10 @@ from typing import Any
 from spasmwatch.firmware import config as fwconfig
 from spasmwatch.host.errors import UserError
 
-__all__ = ["END_MARGIN_MS", "LINKS", "BleBridgeProcess", "SimulatedBoard", "check_scenario"]
+__all__ = [
+    "END_MARGIN_MS", "LINKS", "BleBridgeProcess", "SimulatedBoard", "check_scenario",
+    "simulated_board",
+]
 
 LINKS = ("serial", "ble")  # how the host reaches the simulated board
 
@@ -55,6 +58,25 @@ def check_scenario(name: str) -> None:
     if name not in scenarios.SCENARIOS:
         raise UserError(f"unknown scenario {name!r}; choose from: "
                         + ", ".join(sorted(scenarios.SCENARIOS)))
+
+
+def simulated_board(scenario: str, seed: int = 1, speed: float = 1.0,
+                    link: str = "serial") -> tuple[Any, str]:
+    """(board, note): the virtual board, or without MicroPython the firmware's detector
+    in this process (``host/links/inprocess_board.py``) and a one-line note saying so."""
+    from spasmwatch.host import optional
+
+    check_scenario(scenario)
+    if optional.find_micropython() is not None:
+        if link == "ble" and not optional.has_module("bumble"):
+            raise UserError(optional.bumble_message())
+        return SimulatedBoard(scenario, seed=seed, speed=speed, link=link), ""
+    if link != "serial":  # the virtual radio needs the firmware's own BLE code
+        raise UserError(f"--link {link} needs the virtual board: "
+                        + optional.micropython_message())
+    from spasmwatch.host.links.inprocess_board import InProcessBoard
+
+    return InProcessBoard(scenario, seed=seed, speed=speed), optional.in_process_note()
 
 
 class BleBridgeProcess:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from spasmwatch.host.alerts.alarm_state import Notice
 from spasmwatch.host.alerts.channels.base import Channel, DeliveryError
+from spasmwatch.host.optional import MissingLibrary, require
 from spasmwatch.host.settings import redact_url
 
 
@@ -19,8 +20,10 @@ def _notify_type(level: str) -> str:
 
 def check_url(url: str) -> str | None:
     """None when apprise understands ``url``, else a reason (for ``config check``)."""
-    import apprise
-
+    try:
+        apprise = require("apprise")
+    except MissingLibrary as exc:
+        return str(exc)
     ap = apprise.Apprise()
     return None if ap.add(url) else f"{redact_url(url)} is not a URL apprise understands"
 
@@ -41,7 +44,10 @@ class AppriseChannel(Channel):
         return True, f"{len(self.urls)} URL(s) understood (nothing sent)"
 
     async def send(self, notice: Notice) -> str:
-        import apprise
+        try:
+            apprise = require("apprise")
+        except MissingLibrary as exc:
+            raise DeliveryError(str(exc)) from None
 
         ok: list[str] = []
         failed: list[str] = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from spasmwatch.host.alerts.alarm_state import Notice
 from spasmwatch.host.alerts.channels.base import Channel, DeliveryError
+from spasmwatch.host.optional import missing_message
 
 
 class DesktopChannel(Channel):
@@ -22,8 +23,8 @@ class DesktopChannel(Channel):
     async def send(self, notice: Notice) -> str:
         try:
             from desktop_notifier import DesktopNotifier, Urgency
-        except ImportError as exc:  # an optional dependency
-            raise DeliveryError(f"desktop-notifier is not installed ({exc})") from None
+        except ImportError:  # an optional dependency
+            raise DeliveryError(missing_message("desktop_notifier")) from None
         if self._notifier is None:
             self._notifier = DesktopNotifier(app_name=self.app_name)
         urgency = Urgency.Critical if notice.level in ("alarm", "fault") else Urgency.Normal

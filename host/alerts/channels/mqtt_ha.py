@@ -56,6 +56,7 @@ from spasmwatch import __version__
 from spasmwatch.host.alerts.alarm_state import ALARM, FAULT, STATES, Notice
 from spasmwatch.host.alerts.channels.base import Channel, DeliveryError
 from spasmwatch.host.backoff import Backoff
+from spasmwatch.host.optional import MissingLibrary, require
 from spasmwatch.host.settings import MqttSettings
 
 log = logging.getLogger(__name__)
@@ -213,6 +214,7 @@ class MqttHomeAssistant(Channel):
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.last_error = ""
+        self.missing = ""  # set when aiomqtt is not installed: said instead of "not connected"
         self.discovery_published = 0  # times, for status and tests
         self.connections = 0  # successful connections so far (reconnections = this - 1)
         self.daemon_online: bool | None = None  # tester: what the daemon's availability says
@@ -394,7 +396,12 @@ class MqttHomeAssistant(Channel):
         return True, f"{where} reachable{who}{note}"
 
     async def _run(self) -> None:
-        import aiomqtt
+        try:
+            aiomqtt = require("aiomqtt")
+        except MissingLibrary as exc:  # no retrying: it will not appear by itself
+            self.missing = self.last_error = str(exc)
+            log.error("MQTT: %s", exc)
+            return
 
         daemon = self.role == DAEMON
         backoff = Backoff(1.0, 30.0)
@@ -604,6 +611,8 @@ class MqttHomeAssistant(Channel):
 
     async def send(self, notice: Notice) -> str:
         client = self._client
+        if self.missing:
+            raise DeliveryError(self.missing)
         if client is None or not self.connected:
             self._remember_missed(notice)
             reason = f" ({self.last_error})" if self.last_error else ""
