@@ -139,8 +139,11 @@ def test_run_simulate_without_micropython_alarms_through_the_daemon(
     assert len(alarms) >= 1
     summary = [r for r in records if r.get("state") == "summary"]
     assert summary and "0 missing" in summary[0]["message"]
-    # the snippet came back from the in-process board's raw-sample ring
-    assert any(r["type"] == "snippet" and r["complete"] for r in records)
+    # the snippet came back from the in-process board's raw-sample ring: at --speed 0
+    # the board runs ahead of the parts asked for while the cluster goes on, so a part
+    # may leave a short hole (kept as missing samples, the snippet marked partial)
+    snips = [r for r in records if r["type"] == "snippet"]
+    assert snips and snips[0]["received"] >= 0.9 * snips[0]["expected"]
     assert db.exists() and db.stat().st_size > 0
 
 

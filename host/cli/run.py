@@ -117,12 +117,12 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         settings, source, emit, db=db, device=args.device, alerts=not args.no_alerts,
         check_clock=not (source.simulated and args.speed != 1.0))
 
-    def say(message: str) -> None:
-        emit({"type": "link", "t": time.time(), "state": "start", "message": message})
+    def say(message: str, state: str = "start") -> None:
+        emit({"type": "link", "t": time.time(), "state": state, "message": message})
 
     say(f"settings: {settings.source}")
     if sim_note:
-        say(sim_note)
+        say(sim_note, "in-process")
     if args.no_alerts:
         say("ALERTS ARE OFF (--no-alerts): nothing will sound or be sent; movements are "
             "only shown here and recorded.")
@@ -135,7 +135,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         # The summary of a simulation: what the firmware sent, what the host got.
         say(f"simulation over: {monitor.engine.summary_line()}, "
             f"{monitor.daemon.connects} connection(s), {monitor.daemon.replies} replies"
-            + ("; nothing was saved" if db is None else ""))
+            + ("; nothing was saved" if db is None else ""), "summary")
     return code
 
 
