@@ -97,7 +97,8 @@ _E_EXC = const(6)  # largest gravity excursion from the onset posture
 _E_ON = const(7)  # level a new peak must exceed
 _E_ENV = const(8)  # peak envelope (onset split)
 _E_DIP = const(9)  # first sample of a quiet dip of >= split_dip_ms, 0 = none
-_E_SLOTS = 10
+_E_BACK = const(10)  # 1 + first sample of this quiet spell back in posture, 0 = not back
+_E_SLOTS = 11
 
 _CLS_SPASM = const(1)  # wire.CLS_SPASM_LIKE, as a constant the viper code can use
 
@@ -192,10 +193,10 @@ class Detector:
         self.pre_y = gy
         self.pre_z = gz
 
-    def _decide(self, end, gx, gy, gz):
+    def _decide(self, end, gx, gy, gz, rec_end):
         """End the running event at ``end`` if it is spasm-like there; returns whether."""
         if self._classify(end, gx, gy, gz, False)[0] == wire.CLS_SPASM_LIKE:
-            self._finish(end, gx, gy, gz)
+            self._finish(end, gx, gy, gz, False, rec_end)
             return True
         return False
 
@@ -276,7 +277,7 @@ class Detector:
                             # spasm-shaped movement (returned to posture): end it at the
                             # dip instead of merging it with what follows. Once per dip.
                             e[_E_DIP] = 0
-                            if c[_C_SPLIT_DONE] and self._decide(dip, ax, ay, az):
+                            if c[_C_SPLIT_DONE] and self._decide(dip, ax, ay, az, dip):
                                 active = 0
                 if not active:
                     active = 1
@@ -290,6 +291,7 @@ class Detector:
                     e[_E_ON] = on
                     e[_E_ENV] = m
                     e[_E_DIP] = 0
+                    e[_E_BACK] = 0
                     pre_x = ax
                     pre_y = ay
                     pre_z = az
@@ -328,24 +330,36 @@ class Detector:
                     e[_E_QUIET] = quiet
                     if quiet == c[_C_DIP]:
                         e[_E_DIP] = idx - quiet + 1  # a dip long enough to end a spasm
+                    back = e[_E_BACK]
+                    if x <= c[_C_HOLD] or x * 100 <= c[_C_HOLD_PCT] * exc:
+                        if back == 0:
+                            back = idx + 1
+                            e[_E_BACK] = back
+                    elif back:
+                        back = 0
+                        e[_E_BACK] = 0
                     if quiet >= c[_C_QUIET]:
-                        if (
-                            x <= c[_C_HOLD]
-                            or x * 100 <= c[_C_HOLD_PCT] * exc
-                            or idx - e[_E_START] >= c[_C_HOLD_MAX]
-                        ):
+                        # The active part ends where the quiet spell began: the class is
+                        # judged on it. The movement ends when the posture is back too
+                        # (after a tonic hold and a slow relaxation below the offset
+                        # level): that is the end the record reports.
+                        qs = idx - quiet + 1
+                        if back or idx - e[_E_START] >= c[_C_HOLD_MAX]:
                             # Quiet, and either back near the starting posture or held
                             # away too long to be a tonic phase: the event is over.
-                            self._finish(idx - quiet + 1, ax, ay, az)
+                            if back - 1 > qs:
+                                qs_back = back - 1
+                            else:
+                                qs_back = qs
+                            self._finish(qs, ax, ay, az, False, qs_back)
                             active = 0
-                        elif x * 100 <= c[_C_RETURN_PCT] * exc and self._decide(
-                            idx - quiet + 1, ax, ay, az
-                        ):
-                            # Still relaxing, but already back far enough to be a
-                            # complete spasm: decide now rather than wait for the hold
-                            # rule (alarm latency; see docs/detector.md, step 4).
-                            active = 0
+                        elif x * 100 <= c[_C_RETURN_PCT] * exc:
+                            # Still relaxing, but maybe back far enough to be a complete
+                            # spasm: decide now rather than wait for the hold rule.
+                            if self._decide(qs, ax, ay, az, idx):
+                                active = 0
                 else:
+                    e[_E_BACK] = 0
                     e[_E_QUIET] = 0
                     if m > e[_E_ON] and e[_E_ARMED]:
                         e[_E_PEAKS] += 1
@@ -406,10 +420,15 @@ class Detector:
             cls = wire.CLS_MOVEMENT
         return cls, dur_ms, tilt_mg, exc_mg, peak_mg
 
-    def _finish(self, end, gx, gy, gz, cut=False):
+    def _finish(self, end, gx, gy, gz, cut=False, rec_end=0):
+        """Emit the running event: classified as if it ended at ``end`` (the active part);
+        the record's duration runs to ``rec_end`` when that is later (posture back)."""
         cfg = self.cfg
         self.active = False
         cls, dur_ms, tilt_mg, exc_mg, peak_mg = self._classify(end, gx, gy, gz, cut)
+        if rec_end > end:
+            end = rec_end
+            dur_ms = (end - self.ev[_E_START]) * 1000 // cfg.rate_hz
         energy_mgs = cfg.counts_to_mg(self.ev[_E_ENERGY]) // cfg.rate_hz
         still = (self.ev[_E_START] - self.last_active_end) // cfg.rate_hz
         self.last_active_end = end
