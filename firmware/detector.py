@@ -83,8 +83,7 @@ _C_HOLD = const(10)
 _C_HOLD_PCT = const(11)
 _C_HOLD_MAX = const(12)
 _C_MAX_EVENT = const(13)
-_C_RETURN_PCT = const(14)
-_C_SLOTS = 15
+_C_SLOTS = 14
 
 # Slots of Detector.ev: the running event (all >= 0: ptr32 loads zero-extend on 64-bit).
 _E_START = const(0)  # first sample
@@ -133,7 +132,6 @@ class Detector:
         ci[_C_HOLD_PCT] = cfg.hold_return_pct
         ci[_C_HOLD_MAX] = cfg.hold_max_samples
         ci[_C_MAX_EVENT] = cfg.max_event_samples
-        ci[_C_RETURN_PCT] = cfg.spasm_max_return_pct
         self.ci = array("i", ci)
         # event state
         self.active = False
@@ -353,11 +351,6 @@ class Detector:
                                 qs_back = qs
                             self._finish(qs, ax, ay, az, False, qs_back)
                             active = 0
-                        elif x * 100 <= c[_C_RETURN_PCT] * exc:
-                            # Still relaxing, but maybe back far enough to be a complete
-                            # spasm: decide now rather than wait for the hold rule.
-                            if self._decide(qs, ax, ay, az, idx):
-                                active = 0
                 else:
                     e[_E_BACK] = 0
                     e[_E_QUIET] = 0
