@@ -475,7 +475,7 @@ def render_text(results: list[BudgetResult], show_sources: bool = True) -> str:
 def to_json(results: list[BudgetResult]) -> str:
     """Machine-readable report."""
     payload = {
-        "reference": asdict(results[0]),
+        "headline": asdict(results[0]),
         "alternatives": [asdict(r) for r in results[1:]],
         "currents": {k: asdict(v) for k, v in CURRENTS.items()},
         "disclaimer": "Planning estimate, not a measurement. Not a medical device.",
