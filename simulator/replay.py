@@ -123,10 +123,11 @@ def iter_replay_chunks(
 
     for t, acc in chunks:
         if rs is None:
-            # The source interval is fixed by the first rows (at least a few dozen).
+            # The source interval is the median over the first CHUNK_ROWS rows, however
+            # the trace is cut into chunks (the output must not depend on that).
             head_t.append(np.asarray(t, dtype=np.float64))
             head_x.append(np.asarray(acc, dtype=np.float64))
-            if sum(len(h) for h in head_t) < 64:
+            if sum(len(h) for h in head_t) < CHUNK_ROWS:
                 continue
             t = np.concatenate(head_t)
             acc = np.concatenate(head_x)
@@ -139,7 +140,7 @@ def iter_replay_chunks(
         t = np.concatenate(head_t)
         if len(t) < 2:
             raise ValueError("need at least 2 samples")
-        rs = StreamResampler(float(cfg.rate_hz), float(t[0]), median_interval(t))
+        rs = StreamResampler(float(cfg.rate_hz), float(t[0]), median_interval(t[:CHUNK_ROWS]))
         yield from run(g_to_counts(rs.feed(t, np.concatenate(head_x)), cfg.range_g), False)
     yield from run(g_to_counts(rs.finish(), cfg.range_g), True)
     for out in engine.finish():

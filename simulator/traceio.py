@@ -36,7 +36,7 @@ MIN_DURATION_S = 2.0
 MAX_LINE_CHARS = 4096
 MAX_TEXT_BYTES = 512 * 1024 * 1024  # whole-file readers (read_trace, read_labels)
 MAX_STREAM_BYTES = 8 * 1024**3  # streamed (replay): ~9 days at 100 Hz, bounded in time
-STREAM_BLOCK_BYTES = 4 * 1024 * 1024
+STREAM_BLOCK_BYTES = 1024 * 1024
 
 ACC_COLUMNS = ("ax", "ay", "az")
 GYRO_COLUMNS = ("gx", "gy", "gz")
