@@ -1,6 +1,10 @@
 """Streaming movement-event detector: gravity removal, hysteresis, features, class.
 
-MicroPython/CPython common subset, integer arithmetic only, O(1) memory. Per sample:
+MicroPython/CPython common subset, integer arithmetic only, O(1) memory. The per-sample
+loop (``_run``) is compiled by MicroPython's viper emitter on the board and runs as plain
+Python under CPython (same results: tests/test_parity.py); event start, classification
+(``_classify``), records and the per-second work are ordinary methods it calls. A held
+event's record ends when the posture is back (step 4 in docs/detector.md). Per sample:
 
 1. gravity: an exponential average per axis (time constant 2**k samples, a shift);
    the high-passed residual is the movement;
