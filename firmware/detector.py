@@ -1,6 +1,10 @@
 """Streaming movement-event detector: gravity removal, hysteresis, features, class.
 
-MicroPython/CPython common subset, integer arithmetic only, O(1) memory. Per sample:
+MicroPython/CPython common subset, integer arithmetic only, O(1) memory. The per-sample
+loop (``_run``) is compiled by MicroPython's viper emitter on the board and runs as plain
+Python under CPython (same results: tests/test_parity.py); event start, classification
+(``_classify``), records and the per-second work are ordinary methods it calls. A held
+event's record ends when the posture is back (step 4 in docs/detector.md). Per sample:
 
 1. gravity: an exponential average per axis (time constant 2**k samples, a shift);
    the high-passed residual is the movement;
@@ -33,7 +37,31 @@ See docs/detector.md for every feature and threshold.
 Records go to ``pending`` as wire-format tuples (see wire.py); ``pop()`` drains them.
 """
 
+import sys
+
 from . import wire
+
+if sys.implementation.name == "micropython":
+    import micropython
+    from micropython import const
+else:
+    # CPython runs the same per-sample code as plain Python: the decorator does nothing
+    # and ptr16/ptr32 are views with viper's semantics (ptr16 loads zero-extend, hence
+    # the sign fix in the loop; ptr32 is only used for non-negative values).
+    def const(x):
+        return x
+
+    class micropython:  # type: ignore[no-redef]  # noqa: N801 - the module's stand-in
+        @staticmethod
+        def viper(f):
+            return f
+
+    def ptr16(buf):
+        return memoryview(buf).cast("B").cast("H")
+
+    def ptr32(arr):
+        return arr
+
 
 # Arousal state: activity average in 1/256 units, updated once a second.
 _ACT_SHIFT = 7  # time constant 128 s
@@ -41,11 +69,51 @@ _ASLEEP_BELOW = 13  # < 5 % of seconds active
 _SETTLING_BELOW = 64  # < 25 %
 _STATE_WARMUP_S = 60
 
+# Energy saturates here: a 32-bit machine word on the board (viper), same on the host.
+_ENERGY_CAP = const(0x3FFFFFFF)
+
+# Slots of Detector.ci: the config's per-sample integers (all >= 0).
+_C_ON = const(0)
+_C_OFF = const(1)
+_C_RATE = const(2)
+_C_QUIET = const(3)
+_C_DIP = const(4)
+_C_SPLIT_PCT = const(5)
+_C_SPLIT_MIN = const(6)
+_C_ENV_SHIFT = const(7)
+_C_SPLIT_DONE = const(8)
+_C_REL_PEAK = const(9)
+_C_HOLD = const(10)
+_C_HOLD_PCT = const(11)
+_C_HOLD_MAX = const(12)
+_C_MAX_EVENT = const(13)
+_C_SLOTS = 14
+
+# Slots of Detector.ev: the running event (all >= 0: ptr32 loads zero-extend on 64-bit).
+_E_START = const(0)  # first sample
+_E_PEAK = const(1)  # largest magnitude
+_E_ENERGY = const(2)  # sum of magnitudes (saturating)
+_E_PEAKS = const(3)  # peaks counted
+_E_ARMED = const(4)  # dropped below offset since the last peak
+_E_QUIET = const(5)  # samples below offset in a row
+_E_EXC = const(6)  # largest gravity excursion from the onset posture
+_E_ON = const(7)  # level a new peak must exceed
+_E_ENV = const(8)  # peak envelope (onset split)
+_E_DIP = const(9)  # first sample of a quiet dip of >= split_dip_ms, 0 = none
+_E_BACK = const(10)  # 1 + first sample of this quiet spell back in posture, 0 = not back
+_E_SLOTS = 11
+
+_CLS_SPASM = const(1)  # wire.CLS_SPASM_LIKE, as a constant the viper code can use
+
 
 class Detector:
     """Feed int16 counts (x, y, z interleaved) with ``process``; drain records with ``pop``."""
 
     def __init__(self, cfg):
+        from array import array
+
+        if wire.CLS_SPASM_LIKE != _CLS_SPASM:
+            raise ValueError("detector and wire disagree on the spasm_like class code")
         self.cfg = cfg
         self.k = cfg.gravity_shift
         self.n = 0  # samples processed since start
@@ -53,21 +121,28 @@ class Detector:
         self.primed = False
         self.pending = []
         self.dropped = 0
+        ci = [0] * _C_SLOTS
+        ci[_C_ON] = cfg.onset_counts
+        ci[_C_OFF] = cfg.offset_counts
+        ci[_C_RATE] = cfg.rate_hz
+        ci[_C_QUIET] = cfg.quiet_samples
+        ci[_C_DIP] = cfg.split_dip_samples
+        ci[_C_SPLIT_PCT] = cfg.split_ratio_pct
+        ci[_C_SPLIT_MIN] = cfg.split_min_samples
+        ci[_C_ENV_SHIFT] = cfg.split_env_shift
+        ci[_C_SPLIT_DONE] = 1 if cfg.split_done else 0
+        ci[_C_REL_PEAK] = cfg.rel_peak_pct
+        ci[_C_HOLD] = cfg.hold_counts
+        ci[_C_HOLD_PCT] = cfg.hold_return_pct
+        ci[_C_HOLD_MAX] = cfg.hold_max_samples
+        ci[_C_MAX_EVENT] = cfg.max_event_samples
+        self.ci = array("i", ci)
         # event state
         self.active = False
-        self.ev_start = 0
-        self.ev_peak = 0
-        self.ev_peak_at = 0
-        self.ev_energy = 0
-        self.ev_peaks = 0
-        self.ev_armed = False
-        self.ev_quiet = 0
-        self.ev_exc = 0
+        self.ev = array("i", [0] * _E_SLOTS)
         self.ev_state = wire.STATE_UNKNOWN
-        self.ev_on = cfg.onset_counts
-        self.ev_env = 0
-        self.ev_dip = 0  # first sample of a quiet dip of >= split_dip_ms, 0 = none
-        self.pre_x = self.pre_y = self.pre_z = 0
+        self.ev_bg = 0
+        self.pre_x = self.pre_y = self.pre_z = 0  # gravity at onset (may be negative)
         self.last_active_end = 0
         # per-second activity
         self.sec_left = cfg.rate_hz
@@ -75,7 +150,6 @@ class Detector:
         self.seconds = 0
         self.act_avg = 0
         self.bg = 0  # background: mean magnitude per second, averaged over ~4 s
-        self.ev_bg = 0
         # summary period
         self.sum_left = cfg.summary_s
         self.sum_active = 0
@@ -98,147 +172,212 @@ class Detector:
         return (sample // r) * 1000 + (sample % r) * 1000 // r
 
     def process(self, buf, n):
-        """Run ``n`` samples from ``buf`` (x, y, z interleaved, int16 counts)."""
+        """Run ``n`` samples from ``buf``: an ``array('h')`` (or a memoryview of one) of
+        int16 counts, x, y, z interleaved."""
         if n <= 0:
             return
-        k = self.k
         if not self.primed:
             # Start the gravity estimate at the first sample, not at zero, so start-up
             # is not one huge "movement".
+            k = self.k
             self.gx = buf[0] << k
             self.gy = buf[1] << k
             self.gz = buf[2] << k
             self.primed = True
-        gx = self.gx
-        gy = self.gy
-        gz = self.gz
-        on = self.cfg.onset_counts
-        active = self.active
-        sec_left = self.sec_left
-        sec_sum = self.sec_sum
-        base = self.n
+        self._run(buf, n)
+        self.n += n
+
+    def _start(self, idx, gx, gy, gz):
+        """An event starts at sample ``idx`` (Python side: arousal state, background)."""
+        self.ev_state = self.state()
+        self.ev_bg = self.bg
+        self.pre_x = gx
+        self.pre_y = gy
+        self.pre_z = gz
+
+    def _decide(self, end, gx, gy, gz, rec_end):
+        """End the running event at ``end`` if it is spasm-like there; returns whether."""
+        if self._classify(end, gx, gy, gz, False)[0] == wire.CLS_SPASM_LIKE:
+            self._finish(end, gx, gy, gz, False, rec_end)
+            return True
+        return False
+
+    # The per-sample loop. On the board it is compiled by the viper emitter to machine
+    # code (integer locals in registers, ptr16/ptr32 memory access); under CPython it is
+    # plain Python with the same results. Everything that is not per sample (event
+    # start, classification, records, the per-second work) is a call back into Python.
+    @micropython.viper
+    def _run(self, buf, n: int):
+        p = ptr16(buf)
+        c = ptr32(self.ci)
+        e = ptr32(self.ev)
+        k = int(self.k)
+        gx = int(self.gx)
+        gy = int(self.gy)
+        gz = int(self.gz)
+        on = c[_C_ON]
+        off = c[_C_OFF]
+        sec_left = int(self.sec_left)
+        sec_sum = int(self.sec_sum)
+        idx = int(self.n)
+        active = 0
+        if self.active:
+            active = 1
+        pre_x = int(self.pre_x)
+        pre_y = int(self.pre_y)
+        pre_z = int(self.pre_z)
         i = 0
         end = 3 * n
-        # The quiet path below is the per-sample budget: keep it to locals and
-        # integer adds, shifts and compares.
         while i < end:
-            dx = buf[i] - (gx >> k)
+            # Quiet path (the per-sample budget): gravity, residual, L1 magnitude.
+            v = p[i]
+            dx = ((v ^ 0x8000) - 0x8000) - (gx >> k)
             gx += dx
-            dy = buf[i + 1] - (gy >> k)
+            v = p[i + 1]
+            dy = ((v ^ 0x8000) - 0x8000) - (gy >> k)
             gy += dy
-            dz = buf[i + 2] - (gz >> k)
+            v = p[i + 2]
+            dz = ((v ^ 0x8000) - 0x8000) - (gz >> k)
             gz += dz
-            m = (dx if dx > 0 else -dx) + (dy if dy > 0 else -dy) + (dz if dz > 0 else -dz)
+            if dx < 0:
+                dx = 0 - dx
+            if dy < 0:
+                dy = 0 - dy
+            if dz < 0:
+                dz = 0 - dz
+            m = dx + dy + dz
             sec_sum += m
             if active or m > on:
-                active = self._busy(m, base + i // 3, gx >> k, gy >> k, gz >> k)
+                ax = gx >> k
+                ay = gy >> k
+                az = gz >> k
+                if active:
+                    env = e[_E_ENV]
+                    split = c[_C_SPLIT_PCT]
+                    if (
+                        split
+                        and m * 100 > split * env
+                        and env > on
+                        and idx - e[_E_START] >= c[_C_SPLIT_MIN]
+                    ):
+                        # Onset split: a sharp onset well above the recent level of an
+                        # ongoing movement (env > onset: still moving, not a quiet tonic
+                        # hold) is a new movement, e.g. a spasm during wake fidgeting.
+                        # The part before is cut (always `movement`); the new part is
+                        # classified on its own.
+                        self._finish(idx - e[_E_QUIET], ax, ay, az, True)
+                        active = 0
+                    else:
+                        if m > env:
+                            e[_E_ENV] = m
+                        else:
+                            e[_E_ENV] = env - (env >> c[_C_ENV_SHIFT])
+                        dip = e[_E_DIP]
+                        if dip and m > on:
+                            # Completion split: a new onset after a quiet dip of at least
+                            # split_dip_ms, and what came before is already a complete
+                            # spasm-shaped movement (returned to posture): end it at the
+                            # dip instead of merging it with what follows. Once per dip.
+                            e[_E_DIP] = 0
+                            if c[_C_SPLIT_DONE] and self._decide(dip, ax, ay, az, dip):
+                                active = 0
+                if not active:
+                    active = 1
+                    e[_E_START] = idx
+                    e[_E_PEAK] = m
+                    e[_E_ENERGY] = 0
+                    e[_E_PEAKS] = 1
+                    e[_E_ARMED] = 0
+                    e[_E_QUIET] = 0
+                    e[_E_EXC] = 0
+                    e[_E_ON] = on
+                    e[_E_ENV] = m
+                    e[_E_DIP] = 0
+                    e[_E_BACK] = 0
+                    pre_x = ax
+                    pre_y = ay
+                    pre_z = az
+                    self._start(idx, ax, ay, az)
+                energy = e[_E_ENERGY]
+                if energy < _ENERGY_CAP:
+                    e[_E_ENERGY] = energy + m
+                if m > e[_E_PEAK]:
+                    e[_E_PEAK] = m
+                    # A new peak counts only when it reaches rel_peak_pct of the largest
+                    # so far: noise, the relaxation phase and ringing re-cross the fixed
+                    # onset level, but they are much weaker than the phasic contraction.
+                    lvl = m * c[_C_REL_PEAK] // 100
+                    if lvl > on:
+                        e[_E_ON] = lvl
+                # Excursion of the gravity vector from the onset posture (L1).
+                d = ax - pre_x
+                if d < 0:
+                    d = 0 - d
+                x = d
+                d = ay - pre_y
+                if d < 0:
+                    d = 0 - d
+                x += d
+                d = az - pre_z
+                if d < 0:
+                    d = 0 - d
+                x += d
+                exc = e[_E_EXC]
+                if x > exc:
+                    exc = x
+                    e[_E_EXC] = x
+                if m < off:
+                    e[_E_ARMED] = 1
+                    quiet = e[_E_QUIET] + 1
+                    e[_E_QUIET] = quiet
+                    if quiet == c[_C_DIP]:
+                        e[_E_DIP] = idx - quiet + 1  # a dip long enough to end a spasm
+                    back = e[_E_BACK]
+                    if x <= c[_C_HOLD] or x * 100 <= c[_C_HOLD_PCT] * exc:
+                        if back == 0:
+                            back = idx + 1
+                            e[_E_BACK] = back
+                    elif back:
+                        back = 0
+                        e[_E_BACK] = 0
+                    if quiet >= c[_C_QUIET]:
+                        # The active part ends where the quiet spell began: the class is
+                        # judged on it. The movement ends when the posture is back too
+                        # (after a tonic hold and a slow relaxation below the offset
+                        # level): that is the end the record reports.
+                        qs = idx - quiet + 1
+                        if back or idx - e[_E_START] >= c[_C_HOLD_MAX]:
+                            # Quiet, and either back near the starting posture or held
+                            # away too long to be a tonic phase: the event is over.
+                            if back - 1 > qs:
+                                qs_back = back - 1
+                            else:
+                                qs_back = qs
+                            self._finish(qs, ax, ay, az, False, qs_back)
+                            active = 0
+                else:
+                    e[_E_BACK] = 0
+                    e[_E_QUIET] = 0
+                    if m > e[_E_ON] and e[_E_ARMED]:
+                        e[_E_PEAKS] += 1
+                        e[_E_ARMED] = 0
+                if active and idx - e[_E_START] >= c[_C_MAX_EVENT]:
+                    # Cap long movement (handling, rocking) so records keep flowing.
+                    self._finish(idx + 1, ax, ay, az)
+                    active = 0
             i += 3
+            idx += 1
             sec_left -= 1
             if sec_left == 0:
                 self._second(sec_sum)
-                sec_left = self.cfg.rate_hz
+                sec_left = c[_C_RATE]
                 sec_sum = 0
         self.gx = gx
         self.gy = gy
         self.gz = gz
-        self.active = active
+        self.active = active != 0
         self.sec_left = sec_left
         self.sec_sum = sec_sum
-        self.n = base + n
-
-    def _busy(self, m, idx, gx, gy, gz):
-        """One sample during (or starting) an event; returns whether an event runs."""
-        cfg = self.cfg
-        if self.active:
-            env = self.ev_env
-            if (
-                m * 100 > cfg.split_ratio_pct * env
-                and cfg.split_ratio_pct
-                and env > cfg.onset_counts
-                and idx - self.ev_start >= cfg.split_min_samples
-            ):
-                # Onset split: a sharp onset well above the recent level of an ongoing
-                # movement (env > onset: still moving, not a quiet tonic hold) is a new
-                # movement, e.g. a spasm during wake fidgeting. The part before is cut
-                # (always `movement`); the new part is classified on its own.
-                self._finish(idx - self.ev_quiet, gx, gy, gz, True)
-            else:
-                if m > env:
-                    self.ev_env = m
-                else:
-                    self.ev_env = env - (env >> cfg.split_env_shift)
-                if self.ev_dip and m > cfg.onset_counts:
-                    # Completion split: a new onset after a quiet dip of at least
-                    # split_dip_ms, and what came before is already a complete
-                    # spasm-shaped movement (returned to posture): end it at the dip
-                    # instead of merging it with what follows. Checked once per dip.
-                    end = self.ev_dip
-                    self.ev_dip = 0
-                    if (
-                        cfg.split_done
-                        and self._classify(end, gx, gy, gz, False)[0] == wire.CLS_SPASM_LIKE
-                    ):
-                        self._finish(end, gx, gy, gz)
-        if not self.active:
-            self.active = True
-            self.ev_start = idx
-            self.ev_peak = m
-            self.ev_peak_at = idx
-            self.ev_energy = 0
-            self.ev_peaks = 1
-            self.ev_armed = False
-            self.ev_quiet = 0
-            self.ev_exc = 0
-            self.ev_state = self.state()
-            self.pre_x = gx
-            self.pre_y = gy
-            self.pre_z = gz
-            self.ev_on = cfg.onset_counts
-            self.ev_bg = self.bg
-            self.ev_env = m
-            self.ev_dip = 0
-        self.ev_energy += m
-        if m > self.ev_peak:
-            self.ev_peak = m
-            self.ev_peak_at = idx
-            # A new peak counts only when it reaches rel_peak_pct of the largest so
-            # far: noise, the relaxation phase and ringing re-cross the fixed onset
-            # level, but they are much weaker than the phasic contraction.
-            on = m * cfg.rel_peak_pct // 100
-            if on > cfg.onset_counts:
-                self.ev_on = on
-        d = gx - self.pre_x
-        e = d if d > 0 else -d
-        d = gy - self.pre_y
-        e += d if d > 0 else -d
-        d = gz - self.pre_z
-        e += d if d > 0 else -d
-        if e > self.ev_exc:
-            self.ev_exc = e
-        if m < cfg.offset_counts:
-            self.ev_armed = True
-            self.ev_quiet += 1
-            if self.ev_quiet == cfg.split_dip_samples:
-                self.ev_dip = idx - self.ev_quiet + 1  # a dip long enough to end a spasm
-            if self.ev_quiet >= cfg.quiet_samples and (
-                e <= cfg.hold_counts
-                or e * 100 <= cfg.hold_return_pct * self.ev_exc
-                or idx - self.ev_start >= cfg.hold_max_samples
-            ):
-                # Quiet, and either back near the starting posture or held away too
-                # long to be a tonic phase: the event is over.
-                self._finish(idx - self.ev_quiet + 1, gx, gy, gz)
-                return False
-        else:
-            self.ev_quiet = 0
-            if m > self.ev_on and self.ev_armed:
-                self.ev_peaks += 1
-                self.ev_armed = False
-        if idx - self.ev_start >= cfg.max_event_samples:
-            # Cap long movement (handling, rocking) so records keep flowing.
-            self._finish(idx + 1, gx, gy, gz)
-            return False
-        return True
 
     def _classify(self, end, gx, gy, gz, cut):
         """Class of the running event if it ended at sample ``end`` with gravity (gx, gy, gz).
@@ -246,7 +385,7 @@ class Detector:
         Returns (cls, dur_ms, tilt_mg, exc_mg, peak_mg).
         """
         cfg = self.cfg
-        dur_ms = (end - self.ev_start) * 1000 // cfg.rate_hz
+        dur_ms = (end - self.ev[_E_START]) * 1000 // cfg.rate_hz
         d = gx - self.pre_x
         tilt = d if d > 0 else -d
         d = gy - self.pre_y
@@ -254,36 +393,41 @@ class Detector:
         d = gz - self.pre_z
         tilt += d if d > 0 else -d
         tilt_mg = cfg.counts_to_mg(tilt)
-        exc_mg = cfg.counts_to_mg(self.ev_exc)
-        peak_mg = cfg.counts_to_mg(self.ev_peak)
+        exc_mg = cfg.counts_to_mg(self.ev[_E_EXC])
+        peak_mg = cfg.counts_to_mg(self.ev[_E_PEAK])
         if cut:
             cls = wire.CLS_MOVEMENT
         elif dur_ms < cfg.jerk_max_ms:
             cls = wire.CLS_JERK
         elif (
-            self.ev_start >= cfg.settle_samples
+            self.ev[_E_START] >= cfg.settle_samples
             and dur_ms <= cfg.spasm_max_ms
             and tilt_mg <= cfg.spasm_max_tilt_mg
             and tilt_mg * 100 <= cfg.spasm_max_return_pct * exc_mg
             and exc_mg >= cfg.spasm_min_excursion_mg
-            and self.ev_peaks <= cfg.spasm_max_peaks
-            and self.ev_peak * 10 >= cfg.spasm_min_prominence_x10 * self.ev_bg
+            and self.ev[_E_PEAKS] <= cfg.spasm_max_peaks
+            and self.ev[_E_PEAK] * 10 >= cfg.spasm_min_prominence_x10 * self.ev_bg
             and exc_mg * 100 >= cfg.spasm_min_exc_pct * peak_mg
             and peak_mg <= cfg.spasm_max_peak_mg
-            and self.ev_peak * (end - self.ev_start) * 10
-            >= cfg.spasm_min_crest_x10 * self.ev_energy
+            and self.ev[_E_PEAK] * (end - self.ev[_E_START]) * 10
+            >= cfg.spasm_min_crest_x10 * self.ev[_E_ENERGY]
         ):
             cls = wire.CLS_SPASM_LIKE
         else:
             cls = wire.CLS_MOVEMENT
         return cls, dur_ms, tilt_mg, exc_mg, peak_mg
 
-    def _finish(self, end, gx, gy, gz, cut=False):
+    def _finish(self, end, gx, gy, gz, cut=False, rec_end=0):
+        """Emit the running event: classified as if it ended at ``end`` (the active part);
+        the record's duration runs to ``rec_end`` when that is later (posture back)."""
         cfg = self.cfg
         self.active = False
         cls, dur_ms, tilt_mg, exc_mg, peak_mg = self._classify(end, gx, gy, gz, cut)
-        energy_mgs = cfg.counts_to_mg(self.ev_energy) // cfg.rate_hz
-        still = (self.ev_start - self.last_active_end) // cfg.rate_hz
+        if rec_end > end:
+            end = rec_end
+            dur_ms = (end - self.ev[_E_START]) * 1000 // cfg.rate_hz
+        energy_mgs = cfg.counts_to_mg(self.ev[_E_ENERGY]) // cfg.rate_hz
+        still = (self.ev[_E_START] - self.last_active_end) // cfg.rate_hz
         self.last_active_end = end
         self.sum_events += 1
         if cls == wire.CLS_SPASM_LIKE:
@@ -291,8 +435,8 @@ class Detector:
         if peak_mg > self.sum_peak:
             self.sum_peak = peak_mg
         self._emit((
-            wire.KIND_EVENT, self.t_ms(self.ev_start), cls, self.ev_state,
-            self.ev_peaks, dur_ms, peak_mg, energy_mgs, tilt_mg, exc_mg,
+            wire.KIND_EVENT, self.t_ms(self.ev[_E_START]), cls, self.ev_state,
+            self.ev[_E_PEAKS], dur_ms, peak_mg, energy_mgs, tilt_mg, exc_mg,
             still if still < 255 else 255,
         ))
 

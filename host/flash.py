@@ -203,7 +203,8 @@ def mpy_cross_command() -> list[str]:
 
 
 def compile_mpy(source: Path, out: Path, source_name: str, march: str) -> None:
-    """Compile one module with mpy-cross (``march`` "" = portable bytecode)."""
+    """Compile one module with mpy-cross (``march`` "" = portable bytecode, which the
+    detector's viper loop cannot be: it needs the board's architecture)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = mpy_cross_command()
     if march:
@@ -212,6 +213,8 @@ def compile_mpy(source: Path, out: Path, source_name: str, march: str) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     if proc.returncode != 0:
         detail = (proc.stderr or proc.stdout).strip().splitlines()
+        if not march and detail and "invalid arch" in detail[-1]:
+            detail.append("native/viper code needs --march (xtensawin for the ESP32-S3)")
         raise FlashError(
             f"mpy-cross failed on {source_name}: " + (detail[-1] if detail else "no output")
         )

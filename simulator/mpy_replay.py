@@ -8,8 +8,8 @@ board would send. Used by the tests to prove MicroPython and CPython agree; writ
 the common subset, with ``firmware`` importable from MICROPYPATH / sys.path.
 """
 
-import struct
 import sys
+from array import array
 
 from firmware import config, wire
 from firmware.detector import Detector
@@ -21,16 +21,14 @@ def main(argv):
     block = int(argv[4]) if len(argv) > 4 else config.FIFO_BATCH
     det = Detector(cfg)
     seq = 0
-    fmt = "<%dh" % (3 * block)
     with open(path, "rb") as f:
         while True:
             chunk = f.read(6 * block)
             if not chunk:
                 break
             n = len(chunk) // 6
-            buf = struct.unpack(fmt, chunk) if n == block else struct.unpack(
-                "<%dh" % (3 * n), chunk[: 6 * n]
-            )
+            # The detector reads an array('h') (little-endian, as on the board).
+            buf = array("h", chunk[: 6 * n])
             det.process(buf, n)
             for rec in det.pop():
                 sys.stdout.write("%s\n" % "".join("%02x" % b for b in wire.encode(seq, rec)))

@@ -4,12 +4,17 @@ The same firmware modules that run on the board (``spasmwatch.firmware``) do the
 detection here; the same wire format carries their records to the host engine. The
 trace is resampled to the firmware's rate (with an anti-alias filter when going down),
 quantised to MPU6050 counts at the firmware's range, and fed in FIFO-sized blocks.
+
+Replay streams: the trace goes through in chunks (``iter_replay_chunks``), so memory
+does not grow with its length; a file is read block by block (``replay_file``), an
+in-memory ``Trace`` in chunks of ``CHUNK_ROWS`` (``iter_replay``). Both give the same
+output for the same samples.
 """
 
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,9 +23,13 @@ import numpy as np
 from spasmwatch.firmware import config as fwconfig
 from spasmwatch.firmware import wire
 from spasmwatch.firmware.detector import Detector
-from spasmwatch.simulator.resample import resample
+from spasmwatch.simulator.resample import StreamResampler, resample
 from spasmwatch.simulator.sensor_model import g_to_counts
-from spasmwatch.simulator.traceio import Trace
+from spasmwatch.simulator.traceio import Trace, TraceStream, median_interval
+
+#: Rows of an in-memory trace per chunk; also the rows whose median interval fixes the
+#: source rate for resampling (a stream cannot look at the whole trace).
+CHUNK_ROWS = 65536
 
 
 @dataclass
@@ -59,30 +68,100 @@ def detector_packets(
         yield stream.t0 + (start + m) / stream.rate_hz, packets
 
 
+def _gap_output(t_now: float, start: float, end: float) -> dict[str, Any]:
+    # Lost samples are data loss, never silent.
+    return {
+        "type": "gap", "t": start, "start": start, "end": end,
+        "message": f"trace has no samples for {end - start:.1f} s (held still)",
+    }
+
+
+def iter_replay_chunks(
+    chunks: Iterable[tuple[np.ndarray, np.ndarray]],
+    engine: Any,
+    cfg: fwconfig.DetectorConfig | None = None,
+    block: int = fwconfig.FIFO_BATCH,
+) -> Iterator[tuple[float, dict[str, Any]]]:
+    """Yield (trace time when known, output dict) for a trace arriving as ``(t, acc)``
+    chunks, in time order; memory stays that of one chunk.
+
+    ``engine`` is a ``spasmwatch.host.monitor.engine.Engine`` whose clock starts at the
+    trace's first sample; the final item(s) come from ``engine.finish()``.
+    """
+    cfg = cfg or fwconfig.DetectorConfig()
+    det = Detector(cfg)
+    rs: StreamResampler | None = None
+    head_t: list[np.ndarray] = []
+    head_x: list[np.ndarray] = []
+    carry = np.empty((0, 3), dtype=np.int16)  # samples short of a whole FIFO block
+    done = 0  # samples given to the detector
+    gaps_told = 0
+    seq = 0
+    t_now = 0.0
+
+    def run(counts: np.ndarray, final: bool) -> Iterator[tuple[float, dict[str, Any]]]:
+        nonlocal carry, done, gaps_told, seq, t_now
+        assert rs is not None
+        counts = np.concatenate((carry, counts)) if len(carry) else counts
+        n_whole = len(counts) if final else len(counts) - len(counts) % block
+        flat = array("h", counts[:n_whole].astype(np.int16).ravel().tobytes())
+        view = memoryview(flat)
+        for start in range(0, n_whole, block):
+            m = min(block, n_whole - start)
+            det.process(view[3 * start : 3 * (start + m)], m)
+            done += m
+            t_now = rs.t0 + done / cfg.rate_hz
+            while gaps_told < len(rs.gaps) and rs.gaps[gaps_told][0] <= t_now:
+                yield t_now, _gap_output(t_now, *rs.gaps[gaps_told])
+                gaps_told += 1
+            for rec in det.pop():
+                packet = wire.encode(seq, rec)
+                seq = (seq + 1) & 0xFFFF
+                for out in engine.feed_packet(packet):
+                    yield t_now, out
+        carry = counts[n_whole:]
+
+    for t, acc in chunks:
+        if rs is None:
+            # The source interval is the median over the first CHUNK_ROWS rows, however
+            # the trace is cut into chunks (the output must not depend on that).
+            head_t.append(np.asarray(t, dtype=np.float64))
+            head_x.append(np.asarray(acc, dtype=np.float64))
+            if sum(len(h) for h in head_t) < CHUNK_ROWS:
+                continue
+            t = np.concatenate(head_t)
+            acc = np.concatenate(head_x)
+            rs = StreamResampler(float(cfg.rate_hz), float(t[0]),
+                                 median_interval(t[:CHUNK_ROWS]))
+        yield from run(g_to_counts(rs.feed(t, acc), cfg.range_g), False)
+    if rs is None:
+        if not head_t:
+            raise ValueError("need at least 2 samples")
+        t = np.concatenate(head_t)
+        if len(t) < 2:
+            raise ValueError("need at least 2 samples")
+        rs = StreamResampler(float(cfg.rate_hz), float(t[0]), median_interval(t[:CHUNK_ROWS]))
+        yield from run(g_to_counts(rs.feed(t, np.concatenate(head_x)), cfg.range_g), False)
+    yield from run(g_to_counts(rs.finish(), cfg.range_g), True)
+    for out in engine.finish():
+        yield t_now, out
+
+
 def iter_replay(
     trace: Trace,
     engine: Any,
     cfg: fwconfig.DetectorConfig | None = None,
 ) -> Iterator[tuple[float, dict[str, Any]]]:
-    """Yield (trace time when known, output dict) for a whole trace, in time order.
+    """``iter_replay_chunks`` over an in-memory trace (chunks of ``CHUNK_ROWS`` rows)."""
+    chunks = (
+        (trace.t[i : i + CHUNK_ROWS], trace.acc[i : i + CHUNK_ROWS])
+        for i in range(0, len(trace.t), CHUNK_ROWS)
+    )
+    return iter_replay_chunks(chunks, engine, cfg)
 
-    ``engine`` is a ``spasmwatch.host.monitor.engine.Engine`` whose clock starts at the trace's
-    first sample; the final item(s) come from ``engine.finish()``.
-    """
-    cfg = cfg or fwconfig.DetectorConfig()
-    stream = to_sensor_stream(trace, cfg)
-    gaps = list(stream.gaps)
-    t_now = stream.t0
-    for t_now, packets in detector_packets(stream, cfg):
-        while gaps and gaps[0][0] <= t_now:
-            start, end = gaps.pop(0)
-            # Lost samples are data loss, never silent.
-            yield t_now, {
-                "type": "gap", "t": start, "start": start, "end": end,
-                "message": f"trace has no samples for {end - start:.1f} s (held still)",
-            }
-        for p in packets:
-            for out in engine.feed_packet(p):
-                yield t_now, out
-    for out in engine.finish():
-        yield t_now, out
+
+def replay_file(
+    stream: TraceStream, engine: Any, cfg: fwconfig.DetectorConfig | None = None
+) -> Iterator[tuple[float, dict[str, Any]]]:
+    """``iter_replay_chunks`` over a trace file read block by block (any length)."""
+    return iter_replay_chunks(stream, engine, cfg)

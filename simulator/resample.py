@@ -193,3 +193,243 @@ def resample_trace(
         source=trace.source,
     )
     return out, r.gaps
+
+
+class StreamResampler:
+    """:func:`resample` for a trace that arrives in chunks, in constant memory.
+
+    Feed consecutive chunks of ``(t, x)`` (``x`` (n, k)); each call returns the output
+    rows that are final so far, and ``finish()`` returns the rest. The output is that of
+    :func:`resample` on the whole trace (same grid, filter, padding and gap hold; the
+    tests compare them) given the same ``src_dt``: a stream cannot see the whole trace,
+    so the source interval is fixed up front (the caller takes the median of the first
+    chunk). Memory: the filter's taps plus a chunk, whatever the trace's length.
+    """
+
+    def __init__(self, rate_hz: float, t_first: float, src_dt: float, *,
+                 max_gap_s: float = 0.5) -> None:
+        if not (rate_hz > 0 and math.isfinite(rate_hz)):
+            raise ValueError(f"rate_hz must be positive, got {rate_hz}")
+        if not (src_dt > 0 and math.isfinite(src_dt)):
+            raise ValueError(f"src_dt must be positive, got {src_dt}")
+        if not max_gap_s >= 2 * src_dt:
+            raise ValueError(
+                f"max_gap_s={max_gap_s} is shorter than two source sample intervals "
+                f"({src_dt:.3g} s)"
+            )
+        self.rate_hz = float(rate_hz)
+        self.t0 = float(t_first)
+        self.src_dt = float(src_dt)
+        self.max_gap_s = max_gap_s
+        self.taps: np.ndarray | None = None
+        if rate_hz < 0.999 / src_dt:
+            nyq = rate_hz / 2.0
+            self.taps = lowpass_taps(
+                cutoff_hz=(1.0 + PASSBAND_EDGE) / 2.0 * nyq,
+                transition_hz=(1.0 - PASSBAND_EDGE) * nyq,
+                fs_hz=1.0 / src_dt,
+            )
+        self.half = 0 if self.taps is None else len(self.taps) // 2
+        self.gaps: list[tuple[float, float]] = []  # all gaps found so far
+        self.n_out = 0  # outputs returned so far
+        self._last_t: float | None = None
+        self._seg: _Segment | None = None
+
+    def _t_out(self, i0: int, i1: int) -> np.ndarray:
+        return self.t0 + np.arange(i0, i1) / self.rate_hz
+
+    def feed(self, t: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Add the next chunk (strictly after the previous one); return final outputs."""
+        t = np.asarray(t, dtype=np.float64)
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2 or t.ndim != 1 or x.shape[0] != len(t):
+            raise ValueError(f"t must be (n,) and x (n, k); got {t.shape}, {x.shape}")
+        if not len(t):
+            return np.empty((0, x.shape[1]))
+        if not (np.isfinite(t).all() and np.isfinite(x).all()):
+            raise ValueError("t and x must be finite")
+        prev = self._last_t
+        steps = np.diff(t) if prev is None else np.diff(t, prepend=prev)
+        if not np.all(steps > 0):
+            raise ValueError("t must be strictly increasing")
+        out: list[np.ndarray] = []
+        # Split the chunk at gaps: each part belongs to one segment.
+        cuts = (np.flatnonzero(steps > self.max_gap_s) + (1 if prev is None else 0)).tolist()
+        bounds = [0, *cuts, len(t)]
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            if a == b:
+                continue
+            if a in cuts and self._seg is not None and self._last_t is not None:
+                # A gap before t[a]: the running segment ends; outputs up to t[a] hold it.
+                self.gaps.append((self._last_t, float(t[a])))
+                out.append(self._close(float(t[a])))
+            if self._seg is None:
+                self._seg = _Segment(self, float(t[a]), x[a])
+            out.append(self._seg.add(t[a:b], x[a:b]))
+            self._last_t = float(t[b - 1])
+        return np.concatenate(out) if out else np.empty((0, x.shape[1]))
+
+    def finish(self) -> np.ndarray:
+        """The outputs after the last chunk (the trace's end: hold, end padding)."""
+        if self._seg is None or self._last_t is None:
+            raise ValueError("need at least 2 samples")
+        n_total = int(math.floor((self._last_t - self.t0) * self.rate_hz + 1e-9)) + 1
+        return self._close(None, n_total)
+
+    def _close(self, t_next: float | None, n_total: int = 0) -> np.ndarray:
+        seg = self._seg
+        assert seg is not None
+        self._seg = None
+        if t_next is None:
+            end = n_total
+        else:
+            # Outputs before the next segment's first sample hold this segment's end.
+            end = int(math.ceil((t_next - self.t0) * self.rate_hz - 1e-9))
+            while end > self.n_out and self._t_out(end - 1, end)[0] >= t_next:
+                end -= 1
+            while self._t_out(end, end + 1)[0] < t_next:
+                end += 1
+        return seg.close(end)
+
+
+class _Segment:
+    """One stretch of samples without a long gap, resampled as it arrives."""
+
+    def __init__(self, rs: StreamResampler, t_first: float, x_first: np.ndarray) -> None:
+        self.rs = rs
+        self.t_first = t_first
+        self.ref = x_first.copy() if rs.taps is not None else np.zeros_like(x_first)
+        k = len(x_first)
+        self.src_t = np.empty(0)
+        self.src_x = np.empty((0, k))
+        self.t_last = t_first
+        # Filtered path: grid values xg (from grid index xg_lo; negative = start padding),
+        # filtered values yg (from grid index yg_lo), next grid / filtered index to make.
+        self.xg = np.empty((0, k))
+        self.xg_lo = 0
+        self.g_next = 0
+        self.padded = False
+        self.yg = np.empty((0, k))
+        self.yg_lo = 0
+        self.f_next = 0
+
+    def _grid(self, j0: int, j1: int) -> np.ndarray:
+        return self.t_first + np.arange(j0, j1) * self.rs.src_dt
+
+    def _interp(self, tq: np.ndarray, ts: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        return np.column_stack([np.interp(tq, ts, xs[:, j]) for j in range(xs.shape[1])])
+
+    def add(self, t: np.ndarray, x: np.ndarray) -> np.ndarray:
+        self.src_t = np.concatenate((self.src_t, t))
+        self.src_x = np.concatenate((self.src_x, x - self.ref))
+        self.t_last = float(t[-1])
+        if self.rs.taps is None:
+            return self._emit_direct(None)
+        # Grid points up to the last sample (their interpolation bracket is known).
+        j1 = int(math.floor((self.t_last - self.t_first) / self.rs.src_dt)) + 1
+        while j1 > self.g_next and self._grid(j1 - 1, j1)[0] > self.t_last:
+            j1 -= 1
+        self._make_grid(j1)
+        half = self.rs.half
+        if not self.padded and self.g_next >= half + 1:
+            # Odd reflection about the first grid value (as _filter_edges_padded does).
+            x0 = self.xg[0]
+            self.xg = np.concatenate((2 * x0 - self.xg[half:0:-1], self.xg))
+            self.xg_lo = -half
+            self.padded = True
+        if self.padded:
+            self._filter(self.g_next - half)
+        return self._emit_filtered(None)
+
+    def _make_grid(self, j1: int) -> None:
+        if j1 <= self.g_next:
+            return
+        new = self._interp(self._grid(self.g_next, j1), self.src_t, self.src_x)
+        self.xg = np.concatenate((self.xg, new))
+        self.g_next = j1
+        # Keep the source sample before the next grid point (its left bracket).
+        keep = max(0, int(np.searchsorted(self.src_t, self._grid(j1, j1 + 1)[0])) - 1)
+        self.src_t = self.src_t[keep:]
+        self.src_x = self.src_x[keep:]
+
+    def _filter(self, f1: int) -> None:
+        """Filtered values for grid indices [f_next, f1) from the padded grid values."""
+        if f1 <= self.f_next:
+            return
+        half = self.rs.half
+        taps = self.rs.taps
+        assert taps is not None
+        a = self.f_next - half - self.xg_lo
+        b = f1 + half - self.xg_lo
+        window = self.xg[a:b]
+        new = np.column_stack(
+            [np.convolve(window[:, j], taps, mode="valid") for j in range(window.shape[1])]
+        ) + self.ref
+        self.yg = np.concatenate((self.yg, new))
+        self.f_next = f1
+        # The grid values needed next start half a filter before f_next.
+        drop = (self.f_next - half) - self.xg_lo
+        if drop > 0:
+            self.xg = self.xg[drop:]
+            self.xg_lo += drop
+
+    def _emit_filtered(self, end: int | None) -> np.ndarray:
+        rs = self.rs
+        if self.f_next == 0:
+            return np.empty((0, self.xg.shape[1]))
+        last_grid = self._grid(self.f_next - 1, self.f_next)[0]
+        if end is None:
+            end = int(math.floor((last_grid - rs.t0) * rs.rate_hz + 1e-9)) + 1
+            while end > rs.n_out and rs._t_out(end - 1, end)[0] > last_grid:
+                end -= 1
+        if end <= rs.n_out:
+            return np.empty((0, self.yg.shape[1]))
+        tq = rs._t_out(rs.n_out, end)
+        out = self._interp(tq, self._grid(self.yg_lo, self.f_next), self.yg)
+        rs.n_out = end
+        # Keep the filtered value before the next output (its left bracket).
+        nxt = rs._t_out(end, end + 1)[0]
+        j = int(math.floor((nxt - self.t_first) / rs.src_dt)) - 1
+        drop = min(max(0, j - self.yg_lo), self.f_next - 1 - self.yg_lo)
+        if drop > 0:
+            self.yg = self.yg[drop:]
+            self.yg_lo += drop
+        return out
+
+    def _emit_direct(self, end: int | None) -> np.ndarray:
+        rs = self.rs
+        if end is None:
+            end = int(math.floor((self.t_last - rs.t0) * rs.rate_hz + 1e-9)) + 1
+            while end > rs.n_out and rs._t_out(end - 1, end)[0] > self.t_last:
+                end -= 1
+        if end <= rs.n_out:
+            return np.empty((0, self.src_x.shape[1]))
+        tq = rs._t_out(rs.n_out, end)
+        out = self._interp(tq, self.src_t, self.src_x)
+        rs.n_out = end
+        keep = max(0, int(np.searchsorted(self.src_t, rs._t_out(end, end + 1)[0])) - 1)
+        self.src_t = self.src_t[keep:]
+        self.src_x = self.src_x[keep:]
+        return out
+
+    def close(self, end: int) -> np.ndarray:
+        """The segment is complete: outputs up to (not including) index ``end``."""
+        rs = self.rs
+        if rs.taps is None:
+            return self._emit_direct(end)
+        # The grid covers the segment (last point >= its end); past the last sample the
+        # interpolation holds it, as np.interp does in resample().
+        n_grid = int(math.ceil((self.t_last - self.t_first) / rs.src_dt - 1e-9)) + 1
+        self._make_grid(n_grid)
+        half = rs.half
+        if not self.padded:
+            # Short segment: filter it whole, exactly as resample() does.
+            self.yg = _filter_edges_padded(self.xg, rs.taps) + self.ref
+            self.yg_lo = 0
+            self.f_next = n_grid
+        else:
+            last = self.xg[-1]
+            tail = 2 * last - self.xg[-2 : -2 - half : -1]
+            self.xg = np.concatenate((self.xg, tail))
+            self._filter(n_grid)
+        return self._emit_filtered(end)

@@ -20,6 +20,7 @@ import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -30,6 +31,12 @@ MAX_RATE_HZ = 400.0
 RATE_TOLERANCE = 0.01
 #: A trace shorter than this (t[-1] - t[0], seconds) is rejected as "too few samples".
 MIN_DURATION_S = 2.0
+#: Bounds on what a file may make us read (a gzip bomb, a line that never ends):
+#: ``read_trace`` holds the whole text in memory; ``TraceStream`` holds one block.
+MAX_LINE_CHARS = 4096
+MAX_TEXT_BYTES = 512 * 1024 * 1024  # whole-file readers (read_trace, read_labels)
+MAX_STREAM_BYTES = 8 * 1024**3  # streamed (replay): ~9 days at 100 Hz, bounded in time
+STREAM_BLOCK_BYTES = 1024 * 1024
 
 ACC_COLUMNS = ("ax", "ay", "az")
 GYRO_COLUMNS = ("gx", "gy", "gz")
@@ -97,15 +104,71 @@ def median_interval(t: np.ndarray) -> float:
     return float(np.median((t[k:] - t[:-k]) / k))
 
 
-def _read_text(path: Path) -> str:
-    """File contents as text: gunzipped if gzip magic, strict UTF-8, LF line endings."""
-    raw = path.read_bytes()
+def _open_bytes(path: Path) -> BinaryIO:
+    """The file's bytes, gunzipped on the fly if it starts with the gzip magic."""
+    if path.is_dir():
+        raise TraceFormatError(path, None, "is a folder, not a trace file")
+    f: BinaryIO = open(path, "rb")  # noqa: SIM115 - returned to the caller (OSError: theirs)
     # Decide on the magic bytes, not the suffix: renamed or mislabelled files happen.
-    if raw[:2] == _GZIP_MAGIC:
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise TraceFormatError(path, None, f"bad gzip data ({exc})") from None
+    if f.read(2) == _GZIP_MAGIC:
+        f.seek(0)
+        return gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
+    f.seek(0)
+    return f
+
+
+def _read_block(path: Path, f: BinaryIO, size: int) -> bytes:
+    try:
+        return f.read(size)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise TraceFormatError(path, None, f"bad gzip data ({exc})") from None
+
+
+def _check_line_lengths(path: Path, raw: bytes, first_line: int) -> None:
+    """One line longer than MAX_LINE_CHARS bytes: an error naming it (no trace has one)."""
+    pos = 0
+    line = first_line
+    while True:
+        end = raw.find(b"\n", pos)
+        stop = len(raw) if end < 0 else end
+        if stop - pos > MAX_LINE_CHARS:
+            raise TraceFormatError(
+                path, line, f"line longer than {MAX_LINE_CHARS} characters (not a trace file?)"
+            )
+        if end < 0:
+            return
+        pos = end + 1
+        line += 1
+
+
+def _read_text(path: Path) -> str:
+    """File contents as text: gunzipped if gzip magic, strict UTF-8, LF line endings.
+
+    Reads at most MAX_TEXT_BYTES (after decompression) and no line over MAX_LINE_CHARS:
+    a small gzip bomb gets a one-line error, not gigabytes of memory.
+    """
+    parts: list[bytes] = []
+    size = 0
+    since_break = 0  # bytes since the last line break: a line that never ends fails early
+    with _open_bytes(path) as f:
+        while size <= MAX_TEXT_BYTES:
+            data = _read_block(path, f, STREAM_BLOCK_BYTES)
+            if not data:
+                break
+            parts.append(data)
+            size += len(data)
+            nl = data.rfind(b"\n")
+            since_break = since_break + len(data) if nl < 0 else len(data) - nl - 1
+            if since_break > MAX_LINE_CHARS:
+                _check_line_lengths(path, b"".join(parts), 1)
+    raw = b"".join(parts)
+    del parts
+    if len(raw) > MAX_TEXT_BYTES:
+        raise TraceFormatError(
+            path, None, f"more than {MAX_TEXT_BYTES // 2**20} MiB of text: too large to load "
+            "whole (`spasmwatch replay` streams traces of any length)"
+        )
+    _check_line_lengths(path, raw, 1)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -351,6 +414,162 @@ def _last_data_line(pre: _Preamble) -> int:
         if lines[i].strip():
             return pre.header_line + 1 + i
     return pre.header_line
+
+
+class TraceStream:
+    """A trace file read block by block: constant memory for any length.
+
+    Validates what ``read_trace`` validates, with the same one-line errors naming the
+    line: fields, numbers, finite values, ``t`` strictly increasing (across blocks too),
+    the sample rate (judged on the first block) and the minimum duration. Iterating
+    yields ``(t, acc)`` arrays of up to ``block_bytes`` of text each. ``meta`` and
+    ``t_first`` are known once the object exists (the first block is read at once).
+    """
+
+    def __init__(self, path: str | Path, block_bytes: int = STREAM_BLOCK_BYTES) -> None:
+        self.path = Path(path)
+        self.source = str(self.path)
+        self.block_bytes = max(block_bytes, 2 * MAX_LINE_CHARS)
+        self._f = _open_bytes(self.path)
+        self._read = 0
+        self._rest = b""
+        self._line = 1  # file line number of the first line in self._rest
+        self._eof = False
+        try:
+            self._start()
+        except BaseException:
+            self._f.close()
+            raise
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> TraceStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _more(self) -> bool:
+        """Append the next block of bytes to ``_rest``; False at the end of the file."""
+        if self._eof:
+            return False
+        data = _read_block(self.path, self._f, self.block_bytes)
+        self._read += len(data)
+        if self._read > MAX_STREAM_BYTES:
+            raise TraceFormatError(
+                self.path, None, f"more than {MAX_STREAM_BYTES // 2**30} GiB of text"
+            )
+        if not data:
+            self._eof = True
+            return False
+        self._rest += data
+        return True
+
+    def _text(self, raw: bytes, first_line: int) -> str:
+        _check_line_lengths(self.path, raw, first_line)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = first_line + raw.count(b"\n", 0, exc.start)
+            raise TraceFormatError(
+                self.path, line, f"not valid UTF-8 (byte 0x{raw[exc.start]:02x})"
+            ) from None
+        return text.replace("\r\n", "\n")
+
+    def _next_lines(self) -> tuple[str, int] | None:
+        """Whole lines of the next block as text and the file line of the first one."""
+        while len(self._rest) < self.block_bytes and self._more():
+            # A line that never ends (a gzip bomb of one character) fails here, early.
+            if len(self._rest) - (self._rest.rfind(b"\n") + 1) > MAX_LINE_CHARS:
+                _check_line_lengths(self.path, self._rest, self._line)
+        if not self._rest:
+            return None
+        # Up to the last line break (at the end of the file: everything).
+        cut = len(self._rest) if self._eof else self._rest.rfind(b"\n") + 1
+        raw, self._rest = self._rest[:cut], self._rest[cut:]
+        first = self._line
+        self._line += raw.count(b"\n")
+        return self._text(raw, first), first
+
+    def _start(self) -> None:
+        # The preamble (metadata, header) must fit in the first block.
+        got = self._next_lines()
+        text = "" if got is None else got[0]
+        if text.startswith("\ufeff"):
+            text = text[1:]
+        pre = _read_preamble(self.path, text)
+        index = _check_names(self.path, pre, ("t", *ACC_COLUMNS))
+        gyro = [c for c in GYRO_COLUMNS if c in index]
+        if gyro and len(gyro) != 3:
+            missing = [c for c in GYRO_COLUMNS if c not in index]
+            raise TraceFormatError(
+                self.path, pre.header_line,
+                f"gyro columns must be all of gx,gy,gz or none (missing {','.join(missing)})",
+            )
+        self.meta = pre.meta
+        self._names = pre.names
+        self._cols = [index[c] for c in ("t", *ACC_COLUMNS, *(GYRO_COLUMNS if gyro else ()))]
+        self._header_line = pre.header_line
+        self._prev_t = -math.inf
+        self._prev_line = 0
+        self._t_first: float | None = None
+        self._checked_rate = False
+        self._pending = self._parse(pre.body, pre.header_line + 1)
+        if self._pending is None or not len(self._pending):
+            raise TraceFormatError(self.path, pre.header_line, "no data rows after the header")
+        self.t_first = float(self._pending[0, 0])
+
+    def _parse(self, body: str, first_line: int) -> np.ndarray | None:
+        """Rows of one block (validated), or None if it holds no data rows."""
+        pre = _Preamble(self.meta, self._names, first_line - 1, body)
+        data = _fast_parse(body, len(self._names), self._cols)
+        if data is None:
+            data = _slow_parse(self.path, pre, self._cols)
+        if not len(data):
+            return None
+        if data[0, 0] <= self._prev_t:
+            line = first_line + _leading_blank_lines(body)
+            raise TraceFormatError(
+                self.path, line, f"t not strictly increasing: {float(data[0, 0])!r} after "
+                f"{self._prev_t!r} on line {self._prev_line}",
+            )
+        self._prev_t = float(data[-1, 0])
+        self._prev_line = _last_data_line(pre)
+        if not self._checked_rate and len(data) >= 2:
+            self._checked_rate = True
+            dt = median_interval(data[:, 0])
+            rate = 1.0 / dt
+            if not (MIN_RATE_HZ * (1 - RATE_TOLERANCE) <= rate
+                    <= MAX_RATE_HZ * (1 + RATE_TOLERANCE)):
+                raise TraceFormatError(
+                    self.path, self._header_line + 1 + _leading_blank_lines(body),
+                    f"sample rate {rate:.4g} Hz (median interval {dt:.4g} s) is outside "
+                    f"{MIN_RATE_HZ:g}-{MAX_RATE_HZ:g} Hz",
+                )
+        return data
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        # One block of look-ahead: the last block is known to be last, so the duration
+        # check (like read_trace's) comes before it is handed out.
+        while self._pending is not None:
+            nxt = None
+            while nxt is None:
+                got = self._next_lines()
+                if got is None:
+                    break
+                nxt = self._parse(*got)
+            block = self._pending
+            if nxt is None:
+                duration = float(block[-1, 0]) - float(self.t_first)
+                if duration < MIN_DURATION_S or not self._checked_rate:
+                    raise TraceFormatError(
+                        self.path, self._prev_line,
+                        f"too few samples: spanning {duration:.3g} s "
+                        f"(need at least {MIN_DURATION_S:g} s)",
+                    )
+            self._pending = nxt
+            yield np.ascontiguousarray(block[:, 0]), np.ascontiguousarray(block[:, 1:4])
 
 
 def _format_meta(meta: dict[str, str]) -> list[str]:

@@ -141,3 +141,38 @@ def test_demo_in_process_gives_the_same_summary() -> None:
     chain_summary = [ln for ln in chain.split("Summary")[1].splitlines()
                      if not ln.startswith("  alert delivery")]
     assert chain_summary == local.split("Summary")[1].splitlines()
+
+
+@pytest.mark.parametrize("command", [["replay"], ["demo", "--in-process", "--trace"]])
+def test_a_folder_instead_of_a_trace_is_one_line_and_exit_2(tmp_path: Path,
+                                                            command: list[str]) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "spasmwatch", *command, str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "is a folder, not a trace file" in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_replay_of_a_gzip_bomb_is_one_line_and_small(tmp_path: Path) -> None:
+    # 200 MB of one endless line in a ~200 kB .gz (the kind of file that used 554 MB):
+    # the streamed reader stops at the line-length cap.
+    path = tmp_path / "bomb.csv.gz"
+    with gzip.open(path, "wb") as f:
+        block = b"0" * (1 << 20)
+        for _ in range(200):
+            f.write(block)
+    # VmHWM: this process's peak since exec (ru_maxrss would count the forking parent).
+    code = ("import sys; from spasmwatch.host.cli.main import main; rc = main(); "
+            "print([ln.split()[1] for ln in open('/proc/self/status') "
+            "if ln.startswith('VmHWM:')][0], file=sys.stderr); sys.exit(rc)")
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "replay", str(path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    err, rss_kb = proc.stderr.strip().splitlines()
+    assert f"{path}:1: line longer than" in err
+    assert int(rss_kb) < 200 * 1024  # the interpreter and imports, not the 200 MB

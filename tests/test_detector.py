@@ -282,3 +282,29 @@ def test_fidgeting_alone_is_never_spasm_like() -> None:
 def test_split_ratio_at_or_below_the_recent_level_is_refused(ratio: int) -> None:
     with pytest.raises(ValueError, match="split_ratio_pct"):
         DetectorConfig(split_ratio_pct=ratio)
+
+
+def test_a_held_spasm_ends_when_its_posture_is_back() -> None:
+    # Flexion by 15 degrees in 0.2 s, a 1 s tonic hold, then a slow 3.5 s relaxation
+    # whose residual acceleration stays below the offset level: the active part ends
+    # at the hold, the movement only when the trunk is back (half way through the
+    # relaxation is within hold_return_pct). The record reports the movement's end
+    # (alarm latency is measured from it: it used to say 0.5 s here); the class is
+    # judged on the active part, as before.
+    rate = 50
+    t = np.arange(int(4.9 * rate)) / rate
+    theta = 15.0 * DEG * (min_jerk(t / 0.2) - min_jerk((t - 1.2) / 3.5))
+    ev = run(embed(rate, pitch_movement(rate, theta)))
+    assert classes(ev) == ["spasm_like"]
+    assert 2500 <= ev[0][5] <= 4900
+
+
+def test_detector_process_takes_a_memoryview_slice_of_an_int16_array() -> None:
+    # The per-sample loop reads the buffer through ptr16 (viper on the board, a
+    # memoryview cast here): negative counts must come back signed.
+    acc = embed(50, spasm_wave(50))
+    flat = array("h", g_to_counts(-acc, 4).astype(np.int16).ravel().tobytes())
+    det = Detector(DetectorConfig())
+    det.process(memoryview(flat)[: 3 * len(acc)], len(acc))
+    events = [r for r in det.pop() if r[0] == wire.KIND_EVENT]
+    assert classes(events) == classes(run(-acc))

@@ -37,3 +37,25 @@ def test_summary_rates_and_medians() -> None:
     assert s.event_recall == 0.6
     assert s.replay_speed_x == 9000.0
     assert s.missed == ["b"] and s.false_alarm_traces == ["b"]
+
+
+def test_replay_output_does_not_depend_on_chunking() -> None:
+    # Streaming replay (constant memory) gives the same outputs however the trace is cut.
+    import json
+
+    import numpy as np
+
+    from spasmwatch.host.monitor.engine import Engine
+    from spasmwatch.simulator import scenarios
+    from spasmwatch.simulator.replay import CHUNK_ROWS, iter_replay, iter_replay_chunks
+
+    trace, _ = scenarios.generate("mixed-night", 2, dropout_fraction=0.01)
+    assert len(trace.t) > 2 * CHUNK_ROWS  # more than one chunk after the head
+    whole = [json.dumps(o) for _, o in iter_replay(trace, Engine(t0=float(trace.t[0])))]
+    rng = np.random.default_rng(1)
+    cuts = np.sort(rng.choice(np.arange(1, len(trace.t)), 40, replace=False))
+    bounds = [0, *cuts.tolist(), len(trace.t)]
+    chunks = ((trace.t[a:b], trace.acc[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True))
+    cut = [json.dumps(o) for _, o in iter_replay_chunks(chunks, Engine(t0=float(trace.t[0])))]
+    assert cut == whole
+    assert any('"type": "event"' in o for o in whole)

@@ -393,3 +393,61 @@ def test_write_labels_validates(tmp_path: Path) -> None:
         write_labels(tmp_path / "l.csv", [Label(1.0, 2.0, "")])
     with pytest.raises(ValueError):
         write_labels(tmp_path / "l.csv", [Label(1.0, float("inf"), "roll")])
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+def _stream_rows(path: Path, block_bytes: int) -> tuple[np.ndarray, np.ndarray]:
+    with traceio.TraceStream(path, block_bytes=block_bytes) as ts:
+        parts = list(ts)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+@pytest.mark.parametrize("name", ["s.csv", "s.csv.gz"])
+def test_trace_stream_reads_what_read_trace_reads(tmp_path: Path, name: str) -> None:
+    rng = np.random.default_rng(5)
+    n = 3000
+    trace = traceio.Trace(t=np.arange(n) / 100.0, acc=rng.normal(size=(n, 3)),
+                          meta={"rate_hz": "100"})
+    path = tmp_path / name
+    traceio.write_trace(path, trace)
+    whole = traceio.read_trace(path)
+    t, acc = _stream_rows(path, 10_000)  # many small blocks
+    assert np.array_equal(t, whole.t) and np.array_equal(acc, whole.acc)
+    with traceio.TraceStream(path) as ts:
+        assert ts.meta == whole.meta and ts.t_first == whole.t[0]
+
+
+def test_trace_stream_names_the_line_across_blocks(tmp_path: Path) -> None:
+    lines = ["t,ax,ay,az"] + [f"{i / 100:.2f},0,0,1" for i in range(3000)]
+    lines[2501] = "24.00,0,0,1"  # goes back in time, far from the first block
+    path = tmp_path / "back.csv"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(traceio.TraceFormatError) as exc:
+        _stream_rows(path, 10_000)
+    with pytest.raises(traceio.TraceFormatError) as whole:
+        traceio.read_trace(path)
+    assert str(exc.value) == str(whole.value)
+    assert f"{path}:2502:" in str(exc.value)
+
+
+def test_trace_stream_too_short_and_folder(tmp_path: Path) -> None:
+    path = tmp_path / "short.csv"
+    path.write_text("t,ax,ay,az\n0,0,0,1\n0.01,0,0,1\n")
+    with pytest.raises(traceio.TraceFormatError, match="too few samples"):
+        _stream_rows(path, 10_000)
+    with pytest.raises(traceio.TraceFormatError, match="is a folder"):
+        traceio.TraceStream(tmp_path)
+    with pytest.raises(traceio.TraceFormatError, match="is a folder"):
+        traceio.read_trace(tmp_path)
+
+
+def test_an_endless_line_in_gzip_is_refused_early(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.csv.gz"
+    with gzip.open(path, "wb") as f:
+        for _ in range(64):
+            f.write(b"1" * (1 << 20))
+    for read in (traceio.read_trace, traceio.TraceStream):
+        with pytest.raises(traceio.TraceFormatError, match="line longer than"):
+            read(path)
