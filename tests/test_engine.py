@@ -102,7 +102,7 @@ def test_alarm_threshold_is_configurable() -> None:
 
 
 def test_ten_jerks_in_20s_raise_one_burst_warning_at_the_eighth() -> None:
-    feed = Feeder(Engine())
+    feed = Feeder(Engine(AlertConfig(burst_level="warning")))
     per_jerk = [alerts(feed(event(50 + 2.2 * i, JERK, 120))) for i in range(10)]
     assert [len(a) for a in per_jerk] == [0] * 7 + [1, 0, 0]
     burst = per_jerk[7][0]

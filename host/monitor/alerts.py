@@ -33,10 +33,20 @@ class AlertConfig:
     warn_spasms: int = 2  # spasm-like events in one chain that raise a warning
     burst_min_jerks: int = 8  # jerks within burst_window_s that raise a warning
     burst_window_s: float = 30.0
+    # A burst of jerks is shown and logged as "info" (never sounds): on benign nights it is
+    # hiccups or benign sleep myoclonus (docs/alerts.md, "Quiet nights"). "warning" = round 2.
+    burst_level: str = INFO
     decode_error_run: int = 3  # consecutive undecodable packets that make a link fault
     lost_clear_packets: int = 10  # gap-free packets after a loss that clear the fault
     max_listed: int = 12  # event times spelled out in one message
     max_intervals: int = 1000  # intervals kept per cluster (memory bound for long ones)
+    # Round 3: how a spasm chain is judged (host/monitor/cluster_evidence.py).
+    # "count" = spasm-like events only (rounds 1-2); "rules" = re-class matching events and
+    # require the evidence score; "learned" = the same with the learned chain model.
+    evidence: str = "rules"
+    alarm_score: float = 0.5  # rule score an alarm/warning needs (rule_score is 0 or 1)
+    learned_threshold: float = 0.5  # learned score an alarm/warning needs
+    sure_spasms: int = 99  # spasm-like members that alarm whatever the score (99: never)
 
     def validate(self) -> None:
         if self.cluster_gap_s <= 0 or self.spasm_gap_s <= 0 or self.burst_window_s <= 0:
@@ -45,6 +55,12 @@ class AlertConfig:
             raise ValueError("event counts must be >= 1")
         if self.decode_error_run < 1 or self.lost_clear_packets < 1:
             raise ValueError("fault thresholds must be >= 1")
+        if self.burst_level not in (INFO, WARNING):
+            raise ValueError("burst_level must be 'info' or 'warning'")
+        if self.evidence not in ("count", "rules", "learned"):
+            raise ValueError("evidence must be 'count', 'rules' or 'learned'")
+        if self.sure_spasms < 1:
+            raise ValueError("sure_spasms must be >= 1")
         if self.max_listed < 1 or self.max_intervals < 0:
             raise ValueError("max_listed must be >= 1 and max_intervals >= 0")
 
