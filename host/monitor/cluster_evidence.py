@@ -123,11 +123,10 @@ class EvidenceConfig:
     match_max_dur_s: float = 4.5
     min_spasm_like_to_match: int = 2  # re-class only next to this many spasm-like members
     min_spasm_like_alarm: int = 2  # detector spasm-like members an alarm needs at least
-    # Rule score: the alarm needs score >= alarm_score (1.0 = neutral evidence).
-    alarm_score: float = 0.5
-    warn_score: float = 0.5
-    # A chain with this many spasm-like members alarms whatever its score.
-    sure_members: int = 6
+    # The spasm-pair warning (2 members: no interval spread yet) also needs the typical
+    # member to be a single sharp contraction: at most this many peaks, this mean/peak.
+    warn_max_peaks: float = 1.0
+    warn_max_fill: float = 0.3
 
 
 def matches_template(ev: Event, spasm_like: Sequence[Event], cfg: EvidenceConfig) -> bool:

@@ -155,7 +155,9 @@ class SpasmChainDetector:
                 and ch.n_spasm_like >= self.ev_cfg.min_spasm_like_alarm
                 and (ok or sure)
             )
-            warn = ch.count >= cfg.warn_spasms and ch.n_spasm_like >= 2 and ok
+            e = self.ev_cfg
+            sharp = feats.median_peaks <= e.warn_max_peaks and feats.median_fill <= e.warn_max_fill
+            warn = ch.count >= cfg.warn_spasms and ch.n_spasm_like >= 2 and ok and sharp
         if alarm and not ch.alarmed:
             ch.alarmed = True
             return [self._alarm(ch, known_at, cluster_id)]
