@@ -2,10 +2,11 @@
 
 The spasms of one cluster resemble each other: similar duration, strength and orientation
 excursion, at quasi-regular intervals, standing out from what happens between them
-(clinical-basis.md, "What makes a cluster"). The look-alikes do not: hiccups are periodic
-but too brief (they are ``jerk`` events and never enter a chain), shudders are fast
-oscillation (many peaks), fidgeting and crying are irregular and busy (many other
-movements between the spasm-like ones).
+(docs/detector.md, "Cluster evidence on the host"; the look-alikes are described in
+docs/clinical-basis.md). The look-alikes mostly do not: hiccups are periodic but too
+brief (``jerk`` events, which join a chain only if they match its spasm-like members),
+shudders are fast oscillation (many peaks), fidgeting and crying are irregular and busy
+(many other movements between the spasm-like ones).
 
 This module turns the members of a chain (plus how much else moved meanwhile) into a few
 ratios, and
@@ -181,11 +182,6 @@ def rule_score(f: ChainFeatures) -> float:
     if f.awake_frac < r["awake_frac"] and f.median_fill <= r["fill"]:
         return 1.0
     return 0.0
-
-
-def _band(margin: float, width: float) -> float:
-    """exp(margin / width) clipped to [0.25, 2]: evidence for (>1) or against (<1)."""
-    return min(2.0, max(0.25, math.exp(margin / width)))
 
 
 def learned_score(f: ChainFeatures) -> float:
