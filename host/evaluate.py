@@ -2,12 +2,19 @@
 
 Per folder of labelled traces: cluster sensitivity (labelled spasm clusters that raised
 an alarm), false alarms per 10 h, alarm latency (seconds after the end of the spasm that
-completed the pattern, and spasms elapsed when it fired), event recall (labelled spasms
-covered by a spasm-like event) and replay speed.
+completed the pattern, and after the cluster's first spasm), event recall (labelled spasms
+covered by a spasm-like event; "host recall" also counts events the host re-classed from
+their cluster), warnings per 10 h on benign traces (no spasm label) and replay speed.
+
+The detector's packets for a trace depend only on the trace and the detector config, so
+``evaluate_folder(..., cache_dir=...)`` keeps them on disk and later runs (host-side
+changes, other alert settings) replay only the host engine.
 """
 
 from __future__ import annotations
 
+import hashlib
+import pickle
 import statistics
 import time
 from collections.abc import Iterable, Sequence
@@ -18,7 +25,7 @@ from typing import Any
 from spasmwatch.firmware.config import DetectorConfig
 from spasmwatch.host.monitor.alerts import AlertConfig
 from spasmwatch.host.monitor.engine import Engine
-from spasmwatch.simulator.replay import iter_replay
+from spasmwatch.simulator.replay import detector_packets, to_sensor_stream
 from spasmwatch.simulator.traceio import Label, Trace, load_labels_for, read_trace
 
 #: Slack after a cluster's last spasm within which an alarm still belongs to it.
@@ -55,6 +62,11 @@ class TraceScore:
     spasms_found: int = 0
     replay_s: float = 0.0
     alarms: int = 0
+    warnings: int = 0
+    benign: bool = False  # no spasm label at all
+    onset_latencies_s: list[float] = field(default_factory=list)
+    spasms_found_host: int = 0
+    false_alarm_times: list[float] = field(default_factory=list)
 
 
 def truth_clusters(labels: Iterable[Label], gap_s: float, min_spasms: int) -> list[TruthCluster]:
@@ -69,31 +81,48 @@ def truth_clusters(labels: Iterable[Label], gap_s: float, min_spasms: int) -> li
     return [TruthCluster(g) for g in groups if len(g) >= min_spasms]
 
 
+def trace_packets(trace: Trace, det_cfg: DetectorConfig | None = None) -> list[bytes]:
+    """The packets the firmware detector sends for a whole trace, in order."""
+    cfg = det_cfg or DetectorConfig()
+    stream = to_sensor_stream(trace, cfg)
+    return [p for _, packets in detector_packets(stream, cfg) for p in packets]
+
+
 def score_trace(
     trace: Trace,
     labels: Sequence[Label],
     alert_cfg: AlertConfig | None = None,
     det_cfg: DetectorConfig | None = None,
+    packets: list[bytes] | None = None,
 ) -> TraceScore:
-    """Replay one trace and compare its alarms and events with its labels."""
+    """Replay one trace and compare its alarms and events with its labels.
+
+    ``packets`` (from :func:`trace_packets` with the same ``det_cfg``) skips the detector.
+    """
     alert_cfg = alert_cfg or AlertConfig()
     engine = Engine(alert_cfg, t0=float(trace.t[0]))
     t_start = time.perf_counter()
-    outputs = [out for _, out in iter_replay(trace, engine, det_cfg)]
+    if packets is None:
+        packets = trace_packets(trace, det_cfg)
+    outputs = [out for p in packets for out in engine.feed_packet(p)]
+    outputs += engine.finish()
     replay_s = time.perf_counter() - t_start
     alarms = sorted(
         o["t"] for o in outputs if o["type"] == "alert" and o["level"] == "alarm"
     )
+    warnings = sum(1 for o in outputs if o["type"] == "alert" and o["level"] == "warning")
     spasm_events = [
         (o["t"], o["t"] + o["duration_s"])
         for o in outputs
         if o["type"] == "event" and o["cls"] == "spasm_like"
     ]
+    host_events = spasm_events + list(engine.spasms.reconsidered)
     all_groups = truth_clusters(labels, alert_cfg.spasm_gap_s, 1)
     clusters = [g for g in all_groups if len(g.spasms) >= alert_cfg.alarm_min_spasms]
     score = TraceScore(
         name=trace.source, hours=trace.duration / 3600.0, clusters=len(clusters),
         detected=0, false_alarms=0, replay_s=replay_s, alarms=len(alarms),
+        warnings=warnings, benign=not any(lb.label == "spasm" for lb in labels),
     )
     for cl in clusters:
         hits = [t for t in alarms if cl.start <= t <= cl.end + ALARM_SLACK_S]
@@ -102,20 +131,28 @@ def score_trace(
             first = hits[0]
             completing = cl.spasms[alert_cfg.alarm_min_spasms - 1]
             score.latencies_s.append(first - completing.end)
+            score.onset_latencies_s.append(first - cl.start)
             score.spasms_elapsed.append(sum(1 for s in cl.spasms if s.start <= first))
     # An alarm on a labelled group too small for the rule is neither credit nor blame.
     for t in alarms:
         if not any(g.start <= t <= g.end + ALARM_SLACK_S for g in all_groups):
             score.false_alarms += 1
+            score.false_alarm_times.append(round(t, 1))
     for lb in labels:
         if lb.label != "spasm":
             continue
         score.spasms += 1
-        if any(
-            s < lb.end + MATCH_SLACK_S and e > lb.start - MATCH_SLACK_S
-            for s, e in spasm_events
-        ):
+
+        def covered(events: list[tuple[float, float]], lb: Label = lb) -> bool:
+            return any(
+                s < lb.end + MATCH_SLACK_S and e > lb.start - MATCH_SLACK_S for s, e in events
+            )
+
+        if covered(spasm_events):
             score.spasms_found += 1
+            score.spasms_found_host += 1
+        elif covered(host_events):
+            score.spasms_found_host += 1
     return score
 
 
@@ -134,6 +171,12 @@ class Summary:
     replay_speed_x: float
     missed: list[str]
     false_alarm_traces: list[str]
+    median_onset_latency_s: float | None = None
+    host_event_recall: float | None = None
+    benign_hours: float = 0.0
+    benign_warnings: int = 0
+    benign_warnings_per_10h: float | None = None
+    warnings: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -149,6 +192,10 @@ def summarise(scores: Sequence[TraceScore]) -> Summary:
     spasms = sum(s.spasms for s in scores)
     found = sum(s.spasms_found for s in scores)
     wall = sum(s.replay_s for s in scores)
+    onset = [x for s in scores for x in s.onset_latencies_s]
+    found_host = sum(s.spasms_found_host for s in scores)
+    b_hours = sum(s.hours for s in scores if s.benign)
+    b_warn = sum(s.warnings for s in scores if s.benign)
     return Summary(
         traces=len(scores),
         hours=round(hours, 3),
@@ -163,6 +210,12 @@ def summarise(scores: Sequence[TraceScore]) -> Summary:
         replay_speed_x=round(hours * 3600.0 / wall, 1) if wall else 0.0,
         missed=[s.name for s in scores if s.detected < s.clusters],
         false_alarm_traces=[s.name for s in scores if s.false_alarms],
+        median_onset_latency_s=round(statistics.median(onset), 2) if onset else None,
+        host_event_recall=round(found_host / spasms, 3) if spasms else None,
+        benign_hours=round(b_hours, 3),
+        benign_warnings=b_warn,
+        benign_warnings_per_10h=round(b_warn / b_hours * 10.0, 3) if b_hours else None,
+        warnings=sum(s.warnings for s in scores),
     )
 
 
@@ -176,14 +229,52 @@ def find_traces(folder: Path) -> list[Path]:
     return sorted(out)
 
 
+def _cache_key(path: Path, det_cfg: DetectorConfig | None) -> str:
+    cfg = det_cfg or DetectorConfig()
+    st = path.stat()
+    text = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{sorted(vars(cfg).items())}"
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def cached_packets(
+    path: Path, trace: Trace, det_cfg: DetectorConfig | None, cache_dir: Path | None
+) -> list[bytes]:
+    """:func:`trace_packets`, kept in ``cache_dir`` (keyed by file, size, mtime, config)."""
+    if cache_dir is None:
+        return trace_packets(trace, det_cfg)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    f = cache_dir / f"{_cache_key(path, det_cfg)}.pkl"
+    if f.exists():
+        try:
+            with f.open("rb") as fh:
+                packets = pickle.load(fh)
+            if isinstance(packets, list):
+                return packets
+        except (OSError, pickle.UnpicklingError, EOFError):
+            pass  # a damaged cache entry is recomputed
+    packets = trace_packets(trace, det_cfg)
+    tmp = f.with_suffix(".tmp")
+    with tmp.open("wb") as fh:
+        pickle.dump(packets, fh)
+    tmp.replace(f)
+    return packets
+
+
 def evaluate_folder(
-    folder: Path, alert_cfg: AlertConfig | None = None, det_cfg: DetectorConfig | None = None
+    folder: Path,
+    alert_cfg: AlertConfig | None = None,
+    det_cfg: DetectorConfig | None = None,
+    cache_dir: Path | None = None,
 ) -> tuple[Summary, list[TraceScore]]:
     scores = []
     for path in find_traces(folder):
         trace = read_trace(path)
         labels = load_labels_for(path) or []
-        score = score_trace(trace, labels, alert_cfg, det_cfg)
+        t0 = time.perf_counter()
+        packets = cached_packets(path, trace, det_cfg, cache_dir)
+        t_det = time.perf_counter() - t0
+        score = score_trace(trace, labels, alert_cfg, det_cfg, packets)
+        score.replay_s += t_det  # a cache hit makes the detector part ~0
         score.name = path.name
         scores.append(score)
     return summarise(scores), scores

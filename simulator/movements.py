@@ -208,13 +208,15 @@ def handling(
     start_roll: float,
     end_roll: float,
     violent: bool = False,
+    pats: bool | None = None,
 ) -> tuple[Motion, np.ndarray]:
     """A carer picks the baby up (held upright/cradled), moves about, and puts it down.
 
     Returns (motion, absolute roll path for the window). ASSUMPTIONS: carrying/walking sway
     0.05-0.3 g at ~1.5-2 Hz, orientation wander +-25 deg, burping pats 0.2-1 g at 1-2 Hz (half
-    of the handlings), put-down impact 0.3-1.5 g; ``violent`` adds a 2.5-3.5 g bump (a knock
-    or a drop onto the mattress) so range saturation can be exercised at +-2 g.
+    of the handlings, or always/never with ``pats``), put-down impact 0.3-1.5 g; ``violent``
+    adds a 2.5-3.5 g bump (a knock or a drop onto the mattress) so range saturation can be
+    exercised at +-2 g.
     """
     n = len(tau)
     rate = 1.0 / (tau[1] - tau[0]) if n > 1 else 1.0
@@ -241,7 +243,8 @@ def handling(
     m.lin[:, 0] += held * walk_a * np.sin(2 * np.pi * walk_f * tau)
     m.lin[:, 1] += held * 0.5 * walk_a * np.sin(np.pi * walk_f * tau + 0.7)
     m.lin += held[:, None] * smooth_noise(n, rate, 0.12, rng, 3) * float(rng.uniform(0.05, 0.2))
-    if rng.random() < 0.5 and dur_s > 12.0:
+    pat_draw = rng.random() < 0.5  # drawn always: the same stream with or without ``pats``
+    if (pat_draw if pats is None else pats) and dur_s > 12.0:
         # Burping pats: rhythmic impulses on the back = a periodic-jerk confounder.
         pat_f = float(rng.uniform(1.0, 2.0))
         pat_start = up_s + float(rng.uniform(0.5, 3.0))
@@ -299,6 +302,7 @@ class SpasmParams:
     rise_s: float  # phasic contraction
     angle_deg: float  # peak flexion (+) / extension (-) of the trunk sensor
     peak_g: float  # peak linear acceleration
+    roll_deg: float = 0.0  # asymmetric spasms: a roll component with the pitch (round 3)
 
 
 def draw_spasm(rng: np.random.Generator, intensity: float, spasm_g: float) -> SpasmParams:
@@ -350,6 +354,8 @@ def spasm(tau: np.ndarray, rng: np.random.Generator, p: SpasmParams) -> Motion:
     alpha = theta_pk * (dds1 / p.rise_s**2 - dds2 / fall_s**2)
     m.flex += theta
     m.roll += float(rng.normal(0.0, 2.0)) * DEG * (s1 - s2)  # slight asymmetry
+    if p.roll_deg:
+        m.roll += p.roll_deg * DEG * (s1 - s2)  # asymmetric spasm: the trunk also rolls
     r = 0.15  # m, chest sensor to the hip pivot of an infant trunk
     lin = np.zeros((n, 3))
     lin[:, 2] = r * alpha / G
@@ -412,3 +418,211 @@ def plan_cluster(
     intervals = np.maximum(intervals, durs[:-1] + 0.5)
     onsets = np.concatenate([[0.0], np.cumsum(intervals)])
     return ClusterPlan(onsets, spasms)
+
+
+# --------------------------------------------------------------------------------------------
+# Round 3: harder clusters (variants of plan_cluster) and the clinical mimics
+# --------------------------------------------------------------------------------------------
+
+
+def plan_cluster_variant(
+    rng: np.random.Generator,
+    variant: str,
+    *,
+    n: int | None = None,
+    spasm_g: float = 1.0,
+) -> ClusterPlan:
+    """A harder spasm cluster. ``variant``:
+
+    * ``short``: onset-to-onset 2-5 s (the short end of "every few seconds"), 5-20 spasms;
+    * ``long``: 20-40 spasms whose amplitude decreases through the cluster (the
+      decrescendo tail of Kellaway's clusters, without the crescendo);
+    * ``weak``: every spasm at 0.3-0.55 x ``spasm_g`` (a few degrees of pitch);
+    * ``asymmetric``: a roll component of 5-20 deg with the pitch, the same side for the
+      whole cluster (asymmetric spasms point to a lateralised lesion: Fusco & Vigevano 1993).
+    Durations, types and the minimum gap are those of :func:`plan_cluster`.
+    """
+    if variant == "short":
+        n = n or int(rng.integers(5, 21))
+    elif variant == "long":
+        n = n or int(rng.integers(20, 41))
+    g = spasm_g * (float(rng.uniform(0.3, 0.55)) if variant == "weak" else 1.0)
+    plan = plan_cluster(rng, n=n, spasm_g=g)
+    k = len(plan.spasms)
+    if variant == "long":
+        # Decreasing amplitude: intensity from 1.0 down to 0.35 (with the usual jitter).
+        inten = np.linspace(1.0, 0.35, k) * rng.uniform(0.85, 1.0, k)
+        plan = _respace(rng, plan.onsets, [draw_spasm(rng, float(x), g) for x in inten])
+    if variant == "short":
+        iv = rng.uniform(2.0, 5.0, max(k - 1, 0))
+        plan = _respace(rng, np.concatenate([[0.0], np.cumsum(iv)]), plan.spasms)
+    if variant == "asymmetric":
+        side = 1.0 if rng.random() < 0.5 else -1.0
+        plan.spasms = [
+            SpasmParams(s.kind, s.dur_s, s.rise_s, s.angle_deg, s.peak_g,
+                        roll_deg=side * float(rng.uniform(5.0, 20.0))
+                        * min(1.0, abs(s.angle_deg) / 20.0 + 0.3))
+            for s in plan.spasms
+        ]
+    return plan
+
+
+def _respace(rng: np.random.Generator, onsets: np.ndarray, spasms: list[SpasmParams]
+             ) -> ClusterPlan:
+    """Keep the planned intervals, but never start a spasm before the previous one relaxed."""
+    iv = np.diff(onsets)
+    durs = np.array([s.dur_s for s in spasms])
+    iv = np.maximum(iv, durs[:-1] + 0.5)
+    return ClusterPlan(np.concatenate([[0.0], np.cumsum(iv)]), spasms)
+
+
+def _pitch_motion(tau: np.ndarray, theta: np.ndarray, r: float = 0.15) -> Motion:
+    """Motion of a chest sensor whose trunk pitches by ``theta`` (rad) about the hips.
+
+    Linear acceleration from the trajectory: tangential r*alpha on +Z, centripetal r*omega^2
+    footward (as in :func:`spasm`), by finite differences.
+    """
+    n = len(tau)
+    m = Motion.zeros(n)
+    m.flex += theta
+    if n > 2:
+        dt = float(tau[1] - tau[0])
+        omega = np.gradient(theta, dt)
+        alpha = np.gradient(omega, dt)
+        m.lin[:, 2] += r * alpha / G
+        m.lin[:, 0] -= r * omega**2 / G
+    return m
+
+
+def hiccup(tau: np.ndarray, rng: np.random.Generator, *, peak_g: float, direction: np.ndarray
+           ) -> Motion:
+    """One hiccup: a sudden diaphragm contraction closed by the glottis ~35 ms later.
+
+    ASSUMPTION: felt on the chest as a 50-120 ms biphasic jerk of ``peak_g`` (a bout keeps
+    its amplitude and direction: hiccups are highly stereotyped) with < 1 deg of transient
+    flexion; the duration is clinical in order of magnitude only (the inspiratory burst).
+    """
+    dur = float(rng.uniform(0.05, 0.12))
+    return jerk(tau, rng, dur_s=dur, peak_g=peak_g * float(rng.uniform(0.85, 1.15)),
+                direction=_unit(direction + rng.normal(0.0, 0.05, 3)),
+                tilt_deg=float(rng.uniform(0.2, 1.0)))
+
+
+def startle(tau: np.ndarray, rng: np.random.Generator, scale: float = 1.0) -> Motion:
+    """A Moro / startle response: abrupt extension (arms fling out, trunk extends) then
+    flexion ("embrace") and relaxation, about 1-2 s in all.
+
+    ASSUMPTIONS: an onset impulse of 0.3-1.2 g lasting 0.1-0.2 s, trunk extension of 5-15 deg
+    reached in 0.15-0.3 s, then flexion to 0-10 deg at 0.5-0.9 s and back to rest by 1-2 s.
+    It resembles an extensor or mixed spasm on purpose: the differences are context (a
+    trigger, isolated, often followed by crying) and the lack of a stereotyped series.
+    """
+    n = len(tau)
+    ext = -float(rng.uniform(5.0, 15.0)) * scale * DEG
+    flex = float(rng.uniform(0.0, 10.0)) * scale * DEG
+    t1 = float(rng.uniform(0.15, 0.3))
+    t2 = float(rng.uniform(0.5, 0.9))
+    t3 = float(rng.uniform(1.0, 2.0))
+    s1, _, _ = min_jerk(tau / t1)
+    s2, _, _ = min_jerk((tau - t1) / (t2 - t1))
+    s3, _, _ = min_jerk((tau - t2) / (t3 - t2))
+    theta = ext * s1 + (flex - ext) * s2 - flex * s3
+    m = _pitch_motion(tau, theta)
+    d = _random_direction(rng, np.array([-0.3, 0.0, 1.0]), 0.3)
+    m.lin += jerk(tau, rng, dur_s=float(rng.uniform(0.1, 0.2)),
+                  peak_g=float(rng.uniform(0.3, 1.2)) * scale, direction=d).lin[:n]
+    m.roll += float(rng.normal(0.0, 3.0)) * DEG * np.sin(np.pi * np.clip(tau / t3, 0, 1)) ** 2
+    return m
+
+
+def shudder(tau: np.ndarray, rng: np.random.Generator, *, dur_s: float) -> Motion:
+    """A shuddering attack: a rapid 4-10 Hz shiver of head, shoulders and trunk for
+    ``dur_s`` (2-15 s), awake (often while feeding), consciousness preserved.
+
+    ASSUMPTIONS: 0.05-0.4 g along a main direction, +-0.5-3 deg of flexion at the same
+    frequency, a 0.3 s ramp in and out, frequency wandering +-5 %.
+    """
+    n = len(tau)
+    rate = 1.0 / (tau[1] - tau[0]) if n > 1 else 1.0
+    m = Motion.zeros(n)
+    f = float(rng.uniform(4.0, 10.0))
+    fm = f * (1.0 + 0.05 * smooth_noise(n, rate, 1.0, rng)[:, 0])
+    phase = 2.0 * np.pi * np.cumsum(fm) / rate
+    env = np.clip(tau / 0.3, 0, 1) * np.clip((dur_s - tau) / 0.3, 0, 1)
+    env *= 1.0 + 0.2 * smooth_noise(n, rate, 0.8, rng)[:, 0]
+    a = float(rng.uniform(0.05, 0.4))
+    d = _random_direction(rng, np.array([0.5, 0.5, 0.7]), 0.6)
+    m.lin += (a * env * np.sin(phase))[:, None] * d
+    m.flex += float(rng.uniform(0.5, 3.0)) * DEG * env * np.sin(phase + 0.5)
+    return m
+
+
+def cry_cycle(tau: np.ndarray, rng: np.random.Generator, *, dur_s: float, vigour: float = 1.0
+              ) -> Motion:
+    """One cry: an inspiratory gasp (a brief jerk), then an expiratory cry of ``dur_s``
+    with the abdomen contracting and the trunk curling forward, then release.
+
+    ASSUMPTIONS: gasp 0.05-0.3 g x vigour; flexion 2-10 deg x vigour held through the cry;
+    a 20-40 Hz vocal/abdominal vibration of 5-30 mg while crying. Crying is
+    rhythmic (cry cycles of 1-3 s) and comes with vigorous limb movement (added by the
+    planner).
+    """
+    n = len(tau)
+    rate = 1.0 / (tau[1] - tau[0]) if n > 1 else 1.0
+    up = float(rng.uniform(0.15, 0.4))
+    angle = float(rng.uniform(2.0, 10.0)) * vigour * DEG
+    s1, _, _ = min_jerk(tau / up)
+    s2, _, _ = min_jerk((tau - dur_s) / 0.4)
+    m = _pitch_motion(tau, angle * (s1 - s2))
+    d = _random_direction(rng, np.array([0.5, 0.0, 1.0]), 0.4)
+    m.lin += jerk(tau, rng, dur_s=float(rng.uniform(0.08, 0.2)),
+                  peak_g=float(rng.uniform(0.05, 0.3)) * vigour, direction=d).lin[:n]
+    vib_f = float(rng.uniform(20.0, 40.0))
+    if vib_f < rate / 2.0:
+        env = s1 * (1.0 - s2)
+        m.lin[:, 2] += float(rng.uniform(0.005, 0.03)) * env * np.sin(2 * np.pi * vib_f * tau)
+    return m
+
+
+def sandifer(tau: np.ndarray, rng: np.random.Generator, *, dur_s: float) -> Motion:
+    """Sandifer posturing (reflux): the back arches and the neck twists for ``dur_s``
+    (10 s to 3 min), usually awake after a feed, then the posture releases.
+
+    ASSUMPTIONS: trunk extension 10-30 deg with a 5-15 deg roll reached over 1-3 s, held with
+    slow writhing of +-3 deg, released over 1-3 s; low linear acceleration.
+    """
+    n = len(tau)
+    rate = 1.0 / (tau[1] - tau[0]) if n > 1 else 1.0
+    ramp_in = float(rng.uniform(1.0, 3.0))
+    ramp_out = float(rng.uniform(1.0, 3.0))
+    a, _, _ = min_jerk(tau / ramp_in)
+    b, _, _ = min_jerk((tau - (dur_s - ramp_out)) / ramp_out)
+    shape = a * (1.0 - b)
+    ext = -float(rng.uniform(10.0, 30.0)) * DEG
+    writhe = smooth_noise(n, rate, 2.0, rng, 2) * 3.0 * DEG
+    m = _pitch_motion(tau, shape * (ext + writhe[:, 0]))
+    side = 1.0 if rng.random() < 0.5 else -1.0
+    m.roll += shape * (side * float(rng.uniform(5.0, 15.0)) * DEG + writhe[:, 1])
+    return m
+
+
+def sucking(tau: np.ndarray, rng: np.random.Generator) -> Motion:
+    """Feeding: bursts of sucking at 1-2 Hz felt on the chest (jaw and swallowing).
+
+    ASSUMPTION: 0.01-0.05 g, bursts of 5-30 s with 2-10 s pauses.
+    """
+    n = len(tau)
+    rate = 1.0 / (tau[1] - tau[0]) if n > 1 else 1.0
+    m = Motion.zeros(n)
+    f = float(rng.uniform(1.0, 2.0))
+    on = np.zeros(n)
+    t = 0.0
+    end = float(tau[-1]) if n else 0.0
+    while t < end:
+        b = float(rng.uniform(5.0, 30.0))
+        on[(tau >= t) & (tau < t + b)] = 1.0
+        t += b + float(rng.uniform(2.0, 10.0))
+    env = np.convolve(on, np.ones(max(1, int(0.3 * rate))) / max(1, int(0.3 * rate)), "same")
+    d = _random_direction(rng, np.array([0.6, 0.0, 0.8]), 0.3)
+    m.lin += (float(rng.uniform(0.01, 0.05)) * env * np.sin(2 * np.pi * f * tau))[:, None] * d
+    return m

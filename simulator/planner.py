@@ -194,7 +194,14 @@ class Planner:
         return t0 + dur
 
     def handling(
-        self, t0: float, dur_s: float, *, end_roll: float | None = None, violent: bool = False
+        self,
+        t0: float,
+        dur_s: float,
+        *,
+        end_roll: float | None = None,
+        violent: bool = False,
+        pats: bool | None = None,
+        label: str = "handling",
     ) -> float:
         """Carer picks the baby up and puts it down (maybe in a new posture)."""
         r = self.child()
@@ -207,13 +214,14 @@ class Planner:
         if len(tau) == 0:
             return t0 + dur_s
         m, path = mv.handling(
-            tau, r, dur_s=dur_s, start_roll=self.current_roll, end_roll=end_roll, violent=violent
+            tau, r, dur_s=dur_s, start_roll=self.current_roll, end_roll=end_roll, violent=violent,
+            pats=pats,
         )
         self.body.change_posture(i0, path, end_roll)
         self.body.add(i0, m)
         self.current_roll = end_roll
         self._last_posture_t = t0 + dur_s
-        self._label(t0, t0 + dur_s, "handling")
+        self._label(t0, t0 + dur_s, label)
         return t0 + dur_s
 
     def rocking(self, t0: float, dur_s: float) -> float:
@@ -224,17 +232,26 @@ class Planner:
         self._label(t0, min(t0 + dur_s, self.T), "rocking")
         return t0 + dur_s
 
-    def spasm_cluster(self, t0: float, plan: mv.ClusterPlan) -> float:
-        """Render a planned cluster from t0; spasms that would run past the trace are dropped."""
+    def spasm_cluster(self, t0: float, plan: mv.ClusterPlan, *, cry_after: bool = False) -> float:
+        """Render a planned cluster from t0; spasms that would run past the trace are dropped.
+
+        ``cry_after``: every spasm is followed at once by crying (1-4 s, up to 0.3 s before
+        the next spasm).
+        """
         last_end = t0
-        for on, sp in zip(plan.onsets, plan.spasms, strict=True):
-            ts = t0 + float(on)
+        onsets = [t0 + float(on) for on in plan.onsets]
+        for i, (ts, sp) in enumerate(zip(onsets, plan.spasms, strict=True)):
             if ts + sp.dur_s > self.T:
                 break
             r = self.child()
             self._render(ts, sp.dur_s + 0.2, partial(mv.spasm, rng=r, p=sp))
             self._label(ts, ts + sp.dur_s, "spasm")
             last_end = ts + sp.dur_s
+            if cry_after:
+                nxt = onsets[i + 1] - 0.3 if i + 1 < len(onsets) else self.T
+                cry_end = min(last_end + float(r.uniform(1.0, 4.0)), nxt)
+                if cry_end - last_end > 0.5:
+                    self.crying(last_end + 0.05, cry_end - last_end - 0.05, label=False)
         if last_end > t0:
             self._label(t0, last_end, "cluster")
             self.n_clusters += 1
@@ -248,19 +265,149 @@ class Planner:
         post_s: float | None = None,
         state: str = "wake",
         max_n: int | None = None,
+        variant: str | None = None,
+        cry_after: bool = False,
+        crying_start: bool = False,
     ) -> float:
         """Arousal (``wake``) wrapped around one spasm cluster, or a cluster in ``settling``.
 
         Spasms mostly come on/just after waking, with wake movements around them.
+        ``variant`` picks a harder cluster (:func:`~movements.plan_cluster_variant`);
+        ``cry_after``: crying right after every spasm; ``crying_start``: the cluster starts
+        while the baby cries.
         """
-        plan = mv.plan_cluster(self.child(), n=n, spasm_g=self.spasm_g)
+        if variant is None:
+            plan = mv.plan_cluster(self.child(), n=n, spasm_g=self.spasm_g)
+        else:
+            plan = mv.plan_cluster_variant(self.child(), variant, n=n, spasm_g=self.spasm_g)
         if max_n is not None and len(plan.spasms) > max_n:
             plan = mv.ClusterPlan(plan.onsets[:max_n], plan.spasms[:max_n])
         pre = float(self.rng.uniform(5.0, 40.0)) if pre_s is None else pre_s
         post = float(self.rng.uniform(20.0, 90.0)) if post_s is None else post_s
         t0, _ = self.state(state, pre + plan.length + post)
-        self.spasm_cluster(t0 + pre, plan)
+        if crying_start:
+            # The cluster starts during crying: crying from 10-30 s before it until a few
+            # spasms in.
+            lead = min(pre, float(self.rng.uniform(10.0, 30.0)))
+            k = min(len(plan.onsets) - 1, int(self.rng.integers(1, 4)))
+            self.crying(t0 + pre - lead, lead + float(plan.onsets[k]))
+        self.spasm_cluster(t0 + pre, plan, cry_after=cry_after)
         return self.now
+
+    # ---- round 3: clinical mimics ---------------------------------------------------------
+
+    def crying(self, t0: float, dur_s: float, *, vigour: float | None = None,
+               label: bool = True) -> float:
+        """Crying / vigorous wakefulness for ``dur_s``: back-to-back cry cycles (gasp, a
+        0.5-1.5 s cry with the trunk curling forward, a 0.3-0.8 s pause) and vigorous limb
+        movements at 1-3 per second. Labelled ``crying``."""
+        r = self.child()
+        if dur_s <= 0.5 or t0 >= self.T:
+            return t0
+        v = float(r.uniform(0.6, 1.5)) if vigour is None else vigour
+        end = min(t0 + dur_s, self.T)
+        t = t0
+        while t < end - 0.5:
+            cry = min(float(r.uniform(0.5, 1.5)), end - t)
+            rr = self.child()
+            self._render(t, cry + 0.6, partial(mv.cry_cycle, rng=rr, dur_s=cry, vigour=v))
+            t += cry + float(r.uniform(0.3, 0.8))
+        t = t0
+        while True:
+            t += float(r.exponential(1.0 / float(r.uniform(1.0, 3.0))))
+            if t >= end - 0.4:
+                break
+            rr = self.child()
+            self._render(t, 2.0, partial(mv.limb_movement, rng=rr,
+                                         vigour=float(r.uniform(1.5, 3.0)) * v))
+        if label:
+            self._label(t0, end, "crying")
+        return end
+
+    def hiccups(self, t0: float, dur_s: float) -> float:
+        """A hiccup bout: a brief, stereotyped trunk jerk every 1-5 s (+-10 %) for ``dur_s``.
+        Labelled ``hiccups`` (one label for the bout)."""
+        r = self.child()
+        period = float(r.uniform(1.0, 5.0))
+        amp = float(r.uniform(0.05, 0.5))
+        d = mv._random_direction(r, np.array([0.7, 0.0, 0.7]), 0.3)
+        end = min(t0 + dur_s, self.T - 0.5)
+        t = t0
+        while t < end:
+            rr = self.child()
+            self._render(t, 0.6, partial(mv.hiccup, rng=rr, peak_g=amp, direction=d))
+            t += period * float(r.uniform(0.9, 1.1))
+        if end > t0:
+            self._label(t0, end, "hiccups")
+        return end
+
+    def startle(self, t0: float, *, cry: bool | None = None) -> float:
+        """A Moro/startle response (``startle`` label), followed by crying 60 % of the time."""
+        r = self.child()
+        if t0 >= self.T - 2.0:
+            return t0
+        scale = float(r.uniform(0.6, 1.4))
+        self._render(t0, 2.2, partial(mv.startle, rng=r, scale=scale))
+        self._label(t0, t0 + 1.5, "startle")
+        if cry if cry is not None else r.random() < 0.6:
+            return self.crying(t0 + float(r.uniform(0.8, 2.0)), float(r.uniform(5.0, 40.0)))
+        return t0 + 2.0
+
+    def shudder(self, t0: float) -> float:
+        """A shuddering attack of 2-15 s (``shudder`` label)."""
+        r = self.child()
+        dur = float(r.uniform(2.0, 15.0))
+        if t0 >= self.T - dur:
+            return t0
+        self._render(t0, dur, partial(mv.shudder, rng=r, dur_s=dur))
+        self._label(t0, t0 + dur, "shudder")
+        return t0 + dur
+
+    def benign_myoclonus_infancy(self, t0: float) -> float:
+        """Benign myoclonus of early infancy (Fejerman): awake, a cluster of 3-15 brief
+        flexions of neck and trunk (0.2-0.5 s) or shudders (0.5-2 s) at irregular 1-10 s
+        intervals. Labelled ``bmei`` (one label per cluster)."""
+        r = self.child()
+        k = int(r.integers(3, 16))
+        t = t0
+        for _ in range(k):
+            if t >= self.T - 2.5:
+                break
+            rr = self.child()
+            if r.random() < 0.6:
+                d = mv._random_direction(rr, np.array([0.4, 0.0, 1.0]), 0.4)
+                dur = float(rr.uniform(0.2, 0.5))
+                self._render(t, dur + 1.0, partial(
+                    mv.jerk, rng=rr, dur_s=dur, peak_g=float(rr.uniform(0.1, 0.6)),
+                    direction=d, tilt_deg=float(rr.uniform(2.0, 8.0))))
+                t += dur
+            else:
+                dur = float(rr.uniform(0.5, 2.0))
+                self._render(t, dur, partial(mv.shudder, rng=rr, dur_s=dur))
+                t += dur
+            t += float(r.lognormal(np.log(3.0), 0.6)) + 0.3
+        if t > t0:
+            self._label(t0, t, "bmei")
+        return t
+
+    def sandifer(self, t0: float) -> float:
+        """Sandifer posturing: arching with a neck twist for 10 s - 3 min (``sandifer``)."""
+        r = self.child()
+        dur = float(r.uniform(10.0, 180.0))
+        if t0 >= self.T - dur:
+            return t0
+        self._render(t0, dur, partial(mv.sandifer, rng=r, dur_s=dur))
+        self._label(t0, t0 + dur, "sandifer")
+        return t0 + dur
+
+    def feeding(self, t0: float, dur_s: float) -> float:
+        """Feeding then burping: held (cradled or upright) with sucking bursts, burping pats
+        always. Labelled ``feeding``."""
+        r = self.child()
+        end = self.handling(t0, dur_s, pats=True, label="feeding")
+        if end > t0 + 10.0:
+            self._render(t0 + 3.0, (end - t0) * 0.6, partial(mv.sucking, rng=r))
+        return end
 
     # ---- background -----------------------------------------------------------------------
 

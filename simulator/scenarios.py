@@ -23,10 +23,10 @@ import numpy as np
 from . import traceio
 from .body_model import DEG, resolve_posture
 from .planner import Planner
-from .sensor_model import apply_sensor, default_bandwidth
+from .sensor_model import apply_sensor, default_bandwidth, loose_fit, slide
 from .traceio import Label, Trace
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"  # 1.1: round-3 mimics, hard positives, fitting
 
 
 @dataclass(frozen=True)
@@ -136,14 +136,21 @@ def _build_mixed(p: Planner) -> None:
 
 
 def _night(
-    p: Planner, *, clusters: list[int | None], onset_prob: float = 0.15, force_benign: bool = True
+    p: Planner,
+    *,
+    clusters: list[int | None],
+    onset_prob: float = 0.15,
+    force_benign: bool = True,
+    mimics: bool = False,
 ) -> None:
     """A stretch of night: awake -> settling -> sleep cycles with arousals.
 
     Spasm clusters (sizes in ``clusters``; None = drawn) are spread over the night on arousals
     (or, with ``onset_prob``, while settling back to sleep). With ``force_benign`` the night is
     guaranteed at least one of each benign confounder (jerks, myoclonus burst, roll, handling,
-    rocking) when there is room.
+    rocking) when there is room. With ``mimics`` (round 3) the clinical look-alikes join in:
+    hiccup bouts in sleep, and on arousals crying, startles, shuddering, feeding, benign
+    myoclonus of infancy or Sandifer posturing (see :func:`_mimic`).
     """
     rng = p.rng
     s = min(1.0, p.T / 1800.0)
@@ -173,6 +180,8 @@ def _night(
             f = max(0.0, due - p.now) / (qs + as_)
             qs, as_ = qs * f, as_ * f
         a, b = p.state("quiet-sleep", qs)
+        if mimics and b - a > 150.0 and rng.random() < 0.3:
+            p.hiccups(a + _u(p, 0.05, 0.3) * (b - a), _u(p, 60.0, min(600.0, 0.6 * (b - a))))
         if b - a > 60.0 and (rng.random() < 0.35 or "burst" in need):
             p.myoclonus(a + _u(p, 0.1, 0.5) * (b - a), _u(p, 10.0, 150.0))
             need.discard("burst")
@@ -190,6 +199,9 @@ def _night(
                 p.arousal_with_cluster(n=n, state="settling", pre_s=_u(p, 10.0, 60.0))
             else:
                 p.arousal_with_cluster(n=n)
+        elif mimics and rng.random() < 0.7:
+            a, b = p.state("wake", _u(p, 40.0, 200.0))
+            _mimic(p, a, b)
         else:
             a, b = p.state("wake", _u(p, 20.0, 120.0))
             if rng.random() < 0.3:
@@ -199,6 +211,126 @@ def _night(
         a, b = p.state("settling", _u(p, 60.0, 200.0) * s)
         for tj in p.times(a + 0.3 * (b - a), b - 2.0, int(rng.integers(0, 3)), 10.0):
             p.hypnic_jerk(tj)
+
+
+def _mimic(p: Planner, a: float, b: float) -> None:
+    """One clinical look-alike of a spasm cluster inside the wake stretch [a, b]."""
+    kind = p.rng.choice(["crying", "startle", "shudder", "feeding", "bmei", "sandifer"])
+    t = a + _u(p, 0.05, 0.2) * (b - a)
+    if kind == "crying":
+        p.crying(t, _u(p, 0.3, 0.8) * (b - a))
+    elif kind == "startle":
+        for ts in p.times(t, b - 3.0, int(p.rng.integers(1, 4)), 8.0):
+            p.startle(ts)
+    elif kind == "shudder":
+        for ts in p.times(t, b - 16.0, int(p.rng.integers(1, 5)), 18.0):
+            p.shudder(ts)
+    elif kind == "feeding":
+        p.feeding(t, min(_u(p, 40.0, 150.0), 0.8 * (b - a)))
+    elif kind == "bmei":
+        p.benign_myoclonus_infancy(t)
+    else:
+        p.sandifer(t)
+
+
+def _build_hiccups(p: Planner) -> None:
+    a, b = p.state("settling", 0.3 * p.T)
+    p.hiccups(a + _u(p, 0.1, 0.4) * (b - a), _u(p, 60.0, 180.0))
+    a, b = p.state("quiet-sleep", p.remaining)
+    p.hiccups(a + _u(p, 0.1, 0.3) * (b - a), _u(p, 120.0, 0.6 * (b - a)))
+
+
+def _build_startles(p: Planner) -> None:
+    a, b = p.state("quiet-sleep", 0.3 * p.T)
+    for t in p.times(a + 20.0, b - 5.0, int(p.rng.integers(1, 3)), 30.0):
+        p.startle(t)
+    a, b = p.state("wake", 0.3 * p.T)
+    for t in p.times(a + 5.0, b - 5.0, int(p.rng.integers(2, 5)), 10.0):
+        p.startle(t, cry=False)
+    a, b = p.state("active-sleep", p.remaining)
+    for t in p.times(a + 20.0, b - 5.0, int(p.rng.integers(1, 3)), 30.0):
+        p.startle(t)
+
+
+def _build_shuddering(p: Planner) -> None:
+    a, b = p.state("wake", 0.7 * p.T)
+    for t in p.times(a + 10.0, b - 16.0, int(p.rng.integers(3, 9)), 20.0):
+        p.shudder(t)
+    p.state("settling", p.remaining)
+
+
+def _build_crying(p: Planner) -> None:
+    a, b = p.state("wake", 0.75 * p.T)
+    t = a + _u(p, 5.0, 20.0)
+    while t < b - 30.0:
+        t = p.crying(t, _u(p, 20.0, 120.0)) + _u(p, 10.0, 60.0)
+    p.state("settling", p.remaining)
+
+
+def _build_bmei(p: Planner) -> None:
+    a, b = p.state("wake", 0.8 * p.T)
+    t = a + _u(p, 10.0, 40.0)
+    for _ in range(int(p.rng.integers(2, 5))):
+        if t > b - 60.0:
+            break
+        t = p.benign_myoclonus_infancy(t) + _u(p, 40.0, 150.0)
+    p.state("settling", p.remaining)
+
+
+def _build_sandifer(p: Planner) -> None:
+    a, b = p.state("wake", 0.85 * p.T)
+    t = p.feeding(a + 5.0, _u(p, 60.0, 150.0)) + _u(p, 5.0, 30.0)
+    for _ in range(int(p.rng.integers(1, 4))):
+        if t > b - 60.0:
+            break
+        t = p.sandifer(t) + _u(p, 10.0, 60.0)
+    p.state("settling", p.remaining)
+
+
+def _build_feeding(p: Planner) -> None:
+    a, b = p.state("wake", 0.7 * p.T)
+    t = p.feeding(a + _u(p, 5.0, 20.0), _u(p, 0.4, 0.7) * (b - a))
+    if b - t > 60.0:
+        p.feeding(t + 10.0, _u(p, 30.0, 0.8 * (b - t - 10.0)))
+    p.state("settling", p.remaining)
+
+
+def _build_mimic_night(p: Planner) -> None:
+    _night(p, clusters=[], mimics=True)
+
+
+def _build_spasm_mimic_night(p: Planner) -> None:
+    _night(p, clusters=[None], mimics=True)
+
+
+def _hard_cluster(p: Planner, **kw: object) -> None:
+    p.state("quiet-sleep", _u(p, 60.0, 120.0) * min(1.0, p.T / 600.0))
+    p.arousal_with_cluster(post_s=_u(p, 20.0, 45.0), **kw)  # type: ignore[arg-type]
+    p.state("settling", max(0.0, p.remaining))
+
+
+def _build_spasm_cry(p: Planner) -> None:
+    _hard_cluster(p, n=int(p.rng.integers(5, 21)), cry_after=True)
+
+
+def _build_short_interval(p: Planner) -> None:
+    _hard_cluster(p, variant="short")
+
+
+def _build_long_cluster(p: Planner) -> None:
+    _hard_cluster(p, variant="long")
+
+
+def _build_weak_cluster(p: Planner) -> None:
+    _hard_cluster(p, n=int(p.rng.integers(5, 21)), variant="weak")
+
+
+def _build_asymmetric(p: Planner) -> None:
+    _hard_cluster(p, n=int(p.rng.integers(5, 21)), variant="asymmetric")
+
+
+def _build_crying_cluster(p: Planner) -> None:
+    _hard_cluster(p, n=int(p.rng.integers(5, 21)), crying_start=True, pre_s=_u(p, 20.0, 40.0))
 
 
 def _build_benign_night(p: Planner) -> None:
@@ -288,6 +420,54 @@ SCENARIOS: dict[str, ScenarioSpec] = {
             _build_onset_cluster,
             has_spasms=True,
         ),
+        # Round 3: clinical mimics (negatives) ...
+        ScenarioSpec("hiccups", "hiccup bouts while settling and asleep", 600.0, _build_hiccups),
+        ScenarioSpec(
+            "startles", "Moro/startle responses in sleep and awake, often then crying", 600.0,
+            _build_startles,
+        ),
+        ScenarioSpec("shuddering", "awake with 3-8 shuddering attacks", 480.0, _build_shuddering),
+        ScenarioSpec("crying", "crying bouts and vigorous wakefulness", 480.0, _build_crying),
+        ScenarioSpec(
+            "benign-myoclonus-infancy",
+            "awake with clusters of benign myoclonus of early infancy (Fejerman)", 600.0,
+            _build_bmei,
+        ),
+        ScenarioSpec("sandifer", "a feed, then Sandifer posturing", 600.0, _build_sandifer),
+        ScenarioSpec("feeding", "feeding and burping (held, patted)", 600.0, _build_feeding),
+        ScenarioSpec(
+            "mimic-night", "an hour of night with benign confounders and the clinical mimics",
+            3600.0, _build_mimic_night,
+        ),
+        # ... and harder positives
+        ScenarioSpec(
+            "spasm-mimic-night", "an hour of night with mimics and one spasm cluster", 3600.0,
+            _build_spasm_mimic_night, has_spasms=True,
+        ),
+        ScenarioSpec(
+            "spasm-cry", "a cluster where every spasm is followed at once by crying", 600.0,
+            _build_spasm_cry, has_spasms=True,
+        ),
+        ScenarioSpec(
+            "short-interval-cluster", "a cluster with spasms 2-5 s apart", 600.0,
+            _build_short_interval, has_spasms=True,
+        ),
+        ScenarioSpec(
+            "long-cluster", "a cluster of 20-40 spasms of decreasing amplitude", 900.0,
+            _build_long_cluster, has_spasms=True,
+        ),
+        ScenarioSpec(
+            "weak-cluster", "a cluster of weak spasms (0.3-0.55 x spasm_g)", 600.0,
+            _build_weak_cluster, has_spasms=True,
+        ),
+        ScenarioSpec(
+            "asymmetric-cluster", "a cluster of asymmetric spasms with a roll component", 600.0,
+            _build_asymmetric, has_spasms=True,
+        ),
+        ScenarioSpec(
+            "crying-cluster", "a cluster that starts while the baby is crying", 600.0,
+            _build_crying_cluster, has_spasms=True,
+        ),
     )
 }
 
@@ -325,6 +505,9 @@ def generate(
     noise_scale: float = 1.0,
     duration_s: float | None = None,
     dropout_fraction: float = 0.0,
+    loose_hz: float = 0.0,
+    loose_zeta: float = 0.2,
+    slide_deg: float = 0.0,
 ) -> tuple[Trace, list[Label]]:
     """Generate scenario ``name`` deterministically for ``seed``.
 
@@ -332,6 +515,11 @@ def generate(
     0 uniform at ``rate_hz``; with ``dropout_fraction`` > 0 some runs of samples are removed,
     leaving gaps in t) and the ground-truth labels. The event layout depends only on (name,
     seed, posture, spasm_g, duration_s), not on the rate, range or noise.
+
+    Fitting realism (round 3): ``loose_hz`` > 0 mounts the sensor on fabric with that
+    resonance and damping ratio ``loose_zeta`` (:func:`~sensor_model.loose_fit`);
+    ``slide_deg`` > 0 lets it turn by that angle in the sack over 2-20 minutes, starting at
+    a random time, about an axis mostly normal to the chest (:func:`~sensor_model.slide`).
     """
     if name not in SCENARIOS:
         raise KeyError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
@@ -339,7 +527,7 @@ def generate(
         raise ValueError("dropout_fraction must be in [0, 0.5)")
     spec = SCENARIOS[name]
     # Separate streams so e.g. the sensor noise draw cannot shift the event layout.
-    plan_rng, posture_rng, sensor_rng, drop_rng = _streams(seed, name, 4)
+    plan_rng, posture_rng, sensor_rng, drop_rng, fit_rng = _streams(seed, name, 5)
     posture_name, roll0, incline = resolve_posture(posture or spec.posture, posture_rng)
     duration = spec.duration_s if duration_s is None else float(duration_s)
     if duration * rate_hz < 2:
@@ -348,6 +536,18 @@ def generate(
     planner = Planner(duration, rate_hz, plan_rng, roll0=roll0, incline=incline, spasm_g=spasm_g)
     spec.build(planner)
     acc_true, labels = planner.finish()
+    fit_meta: dict[str, str] = {}
+    if loose_hz > 0.0:
+        acc_true = loose_fit(acc_true, rate_hz, loose_hz, loose_zeta)
+        fit_meta.update(loose_hz=f"{loose_hz:g}", loose_zeta=f"{loose_zeta:g}")
+    if slide_deg > 0.0:
+        slide_dur = float(fit_rng.uniform(120.0, 1200.0))
+        start = float(fit_rng.uniform(0.0, max(1.0, duration - slide_dur)))
+        axis = np.array([0.0, 0.0, 1.0]) + fit_rng.normal(0.0, 0.3, 3)
+        acc_true = slide(acc_true, rate_hz, angle_deg=slide_deg, axis=axis, start_s=start,
+                         dur_s=slide_dur)
+        fit_meta.update(slide_deg=f"{slide_deg:g}", slide_start_s=f"{start:.0f}",
+                        slide_dur_s=f"{slide_dur:.0f}")
     acc = apply_sensor(acc_true, rate_hz, range_g, sensor_rng, noise_scale=noise_scale)
     t = np.arange(planner.body.n) / rate_hz
     keep = _drop_samples(len(t), dropout_fraction, drop_rng)
@@ -369,6 +569,7 @@ def generate(
         "sensor": "MPU6050 (simulated)",
         "generator": "spasmwatch.simulator.scenarios",
         "generator_version": GENERATOR_VERSION,
+        **fit_meta,
     }
     trace = Trace(t=t[keep], acc=acc[keep], meta=meta, source=f"simulated:{name}:seed={seed}")
     return trace, labels
@@ -408,6 +609,36 @@ SUITE_NEGATIVE = (
 )
 
 
+#: Round 3 suite: the hard positives and the clinical mimics, beside the classic scenarios.
+SUITE_POSITIVE_R3 = (
+    "spasm-cry",
+    "short-interval-cluster",
+    "long-cluster",
+    "weak-cluster",
+    "asymmetric-cluster",
+    "crying-cluster",
+    "small-cluster",
+    "spasm-mimic-night",
+    "onset-cluster",
+    "spasm-night",
+)
+SUITE_NEGATIVE_R3 = (
+    "hiccups",
+    "startles",
+    "shuddering",
+    "crying",
+    "benign-myoclonus-infancy",
+    "sandifer",
+    "feeding",
+    "mimic-night",
+    "benign-night",
+    "benign-myoclonus",
+    "hypnic-jerks",
+    "handling",
+)
+SUITE_MIXES = ("classic", "round3")
+
+
 def generate_suite(
     out_dir: str | Path,
     *,
@@ -416,6 +647,7 @@ def generate_suite(
     seed: int = 0,
     hours: float = 3.0,
     gz: bool = False,
+    mix: str = "classic",
 ) -> list[Path]:
     """Write a varied evaluation set to ``out_dir``; return the trace paths.
 
@@ -424,7 +656,15 @@ def generate_suite(
     ``hours`` in total, with rates from {25..400} Hz, ranges {2..16} g, all postures, noise
     x0.5-3 and a third of the traces with dropped samples. ``suite_manifest.tsv`` lists the
     parameters of each file.
+
+    ``mix="round3"`` draws from the round-3 pools (hard positives, clinical mimics) and fits
+    a third of the traces loosely (fabric resonance 5-15 Hz, damping 0.1-0.3) and lets
+    another third slide 10-40 deg in the sack; "classic" (the default) reproduces the suites
+    of rounds 1-2 exactly.
     """
+    if mix not in SUITE_MIXES:
+        raise ValueError(f"mix must be one of {SUITE_MIXES}")
+    r3 = mix == "round3"
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     n_total = n_spasm + n_benign
@@ -440,10 +680,14 @@ def generate_suite(
     rows = [
         "file\tscenario\tpositive\tseed\trate_hz\trange_g\tposture\tnoise_scale\tspasm_g\t"
         "dropout_fraction\tduration_s\tn_spasms"
+        + ("\tloose_hz\tloose_zeta\tslide_deg" if r3 else "")
     ]
     for i in range(n_total):
         positive = i < n_spasm
-        pool = SUITE_POSITIVE if positive else SUITE_NEGATIVE
+        if r3:
+            pool = SUITE_POSITIVE_R3 if positive else SUITE_NEGATIVE_R3
+        else:
+            pool = SUITE_POSITIVE if positive else SUITE_NEGATIVE
         name = pool[(i if positive else i - n_spasm) % len(pool)]
         spec = SCENARIOS[name]
         duration = (
@@ -460,6 +704,14 @@ def generate_suite(
             duration_s=float(round(duration)),
             dropout_fraction=float(rng.choice([0.0, 0.0, rng.uniform(0.002, 0.02)])),
         )
+        if r3:
+            fit = int(rng.integers(0, 3))  # 0 snug, 1 loose, 2 sliding
+            f0, zeta, ang = (float(np.round(rng.uniform(a, b), 2)) for a, b in
+                             ((5.0, 15.0), (0.1, 0.3), (10.0, 40.0)))
+            if fit == 1:
+                kw.update(loose_hz=f0, loose_zeta=zeta)
+            elif fit == 2:
+                kw.update(slide_deg=ang)
         trace_seed = int(seed) * 1000 + i
         trace, labels = generate(name, trace_seed, **kw)  # type: ignore[arg-type]
         kind = "pos" if positive else "neg"
@@ -471,6 +723,8 @@ def generate_suite(
             f"{path.name}\t{name}\t{int(positive)}\t{trace_seed}\t{kw['rate_hz']:g}\t{kw['range_g']}\t"
             f"{trace.meta['posture']}\t{kw['noise_scale']:g}\t{kw['spasm_g']:g}\t"
             f"{kw['dropout_fraction']:.4f}\t{kw['duration_s']:g}\t{trace.meta['n_spasms']}"
+            + (f"\t{kw.get('loose_hz', 0):g}\t{kw.get('loose_zeta', 0):g}"
+               f"\t{kw.get('slide_deg', 0):g}" if r3 else "")
         )
     (out / "suite_manifest.tsv").write_text("\n".join(rows) + "\n")
     return paths

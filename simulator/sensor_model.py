@@ -137,3 +137,76 @@ def apply_sensor(
     if kernel is not None:
         x = _filter_columns(x, kernel)
     return counts_to_g(g_to_counts(x, range_g), range_g)
+
+
+# --------------------------------------------------------------------------------------------
+# Fitting realism (round 3): a loosely fitted sensor and one that slides/rotates in the sack
+# --------------------------------------------------------------------------------------------
+
+
+def _resonance_kernel(rate_hz: float, f0_hz: float, zeta: float) -> np.ndarray:
+    """Impulse response of base excitation through a spring-damper (absolute acceleration):
+
+        H(s) = (2 zeta w s + w^2) / (s^2 + 2 zeta w s + w^2),  w = 2 pi f0
+
+    discretised with the bilinear transform (pre-warped at f0) and truncated after ~8 time
+    constants; unity DC gain, so gravity passes unchanged.
+    """
+    w = 2.0 * np.pi * f0_hz
+    k = w / np.tan(w / (2.0 * rate_hz))  # pre-warped bilinear constant
+    b = np.array([w * w + 2 * zeta * w * k, 2 * w * w, w * w - 2 * zeta * w * k])
+    a = np.array([k * k + 2 * zeta * w * k + w * w, 2 * (w * w - k * k),
+                  k * k - 2 * zeta * w * k + w * w])
+    b, a = b / a[0], a / a[0]
+    n = int(min(4096, max(8, np.ceil(8.0 / (zeta * w) * rate_hz))))
+    h = np.zeros(n)
+    x1 = x2 = y1 = y2 = 0.0
+    for i in range(n):
+        x0 = 1.0 if i == 0 else 0.0
+        y0 = b[0] * x0 + b[1] * x1 + b[2] * x2 - a[1] * y1 - a[2] * y2
+        h[i] = y0
+        x2, x1, y2, y1 = x1, x0, y1, y0
+    return h / h.sum()
+
+
+def loose_fit(acc_g: np.ndarray, rate_hz: float, f0_hz: float, zeta: float) -> np.ndarray:
+    """A loosely fitted sensor: the board sits on fabric that acts as a spring with
+    resonance ``f0_hz`` and damping ratio ``zeta``. Movements ring at f0 and are amplified
+    near it (by about 1/(2 zeta)). ASSUMPTION: f0 5-15 Hz, zeta 0.1-0.3 for a sensor in a
+    pocket of a sleep sack (a lightly damped textile mount); no measurement was found.
+
+    Causal (the ringing follows the movement). Frequencies above rate/2 cannot be
+    represented: f0 is capped at 0.4 x rate.
+    """
+    acc = np.asarray(acc_g, dtype=np.float64)
+    f0 = min(float(f0_hz), 0.4 * rate_hz)
+    h = _resonance_kernel(rate_hz, f0, float(zeta))
+    out = np.empty_like(acc)
+    for c in range(acc.shape[1]):
+        padded = np.concatenate([np.full(len(h) - 1, acc[0, c]), acc[:, c]])
+        out[:, c] = np.convolve(padded, h, mode="valid")
+    return out
+
+
+def slide(
+    acc_g: np.ndarray, rate_hz: float, *, angle_deg: float, axis: np.ndarray,
+    start_s: float, dur_s: float,
+) -> np.ndarray:
+    """A sensor that slides or turns in the sack: its frame rotates by ``angle_deg`` about
+    ``axis`` (sensor frame) between ``start_s`` and ``start_s + dur_s`` (minimum-jerk, i.e.
+    a slow drift over minutes), and stays there. The detector must not read the slow
+    rotation as a movement, and must still see movements in the rotated frame.
+    """
+    acc = np.asarray(acc_g, dtype=np.float64)
+    n = len(acc)
+    t = np.arange(n) / rate_hz
+    u = np.clip((t - start_s) / max(dur_s, 1e-6), 0.0, 1.0)
+    s = u**3 * (10.0 - 15.0 * u + 6.0 * u**2)
+    phi = np.deg2rad(angle_deg) * s
+    k = np.asarray(axis, dtype=np.float64)
+    k = k / np.linalg.norm(k)
+    # Rodrigues: the sensor rotates by +phi, so vectors rotate by -phi in its frame.
+    c, sn = np.cos(-phi)[:, None], np.sin(-phi)[:, None]
+    kxv = np.cross(k, acc)
+    kdv = (acc @ k)[:, None]
+    return acc * c + kxv * sn + k[None, :] * kdv * (1.0 - c)

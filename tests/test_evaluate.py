@@ -59,3 +59,28 @@ def test_replay_output_does_not_depend_on_chunking() -> None:
     cut = [json.dumps(o) for _, o in iter_replay_chunks(chunks, Engine(t0=float(trace.t[0])))]
     assert cut == whole
     assert any('"type": "event"' in o for o in whole)
+
+
+def test_packet_cache_gives_the_same_scores(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    from spasmwatch.host.evaluate import evaluate_folder
+    from spasmwatch.host.monitor.alerts import AlertConfig
+    from spasmwatch.simulator.scenarios import simulate_to_dir
+
+    data = Path(tmp_path) / "d"
+    simulate_to_dir("spasm-cluster", data, seed=3, rate_hz=50.0, duration_s=300)
+    simulate_to_dir("hiccups", data, seed=3, rate_hz=50.0, duration_s=300)
+    cache = Path(tmp_path) / "cache"
+    first, _ = evaluate_folder(data, cache_dir=cache)
+    assert len(list(cache.glob("*.pkl"))) == 2
+    again, scores = evaluate_folder(data, cache_dir=cache)
+    plain, _ = evaluate_folder(data)
+    for s in (again, plain):
+        assert (s.detected, s.false_alarms, s.event_recall, s.host_event_recall) == (
+            first.detected, first.false_alarms, first.event_recall, first.host_event_recall)
+    assert first.benign_hours == round(300 / 3600, 3)
+    assert first.host_event_recall >= first.event_recall
+    assert [s.benign for s in scores] == [True, False]  # hiccups, spasm-cluster (by name)
+    counted, _ = evaluate_folder(data, AlertConfig(evidence="count"), cache_dir=cache)
+    assert counted.host_event_recall == counted.event_recall  # no re-classing by count

@@ -301,3 +301,105 @@ def test_generate_suite(tmp_path: Path) -> None:
         assert (n_sp >= 3) if "_pos_" in p.name else (n_sp == 0)
     rates = {traceio.read_trace(p).meta["rate_hz"] for p in paths}
     assert len(rates) == 5
+
+
+# ---- round 3: mimics, hard positives, fitting ---------------------------------------------
+
+
+def test_classic_scenarios_unchanged_by_round3() -> None:
+    # The round-1/2 suites must stay reproducible: the new scenarios, variants and fitting
+    # options draw from their own streams. Fingerprint taken before round 3's changes.
+    import hashlib
+
+    tr, lb = generate("spasm-night", 5, rate_hz=50.0, duration_s=600)
+    assert hashlib.sha256(tr.acc.tobytes()).hexdigest()[:16] == "b8496fb7305beef6"
+    assert len(lb) == 42
+
+
+def test_hiccups_are_periodic_brief_and_alike() -> None:
+    p = Planner(300.0, 100.0, np.random.default_rng(2), roll0=0.0, incline=0.0)
+    p.state("quiet-sleep", 300.0)
+    p.hiccups(20.0, 120.0)
+    acc, labels = p.finish()
+    [bout] = _of(labels, "hiccups")
+    assert bout.start == 20.0 and bout.end <= 140.0
+    hp = np.abs(acc - np.median(acc, axis=0))[:, 2]
+    peaks = np.flatnonzero((hp > 0.5 * hp.max()) & (hp >= np.roll(hp, 1)) & (hp >= np.roll(hp, -1)))
+    onsets = peaks[np.insert(np.diff(peaks) > 50, 0, True)] / 100.0
+    gaps = np.diff(onsets)
+    assert len(onsets) >= 20 and 0.9 <= np.median(gaps) <= 5.5
+    assert np.median(np.abs(gaps - np.median(gaps))) / np.median(gaps) < 0.1  # periodic
+
+
+def test_round3_positive_variants() -> None:
+    rng = np.random.default_rng(3)
+    short = mv.plan_cluster_variant(rng, "short")
+    gaps = np.diff(short.onsets)
+    durs = np.array([s.dur_s for s in short.spasms[:-1]])
+    assert np.all((gaps <= 5.0 + 1e-9) | np.isclose(gaps, durs + 0.5))
+    long = mv.plan_cluster_variant(rng, "long")
+    assert 20 <= len(long.spasms) <= 40
+    pk = np.array([s.peak_g for s in long.spasms])
+    third = len(pk) // 3
+    assert pk[:third].mean() > 1.3 * pk[-third:].mean()  # decreasing amplitude
+    assert np.corrcoef(np.arange(len(pk)), pk)[0, 1] < -0.4
+    weak = mv.plan_cluster_variant(rng, "weak", n=30)
+    normal = mv.plan_cluster(np.random.default_rng(3), n=30)
+    assert np.mean([s.peak_g for s in weak.spasms]) < 0.6 * np.mean(
+        [s.peak_g for s in normal.spasms])
+    asym = mv.plan_cluster_variant(rng, "asymmetric", n=10)
+    rolls = np.array([s.roll_deg for s in asym.spasms])
+    assert np.all(np.abs(rolls) >= 1.5) and len(set(np.sign(rolls))) == 1  # one side
+
+
+@pytest.mark.parametrize("name,label", [
+    ("spasm-cry", "spasm"), ("crying-cluster", "crying"), ("shuddering", "shudder"),
+    ("startles", "startle"), ("benign-myoclonus-infancy", "bmei"), ("sandifer", "sandifer"),
+    ("feeding", "feeding"),
+])
+def test_round3_scenarios_carry_their_labels(name: str, label: str) -> None:
+    _, labels = generate(name, 4, rate_hz=50.0)
+    assert _of(labels, label)
+    if name == "crying-cluster":  # the crying starts before the first spasm
+        first = min(s.start for s in _of(labels, "spasm"))
+        assert min(c.start for c in _of(labels, "crying")) < first
+    if name == "shuddering":
+        assert all(2.0 <= s.end - s.start <= 15.0 for s in _of(labels, "shudder"))
+
+
+def test_spasm_cry_moves_right_after_every_spasm() -> None:
+    tr, labels = generate("spasm-cry", 6, rate_hz=100.0, noise_scale=0.5)
+    hp = np.abs(np.diff(tr.acc, axis=0)).sum(axis=1)
+    spasms = _of(labels, "spasm")
+    busy = 0
+    for s in spasms:
+        i = int((s.end + 0.3) * 100)
+        busy += hp[i : i + 100].max() > 0.02
+    assert busy >= 0.8 * len(spasms)
+
+
+def test_loose_and_sliding_fit() -> None:
+    from spasmwatch.simulator.sensor_model import loose_fit, slide
+
+    rate = 100.0
+    n = 3000
+    acc = np.tile([0.0, 0.0, 1.0], (n, 1))
+    acc[1000, 2] += 1.0  # an impulse
+    loose = loose_fit(acc, rate, 8.0, 0.15)
+    assert np.allclose(loose[:900], acc[:900]) and np.allclose(loose[-200:], acc[-200:], atol=1e-3)
+    ring = loose[1000:1100, 2] - 1.0
+    assert (np.diff(np.sign(ring)) != 0).sum() >= 6  # it rings at ~8 Hz after the impulse
+    turned = slide(acc, rate, angle_deg=30.0, axis=np.array([0.0, 1.0, 0.0]), start_s=5.0,
+                   dur_s=10.0)
+    assert np.allclose(np.linalg.norm(turned, axis=1)[:900], 1.0)
+    assert np.degrees(np.arccos(turned[-1, 2])) == pytest.approx(30.0, abs=0.01)
+    assert np.allclose(turned[:400], acc[:400])
+
+
+def test_round3_suite_mix(tmp_path: Path) -> None:
+    paths = generate_suite(tmp_path, n_spasm=2, n_benign=3, seed=9, hours=0.5, mix="round3")
+    rows = (tmp_path / "suite_manifest.tsv").read_text().splitlines()
+    assert rows[0].endswith("loose_hz\tloose_zeta\tslide_deg") and len(rows) == 6
+    assert len(paths) == 5
+    with pytest.raises(ValueError):
+        generate_suite(tmp_path, mix="other")

@@ -18,7 +18,11 @@ def cmd_evaluate(args: argparse.Namespace, out: TextIO) -> int:
     folder = Path(args.folder)
     if not folder.is_dir():
         raise UserError(f"{args.folder}: not a folder")
-    summary, scores = evaluate_folder(folder, alert_config(args))
+    cfg = alert_config(args)
+    if args.evidence:
+        cfg.evidence = args.evidence
+    cache = Path(args.cache) if args.cache else None
+    summary, scores = evaluate_folder(folder, cfg, cache_dir=cache)
     if summary.traces == 0:
         raise UserError(f"{args.folder}: no trace files (*.csv, *.csv.gz)")
     if args.json:
@@ -27,7 +31,8 @@ def cmd_evaluate(args: argparse.Namespace, out: TextIO) -> int:
     for s in scores:
         out.write(
             f"{s.name:<40} {s.hours * 60:6.1f} min  clusters {s.detected}/{s.clusters}  "
-            f"false alarms {s.false_alarms}  spasms found {s.spasms_found}/{s.spasms}\n"
+            f"false alarms {s.false_alarms}  warnings {s.warnings}  "
+            f"spasms found {s.spasms_found}/{s.spasms}\n"
         )
     for k, v in summary.as_dict().items():
         out.write(f"{k}: {v}\n")
@@ -40,4 +45,12 @@ def register(sub: Any) -> None:
     e.add_argument("--json", action="store_true")
     e.add_argument("--min-spasms", type=argtypes.MIN_SPASMS)
     e.add_argument("--gap", type=argtypes.GAP_S)
+    e.add_argument(
+        "--evidence", choices=("count", "rules", "learned"),
+        help="how spasm chains are judged: count (rounds 1-2), rules (default), learned",
+    )
+    e.add_argument(
+        "--cache", metavar="DIR",
+        help="keep the detector's packets per trace here; later runs replay only the host",
+    )
     e.set_defaults(func=cmd_evaluate)

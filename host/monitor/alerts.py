@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -42,9 +42,20 @@ class AlertConfig(BaseModel):
     warn_spasms: int = Field(2, ge=1, le=100)  # spasm-like events in one chain: warning
     burst_min_jerks: int = Field(8, ge=1, le=1000)  # jerks within burst_window_s: warning
     burst_window_s: float = Field(30.0, gt=0, le=3600)
+    # A burst of jerks is shown and logged as "info" (never sounds): on benign nights it is
+    # hiccups or benign sleep myoclonus (docs/alerts.md, "Quiet nights"). "warning" = round 2.
+    burst_level: Literal["info", "warning"] = INFO
     decode_error_run: int = Field(3, ge=1, le=10000)  # undecodable packets in a row: fault
     max_listed: int = Field(12, ge=1, le=1000)  # event times spelled out in one message
     max_intervals: int = Field(1000, ge=0, le=100000)  # intervals kept per cluster
+    # Round 3: how a spasm chain is judged (host/monitor/cluster_evidence.py).
+    # "count" = spasm-like events only (rounds 1-2); "rules" = re-class matching events and
+    # require the evidence score; "learned" = the same with the learned chain model.
+    evidence: Literal["count", "rules", "learned"] = "rules"
+    alarm_score: float = Field(0.5, ge=0, le=1)  # rule score an alarm/warning needs
+    learned_threshold: float = Field(0.5, ge=0, le=1)  # learned score an alarm/warning needs
+    # spasm-like members that alarm whatever the score (99: never)
+    sure_spasms: int = Field(99, ge=1, le=1000)
 
 
 @dataclass

@@ -228,9 +228,10 @@ class Engine:
         out.append(d)
         alerts: list[Alert] = []
         cid = joined.id if joined is not None else None
-        if ev.cls == "spasm_like":
-            alerts += self.spasms.add(ev, known_at, cid)
-        elif ev.cls == "jerk":
+        # Every class goes to the chain: it may re-class a movement that matches its
+        # spasm-like members, and counts the others as context (cluster_evidence.py).
+        alerts += self.spasms.add(ev, known_at, cid)
+        if ev.cls == "jerk":
             alerts += self.jerks.add(ev, known_at, cid)
         if joined is None:
             self._late_events += 1

@@ -4,7 +4,9 @@ Spasm chain: spasm-like events each starting at most ``spasm_gap_s`` after the p
 one ended. Infantile spasms typically come in clusters, one every ~5-30 s, so a chain is
 judged as it grows: a warning when it reaches ``warn_spasms``, an alarm the moment it
 reaches ``alarm_min_spasms`` (not when it ends, which may be many minutes later). Each
-fires once per chain.
+fires once per chain. Since round 3 the chain is also judged on cluster-level evidence
+(cluster_evidence.py): the host may count a movement that matches the chain's spasm-like
+members, and the alarm and the warning need the chain to look stereotyped.
 
 Jerk burst: at least ``burst_min_jerks`` jerks with onsets within ``burst_window_s``.
 Fires once; the burst lasts while the count in the window stays at or above the minimum.
@@ -28,48 +30,138 @@ from spasmwatch.host.monitor.alerts import (
     fmt_time,
     fmt_times,
 )
+from spasmwatch.host.monitor.cluster_evidence import (
+    EvidenceConfig,
+    chain_features,
+    learned_score,
+    matches_template,
+    rule_score,
+)
 from spasmwatch.host.monitor.records import Event
 
-# Members remembered per chain for the message (the count itself is unbounded).
+# Members remembered per chain for the message and the evidence (the count is unbounded).
 _CHAIN_MEMBERS = 64
+# Recent non-spasm events kept for re-classing when a chain forms.
+_RECENT = 16
+# Re-classed events remembered for evaluation (host recall), bounded.
+_RECLASSED_KEEP = 4096
 
 
 @dataclass
 class SpasmChain:
     start: float  # first onset
     end: float  # latest end
-    count: int = 0
+    count: int = 0  # members: spasm-like events plus re-classed ones
+    n_spasm_like: int = 0
+    others: int = 0  # other events that started while the chain was open
     members: list[tuple[float, int, str]] = field(default_factory=list)  # (onset, seq, state)
+    events: list[Event] = field(default_factory=list)  # member events, capped
+    spasm_events: list[Event] = field(default_factory=list)  # spasm-like members, capped
+    reclassed: list[int] = field(default_factory=list)  # seqs of re-classed members
     warned: bool = False
     alarmed: bool = False
+    score: float | None = None
 
-    def add(self, ev: Event) -> None:
+    def add(self, ev: Event, reclassed: bool = False) -> None:
         self.count += 1
         self.start = min(self.start, ev.t)
         self.end = max(self.end, ev.end)
         if len(self.members) < _CHAIN_MEMBERS:
             bisect.insort(self.members, (ev.t, ev.seq, ev.state))
+            self.events.append(ev)
+        if reclassed:
+            self.reclassed.append(ev.seq)
+        else:
+            self.n_spasm_like += 1
+            if len(self.spasm_events) < _CHAIN_MEMBERS:
+                self.spasm_events.append(ev)
 
 
 class SpasmChainDetector:
-    def __init__(self, cfg: AlertConfig) -> None:
+    """Chains of spasm-like events, judged as they grow.
+
+    ``cfg.evidence`` = ``"count"``: the round-1/2 rule (an alarm at ``alarm_min_spasms``
+    spasm-like events). ``"rules"`` / ``"learned"``: the host also re-classes a movement or
+    jerk that matches the chain's spasm-like members (cluster_evidence.matches_template),
+    and the alarm needs the chain's evidence score too (stereotypy, regularity, how busy
+    the stretch is), or ``sure_spasms`` spasm-like members whatever the score.
+    """
+
+    def __init__(self, cfg: AlertConfig, evidence: EvidenceConfig | None = None) -> None:
         self.cfg = cfg
+        self.ev_cfg = evidence or EvidenceConfig()
         self.chain: SpasmChain | None = None
+        self.recent: deque[Event] = deque(maxlen=_RECENT)  # non-spasm events, newest last
+        self.reconsidered: deque[tuple[float, float]] = deque(maxlen=_RECLASSED_KEEP)
 
     def add(self, ev: Event, known_at: float, cluster_id: int | None) -> list[Alert]:
-        """Feed one spasm-like event; return the warning/alarm it completes, if any."""
+        """Feed one event (any class); return the warning/alarm it completes, if any."""
         cfg = self.cfg
         ch = self.chain
+        judged = cfg.evidence != "count"
+        if ev.cls != "spasm_like":
+            if not judged:
+                return []
+            if ch is not None and ev.t - ch.end <= cfg.spasm_gap_s and ev.t >= ch.start:
+                if matches_template(ev, ch.spasm_events, self.ev_cfg):
+                    ch.add(ev, reclassed=True)
+                    self.reconsidered.append((ev.t, ev.end))
+                    return self._judge(ch, known_at, cluster_id)
+                ch.others += 1
+            self.recent.append(ev)
+            return []
         if ch is not None and ev.t - ch.end <= cfg.spasm_gap_s:
             if ev.end < ch.start - cfg.spasm_gap_s:
                 return []  # backfilled event from an earlier, already judged chain
         else:
             ch = self.chain = SpasmChain(start=ev.t, end=ev.end)
         ch.add(ev)
-        if ch.count >= cfg.alarm_min_spasms and not ch.alarmed:
+        if judged and ch.n_spasm_like >= self.ev_cfg.min_spasm_like_to_match:
+            self._reclass_recent(ch)
+        return self._judge(ch, known_at, cluster_id)
+
+    def _reclass_recent(self, ch: SpasmChain) -> None:
+        """Earlier movements/jerks near the chain that match its spasm-like members join it
+        (a spasm the detector merged or cut, before the chain was recognised)."""
+        gap = self.cfg.spasm_gap_s
+        keep: deque[Event] = deque(maxlen=_RECENT)
+        for old in self.recent:
+            near = ch.start - gap <= old.end and old.t <= ch.end
+            if near and matches_template(old, ch.spasm_events, self.ev_cfg):
+                if old.t >= ch.start:
+                    ch.others = max(0, ch.others - 1)  # it was counted as "other"
+                ch.add(old, reclassed=True)
+                self.reconsidered.append((old.t, old.end))
+            else:
+                keep.append(old)
+        self.recent = keep
+
+    def _judge(self, ch: SpasmChain, known_at: float, cluster_id: int | None) -> list[Alert]:
+        cfg = self.cfg
+        if cfg.evidence == "count":
+            alarm = ch.count >= cfg.alarm_min_spasms
+            warn = ch.count >= cfg.warn_spasms
+        else:
+            feats = chain_features(ch.events, ch.n_spasm_like, ch.others)
+            if cfg.evidence == "learned":
+                ch.score = learned_score(feats)
+                ok = ch.score >= cfg.learned_threshold
+            else:
+                ch.score = rule_score(feats)
+                ok = ch.score >= cfg.alarm_score
+            sure = ch.n_spasm_like >= cfg.sure_spasms
+            alarm = (
+                ch.count >= cfg.alarm_min_spasms
+                and ch.n_spasm_like >= self.ev_cfg.min_spasm_like_alarm
+                and (ok or sure)
+            )
+            e = self.ev_cfg
+            sharp = feats.median_peaks <= e.warn_max_peaks and feats.median_fill <= e.warn_max_fill
+            warn = ch.count >= cfg.warn_spasms and ch.n_spasm_like >= 2 and ok and sharp
+        if alarm and not ch.alarmed:
             ch.alarmed = True
             return [self._alarm(ch, known_at, cluster_id)]
-        if ch.count >= cfg.warn_spasms and not ch.warned and not ch.alarmed:
+        if warn and not ch.warned and not ch.alarmed:
             ch.warned = True
             return [self._warning(ch, known_at, cluster_id)]
         return []
@@ -82,7 +174,9 @@ class SpasmChainDetector:
         details = {
             "n": ch.count, "span_s": round(ch.end - ch.start, 3), "first_onset": ch.start,
             "onsets": onsets, "intervals_s": gaps, "states": states,
-            "spasm_gap_s": self.cfg.spasm_gap_s,
+            "spasm_gap_s": self.cfg.spasm_gap_s, "n_spasm_like": ch.n_spasm_like,
+            "reclassed_seqs": list(ch.reclassed), "evidence": self.cfg.evidence,
+            "score": None if ch.score is None else round(ch.score, 3),
         }
         return onsets, seqs, details
 
@@ -90,9 +184,15 @@ class SpasmChainDetector:
         onsets, seqs, details = self._facts(ch)
         gaps = details["intervals_s"]
         spacing = f", {fmt_range(gaps)} s apart" if gaps else ""
+        alike = ""
+        if ch.reclassed:
+            alike = (
+                f" ({len(ch.reclassed)} of them counted because they match the others in "
+                f"duration, strength and posture change)"
+            )
         msg = (
-            f"{ch.count} spasm-like movements in {fmt_span(ch.end - ch.start)}{spacing} "
-            f"(at {fmt_times(onsets, self.cfg.max_listed)}), each within "
+            f"{ch.count} spasm-like movements in {fmt_span(ch.end - ch.start)}{spacing}"
+            f"{alike} (at {fmt_times(onsets, self.cfg.max_listed)}), each within "
             f"{self.cfg.spasm_gap_s:.0f} s of the last: a repeating pattern worth checking "
             f"now. If it continues, film it and contact a doctor. "
             f"This is a monitoring aid, not a diagnosis."
@@ -148,7 +248,7 @@ class JerkBurstDetector:
             "n": len(w), "span_s": round(span, 3), "first_onset": onsets[0],
             "window_s": cfg.burst_window_s,
         }
-        return [Alert(known_at, WARNING, "jerk_burst", msg, cluster_id,
+        return [Alert(known_at, cfg.burst_level, "jerk_burst", msg, cluster_id,
                       tuple(s for _, s in w), details)]
 
     def expire(self, now: float) -> None:

@@ -1,0 +1,69 @@
+"""Real recordings (adults, no spasms) through the detector and every host evidence mode.
+
+Each recording is preceded by 20 s of its first sample held still (the worst case, see
+tests/test_detector_real.py); the detector runs once per recording and its packets go to
+one host engine per mode. Prints alarms and warnings per source and mode.
+
+    python tools/eval_real.py            # wheels (PyPI) + ../shared/data when present
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from spasmwatch.host.evaluate import trace_packets
+from spasmwatch.host.monitor.alerts import AlertConfig
+from spasmwatch.host.monitor.engine import Engine
+from spasmwatch.simulator import real_data as rd
+from spasmwatch.simulator.traceio import Trace
+
+MODES = ("count", "rules", "learned")
+
+
+def with_still_warmup(trace: Trace, seconds: float = 20.0) -> Trace:
+    dt = float(np.median(np.diff(trace.t)))
+    k = int(seconds / dt)
+    t = np.concatenate([trace.t[0] - dt * np.arange(k, 0, -1), trace.t])
+    acc = np.concatenate([np.repeat(trace.acc[:1], k, axis=0), trace.acc])
+    return Trace(t=t - t[0], acc=acc, meta=dict(trace.meta), source=trace.source)
+
+
+def main() -> None:
+    root = rd.shared_data_root()
+    sources = {"wheels": lambda: rd.wheel_recordings()}
+    if root is not None:
+        sources.update(
+            sisfall=lambda: rd.sisfall_recordings(root),
+            emlearn=lambda: rd.emlearn_recordings(root),
+            hmp=lambda: rd.hmp_recordings(root),
+        )
+    total: Counter[str] = Counter()
+    for name, fn in sources.items():
+        c: Counter[str] = Counter()
+        n = 0
+        hours = 0.0
+        for rec in fn():
+            trace = with_still_warmup(rec.trace)
+            packets = trace_packets(trace)
+            n += 1
+            hours += trace.duration / 3600.0
+            for mode in MODES:
+                eng = Engine(AlertConfig(evidence=mode), t0=0.0)
+                outs = [o for p in packets for o in eng.feed_packet(p)] + eng.finish()
+                for o in outs:
+                    if o["type"] == "alert" and o["level"] in ("alarm", "warning"):
+                        c[f"{mode} {o['level']}"] += 1
+        print(f"{name}: {n} recordings, {hours:.2f} h: "
+              + ", ".join(f"{m} {c[m + ' alarm']} alarms / {c[m + ' warning']} warnings"
+                          for m in MODES), flush=True)
+        total.update(c)
+        total["n"] += n
+    print(f"all: {total['n']} recordings: "
+          + ", ".join(f"{m} {total[m + ' alarm']} alarms / {total[m + ' warning']} warnings"
+                      for m in MODES))
+
+
+if __name__ == "__main__":
+    main()
