@@ -113,8 +113,7 @@ def _demo_on_board(args: argparse.Namespace, out: TextIO, trace: Any, labels: An
     """
     import asyncio
 
-    from spasmwatch.host.cli.run import _run, end_when_over, simulated_ble_connect
-    from spasmwatch.host.links.serial_link import SerialLink
+    from spasmwatch.host.cli.run import _run, end_when_over
     from spasmwatch.host.links.sim_link import SimulatedBoard
     from spasmwatch.host.monitor.daemon import Daemon, DaemonConfig, MonitorEngine
     from spasmwatch.host.monitor.store import Store
@@ -124,7 +123,8 @@ def _demo_on_board(args: argparse.Namespace, out: TextIO, trace: Any, labels: An
                            link=link)
     first_alarm: float | None = None
     with Store(":memory:") as store, board:
-        engine = MonitorEngine(AlertConfig(), store=store, device=board.device_name)
+        engine = MonitorEngine(AlertConfig(), store=store, device=board.device_name,
+                               verifier=board.session())  # security: the board pairs itself
         daemon: Daemon | None = None
         t_trace = float(trace.t[0])
 
@@ -161,8 +161,7 @@ def _demo_on_board(args: argparse.Namespace, out: TextIO, trace: Any, labels: An
                 out.write(line + "\n")
             out.flush()
 
-        connect = (simulated_ble_connect(board) if link == "ble"
-                   else (lambda: SerialLink(board.port)))
+        connect = board.connect  # security: authenticated serial or BLE (sim_link.py)
         daemon = Daemon(connect, engine, emit, DaemonConfig())
         asyncio.run(_run(daemon))
         st = engine.ingest.stats

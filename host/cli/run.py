@@ -66,6 +66,9 @@ def register(subparsers: Any) -> None:
                    help="fault when no packet arrives for this long (default 30 s)")
     r.add_argument("--config", help="alert delivery configuration (TOML, see "
                    "docs/alerts.md): sound, phone, Home Assistant, web page")
+    r.add_argument("--insecure", action="store_true",  # security (issue 9)
+                   help="monitor without a paired, authenticated link (NOT recommended: "
+                   "any nearby device could fake or hide alarms; see docs/security.md)")
     r.add_argument("--min-spasms", type=int, help="spasm-like events for an alarm (3)")
     r.add_argument("--gap", type=float, help="max gap between them in s (60)")
     r.set_defaults(func=cmd_run)
@@ -115,19 +118,16 @@ def _link_factory(args: argparse.Namespace) -> tuple[Callable[[], Link], str]:
         kwargs: dict[str, Any] = {}
         if args.ble_backend:
             kwargs["backend"] = args.ble_backend
+        if args.session is not None:  # security: only the device that proves the key
+            kwargs["session"] = args.session
         target = args.ble
         return (lambda: ble_link.BleLink(target, **kwargs)), fwconfig.DEVICE_NAME
     if args.simulate:
         board = args.board
-        if board.link == "ble":
-            # The board's radio (simulator/ble_bridge.py): the same BleLink as --ble,
-            # on bleak's Bumble backend instead of BlueZ.
-            return simulated_ble_connect(board), board.device_name
-        # The virtual board's serial port: the same SerialLink as --serial (the board
-        # is started by cmd_run, see _simulated_board).
-        from spasmwatch.host.links.serial_link import SerialLink
-
-        return (lambda: SerialLink(board.port)), board.device_name
+        # The board's radio (simulator/ble_bridge.py: the same BleLink as --ble, on
+        # bleak's Bumble backend) or its serial port (the same SerialLink as --serial),
+        # authenticated with the key the board paired itself with.
+        return board.connect, board.device_name
     raise UserError("choose the sensor: --serial PORT, --ble [NAME|ADDRESS] or "
                     "--simulate SCENARIO (see 'spasmwatch scan' for BLE devices)")
 
@@ -138,7 +138,9 @@ def simulated_ble_connect(board: Any) -> Callable[[], Link]:
         from spasmwatch.host.links.ble_link import BleLink
     except ImportError as exc:
         raise UserError(f"BLE is not available: {exc}") from exc
-    return lambda: BleLink(board.ble_name, backend=board.ble_backend)
+    del BleLink  # security: the board's own authenticated link (sim_link.py)
+    connect: Callable[[], Link] = board.connect
+    return connect
 
 
 def _open_store(args: argparse.Namespace) -> Store:
@@ -170,7 +172,20 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
                                     link=args.link)
     elif args.link != "serial":
         raise UserError("--link is for --simulate; use --serial PORT or --ble for a sensor")
+    # security (issue 9): a paired, authenticated link (host/pairing.py) unless --insecure;
+    # a simulated board pairs itself.
+    from spasmwatch.host.pairing import session_for_run
+
+    args.session = (args.board.session() if args.board is not None
+                    else session_for_run(args.insecure, args.config))
     connect, device = _link_factory(args)
+    if args.session is not None and args.board is None:
+        from spasmwatch.host.links.auth_link import AuthLink
+
+        inner, session = connect, args.session
+
+        def connect() -> Link:
+            return AuthLink(inner(), session)
     settings = None
     if args.config:  # alert delivery and video (settings.py); without it: terminal only
         from spasmwatch.host.settings import load_settings
@@ -203,7 +218,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         if board is not None:
             board.start()  # stopped in ``finally``, also after Ctrl-C / SIGTERM
         engine = MonitorEngine(alert_config(args), store=store, device=args.device or device,
-                               heartbeat_s=args.heartbeat)
+                               heartbeat_s=args.heartbeat, verifier=args.session)
 
         resumed = resume_from_store(engine, store, time.time())
         if resumed:
