@@ -166,6 +166,7 @@ class Session:
         self.boot: int | None = None  # the device's boot counter, from HELLO
         self.cnt = 0  # last command counter used (the device wants it increasing)
         self.token = 0  # the challenge of the latest HELLO
+        self.answered = 0  # the challenge the device answered last (its reply verifies)
         self.hello_seq = -1  # stream seq the device had reached when it answered
         self.boot_changes = 0
         self.stats: Counter[str] = Counter()  # hello_ok, hello_bad, verified, refused...
@@ -200,6 +201,7 @@ class Session:
         self.boot = boot
         self.cnt = max(self.cnt, t_ms)
         self.hello_seq = seq
+        self.answered = self.token
         self.token = 0  # answered: the same reply never counts twice
         self.stats["hello_ok"] += 1
         return True
@@ -210,6 +212,10 @@ class Session:
         boot = self.boot
         if boot is None:
             return False
+        if len(body) > 9 and body[0] & 0x0F == wire.KIND_REPLY and body[7] == control.HELLO:
+            # The answer to our latest challenge (handed on to the daemon as a reply).
+            return self.answered != 0 and body[9:13] == struct.pack("<I", boot) and \
+                auth.same(auth.hello_tag(self.key, boot, self.answered, body), tag)
         if auth.same(auth.packet_tag(self.key, boot, body), tag):
             self.stats["verified"] += 1
             return True

@@ -3,8 +3,11 @@
 ``AuthLink(inner, session)`` opens ``inner``, sends a HELLO challenge and waits for the
 device's answer signed with the pairing key (``host/pairing.py`` ``Session``); a
 device that cannot answer is not the paired sensor and ``open`` raises ``LinkError``.
-Packets that arrive meanwhile are kept and handed out by ``recv`` first (the ingest
-verifies them with the same session). Every control payload is signed on its way out.
+Stream packets that arrive before the answer cannot be verified yet and are dropped:
+the daemon gets them again by sequence number (on first contact the device's whole
+ring, later the gap or the tail that the next packet or reply shows): the answer
+itself is handed on as the first packet, a reply whose sequence number tells the
+daemon how far the device had got. Every control payload is signed on its way out.
 A link that already proved the device (``inner.proven``: the BLE link tries each
 candidate this way) is not challenged twice.
 """
@@ -12,7 +15,6 @@ candidate this way) is not challenged twice.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 
 from spasmwatch.firmware import control, wire
@@ -28,9 +30,9 @@ HELLO_TRIES = 3  # a HELLO or its answer can be lost on a busy link
 
 
 async def prove(link: Link, session: Session, timeout_s: float = HELLO_TIMEOUT_S,
-                tries: int = HELLO_TRIES) -> list[bytes]:
-    """Challenge the device on ``link``; return the packets received meanwhile."""
-    kept: list[bytes] = []
+                tries: int = HELLO_TRIES) -> tuple[bytes, int]:
+    """Challenge the device on ``link``: (its answer, packets dropped before it)."""
+    skipped = 0
     loop = asyncio.get_running_loop()
     for _ in range(tries):
         await link.send_control(session.hello())
@@ -44,9 +46,8 @@ async def prove(link: Link, session: Session, timeout_s: float = HELLO_TIMEOUT_S
             except TimeoutError:
                 break
             if session.accept_hello(data):
-                return kept
-            if wire.peek_kind(data) != wire.KIND_REPLY:
-                kept.append(data)
+                return data, skipped
+            skipped += 1
     raise LinkError(
         f"the device on {link.name} did not prove the pairing key within {timeout_s:g} s: "
         "it is not the paired sensor, or it was paired with another computer "
@@ -63,22 +64,27 @@ class AuthLink:
         self.session = session
         self.name = inner.name
         self.hello_timeout_s = hello_timeout_s
-        self._kept: collections.deque[bytes] = collections.deque()
+        self.skipped = 0  # packets dropped while the device proved itself
+        self._answer: bytes | None = None
 
     async def open(self) -> None:
         await self.inner.open()
-        self._kept.clear()
         if getattr(self.inner, "proven", False):
             return
         try:
-            self._kept.extend(await prove(self.inner, self.session, self.hello_timeout_s))
+            self._answer, skipped = await prove(self.inner, self.session,
+                                                self.hello_timeout_s)
+            self.skipped += skipped
         except BaseException:
             await self.inner.close()
             raise
 
     async def recv(self) -> bytes:
         while True:
-            data = self._kept.popleft() if self._kept else await self.inner.recv()
+            if self._answer is not None:
+                data, self._answer = self._answer, None
+                return data
+            data = await self.inner.recv()
             if wire.peek_kind(data) != wire.KIND_REPLY:
                 return data
             if len(data) > 7 and data[7] == control.HELLO:
