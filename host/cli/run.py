@@ -229,6 +229,13 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
             from spasmwatch.host.alerts.delivery import AlertHub
 
             hub = AlertHub(settings, store)
+            if settings.webui.enabled:  # security: the page's address carries its token
+                from spasmwatch.host.pairing import settings_folder, web_token
+
+                w = settings.webui
+                emit({"type": "link", "t": time.time(), "state": "web",
+                      "message": f"web page: http://{w.host}:{w.port}/?token="
+                      f"{web_token(settings_folder(args.config))}"})
         daemon = Daemon(connect, engine, emit, DaemonConfig(heartbeat_s=args.heartbeat),
                         hub=hub)
         if video is not None:

@@ -70,6 +70,7 @@ class AuthLink:
     async def open(self) -> None:
         await self.inner.open()
         if getattr(self.inner, "proven", False):
+            self._answer = getattr(self.inner, "hello_answer", None)
             return
         try:
             self._answer, skipped = await prove(self.inner, self.session,

@@ -170,6 +170,7 @@ class BleLink:
         self.proven = False  # the connected device answered HELLO with the pairing key
         self.rejected: list[tuple[str, str]] = []  # (address, reason) of devices refused
         self._hello: asyncio.Future[bool] | None = None
+        self.hello_answer: bytes | None = None
 
     # -- Link protocol -------------------------------------------------------------------
 
@@ -359,6 +360,7 @@ class BleLink:
         hello = self._hello
         if hello is not None and self.session is not None and not hello.done() \
                 and self.session.accept_hello(bytes(data)):
+            self.hello_answer = bytes(data)  # AuthLink hands it on as the first reply
             hello.set_result(True)
             return
         if self._queue.qsize() >= self.max_queued:
