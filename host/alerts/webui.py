@@ -217,9 +217,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
         if not self._host_ok():
             return
-        if self.path in ("/", "/index.html"):
+        path = self.path.split("?", 1)[0]  # the page's own URL carries ?token=...
+        if path in ("/", "/index.html"):
             self._send(HTTPStatus.OK, PAGE.encode(), "text/html; charset=utf-8")
-        elif self.path == "/api/status":
+        elif path == "/api/status":
             self._json(HTTPStatus.OK, self.ui.call(status_with_text, self.ui.hub))
         else:
             self._json(HTTPStatus.NOT_FOUND, {"error": f"no such page: {self.path}"})
