@@ -58,7 +58,8 @@ def test_wire_decode_raises_only_wire_error(data: bytes) -> None:
 
 
 @settings(max_examples=200)
-@given(st.lists(st.one_of(st.binary(max_size=40), packets.filter(len).map(framing.encode)), max_size=6))
+@given(st.lists(st.one_of(st.binary(max_size=40), packets.filter(len).map(framing.encode)),
+                max_size=6))
 def test_deframer_never_raises_and_bounds_payloads(chunks: list[bytes]) -> None:
     d = framing.Deframer(validate=crc_ok)
     for c in chunks:
