@@ -32,7 +32,7 @@ import os
 import secrets
 import struct
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -170,6 +170,9 @@ class Session:
         self.hello_seq = -1  # stream seq the device had reached when it answered
         self.boot_changes = 0
         self.stats: Counter[str] = Counter()  # hello_ok, hello_bad, verified, refused...
+        # (wall time, address) of devices that took our name but not the challenge
+        # (host/links/ble_link.py); the engine reports them as the foreign-device fault.
+        self.rejected: deque[tuple[float, str]] = deque(maxlen=16)
 
     # -- challenge -----------------------------------------------------------------------
     def hello(self) -> bytes:

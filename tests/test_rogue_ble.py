@@ -120,6 +120,10 @@ def test_rogue_name_squatter_is_ignored_and_reported(tmp_path: Path) -> None:
             assert inner.device.address != ROGUE_ADDRESS  # the real sensor
             assert [a for a, _ in inner.rejected] == [ROGUE_ADDRESS]  # reported
             assert "did not prove the pairing key" in inner.rejected[0][1]
+            # ... and reported through the engine's fault path.
+            eng = MonitorEngine(device="cot", verifier=session)
+            [fault] = [o for o in eng.tick(time.time()) if o.get("kind") == "foreign_packets"]
+            assert fault["level"] == "fault" and ROGUE_ADDRESS in fault["message"]
             # The rogue saw a challenge it could not answer, and nothing else.
             assert [w[0] for w in rogue.writes()] == [control.HELLO]
             # The sensor's signed answer comes first, then (after a signed command)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -211,6 +212,8 @@ class BleLink:
                 await self._connect(device)
             except LinkError as exc:
                 self.rejected.append((device.address, str(exc)))
+                if "pairing key" in str(exc):
+                    self.session.rejected.append((time.time(), device.address))
                 log.warning("%s", exc)
                 continue
             if self.proven:

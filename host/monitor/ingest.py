@@ -173,18 +173,25 @@ class PacketIngest:
 
 def foreign_fault(ingest: PacketIngest, faults: FaultTracker, now: float) -> Alert | None:
     """Raise or clear the "another device is sending" fault (engine hook, issue 9)."""
-    active = ingest.foreign_active(now)
-    if active:
+    # Devices that advertised as our sensor but failed the challenge (BLE link).
+    squatters = [a for t, a in getattr(ingest.verifier, "rejected", ())
+                 if 0 <= now - t <= FOREIGN_FAULT_WINDOW_S]
+    if ingest.foreign_active(now) or squatters:
+        what = (f"Another device is sending packets that do not carry this sensor's key "
+                f"({ingest.stats.foreign} dropped so far)" if ingest.stats.foreign else
+                f"Another device ({', '.join(sorted(set(squatters)))}) advertises as this "
+                "sensor but could not prove its key (a neighbour's sensor, or someone "
+                "imitating yours); it was ignored")
         return faults.update(
             "foreign_packets", True, now,
-            f"Another device is sending packets that do not carry this sensor's key "
-            f"({ingest.stats.foreign} dropped so far): it cannot raise or hide an alarm, "
-            "but someone nearby may be trying to. Check the sensor and its surroundings.",
-            {"dropped": ingest.stats.foreign, "reasons": {
+            f"{what}: it cannot raise or hide an alarm, but someone nearby may be trying "
+            "to. Check the sensor and its surroundings.",
+            {"dropped": ingest.stats.foreign, "devices": sorted(set(squatters)), "reasons": {
                 r: ingest.stats.errors[r] for r in FOREIGN_REASONS if ingest.stats.errors[r]}},
         )
-    if "foreign_packets" in faults.active and ingest.foreign_times \
-            and now - ingest.foreign_times[-1] > FOREIGN_FAULT_WINDOW_S:
+    last = ingest.foreign_times[-1] if ingest.foreign_times else None
+    if "foreign_packets" in faults.active and (last is None or
+                                                now - last > FOREIGN_FAULT_WINDOW_S):
         return faults.update("foreign_packets", False, now,
                              "No more packets from another device for "
                              f"{FOREIGN_FAULT_WINDOW_S / 60:.0f} minutes.")
