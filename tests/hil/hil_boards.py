@@ -107,7 +107,8 @@ class PacketClient:
 
     def signed(self, payload: bytes, key: bytes = HIL_KEY) -> bytes:
         """``payload`` signed with ``key`` for the board's current boot."""
-        if self.session.boot is None:
+        if self.session.boot is None or not self.sign_all:
+            # Serial: ask again each time, another client (BLE) may have used counters.
             self.hello()
         self.session.cnt += 1
         return control.sign(payload, key, self.session.boot or 0, self.session.cnt)
@@ -258,7 +259,8 @@ def backfill(client: PacketClient, got: dict[int, tuple[Any, ...]], first: int, 
         rec = client.command(control.encode_resend(run[0], run[-1]), timeout)
         assert rec[3] == control.RESULT_OK and rec[4] == len(run), (rec, run)
         for seq, r in client.packets[mark:]:
-            if r[0] in IN_BAND:
+            # (live packets that arrive meanwhile are outside first..last: not resends)
+            if r[0] in IN_BAND and first <= seq <= last:
                 assert got.setdefault(seq, r) == r, (seq, got[seq], r)
     still = [s for s in range(first, last + 1) if s not in got]
     assert not still, f"not backfilled: {still}"
