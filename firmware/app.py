@@ -104,10 +104,9 @@ class App:
             if self.may_stream(link):
                 link.send(pkt)
 
-    def reply(self, link, opcode, result, value=0, t_ms=None):
+    def reply(self, link, opcode, result, value=0):
         """Send a command reply on ``link``; True when the link took it."""
-        rec = (wire.KIND_REPLY, self.clock.now_ms() if t_ms is None else t_ms, opcode,
-               result, value)
+        rec = (wire.KIND_REPLY, self.clock.now_ms(), opcode, result, value)
         return link.send(wire.encode((self.seq - 1) & 0xFFFF, rec, self.tagger))
 
     # -- authentication ----------------------------------------------------------------
