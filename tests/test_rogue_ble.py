@@ -299,7 +299,8 @@ def test_replayed_inject_start_and_set_param_after_reboot_are_refused(tmp_path: 
             assert await reply_to(link, control.INJECT_START) == control.RESULT_OK
             await link.send_control(control.encode_inject_stop())
             assert await reply_to(link, control.INJECT_STOP) == control.RESULT_OK
-            set_param, inject_start = captured[0], captured[1]
+            set_param = next(c for c in captured if c[0] == control.SET_PARAM)
+            inject_start = next(c for c in captured if c[0] == control.INJECT_START)
             # Replayed in the same boot: the counter is not newer.
             for cmd, op in ((inject_start, control.INJECT_START), (set_param, control.SET_PARAM)):
                 await link.inner.send_control(cmd)

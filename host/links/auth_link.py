@@ -71,11 +71,23 @@ class AuthLink:
         await self.inner.open()
         if getattr(self.inner, "proven", False):
             self._answer = getattr(self.inner, "hello_answer", None)
+            await self._trust()
             return
         try:
             self._answer, skipped = await prove(self.inner, self.session,
                                                 self.hello_timeout_s)
             self.skipped += skipped
+            await self._trust()
+        except BaseException:
+            await self.inner.close()
+            raise
+
+    async def _trust(self) -> None:
+        # A signed command at once: a paired sensor streams over BLE only to a central
+        # that signed one (firmware/app.py may_stream), and the stream should resume
+        # right after the answer, not after the daemon's first command.
+        try:
+            await self.send_control(control.encode_ping(0))
         except BaseException:
             await self.inner.close()
             raise
