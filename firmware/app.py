@@ -1,7 +1,7 @@
 """The board's main loop: MPU6050 FIFO -> detector -> wire packets -> ring -> links.
 
 API:
-    App(sensor, links, battery=None, key=b"", clock=None)
+    App(sensor, links, battery=None, key=b"", clock=None, boot=0)
     .step() -> int             # one loop iteration; returns ms to sleep before the next
     .handle(link, payload)     # one control payload (firmware/control.py) from a link
     .seq                       # next stream sequence number
@@ -28,12 +28,17 @@ simulator's ``detector_packets`` does) with a new ``t_base``.
 RAM is bounded: the ring, snippet, sample and I2C buffers are allocated here once;
 the detector's pending list is capped (config max_pending) and counted when it drops.
 Only hal.py touches ``machine``/``time``.
+
+Authentication (docs/security.md): once paired (a key file, firmware/keystore.py) every
+packet out carries a tag over the boot counter and its sequence number, commands are
+checked by ``authorise`` (signed, counter increasing within this boot) and a BLE
+central gets stream packets only after one signed command on its connection.
 """
 
 import sys
 from array import array
 
-from . import auth, config, control, hal, wire
+from . import auth, config, control, hal, keystore, wire
 from .detector import Detector
 from .ring import Ring
 from .snippet import Snippet
@@ -42,11 +47,18 @@ from .snippet import Snippet
 class App:
     REPLY_TRIES = 100  # loop iterations a RESEND's final reply is retried (~1 s)
 
-    def __init__(self, sensor, links, battery=None, key=b"", clock=None):
+    def __init__(self, sensor, links, battery=None, key=b"", clock=None, boot=0):
         self.sensor = sensor
         self.links = links
         self.battery = battery
-        self.key = key
+        # -- authentication (firmware/auth.py, docs/security.md)
+        self.key = b""
+        self.tagger = None
+        self.boot = boot  # persisted boot counter: half of every packet's nonce
+        self.cmd_cnt = 0  # last signed command counter accepted in this boot
+        self.trusted = None  # (BLE link, its connection number) after a signed command
+        self.auth_refused = 0
+        self.set_key(key)
         self.clock = clock if clock is not None else hal.Clock()
         self.params = {}
         self.cfg = config.DetectorConfig()
@@ -55,7 +67,6 @@ class App:
         self.ring = Ring()
         self.snippet = Snippet(rate_hz=self.cfg.rate_hz)
         self.buf = array("h", [0] * (3 * max(config.MPU_MAX_READ, control.MAX_SAMPLES)))
-        self.tagger = auth.make_tagger(key) if key and config.AUTH_PACKETS else None
         self.seq = 0
         self.batch_ms = config.FIFO_BATCH * 1000 // self.cfg.rate_hz
         # While an event is open the FIFO is read this often, so a finished event goes
@@ -64,7 +75,6 @@ class App:
         self.next_status = 0
         self.injecting = False
         self.inject_link = None
-        self.last_nonce = -1
         self.inject_refused = 0
         self.dropped_reported = 0
         self.flag_overflow = False
@@ -87,13 +97,88 @@ class App:
         pkt = wire.encode(self.seq, rec, self.tagger)
         self.ring.put(self.seq, pkt)
         self.seq = (self.seq + 1) & 0xFFFF
+        if self.seq == 0 and self.key:
+            self.new_boot()  # (boot, seq) must never repeat: a wrap starts a new nonce half
         for link in self.links:
-            link.send(pkt)
+            if self.may_stream(link):
+                link.send(pkt)
 
     def reply(self, link, opcode, result, value=0):
         """Send a command reply on ``link``; True when the link took it."""
         rec = (wire.KIND_REPLY, self.clock.now_ms(), opcode, result, value)
         return link.send(wire.encode((self.seq - 1) & 0xFFFF, rec, self.tagger))
+
+    # -- authentication ----------------------------------------------------------------
+    def set_key(self, key):
+        self.key = key
+        self.tagger = self._tag if key else None
+        self.cmd_cnt = 0
+        self.trusted = None
+
+    def _tag(self, body):
+        return auth.packet_tag(self.key, self.boot, body)
+
+    def new_boot(self):
+        try:
+            self.boot = keystore.next_boot()
+        except OSError as exc:
+            # Cannot persist: go on in RAM (a later reboot may reuse this half-nonce).
+            sys.print_exception(exc)
+            self.boot = (self.boot + 1) & 0xFFFFFFFF
+        self.cmd_cnt = 0
+
+    def may_stream(self, link):
+        """Stream packets go over BLE only to a central that signed a command."""
+        if not self.key or link.name == "serial":
+            return True
+        t = self.trusted
+        return t is not None and t[0] is link and t[1] == getattr(link, "connects", 0)
+
+    def authorise(self, link, op, payload, cnt, tag):
+        """True when the command may run; otherwise a RESULT_AUTH reply has been sent."""
+        if tag is not None:
+            got = control.check(payload, self.key, self.boot, self.cmd_cnt)
+            if got > 0:
+                self.cmd_cnt = got
+                if link.name != "serial":
+                    self.trusted = (link, getattr(link, "connects", 0))
+                return True
+        elif op not in control.NEEDS_AUTH and (not self.key or link.name == "serial"):
+            return True
+        self.auth_refused += 1
+        if op == control.INJECT_START:
+            self.inject_refused += 1
+        self.reply(link, op, control.RESULT_AUTH, self.cmd_cnt)
+        return False
+
+    def hello(self, link, token):
+        """Answer a challenge: boot counter and last command counter, tagged over token."""
+        rec = (wire.KIND_REPLY, self.cmd_cnt, control.HELLO, control.RESULT_OK, self.boot)
+        tagger = None
+        if self.key:
+            key, boot = self.key, self.boot
+
+            def tagger(body):
+                return auth.hello_tag(key, boot, token, body)
+
+        link.send(wire.encode((self.seq - 1) & 0xFFFF, rec, tagger))
+
+    def pair(self, link, key):
+        """PAIR (USB serial only): store the new key, start a new boot counter."""
+        if link.name != "serial":
+            self.reply(link, control.PAIR, control.RESULT_LINK)
+            return
+        if key == bytes(len(key)):
+            key = b""  # all zeros: unpair
+        try:
+            keystore.save_key(key)
+        except OSError as exc:
+            sys.print_exception(exc)
+            self.reply(link, control.PAIR, control.RESULT_STATE)
+            return
+        self.set_key(key)
+        self.new_boot()
+        self.reply(link, control.PAIR, control.RESULT_OK, self.boot)
 
     def status(self, now):
         s = self.sensor
@@ -149,17 +234,18 @@ class App:
     # -- control ---------------------------------------------------------------------
     def handle(self, link, payload):
         try:
-            op, args, body, tag = control.split(payload)
+            op, args, _body, cnt, tag = control.split(payload)
         except control.ControlError:
             self.reply(link, payload[0] if len(payload) else 0, control.RESULT_BAD)
             return
-        if tag is not None or op in control.NEEDS_AUTH:
-            # A tag, when present, must verify; some commands need one.
-            if tag is None or not auth.verify(self.key, body, tag):
-                if op == control.INJECT_START:
-                    self.inject_refused += 1
-                self.reply(link, op, control.RESULT_AUTH)
-                return
+        if op == control.HELLO:
+            self.hello(link, args[0])
+            return
+        if op == control.PAIR:
+            self.pair(link, args[0])
+            return
+        if op != control.SAMPLES and not self.authorise(link, op, payload, cnt, tag):
+            return
         if op == control.SAMPLES:
             if link.name != "serial":
                 self.reply(link, op, control.RESULT_LINK)
@@ -181,20 +267,18 @@ class App:
             self.sn_pending = None
             self.reply(link, op, control.RESULT_OK, self.snippet.start())
         elif op == control.INJECT_START:
-            if args[0] <= self.last_nonce:
-                self.inject_refused += 1
-                self.reply(link, op, control.RESULT_AUTH)
-                return
-            self.last_nonce = args[0]
+            # Replays are refused by ``authorise`` (counter and boot in the signature).
             self.injecting = True
             self.inject_link = link
             self.fresh_detector()
+            self.next_status = 0  # a status now: the host shows the test mode at once
             self.reply(link, op, control.RESULT_OK)
         elif op == control.INJECT_STOP:
             if self.injecting:
                 self.injecting = False
                 self.inject_link = None
                 self.fresh_detector()
+                self.next_status = 0  # and at once when it ends
                 s = self.sensor
                 if s is not None and s.ok:
                     try:
@@ -338,6 +422,11 @@ def build():
     from .mpu6050 import MPU6050
 
     key = auth.load_key(config.AUTH_KEY_FILE, config.AUTH_KEY)
+    try:
+        boot = keystore.next_boot()
+    except OSError as exc:  # read-only or full flash: still monitor, say why
+        sys.print_exception(exc)
+        boot = keystore.read_boot() + 1
     sensor = MPU6050(hal.make_i2c())
     sensor.init()  # a failure is reported in status packets; read() retries
     try:
@@ -346,7 +435,7 @@ def build():
     except (OSError, ValueError) as exc:
         sys.print_exception(exc)
         battery = None
-    return App(sensor, make_links(), battery, key)
+    return App(sensor, make_links(), battery, key, boot=boot)
 
 
 def run(app=None):

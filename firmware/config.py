@@ -194,9 +194,9 @@ BATTERY_SAMPLES = 8  # ADC readings averaged per battery measurement
 SNIPPET_S = 30  # raw samples kept for GET_SNIPPET
 SNIPPET_PER_LOOP = 25  # snippet packets sent per loop iteration (paces the link)
 RESEND_PER_LOOP = 32  # resent packets per loop iteration
-AUTH_KEY_FILE = "spasmwatch.key"  # relative to the working directory ("/" on the board)
-AUTH_KEY = b""  # fallback key when there is no key file; empty = refuse authed commands
-AUTH_PACKETS = False  # tag every outgoing packet (20-byte packets) when a key is set
+AUTH_KEY_FILE = "spasmwatch.key"  # pairing key (hex), written by `spasmwatch pair`
+AUTH_KEY = b""  # fallback key when there is no key file; empty = unpaired
+BOOT_FILE = "spasmwatch.boot"  # boot counter: half of every authentication nonce
 INJECT_IDLE_MS = 10  # loop sleep while injecting (samples arrive over serial)
 FIFO_BATCH_EVENT = 5  # samples per FIFO read while an event is open (0.1 s at 50 Hz)
 

@@ -7,7 +7,8 @@ simulator to decode (MicroPython/CPython common subset). Layout, little-endian:
     1-2    sequence number, u16, per packet, wraps
     3-6    device time in ms since boot, u32 (event: onset; summary: period end)
     7-13   payload, 7 bytes, by kind (below)
-    [14-17 authentication tag, 4 bytes, only when the auth flag is set]
+    [14-17 authentication tag, 4 bytes, only when the auth flag is set: firmware/auth.py
+           packet_tag over the device's boot counter and bytes 0-13, see docs/security.md]
     last 2 CRC-16/CCITT-FALSE over everything before it
 
 16 bytes without a tag, 20 with one: both fit the default BLE ATT payload of 20 bytes.
@@ -201,7 +202,7 @@ def decode(data, verifier=None):
     """Packet bytes -> (seq, record). Raises WireError on anything malformed.
 
     ``verifier(body, tag) -> bool`` checks an auth tag; a tagged packet with no verifier
-    is rejected rather than trusted.
+    is rejected rather than trusted, and so is an untagged one when there is a verifier.
     """
     n = len(data)
     if n < PLAIN_LEN:
@@ -216,6 +217,8 @@ def decode(data, verifier=None):
     if version != VERSION:
         raise WireError("version", "version %d, this decoder speaks %d" % (version, VERSION))
     authed = first & FLAG_AUTH
+    if verifier is not None and not authed:
+        raise WireError("unsigned", "packet without a tag from a paired link")
     expected = AUTH_LEN if authed else PLAIN_LEN
     if n != expected:
         raise WireError("length", "%d bytes for a packet that needs %d" % (n, expected))

@@ -48,6 +48,9 @@ class SensorSource:
     ble: str | None = None
     ble_backend: str | None = None
     board: Any = None
+    # The pairing (host/pairing.py ``Session``): verifies every packet, signs every
+    # command. None only with --insecure (or a board with nothing to guard).
+    session: Any = None
 
     @property
     def simulated(self) -> bool:
@@ -58,35 +61,41 @@ class SensorSource:
 
     def connector(self) -> Callable[[], Link]:
         """A function making a fresh link per connection attempt."""
+        if self.board is not None:
+            # The board's own link: its serial port or radio (authenticated with the key
+            # it paired itself with), or the in-process board's queue.
+            connect: Callable[[], Link] = self.board.connect
+            return connect
         if self.serial:
             from spasmwatch.host.links.serial_link import SerialLink
 
             port = self.serial
-            return lambda: SerialLink(port)
-        if self.ble is not None or (self.board is not None and self.board.link == "ble"):
+
+            def inner() -> Link:
+                return SerialLink(port)
+        elif self.ble is not None:
             try:
                 from spasmwatch.host.links.ble_link import BleLink
             except ImportError as exc:
                 raise UserError(f"Bluetooth LE is not available: {exc}") from exc
-            if self.board is not None:
-                board = self.board
-                # The board's radio (simulator/ble_bridge.py): the same BleLink as --ble,
-                # on bleak's Bumble backend instead of BlueZ.
-                return lambda: BleLink(board.ble_name, backend=board.ble_backend)
             target = self.ble
             kwargs: dict[str, Any] = {}
             if self.ble_backend:
                 kwargs["backend"] = self.ble_backend
-            return lambda: BleLink(target, **kwargs)
-        if self.board is not None and self.board.link == "in-process":
-            return self.board.connect  # no MicroPython here: host/links/inprocess_board.py
-        if self.board is not None:
-            from spasmwatch.host.links.serial_link import SerialLink
+            if self.session is not None:  # only the device that proves the key
+                kwargs["session"] = self.session
 
-            board = self.board
-            return lambda: SerialLink(board.port)
-        raise UserError("choose the sensor: --serial PORT, --ble [NAME|ADDRESS] or "
-                        "--simulate SCENARIO (see 'spasmwatch scan' for BLE devices)")
+            def inner() -> Link:
+                return BleLink(target, **kwargs)
+        else:
+            raise UserError("choose the sensor: --serial PORT, --ble [NAME|ADDRESS] or "
+                            "--simulate SCENARIO (see 'spasmwatch scan' for BLE devices)")
+        if self.session is None:
+            return inner
+        from spasmwatch.host.links.auth_link import AuthLink
+
+        session = self.session
+        return lambda: AuthLink(inner(), session)
 
 
 # Real seconds the backfill gets after a simulated scenario is over (the daemon gives a
@@ -201,7 +210,8 @@ def build_monitor(
             settings.monitor.clock_tolerance_s = 86400.0
         engine = MonitorEngine(settings.patterns, store=store,
                                device=device or source.device_name(),
-                               heartbeat_s=settings.monitor.heartbeat_timeout_s)
+                               heartbeat_s=settings.monitor.heartbeat_timeout_s,
+                               verifier=source.session)
         sim_end = SimulationEnd(source.board) if source.board is not None else None
         daemon_ref: list[Daemon] = []
 

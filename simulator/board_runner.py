@@ -157,7 +157,8 @@ class BoardRunner:
             counts = self.workdir / "trace.counts"
             self.stream = write_counts(self.trace, counts, self.cfg)
         if self.key:
-            (self.workdir / fwconfig.AUTH_KEY_FILE).write_bytes(self.key)
+            # As `spasmwatch pair` leaves it on a board (firmware/keystore.py: hex).
+            (self.workdir / fwconfig.AUTH_KEY_FILE).write_bytes(self.key.hex().encode() + b"\n")
         knob_file = self.workdir / "knobs.txt"
         self._write_knobs(knob_file)
         env = dict(os.environ)

@@ -19,6 +19,7 @@ import pytest
 import serial
 
 from spasmwatch.firmware import config, control, framing, wire
+from spasmwatch.host.pairing import Session
 from spasmwatch.simulator.board_runner import BoardRunner
 from spasmwatch.simulator.replay import SensorStream, detector_packets, to_sensor_stream
 from spasmwatch.simulator.scenarios import generate
@@ -30,8 +31,12 @@ STREAM_KINDS = (wire.KIND_EVENT, wire.KIND_SUMMARY, wire.KIND_STATUS)
 class BoardClient:
     """pyserial on the board's pty, with a reader thread that sorts what arrives."""
 
-    def __init__(self, port: str) -> None:
+    def __init__(self, port: str, key: bytes = KEY) -> None:
         self.ser = serial.Serial(port, timeout=0.05)
+        # The board is paired with ``key``: its packets are tagged over its boot counter
+        # (a fresh board: 1; the session follows it), its signed commands counted.
+        self.session = Session(key)
+        self.session.boot = 0
         self.deframer = framing.Deframer()
         self.stream: dict[int, bytes] = {}  # seq -> packet, stream kinds
         self.arrivals: list[int] = []  # stream seqs in arrival order (with repeats)
@@ -55,7 +60,7 @@ class BoardClient:
                 return
             for p in self.deframer.feed(data):
                 try:
-                    seq, rec = wire.decode(p)
+                    seq, rec = self.decode(p)
                 except wire.WireError:
                     self.bad += 1
                     continue
@@ -91,7 +96,7 @@ class BoardClient:
     def records(self, kinds: tuple[int, ...] = STREAM_KINDS) -> list[tuple[int, tuple]]:
         with self.cond:
             items = sorted(self.stream.items())
-        out = [(s, wire.decode(p)[1]) for s, p in items]
+        out = [(s, self.decode(p)[1]) for s, p in items]
         return [(s, r) for s, r in out if r[0] in kinds]
 
     def backfill(self) -> int:
@@ -103,6 +108,15 @@ class BoardClient:
             reply = self.request(control.encode_resend(s, s))
             assert reply[3] == control.RESULT_OK
         return len(missing)
+
+    def decode(self, p: bytes) -> tuple[int, tuple]:
+        """A packet from the board: verified when tagged (an unpaired board: plain)."""
+        return wire.decode(p, self.session if p and p[0] & wire.FLAG_AUTH else None)
+
+    def signed(self, payload: bytes, key: bytes = KEY) -> bytes:
+        """``payload`` signed for the board's current boot (next command counter)."""
+        self.session.cnt += 1
+        return control.sign(payload, key, self.session.boot or 0, self.session.cnt)
 
     def close(self) -> None:
         self._stop = True
@@ -205,12 +219,15 @@ def test_ping_and_set_time(cluster_run) -> None:  # type: ignore[no-untyped-def]
 def test_set_param_needs_the_key(cluster_run) -> None:  # type: ignore[no-untyped-def]
     _, client, _, _ = cluster_run
     assert client.request(control.encode_set_param(1, 120))[3] == control.RESULT_AUTH
-    assert client.request(control.encode_set_param(1, 120, b"wrong"))[3] == control.RESULT_AUTH
-    assert client.request(control.encode_set_param(1, 120, KEY))[3] == control.RESULT_OK
-    assert client.request(control.encode_set_param(200, 1, KEY))[3] == control.RESULT_ARGS
+    sp = control.encode_set_param
+    assert client.request(client.signed(sp(1, 120), b"wrong"))[3] == control.RESULT_AUTH
+    ok = client.signed(sp(1, 120))
+    assert client.request(ok)[3] == control.RESULT_OK
+    assert client.request(ok)[3] == control.RESULT_AUTH  # replayed: the counter is old
+    assert client.request(client.signed(sp(200, 1)))[3] == control.RESULT_ARGS
     # offset must stay below onset: rejected, previous value kept
-    assert client.request(control.encode_set_param(2, 500, KEY))[3] == control.RESULT_ARGS
-    assert client.request(control.encode_set_param(1, 90, KEY))[3] == control.RESULT_OK
+    assert client.request(client.signed(sp(2, 500)))[3] == control.RESULT_ARGS
+    assert client.request(client.signed(sp(1, 90)))[3] == control.RESULT_OK
 
 
 def _inject(client: BoardClient, counts: np.ndarray) -> None:
@@ -231,13 +248,14 @@ def test_injection_refused_without_key_and_replays_with_it() -> None:
             assert client.request(control.encode(control.INJECT_START, (1,)))[3] == (
                 control.RESULT_AUTH
             )
-            assert client.request(control.encode_inject_start(b"not the key", 2))[3] == (
-                control.RESULT_AUTH
-            )
+            assert client.wait(lambda: bool(client.stream), 10)  # boot counter known
+            assert client.request(client.signed(control.encode_inject_start(2),
+                                                b"not the key"))[3] == control.RESULT_AUTH
             assert client.request(control.encode_samples([1, 2, 3]))[3] == control.RESULT_STATE
-            assert client.request(control.encode_inject_start(KEY, 3))[3] == control.RESULT_OK
-            # A replayed INJECT_START (same nonce) is refused.
-            assert client.request(control.encode_inject_start(KEY, 3))[3] == control.RESULT_AUTH
+            start_cmd = client.signed(control.encode_inject_start(3))
+            assert client.request(start_cmd)[3] == control.RESULT_OK
+            # A replayed INJECT_START is refused.
+            assert client.request(start_cmd)[3] == control.RESULT_AUTH
             with client.cond:
                 start = max(client.stream)
             _inject(client, part.counts)
@@ -251,7 +269,7 @@ def test_injection_refused_without_key_and_replays_with_it() -> None:
             ), runner.log()
             assert client.wait(
                 lambda: any(
-                    wire.decode(p)[1][3] & wire.ST_INJECTION
+                    client.decode(p)[1][3] & wire.ST_INJECTION
                     for s, p in client.stream.items()
                     if s > start and wire.peek_kind(p) == wire.KIND_STATUS
                 ),
@@ -279,7 +297,7 @@ def test_injection_refused_without_key_and_replays_with_it() -> None:
             assert client.wait(
                 lambda: any(
                     wire.peek_kind(p) == wire.KIND_STATUS
-                    and not wire.decode(p)[1][3] & wire.ST_INJECTION
+                    and not client.decode(p)[1][3] & wire.ST_INJECTION
                     for s, p in client.stream.items() if s > after
                 ),
                 10,

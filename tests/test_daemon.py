@@ -27,6 +27,7 @@ from pty_device import UsbCable
 from spasmwatch.firmware import config as fwconfig
 from spasmwatch.firmware import control, wire
 from spasmwatch.host.compose import SimulationEnd
+from spasmwatch.host.links.auth_link import AuthLink
 from spasmwatch.host.links.serial_link import SerialLink
 from spasmwatch.host.links.sim_link import SimulatedBoard
 from spasmwatch.host.monitor.daemon import (
@@ -65,16 +66,21 @@ class Harness:
     """A daemon on a port, with every output kept (ends with a simulated board)."""
 
     def __init__(self, port: str | Path, store: Store, cfg: DaemonConfig = FAST,
-                 board: SimulatedBoard | None = None, heartbeat_s: float = 5.0) -> None:
+                 board: SimulatedBoard | None = None, heartbeat_s: float = 5.0,
+                 session: Any = None) -> None:
         self.outs: list[dict[str, Any]] = []
-        self.engine = MonitorEngine(store=store, device="sim", heartbeat_s=heartbeat_s)
+        # A simulated board pairs itself: the daemon verifies and signs with its key.
+        if session is None and board is not None:
+            session = board.session()
+        self.engine = MonitorEngine(store=store, device="sim", heartbeat_s=heartbeat_s,
+                                    verifier=session)
         self.links: list[SerialLink] = []
         self.board = board
         ender = SimulationEnd(board) if board is not None else None
 
-        def connect() -> SerialLink:
+        def connect() -> Any:
             self.links.append(SerialLink(str(port)))
-            return self.links[-1]
+            return self.links[-1] if session is None else AuthLink(self.links[-1], session)
 
         def emit(o: dict[str, Any]) -> None:
             self.outs.append(o)
@@ -156,7 +162,7 @@ def test_stopped_firmware_raises_heartbeat_fault_and_clears_on_data(tmp_path: Pa
 
     async def scenario() -> Harness:
         with Store(":memory:") as store:
-            h = Harness(board.port, store, cfg, heartbeat_s=1.0)
+            h = Harness(board.port, store, cfg, heartbeat_s=1.0, session=board.session())
             task = asyncio.create_task(h.daemon.run())
             await until(lambda: h.engine.ingest.stats.accepted >= 5, what="data")
             board.runner.proc.send_signal(signal.SIGSTOP)  # the firmware stops
@@ -207,13 +213,22 @@ def test_bad_bytes_on_the_wire_are_counted_not_fatal(tmp_path: Path) -> None:
     assert h.daemon.connects == 1
 
 
-def _spawn_daemon(port: Path, db: Path, *extra: str) -> subprocess.Popen[str]:
+def _spawn_daemon(port: Path, db: Path, *extra: str,
+                  board: SimulatedBoard | None = None) -> subprocess.Popen[str]:
     code = "import sys; from spasmwatch.host.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if board is not None:
+        # This host is paired with the board (as `spasmwatch pair` leaves it).
+        from spasmwatch.host.pairing import Pairing, save_pairing
+
+        cfg_home = db.parent / "config-home"
+        save_pairing(cfg_home / "spasmwatch", Pairing(board.key, "spasmwatch", time.time()))
+        env["XDG_CONFIG_HOME"] = str(cfg_home)
+        env.pop("SPASMWATCH_CONFIG", None)
     return subprocess.Popen(
         [sys.executable, "-c", code, "run", "--serial", str(port), "--db", str(db),
          "--json", "--heartbeat", "5", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
 
 
@@ -234,7 +249,7 @@ def _wait_line(proc: subprocess.Popen[str], needle: str, timeout: float = 20.0) 
 def test_sigterm_stops_cleanly_with_exit_0(tmp_path: Path) -> None:
     db = tmp_path / "night.db"
     with SimulatedBoard("quiet", seed=1, speed=10.0) as board:
-        proc = _spawn_daemon(Path(board.port), db)
+        proc = _spawn_daemon(Path(board.port), db, board=board)
         try:
             _wait_line(proc, '"connected"')
             _wait_line(proc, '"type": "status"')
@@ -254,7 +269,7 @@ def test_killed_host_restarts_resumes_and_backfills(tmp_path: Path) -> None:
     db = tmp_path / "night.db"
     board = SimulatedBoard("spasm-cluster", seed=1, speed=100.0)
     with board, UsbCable(board.port, tmp_path / "ttyACM0") as cable:
-        proc = _spawn_daemon(cable.path, db)
+        proc = _spawn_daemon(cable.path, db, board=board)
         try:
             _wait_line(proc, '"type": "event"')
             proc.kill()  # no clean shutdown at all
@@ -265,7 +280,7 @@ def test_killed_host_restarts_resumes_and_backfills(tmp_path: Path) -> None:
             while cable.device_ms < down_at + 60_000 and time.monotonic() < deadline:
                 time.sleep(0.01)  # polling the board's progress, not a fixed wait
             cable.plug()
-            proc = _spawn_daemon(cable.path, db)
+            proc = _spawn_daemon(cable.path, db, board=board)
             _wait_line(proc, '"resumed"')
             # Keep reading its output (an alarm's snippet line is ~40 kB): a full pipe
             # would block the daemon's writes and with them its SIGTERM handling.

@@ -73,7 +73,7 @@ def test_no_alerts_is_said_at_start(tmp_path: Path) -> None:
 
 
 def test_run_ble_without_a_bluetooth_service_keeps_retrying(tmp_path: Path) -> None:
-    proc = subprocess.Popen([_cli(), "run", "--ble", "--heartbeat", "2"],
+    proc = subprocess.Popen([_cli(), "run", "--ble", "--insecure", "--heartbeat", "2"],
                             env=_env(tmp_path), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:

@@ -99,9 +99,10 @@ CASES = [
     (control.encode_ping(7), control.PING, (7,)),
     (control.encode_resend(65530, 4), control.RESEND, (65530, 4)),
     (control.encode_set_time(1_780_000_000), control.SET_TIME, (1_780_000_000,)),
-    (control.encode_set_param(1, -5, KEY), control.SET_PARAM, (1, -5)),
+    (control.sign(control.encode_set_param(1, -5), KEY, 7, 3), control.SET_PARAM, (1, -5)),
     (control.encode_get_snippet(), control.GET_SNIPPET, ()),
-    (control.encode_inject_start(KEY, 99), control.INJECT_START, (99,)),
+    (control.sign(control.encode_inject_start(99), KEY, 7, 4), control.INJECT_START, (99,)),
+    (control.encode_hello(0xDEADBEEF), control.HELLO, (0xDEADBEEF,)),
     (control.encode_inject_stop(), control.INJECT_STOP, ()),
 ]
 
@@ -112,16 +113,23 @@ def test_control_round_trip(payload: bytes, op: int, args: tuple) -> None:
     assert control.decode(payload) == (op, args)
 
 
-def test_control_auth_tags() -> None:
-    p = control.encode_set_param(3, 500, KEY)
-    assert control.authorised(p, KEY)
-    assert not control.authorised(p, b"other key")
-    assert not control.authorised(p, b"")  # no key configured: nothing verifies
-    assert not control.authorised(control.encode_set_param(3, 500), KEY)  # no tag
+def test_control_signatures_bind_key_boot_and_counter() -> None:
+    p = control.sign(control.encode_set_param(3, 500), KEY, boot=9, cnt=5)
+    assert control.check(p, KEY, 9, last_cnt=4) == 5
+    assert control.check(p, KEY, 9, last_cnt=5) == -1  # replayed: counter not newer
+    assert control.check(p, KEY, 10, last_cnt=0) == -1  # replayed after a reboot
+    assert control.check(p, b"other key", 9) == -1
+    assert control.check(p, b"", 9) == -1  # no key configured: nothing verifies
+    assert control.check(control.encode_set_param(3, 500), KEY, 9) == -1  # no tag
     forged = p[:-1] + bytes([p[-1] ^ 1])
-    assert not control.authorised(forged, KEY)
+    assert control.check(forged, KEY, 9) == -1
+    bumped = p[:-8] + (6).to_bytes(4, "little") + p[-4:]  # counter edited, tag kept
+    assert control.check(bumped, KEY, 9) == -1
     with pytest.raises(control.ControlError):
-        control.encode_inject_start(b"", 1)
+        control.sign(control.encode_ping(1), b"", 1, 1)
+    with pytest.raises(control.ControlError):
+        control.sign(control.encode_hello(1), KEY, 1, 1)  # the challenge is never signed
+    assert len(control.sign(control.encode_set_param(1, -1), KEY, 1, 1)) <= control.MAX_CONTROL
 
 
 @given(st.lists(st.integers(-32768, 32767), min_size=3, max_size=3 * control.MAX_SAMPLES)
@@ -179,8 +187,10 @@ out = {}
 PAYLOADS = (b"\\x00", b"abc", bytes(range(256))[1:255])
 out["frames"] = [framing.encode(bytes(p)).hex() for p in PAYLOADS]
 out["control"] = [p.hex() for p in (
-    control.encode_ping(7), control.encode_resend(65530, 4), control.encode_set_param(1, -5, KEY),
-    control.encode_inject_start(KEY, 99), control.encode_samples([1, -2, 3, 32767, -32768, 0]))]
+    control.encode_ping(7), control.encode_resend(65530, 4),
+    control.sign(control.encode_set_param(1, -5), KEY, 7, 3),
+    control.sign(control.encode_inject_start(99), KEY, 7, 4),
+    control.encode_samples([1, -2, 3, 32767, -32768, 0]))]
 d = framing.Deframer()
 text = b"Traceback...\\n\\x00"
 out["deframed"] = [p.hex() for p in d.feed(text + framing.encode(b"\\x01\\x00\\x02"))]
@@ -207,7 +217,8 @@ def test_micropython_produces_the_same_bytes(run_micropython) -> None:  # type: 
     ]
     want = [
         control.encode_ping(7), control.encode_resend(65530, 4),
-        control.encode_set_param(1, -5, KEY), control.encode_inject_start(KEY, 99),
+        control.sign(control.encode_set_param(1, -5), KEY, 7, 3),
+        control.sign(control.encode_inject_start(99), KEY, 7, 4),
         control.encode_samples([1, -2, 3, 32767, -32768, 0]),
     ]
     assert out["control"] == [p.hex() for p in want]

@@ -68,13 +68,30 @@ def cli_run(*argv: str) -> tuple[int, str]:
     return cli.main(list(argv), out), out.getvalue()
 
 
+@pytest.fixture(autouse=True)
+def _own_config_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The web token is kept beside the settings: a private folder per test."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.delenv("SPASMWATCH_CONFIG", raising=False)
+
+
 def test_status_ack_and_mute_over_http_and_cli(capsys: pytest.CaptureFixture) -> None:
     async def run() -> None:
         hub = make_hub()
         await hub.start()
         try:
-            base = hub.web.url.rstrip("/")
+            base = hub.web.base_url
             assert base.startswith("http://127.0.0.1:")
+            token = hub.web.token
+            assert token and hub.web.url.endswith(f"/?token={token}")
+            # Without the token (another local user, a local program): refused.
+            code, err = await asyncio.to_thread(
+                request, base + "/api/mute", "POST", {"minutes": 120}, {"X-Spasmwatch": "1"})
+            assert code == 403 and "X-Spasmwatch-Token" in str(err)
+            code, err = await asyncio.to_thread(
+                request, base + "/api/ack", "POST", {},
+                {"X-Spasmwatch": "1", "X-Spasmwatch-Token": token[:-1] + "x"})
+            assert code == 403
             feed_alarm(hub)
             code, st = await asyncio.to_thread(request, base + "/api/status")
             assert code == 200 and isinstance(st, dict)
@@ -90,10 +107,12 @@ def test_status_ack_and_mute_over_http_and_cli(capsys: pytest.CaptureFixture) ->
             assert code == 421
             assert hub.sm.state == "alarm"
             code, res = await asyncio.to_thread(
-                request, base + "/api/mute", "POST", {"minutes": "lots"}, {"X-Spasmwatch": "1"})
+                request, base + "/api/mute", "POST", {"minutes": "lots"},
+                {"X-Spasmwatch": "1", "X-Spasmwatch-Token": token})
             assert code == 400 and "minutes must be a number" in str(res)
             code, res = await asyncio.to_thread(
-                request, base + "/api/mute", "POST", {"minutes": 9999}, {"X-Spasmwatch": "1"})
+                request, base + "/api/mute", "POST", {"minutes": 9999},
+                {"X-Spasmwatch": "1", "X-Spasmwatch-Token": token})
             assert code == 400 and "between 0 and 120" in str(res)
             # The CLI, as a parent would use it from a terminal.
             code, text = await asyncio.to_thread(cli_run, "alert", "ack", "--url", base)

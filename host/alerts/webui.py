@@ -8,22 +8,32 @@ API (JSON): ``GET /api/status``; ``POST /api/ack``; ``POST /api/mute`` with
 ``{"minutes": N}`` (0 unmutes). Because this page can silence a baby alarm, POSTs must
 carry the header ``X-Spasmwatch: 1`` (a web page on another site cannot send a custom
 header to us without a CORS preflight, which is refused), and the ``Host`` header must
-name this server (no DNS rebinding).
+name this server (no DNS rebinding). They must also carry the token
+(``X-Spasmwatch-Token``; kept beside the settings, ``host/pairing.py`` ``web_token``),
+so another local user or program cannot acknowledge or mute an alarm: the page's URL
+(``url``, printed by ``run``) carries it as ``?token=...`` and the page sends it on.
+Loopback only by default; a LAN address is refused without a token (docs/security.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
+import logging
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from spasmwatch.host.alerts.delivery import AlertHub
 
+log = logging.getLogger("spasmwatch.webui")
+
 HEADER = "X-Spasmwatch"
+TOKEN_HEADER = "X-Spasmwatch-Token"
 _CALL_TIMEOUT_S = 5.0
 _MAX_BODY = 4096
 
@@ -52,8 +62,10 @@ it does not diagnose. If you are worried, film an episode and see a doctor urgen
 </small></p>
 <script>
 async function post(path, body){
+  const token = new URLSearchParams(location.search).get("token") || "";
   const r = await fetch(path, {method:"POST", headers:{"X-Spasmwatch":"1",
-    "Content-Type":"application/json"}, body: JSON.stringify(body||{})});
+    "X-Spasmwatch-Token": token, "Content-Type":"application/json"},
+    body: JSON.stringify(body||{})});
   const j = await r.json(); document.getElementById("answer").textContent =
     j.answer || j.error || ""; refresh();
 }
@@ -89,20 +101,41 @@ refresh(); setInterval(refresh, 2000);
 class WebUI:
     """Serve the page and API for ``hub`` on ``host:port`` (port 0 = any free port)."""
 
-    def __init__(self, hub: AlertHub, host: str = "127.0.0.1", port: int = 8765) -> None:
+    def __init__(self, hub: AlertHub, host: str = "127.0.0.1", port: int = 8765,
+                 token: str | None = None) -> None:
         self.hub = hub
         self.host = host
         self.port = port
+        # None: the token kept beside the settings (made on first use); "" = none, which
+        # only a loopback address may use.
+        self.token = token
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def url(self) -> str:
+        """The page's address, with the token that acknowledge/mute need."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/"
+        return f"http://{host}:{self.port}/" + (f"?token={self.token}" if self.token else "")
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     async def start(self) -> None:
+        if self.token is None:
+            from spasmwatch.host.pairing import settings_folder, web_token
+
+            src = Path(str(getattr(getattr(self.hub, "settings", None), "source", "")))
+            self.token = web_token(src.parent if src.is_file() else settings_folder())
+        if not self.token and not _loopback(self.host):
+            raise ValueError(f"the web page on {self.host} (not loopback) needs a token: "
+                             "anyone on the network could silence an alarm")
+        if not _loopback(self.host):
+            log.warning("web page on %s: reachable from the network; acknowledge and mute "
+                        "need the token in %s", self.host, self.url)
         self._loop = asyncio.get_running_loop()
         handler = type("Handler", (_Handler,), {"ui": self})
         self._server = ThreadingHTTPServer((self.host, self.port), handler)
@@ -132,6 +165,17 @@ class WebUI:
             return fn(*args)
 
         return asyncio.run_coroutine_threadsafe(run(), self._loop).result(_CALL_TIMEOUT_S)
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def status_with_text(hub: AlertHub) -> dict[str, Any]:
@@ -173,9 +217,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
         if not self._host_ok():
             return
-        if self.path in ("/", "/index.html"):
+        path = self.path.split("?", 1)[0]  # the page's own URL carries ?token=...
+        if path in ("/", "/index.html"):
             self._send(HTTPStatus.OK, PAGE.encode(), "text/html; charset=utf-8")
-        elif self.path == "/api/status":
+        elif path == "/api/status":
             self._json(HTTPStatus.OK, self.ui.call(status_with_text, self.ui.hub))
         else:
             self._json(HTTPStatus.NOT_FOUND, {"error": f"no such page: {self.path}"})
@@ -185,6 +230,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self.headers.get(HEADER) != "1":
             self._json(HTTPStatus.FORBIDDEN, {"error": f"missing header {HEADER}: 1"})
+            return
+        token = self.ui.token or ""
+        if token and not hmac.compare_digest(
+                self.headers.get(TOKEN_HEADER, "").encode(), token.encode()):
+            self._json(HTTPStatus.FORBIDDEN, {"error": f"missing or wrong {TOKEN_HEADER}: "
+                                              "use the address `spasmwatch run` printed"})
             return
         try:
             n = int(self.headers.get("Content-Length") or 0)

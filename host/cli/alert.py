@@ -63,11 +63,17 @@ def _base_url(args: argparse.Namespace) -> str:
     return f"http://{host}:{w.port}"
 
 
-def post(base: str, path: str, body: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+def post(base: str, path: str, body: dict[str, Any], timeout: float = 5.0,
+         config: str | None = None) -> dict[str, Any]:
     """POST to the daemon's API; a UserError with a clear reason on any failure."""
+    from spasmwatch.host.alerts.webui import TOKEN_HEADER
+    from spasmwatch.host.pairing import settings_folder, web_token
+
+    # security: the web token kept beside the settings (the same user runs the daemon)
     req = urllib.request.Request(
         base + path, data=json.dumps(body).encode(), method="POST",
-        headers={HEADER: "1", "Content-Type": "application/json"})
+        headers={HEADER: "1", "Content-Type": "application/json",
+                 TOKEN_HEADER: web_token(settings_folder(config))})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return dict(json.loads(resp.read()))
@@ -84,7 +90,7 @@ def post(base: str, path: str, body: dict[str, Any], timeout: float = 5.0) -> di
 
 
 def cmd_ack(args: argparse.Namespace, out: TextIO) -> int:
-    res = post(_base_url(args), "/api/ack", {})
+    res = post(_base_url(args), "/api/ack", {}, config=args.config)
     out.write(f"{res['answer']} (state now: {res['status']['state']})\n")
     return 0
 
@@ -92,6 +98,6 @@ def cmd_ack(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_mute(args: argparse.Namespace, out: TextIO) -> int:
     if args.minutes < 0:
         raise UserError("--minutes must be 0 (unmute) or more")
-    res = post(_base_url(args), "/api/mute", {"minutes": args.minutes})
+    res = post(_base_url(args), "/api/mute", {"minutes": args.minutes}, config=args.config)
     out.write(f"{res['answer']} (state now: {res['status']['state']})\n")
     return 0

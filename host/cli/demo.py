@@ -205,7 +205,10 @@ def _demo_on_board(args: argparse.Namespace, out: TextIO, trace: Any, labels: An
             out.write(line + "\n")
         out.flush()
 
-    monitor = build_monitor(settings, SensorSource(board=board), emit, db=None,
+    # A simulated board pairs itself: the daemon verifies its packets with that key.
+    session = board.session() if hasattr(board, "session") else None
+    monitor = build_monitor(settings, SensorSource(board=board, session=session), emit,
+                            db=None,
                             alerts=not getattr(args, "no_alerts", False),
                             check_clock=args.speed == 1.0)
     engine_ref.append(monitor.engine)

@@ -66,6 +66,9 @@ def register(subparsers: Any) -> None:
                    "(default: [monitor] heartbeat_timeout_s, 30 s)")
     r.add_argument("--config", help="settings file (TOML, see docs/alerts.md; default "
                    "$SPASMWATCH_CONFIG or ~/.config/spasmwatch/config.toml if present)")
+    r.add_argument("--insecure", action="store_true",
+                   help="monitor without a paired, authenticated link (NOT recommended: "
+                   "any nearby device could fake or hide alarms; see docs/security.md)")
     r.add_argument("--no-alerts", action="store_true",
                    help="monitor and record only: no sound, no phone, no web page")
     r.add_argument("--min-spasms", type=argtypes.MIN_SPASMS,
@@ -81,13 +84,22 @@ def _source(args: argparse.Namespace) -> tuple[SensorSource, str]:
 
         board, note = simulated_board(args.simulate, seed=args.seed, speed=args.speed,
                                       link=args.link)
-        return SensorSource(board=board), note
+        # A simulated board pairs itself (the in-process one has no radio to guard).
+        session = board.session() if hasattr(board, "session") else None
+        return SensorSource(board=board, session=session), note
     if args.link != "serial":
         raise UserError("--link is for --simulate; use --serial PORT or --ble for a sensor")
+    if args.serial is None and args.ble is None:
+        raise UserError("choose the sensor: --serial PORT, --ble [NAME|ADDRESS] or "
+                        "--simulate SCENARIO (see 'spasmwatch scan' for BLE devices)")
+    # Only the paired sensor is believed (host/pairing.py, docs/security.md): an unpaired
+    # host refuses to monitor with one line, unless --insecure.
+    from spasmwatch.host.pairing import session_for_run
+
+    session = session_for_run(args.insecure, args.config)
     if args.serial:
-        return SensorSource(serial=args.serial), ""
-    if args.ble is not None:
-        return SensorSource(ble=args.ble, ble_backend=args.ble_backend), ""
+        return SensorSource(serial=args.serial, session=session), ""
+    return SensorSource(ble=args.ble, ble_backend=args.ble_backend, session=session), ""
     raise UserError("choose the sensor: --serial PORT, --ble [NAME|ADDRESS] or "
                     "--simulate SCENARIO (see 'spasmwatch scan' for BLE devices)")
 
@@ -123,6 +135,9 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     say(f"settings: {settings.source}")
     if sim_note:
         say(sim_note, "in-process")
+    if source.session is None and not source.simulated:
+        say("INSECURE (--insecure): packets are not authenticated; any nearby device could "
+            "fake or hide alarms.")
     if args.no_alerts:
         say("ALERTS ARE OFF (--no-alerts): nothing will sound or be sent; movements are "
             "only shown here and recorded.")

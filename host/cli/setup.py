@@ -151,7 +151,7 @@ def _pair(port: str, out: TextIO) -> list[str]:
         return ["the sensor is not paired"]
     from spasmwatch.host.cli.main import main
 
-    code = main(["pair", "--serial", port], out)
+    code = main(["pair", "--port", port], out)
     return [] if code == 0 else [f"pairing over {port} failed (see above)"]
 
 

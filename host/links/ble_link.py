@@ -15,6 +15,12 @@ Backends: ``backend=None`` uses bleak's platform backend (BlueZ on Linux) unless
 Bumble backend of ``host/links/bleak_bumble.py`` over the Bumble HCI transport
 ``SPEC`` (e.g. ``bumble:tcp-client:127.0.0.1:PORT`` for ``simulator/ble_bridge.py``);
 a ``BumbleCentral`` object uses that in-process central (tests).
+
+Paired (``session``: ``host/pairing.py``): the first control write is a HELLO challenge
+instead of a PING, and a device is kept only if it answers it with the pairing key
+(``proven``); otherwise it is disconnected, remembered in ``rejected`` and reported,
+and every other device with the same name (or the paired ``address``) is tried in
+turn. A neighbour's sensor, or a rogue device squatting the name, is never used.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +43,7 @@ from bleak_retry_connector import establish_connection
 from spasmwatch.firmware import ble_link as gatt
 from spasmwatch.firmware import config, control
 from spasmwatch.host.links.base import LinkError, LinkLost
+from spasmwatch.host.pairing import Session
 
 __all__ = ["BACKEND_ENV", "BleBackend", "BleLink", "BleStats", "discover_sensors",
            "resolve_backend"]
@@ -45,6 +53,7 @@ log = logging.getLogger("spasmwatch.link.ble")
 BACKEND_ENV = "SPASMWATCH_BLE_BACKEND"
 MAX_QUEUED_PACKETS = 4096  # notifications waiting for recv(): bounded, oldest dropped
 ATT_HEADER = 3  # opcode + handle: an ATT payload is at most MTU - 3 bytes
+HELLO_TIMEOUT_S = 3.0  # a device that has not proved the key by then is not ours
 
 
 @dataclass(frozen=True)
@@ -135,6 +144,8 @@ class BleLink:
         scan_timeout: float = 10.0,
         connect_attempts: int = 3,
         max_queued: int = MAX_QUEUED_PACKETS,
+        session: Session | None = None,
+        address: str = "",
     ) -> None:
         if not name_or_address:
             raise LinkError("BLE sensor name or address is empty")
@@ -155,6 +166,12 @@ class BleLink:
         self._queue: asyncio.Queue[bytes | LinkLost] = asyncio.Queue()
         self._lost: LinkLost | None = None
         self._control: BleakGATTCharacteristic | None = None
+        self.session = session
+        self.address = address  # the paired sensor's address, when known: tried first
+        self.proven = False  # the connected device answered HELLO with the pairing key
+        self.rejected: list[tuple[str, str]] = []  # (address, reason) of devices refused
+        self._hello: asyncio.Future[bool] | None = None
+        self.hello_answer: bytes | None = None
 
     # -- Link protocol -------------------------------------------------------------------
 
@@ -168,9 +185,61 @@ class BleLink:
             raise self._backend_error
         if self._client is not None and self._client.is_connected:
             return
+        self.proven = False
+        if self.session is None:
+            await self._connect(await self._find())
+            return
+        # Paired: the remembered address first, then every device with the name.
+        tried: set[str] = set()
+        queue: list[BLEDevice] = []
+        try:
+            queue.append(await self._find(self.address or None))
+        except LinkError:
+            if not self.address:
+                raise
+        scanned = False
+        while queue or not scanned:
+            if not queue:
+                # The first device did not prove the key: look at every one with the name.
+                scanned = True
+                queue = [d for d in await self._candidates() if d.address not in tried]
+                continue
+            device = queue.pop(0)
+            if device.address in tried:
+                continue
+            tried.add(device.address)
+            try:
+                await self._connect(device)
+            except LinkError as exc:
+                self.rejected.append((device.address, str(exc)))
+                if "pairing key" in str(exc):
+                    self.session.rejected.append((time.time(), device.address))
+                log.warning("%s", exc)
+                continue
+            if self.proven:
+                return
+        raise LinkError(
+            f"no paired spasmwatch sensor answered: {len(self.rejected)} device(s) "
+            f"{'at ' + self.address if self.address else 'named ' + repr(self.target)} "
+            "did not prove the pairing key and were ignored (a neighbour's sensor, a rogue "
+            "device, or this sensor paired with another computer: `spasmwatch pair`)"
+        )
+
+    async def _candidates(self) -> list[BLEDevice]:
+        """Every device advertising the service with the target name (paired mode)."""
+        try:
+            found = await BleakScanner.discover(
+                timeout=min(self.scan_timeout, 3.0), return_adv=True,
+                service_uuids=[config.SERVICE_UUID], **self.backend.options())
+        except BleakError as exc:
+            raise LinkError(f"cannot scan with {self.backend.label}: {exc}") from exc
+        return [dev for dev, adv in found.values()
+                if (adv.local_name or dev.name) == self.target
+                or dev.address.upper() == self.target.upper()]
+
+    async def _connect(self, device: BLEDevice) -> None:
         self._queue = asyncio.Queue()
         self._lost = None
-        device = await self._find()
         try:
             client = await establish_connection(
                 BleakClient, device, self.target,
@@ -184,12 +253,28 @@ class BleLink:
         self._client = client
         try:
             await self._subscribe(client)
+            if self.session is not None:
+                await self._prove(device)
         except BaseException:
             await self._disconnect()
             raise
         self.device = device
         self.stats.connects += 1
-        log.info("connected to %s (%s), ATT MTU %d", self.target, device.address, self.mtu)
+        log.info("connected to %s (%s), ATT MTU %d%s", self.target, device.address, self.mtu,
+                 ", pairing key proven" if self.proven else "")
+
+    async def _prove(self, device: BLEDevice) -> None:
+        assert self._hello is not None
+        try:
+            await asyncio.wait_for(asyncio.shield(self._hello), HELLO_TIMEOUT_S)
+        except TimeoutError:
+            raise LinkError(
+                f"ignored BLE device {device.address} advertising as {self.target!r}: it "
+                f"did not prove the pairing key within {HELLO_TIMEOUT_S:g} s (not the "
+                "paired sensor)") from None
+        finally:
+            self._hello = None
+        self.proven = True
 
     async def recv(self) -> bytes:
         if self._lost is not None and self._queue.empty():
@@ -220,8 +305,8 @@ class BleLink:
 
     # -- internals -----------------------------------------------------------------------
 
-    async def _find(self) -> BLEDevice:
-        want = self.target
+    async def _find(self, address: str | None = None) -> BLEDevice:
+        want = address or self.target
         by_address = _looks_like_address(want)
 
         def match(dev: BLEDevice, adv: AdvertisementData) -> bool:
@@ -263,13 +348,24 @@ class BleLink:
             await client.start_notify(chars[gatt.STATUS_UUID], self._on_notify)
             # The first control write tells the sensor we listen (firmware/ble_link.py):
             # it holds its packets until then. It answers the PING with a reply packet.
-            await client.write_gatt_char(self._control, control.encode_ping(self.stats.connects),
-                                         response=True)
+            if self.session is not None:
+                # Paired: the first write is the challenge; its answer proves the device.
+                self._hello = asyncio.get_running_loop().create_future()
+                first = self.session.hello()
+            else:
+                first = control.encode_ping(self.stats.connects)
+            await client.write_gatt_char(self._control, first, response=True)
         except (BleakError, TimeoutError) as exc:
             raise LinkError(f"{self.target}: cannot subscribe to notifications: {exc}") \
                 from exc
 
     def _on_notify(self, _char: BleakGATTCharacteristic, data: bytearray) -> None:
+        hello = self._hello
+        if hello is not None and self.session is not None and not hello.done() \
+                and self.session.accept_hello(bytes(data)):
+            self.hello_answer = bytes(data)  # AuthLink hands it on as the first reply
+            hello.set_result(True)
+            return
         if self._queue.qsize() >= self.max_queued:
             try:
                 self._queue.get_nowait()  # oldest goes; its seq gap is backfilled later

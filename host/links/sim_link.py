@@ -23,6 +23,10 @@ advertises and notifies through a real Bluetooth stack. The host then connects w
 ``host.links.ble_link.BleLink(board.ble_name, backend=board.ble_backend)``
 (``bumble:tcp-client:127.0.0.1:PORT``: its own virtual controller on the same radio).
 ``stop()`` ends the board and then the bridge.
+
+The board pairs itself: it boots with a fresh random key (``key``), and ``session()``
+is the host's side of it (``host/pairing.py``), so a simulation runs the same
+authenticated link as a paired sensor; ``connect()`` makes the authenticated link.
 """
 
 from __future__ import annotations
@@ -180,6 +184,10 @@ class SimulatedBoard:
         self.scenario = scenario
         self.trace = trace
         self.labels = labels
+        from spasmwatch.host.pairing import new_key
+
+        self.key = new_key()  # the board pairs itself (docs/security.md)
+        self._session: Any = None
         self.speed = speed
         self.heapsize = heapsize
         self.runner: Any = None
@@ -205,7 +213,8 @@ class SimulatedBoard:
             # resent; real time after the end is what a sensor does anyway.
             after_end = "realtime" if self.link == "ble" else "keep"
             self.runner = BoardRunner(self.trace, speed=self.speed, end="hold",
-                                      after_end=after_end, heapsize=self.heapsize, cfg=cfg)
+                                      after_end=after_end, heapsize=self.heapsize, cfg=cfg,
+                                      key=self.key)
             port = self.runner.start()  # the process takes a copy of the environment
         except BoardError as exc:
             self.stop()
@@ -218,6 +227,29 @@ class SimulatedBoard:
         n = len(stream.counts) if stream is not None else 0
         self.end_ms = n * 1000 // cfg.rate_hz + END_MARGIN_MS
         return port
+
+    def session(self) -> Any:
+        """The host's pairing session with this board (one per board: counters)."""
+        if self._session is None:
+            from spasmwatch.host.pairing import Session
+
+            self._session = Session(self.key)
+        return self._session
+
+    def connect(self) -> Any:
+        """A fresh authenticated link to the started board (serial or BLE)."""
+        from spasmwatch.host.links.auth_link import AuthLink
+
+        if self.link == "ble":
+            from spasmwatch.host.links.ble_link import BleLink
+
+            inner: Any = BleLink(self.ble_name, backend=self.ble_backend,
+                                 session=self.session())
+        else:
+            from spasmwatch.host.links.serial_link import SerialLink
+
+            inner = SerialLink(self.port)
+        return AuthLink(inner, self.session())
 
     @property
     def ble_backend(self) -> str:

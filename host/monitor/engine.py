@@ -27,7 +27,7 @@ from spasmwatch.firmware import wire
 from spasmwatch.host.monitor.alerts import INFO, Alert, AlertConfig, fmt_time
 from spasmwatch.host.monitor.clustering import Cluster, ClusterTracker
 from spasmwatch.host.monitor.faults import FaultTracker
-from spasmwatch.host.monitor.ingest import IngestResult, PacketIngest, Verifier
+from spasmwatch.host.monitor.ingest import IngestResult, PacketIngest, Verifier, foreign_fault
 from spasmwatch.host.monitor.patterns import JerkBurstDetector, SpasmChainDetector
 from spasmwatch.host.monitor.records import Event, Status, Summary
 from spasmwatch.host.monitor.sequence import Verdict
@@ -156,6 +156,7 @@ class Engine:
         out: list[Output] = []
         self.now = max(self.now, now)
         self._expire(now, out)
+        self._emit([a for a in [foreign_fault(self.ingest, self.faults, now)] if a], out)  # sec
         if self.store is not None:
             with self._storing(out):
                 self._save_counters()
@@ -361,6 +362,9 @@ class Engine:
 
     def _after_rejection(self, out: list[Output]) -> None:
         ist = self.ingest.stats
+        if ist.foreign and self.ingest.foreign_times:  # security (issue 9): foreign packets
+            t = max(self.now, self.ingest.foreign_times[-1])
+            self._emit([a for a in [foreign_fault(self.ingest, self.faults, t)] if a], out)
         if ist.error_run >= self.config.decode_error_run:
             a = self.faults.update(
                 "decode_errors", True, self.now,

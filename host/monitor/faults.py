@@ -37,6 +37,12 @@ STATUS_FAULTS: dict[str, tuple[Callable[[Status], bool], str, str]] = {
         "Sensor battery low ({battery_mv} mV): charge it soon or monitoring will stop.",
         "Sensor battery is no longer low ({battery_mv} mV).",
     ),
+    "test_mode": (  # security (issue 9): trace injection replaces the accelerometer
+        lambda s: "injection" in s.flags,
+        "The sensor is in test mode, not watching: it is processing an injected test "
+        "trace instead of the accelerometer. Movements are NOT being monitored.",
+        "The sensor left test mode and is watching again.",
+    ),
     "events_dropped": (
         lambda s: "events_dropped" in s.flags,
         "The device had to drop queued events (link too slow or down): some movements "

@@ -5,16 +5,26 @@ under its ``WireError.reason`` (anything else the decoder throws counts as
 ``"malformed"``), logged once, and dropped. Good packets are checked against the
 sequence tracker (duplicates dropped, gaps remembered for backfill, restarts noticed)
 and their device time is converted to host seconds.
+
+With a verifier (a paired link, ``host/pairing.py`` ``Session``) every packet must carry
+a valid tag: untagged packets (``unsigned``), bad tags (``auth``: forged, another key,
+or an older boot of the device) and authentic packets of this boot replayed out of
+their place (``replay``: ``Verdict.STALE``) are dropped and counted; the times of the
+latest ones feed the "another device is sending" fault (``foreign_active``). Command
+replies and snippets (``wire.OUT_OF_BAND``) are not stream records: counted and left
+to the daemon, never an exception.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from spasmwatch.firmware import wire
+from spasmwatch.host.monitor.alerts import Alert
+from spasmwatch.host.monitor.faults import FaultTracker
 from spasmwatch.host.monitor.records import (
     Event,
     Record,
@@ -33,6 +43,11 @@ log = logging.getLogger("spasmwatch.ingest")
 
 Verifier = Callable[[bytes, bytes], bool]
 
+#: Rejection reasons that mean "not from our sensor" rather than a bad radio.
+FOREIGN_REASONS = ("auth", "unsigned", "replay")
+FOREIGN_FAULT_COUNT = 3  # this many foreign packets ...
+FOREIGN_FAULT_WINDOW_S = 600.0  # ... within this long raise the fault; it clears after
+
 
 @dataclass
 class IngestStats:
@@ -47,6 +62,8 @@ class IngestStats:
     recovered: int = 0  # of those, how many arrived later (backfill)
     late: int = 0  # older packets that were never recorded as missing
     restarts: int = 0
+    out_of_band: int = 0  # replies and snippets handed to feed (not stream records)
+    foreign: int = 0  # rejected as not from the paired sensor (FOREIGN_REASONS)
     kinds: Counter[str] = field(default_factory=Counter)  # event / summary / status
 
     @property
@@ -81,8 +98,10 @@ class PacketIngest:
         self.device = device
         self.verifier = verifier
         self.stats = IngestStats()
-        self.seq = SequenceTracker(window=window)
+        self.seq = SequenceTracker(window=window, strict=verifier is not None)
         self.clock = DeviceClock(t0)
+        self._boot: object = None  # the verifier's device boot of the newest stream packet
+        self.foreign_times: deque[float] = deque(maxlen=FOREIGN_FAULT_COUNT)
 
     def feed(self, data: bytes, received_at: float | None = None) -> IngestResult | None:
         """Return the decoded record, or None for a bad or duplicate packet."""
@@ -91,19 +110,29 @@ class PacketIngest:
         try:
             seq, rec = wire.decode(data, self.verifier)
         except wire.WireError as exc:
-            self._reject(exc.reason, str(exc), data)
+            self._reject(exc.reason, str(exc), data, received_at)
             return None
         except Exception as exc:  # noqa: BLE001 - a decoder bug must not stop monitoring
-            self._reject("malformed", f"{type(exc).__name__}: {exc}", data)
+            self._reject("malformed", f"{type(exc).__name__}: {exc}", data, received_at)
             return None
-        bad = invalid_field(rec) if rec[0] not in wire.OUT_OF_BAND else None
+        if rec[0] in wire.OUT_OF_BAND:
+            st.out_of_band += 1
+            return None
+        bad = invalid_field(rec)
         if bad is not None:  # every field from the wire is untrusted
-            self._reject("invalid_field", bad, data)
+            self._reject("invalid_field", bad, data, received_at)
             return None
         st.error_run = 0
         t_ms = rec[1]
-        upd = self.seq.observe(seq, t_ms)
+        boot = getattr(self.verifier, "boot", None)
+        new_boot = boot != self._boot
+        upd = self.seq.observe(seq, t_ms, new_boot)
         verdict = upd.verdict
+        if verdict is Verdict.STALE:
+            self._reject("replay", f"seq {seq} t_ms {t_ms} is an old packet of this boot",
+                         data, received_at)
+            return None
+        self._boot = boot
         if verdict is Verdict.DUPLICATE:
             st.duplicates += 1
             return None
@@ -132,11 +161,49 @@ class PacketIngest:
     def missing(self) -> int:
         return self.seq.missing_count
 
-    def _reject(self, reason: str, detail: str, data: bytes) -> None:
+    def foreign_active(self, now: float) -> bool:
+        """True while FOREIGN_FAULT_COUNT foreign packets came within the window."""
+        ts = self.foreign_times
+        return len(ts) == ts.maxlen and now - ts[0] <= FOREIGN_FAULT_WINDOW_S \
+            and now - ts[-1] <= FOREIGN_FAULT_WINDOW_S
+
+    def _reject(self, reason: str, detail: str, data: bytes,
+                received_at: float | None = None) -> None:
         st = self.stats
         st.errors[reason] += 1
         st.error_run += 1
+        if reason in FOREIGN_REASONS:
+            st.foreign += 1
+            if received_at is not None:
+                self.foreign_times.append(received_at)
         log.warning(
             "%s: dropped undecodable packet (%s): %s [%d bytes: %s]",
             self.device, reason, detail, len(data), bytes(data[:24]).hex(),
         )
+
+
+def foreign_fault(ingest: PacketIngest, faults: FaultTracker, now: float) -> Alert | None:
+    """Raise or clear the "another device is sending" fault (engine hook, issue 9)."""
+    # Devices that advertised as our sensor but failed the challenge (BLE link).
+    squatters = [a for t, a in getattr(ingest.verifier, "rejected", ())
+                 if 0 <= now - t <= FOREIGN_FAULT_WINDOW_S]
+    if ingest.foreign_active(now) or squatters:
+        what = (f"Another device is sending packets that do not carry this sensor's key "
+                f"({ingest.stats.foreign} dropped so far)" if ingest.stats.foreign else
+                f"Another device ({', '.join(sorted(set(squatters)))}) advertises as this "
+                "sensor but could not prove its key (a neighbour's sensor, or someone "
+                "imitating yours); it was ignored")
+        return faults.update(
+            "foreign_packets", True, now,
+            f"{what}: it cannot raise or hide an alarm, but someone nearby may be trying "
+            "to. Check the sensor and its surroundings.",
+            {"dropped": ingest.stats.foreign, "devices": sorted(set(squatters)), "reasons": {
+                r: ingest.stats.errors[r] for r in FOREIGN_REASONS if ingest.stats.errors[r]}},
+        )
+    last = ingest.foreign_times[-1] if ingest.foreign_times else None
+    if "foreign_packets" in faults.active and (last is None or
+                                                now - last > FOREIGN_FAULT_WINDOW_S):
+        return faults.update("foreign_packets", False, now,
+                             "No more packets from another device for "
+                             f"{FOREIGN_FAULT_WINDOW_S / 60:.0f} minutes.")
+    return None

@@ -27,6 +27,7 @@ class Verdict(StrEnum):
     BACKFILL = "backfill"  # an older packet that fills a gap we recorded
     LATE = "late"  # an older packet we never saw and had not missed (e.g. before we joined)
     RESTART = "restart"  # the device has evidently restarted; tracking starts over
+    STALE = "stale"  # authenticated link: an old packet of this boot replayed (dropped)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +40,8 @@ class SeqUpdate:
 class SequenceTracker:
     """Classify each (seq, t_ms) as new / duplicate / backfill / late / restart."""
 
-    def __init__(self, window: int = 1024, restart_clock_step_ms: int = 600_000) -> None:
+    def __init__(self, window: int = 1024, restart_clock_step_ms: int = 600_000,
+                 strict: bool = False) -> None:
         if window < 1:
             raise ValueError("window must be >= 1")
         self.window = window
@@ -47,9 +49,14 @@ class SequenceTracker:
         # cannot come from the same boot: events may be sent up to a minute after their
         # onset, never ten.
         self.restart_clock_step_ms = restart_clock_step_ms
+        # Authenticated link: a restart is known from the boot counter (``new_boot``), so
+        # a packet that merely looks like one (an old sequence number, a clock gone back)
+        # is a replay of this boot's traffic: STALE, and the state stays as it is.
+        self.strict = strict
         self._top: int | None = None  # highest unwrapped seq seen
         self._seen: dict[int, int] = {}  # unwrapped seq -> raw t_ms, for the window
         self._missing: set[int] = set()  # unwrapped seqs skipped and not yet backfilled
+        self._may_restart = True
 
     @property
     def top(self) -> int | None:
@@ -64,7 +71,9 @@ class SequenceTracker:
         self._seen.clear()
         self._missing.clear()
 
-    def observe(self, seq: int, t_ms: int) -> SeqUpdate:
+    def observe(self, seq: int, t_ms: int, new_boot: bool = False) -> SeqUpdate:
+        """Classify one packet; ``new_boot``: the first of a new device boot (strict)."""
+        self._may_restart = new_boot or not self.strict
         seq &= SEQ_MOD - 1
         top = self._top
         if top is None:
@@ -75,7 +84,7 @@ class SequenceTracker:
         if step < _SEQ_HALF:
             back_ms = (self._seen[top] - t_ms) % _MS_MOD
             if self.restart_clock_step_ms < back_ms < _MS_HALF:
-                return self._start(seq, t_ms, Verdict.RESTART)
+                return self._restart(seq, t_ms)
             useq = top + step
             gap = step - 1
             # A huge gap is remembered only as far back as the window reaches.
@@ -94,7 +103,7 @@ class SequenceTracker:
         if top - useq <= self.window:
             self._seen[useq] = t_ms
             return SeqUpdate(Verdict.LATE, useq)
-        return self._start(seq, t_ms, Verdict.RESTART)
+        return self._restart(seq, t_ms)
 
     def missing_ranges(self) -> list[tuple[int, int]]:
         """Missing wire sequence numbers as inclusive (first, last) ranges, oldest first.
@@ -135,7 +144,12 @@ class SequenceTracker:
         if self._seen[useq] == t_ms:
             return SeqUpdate(Verdict.DUPLICATE, useq)
         # Same number, different content: the device started counting again.
-        return self._start(useq % SEQ_MOD, t_ms, Verdict.RESTART)
+        return self._restart(useq % SEQ_MOD, t_ms)
+
+    def _restart(self, seq: int, t_ms: int) -> SeqUpdate:
+        if not self._may_restart:
+            return SeqUpdate(Verdict.STALE, -1)
+        return self._start(seq, t_ms, Verdict.RESTART)
 
     def _start(self, seq: int, t_ms: int, verdict: Verdict) -> SeqUpdate:
         self.reset()

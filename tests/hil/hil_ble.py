@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 
 from hil_boards import PacketClient, RealBoard, VirtualBoard
 
+from spasmwatch.firmware import control
 from spasmwatch.host.links.base import LinkLost
 from spasmwatch.host.links.ble_link import BleLink
 from spasmwatch.simulator.ble_bridge import BleBridge
@@ -132,13 +133,17 @@ class BleClient(PacketClient):
         self.lost = False  # the link dropped (LinkLost seen) since the last open
         self._inbox: queue.Queue[bytes | None] = queue.Queue()
         self._reader: asyncio.Task[None] | None = None
+        self.sign_all = True  # the paired board obeys only signed commands over BLE
 
     def open(self) -> None:
         """Scan, connect, subscribe (``BleLink.open``), then start receiving."""
 
         async def open_link() -> None:
-            link = BleLink(self.name, backend=self.backend, scan_timeout=self.scan_timeout)
-            await link.open()
+            link = BleLink(self.name, backend=self.backend, scan_timeout=self.scan_timeout,
+                           session=self.session)
+            await link.open()  # the board proved the key (HELLO): its boot is known
+            # A signed command: the board streams to this central from now on.
+            await link.send_control(self.signed(control.encode_ping(0)))
             self.link = link
             self.lost = False
             self._reader = asyncio.get_running_loop().create_task(self._receive(link))

@@ -46,6 +46,7 @@ from spasmwatch.host.flash import (
     build_plan,
     flash,
 )
+from spasmwatch.host.pairing import Session
 from spasmwatch.simulator.board_runner import BoardRunner
 from spasmwatch.simulator.replay import SensorStream, detector_packets, to_sensor_stream
 from spasmwatch.simulator.scenarios import generate
@@ -67,6 +68,10 @@ class PacketClient:
     def __init__(self) -> None:
         self.packets: list[Packet] = []
         self.bad = 0
+        # The board is paired with HIL_KEY (docs/security.md): its packets are tagged
+        # over its boot counter (learned from HELLO), commands are signed.
+        self.session = Session(HIL_KEY)
+        self.sign_all = False  # BLE: a paired board obeys only signed commands
 
     def send(self, payload: bytes) -> None:
         raise NotImplementedError
@@ -77,12 +82,36 @@ class PacketClient:
     def take(self, frames: list[bytes]) -> list[Packet]:
         new: list[Packet] = []
         for frame in frames:
+            if wire.peek_kind(frame) == wire.KIND_REPLY and len(frame) > 7 \
+                    and frame[7] == control.HELLO:
+                if self.session.accept_hello(frame):
+                    new.append(wire.decode(frame, lambda b, t: True))
+                continue
             try:
-                new.append(wire.decode(frame, None))
+                new.append(wire.decode(frame, self._verifier(frame)))
             except wire.WireError:
                 self.bad += 1
         self.packets += new
         return new
+
+    def _verifier(self, frame: bytes) -> Any:
+        if not frame or not frame[0] & wire.FLAG_AUTH:
+            return None
+        if self.session.boot is None:
+            return lambda b, t: True  # before the challenge is answered: read unchecked
+        return self.session
+
+    def hello(self) -> None:
+        """The challenge: learns the board's boot counter and command counter."""
+        self.exchange(self.session.hello())
+
+    def signed(self, payload: bytes, key: bytes = HIL_KEY) -> bytes:
+        """``payload`` signed with ``key`` for the board's current boot."""
+        if self.session.boot is None or not self.sign_all:
+            # Serial: ask again each time, another client (BLE) may have used counters.
+            self.hello()
+        self.session.cnt += 1
+        return control.sign(payload, key, self.session.boot or 0, self.session.cnt)
 
     def wait_for(self, pred: Callable[[Packet], bool], timeout: float = 30.0) -> Packet:
         """The first packet from now on satisfying ``pred``; fails after ``timeout`` s."""
@@ -94,11 +123,16 @@ class PacketClient:
         raise AssertionError(f"no matching packet within {timeout:g} s "
                              f"({len(self.packets)} packets received)")
 
-    def exchange(self, payload: bytes, timeout: float = 30.0) -> Packet:
+    def exchange(self, payload: bytes, timeout: float = 30.0,
+                 sign: bool | None = None) -> Packet:
         """Send a control payload; return the device's reply packet for its opcode.
 
-        The reply's sequence number is the last stream packet sent before it.
+        The reply's sequence number is the last stream packet sent before it. Over BLE
+        (``sign_all``) an unsigned payload is signed first unless ``sign`` is False.
         """
+        if (self.sign_all if sign is None else sign) and payload[0] not in control.UNSIGNED \
+                and control.split(payload)[3] == -1:
+            payload = self.signed(payload)
         opcode = payload[0]
         self.send(payload)
         return self.wait_for(
@@ -192,7 +226,7 @@ def inject_trace(client: SerialClient, counts: np.ndarray) -> tuple[int, int]:
     Returns the sequence numbers of the INJECT_START and INJECT_STOP replies: the
     packets the injected trace produced are exactly those numbered in between.
     """
-    seq_start, rec = client.exchange(control.encode_inject_start(HIL_KEY, next_nonce()))
+    seq_start, rec = client.exchange(client.signed(control.encode_inject_start(next_nonce())))
     assert rec[3] == control.RESULT_OK, rec
     block = fwconfig.FIFO_BATCH  # the simulator's block size
     flat = counts.reshape(-1, 3)
@@ -225,7 +259,8 @@ def backfill(client: PacketClient, got: dict[int, tuple[Any, ...]], first: int, 
         rec = client.command(control.encode_resend(run[0], run[-1]), timeout)
         assert rec[3] == control.RESULT_OK and rec[4] == len(run), (rec, run)
         for seq, r in client.packets[mark:]:
-            if r[0] in IN_BAND:
+            # (live packets that arrive meanwhile are outside first..last: not resends)
+            if r[0] in IN_BAND and first <= seq <= last:
                 assert got.setdefault(seq, r) == r, (seq, got[seq], r)
     still = [s for s in range(first, last + 1) if s not in got]
     assert not still, f"not backfilled: {still}"
@@ -246,7 +281,7 @@ def next_nonce() -> int:
 
 
 def inject_start(client: SerialClient, key: bytes = HIL_KEY) -> int:
-    return int(client.command(control.encode_inject_start(key, next_nonce()))[3])
+    return int(client.command(client.signed(control.encode_inject_start(next_nonce()), key))[3])
 
 
 class VirtualBoard:
@@ -301,7 +336,9 @@ class VirtualBoard:
             self.runner.set_knobs(**knobs)
 
     def connect(self) -> SerialClient:
-        return SerialClient(self.port)
+        client = SerialClient(self.port)
+        client.hello()
+        return client
 
     def log(self) -> str:
         return self.runner.log() if self.runner is not None else ""
@@ -355,7 +392,9 @@ class RealBoard:
         raise NotImplementedError("a real board has no knobs")
 
     def connect(self) -> SerialClient:
-        return SerialClient(self.port)
+        client = SerialClient(self.port)
+        client.hello()
+        return client
 
     def log(self) -> str:
         return ""

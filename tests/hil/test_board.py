@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from hil_boards import (
-    HIL_KEY,
     IN_BAND,
     RealBoard,
     SerialClient,
@@ -93,19 +92,19 @@ def test_battery_and_charging_reported(board: Board, client: SerialClient) -> No
 
 
 def test_injection_needs_the_key(client: SerialClient) -> None:
-    rec = client.command(control.encode_inject_start(b"not-the-key", next_nonce()))
+    rec = client.command(client.signed(control.encode_inject_start(next_nonce()), b"not-the-key"))
     assert rec[3] == control.RESULT_AUTH
     untagged = control.encode(control.INJECT_START, (next_nonce(),))
     assert client.command(untagged)[3] == control.RESULT_AUTH
     # Samples are refused outside injection mode.
     assert client.command(control.encode_samples([0, 0, 8192]))[3] == control.RESULT_STATE
-    nonce = next_nonce()
-    assert client.command(control.encode_inject_start(HIL_KEY, nonce))[3] == control.RESULT_OK
+    start = client.signed(control.encode_inject_start(next_nonce()))
+    assert client.command(start)[3] == control.RESULT_OK
     _, rec = client.wait_for(is_kind(wire.KIND_STATUS))
     assert rec[3] & wire.ST_INJECTION
     assert client.command(control.encode_inject_stop())[3] == control.RESULT_OK
-    # A replayed INJECT_START (same nonce, valid tag) is refused.
-    rec = client.command(control.encode_inject_start(HIL_KEY, nonce))
+    # A replayed INJECT_START (same counter, valid tag) is refused.
+    rec = client.command(start)
     assert rec[3] == control.RESULT_AUTH
 
 

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from hil_ble import BleBoard, BleClient
 from hil_boards import (
-    HIL_KEY,
     IN_BAND,
     SerialClient,
     assert_matches_simulator,
@@ -112,10 +111,10 @@ def test_injection_over_ble_needs_the_key(
     ble.wait_for(is_kind(wire.KIND_STATUS), timeout=fwconfig.STATUS_S * 3)
     refused = [
         control.encode(control.INJECT_START, (next_nonce(),)),  # no tag
-        control.encode_inject_start(b"not-the-key", next_nonce()),  # wrong key
+        ble.signed(control.encode_inject_start(next_nonce()), b"not-the-key"),  # wrong key
     ]
     for payload in refused:
-        seq, rec = ble.exchange(payload)
+        seq, rec = ble.exchange(payload, sign=False)
         assert rec[3] == control.RESULT_AUTH, (payload.hex(), rec)
         assert not _status_after(ble, seq)["flags"] & wire.ST_INJECTION
     # Still in sensor mode: serial samples are refused as out of state.
@@ -123,8 +122,8 @@ def test_injection_over_ble_needs_the_key(
         == control.RESULT_STATE
 
     # With the key over BLE, injection starts: the key authorises it, not the link...
-    nonce = next_nonce()
-    seq, rec = ble.exchange(control.encode_inject_start(HIL_KEY, nonce))
+    start = ble.signed(control.encode_inject_start(next_nonce()))
+    seq, rec = ble.exchange(start)
     assert rec[3] == control.RESULT_OK, rec
     assert _status_after(ble, seq)["flags"] & wire.ST_INJECTION
     # ...but samples are serial-only: a SAMPLES frame written to the control point
@@ -143,8 +142,8 @@ def test_injection_over_ble_needs_the_key(
     assert rec[3] == control.RESULT_OK
     assert not _status_after(ble, seq)["flags"] & wire.ST_INJECTION
 
-    # A replayed INJECT_START (same nonce, valid tag) over BLE is refused.
-    seq, rec = ble.exchange(control.encode_inject_start(HIL_KEY, nonce))
+    # A replayed INJECT_START (same counter, valid tag) over BLE is refused.
+    seq, rec = ble.exchange(start)
     assert rec[3] == control.RESULT_AUTH
     assert not _status_after(ble, seq)["flags"] & wire.ST_INJECTION
     assert serial_client.command(control.encode_samples([0, 0, 8192]))[3] \
