@@ -58,9 +58,12 @@ def test_run_simulate_over_ble_alerts_like_replay() -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     outs = [json.loads(line) for line in proc.stdout.splitlines()]
-    got = Counter((o["level"], o["kind"]) for o in outs if o["type"] == "alert")
+    # What the sensor's data raised; the alerting's own faults (no sound server here:
+    # "nobody will hear", a failed delivery) are tested in test_e2e_audible.py.
+    got = Counter((o["level"], o["kind"]) for o in outs
+                  if o["type"] == "alert" and o.get("source") != "host")
     assert got == want
-    links = [o for o in outs if o["type"] == "link"]
+    links = [o for o in outs if o["type"] == "link" and o["state"] != "start"]
     assert links[0]["state"] == "connected" and links[0]["link"] == "ble"
     assert [o["state"] for o in links[-2:]] == ["ended", "summary"]
     assert "0 missing, 0 duplicates" in links[-1]["message"]

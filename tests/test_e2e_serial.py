@@ -71,11 +71,14 @@ def run_simulation(name: str, seed: int, db: Path) -> list[dict]:
 
 def test_simulated_serial_chain_alerts_like_replay(tmp_path: Path) -> None:
     outs = run_simulation("spasm-cluster", 1, tmp_path / "sim.db")
-    got = Counter((o["level"], o["kind"]) for o in outs if o["type"] == "alert")
+    # What the sensor's data raised; the alerting's own faults (no sound server here:
+    # "nobody will hear", a failed delivery) are tested in test_e2e_audible.py.
+    got = Counter((o["level"], o["kind"]) for o in outs
+                  if o["type"] == "alert" and o.get("source") != "host")
     want = replay_alerts("spasm-cluster", 1)
     assert want[("alarm", "spasm_cluster")] == 1
     assert got == want
-    links = [o for o in outs if o["type"] == "link"]
+    links = [o for o in outs if o["type"] == "link" and o["state"] != "start"]
     assert links[0]["state"] == "connected" and links[0]["link"] == "serial"
     assert [o["state"] for o in links[-2:]] == ["ended", "summary"]
     assert "0 missing, 0 duplicates" in links[-1]["message"]
@@ -92,7 +95,10 @@ def test_simulated_serial_chain_alerts_like_replay(tmp_path: Path) -> None:
 
 def test_benign_scenario_raises_no_alarm(tmp_path: Path) -> None:
     outs = run_simulation("hypnic-jerks", 2, tmp_path / "sim.db")
-    got = Counter((o["level"], o["kind"]) for o in outs if o["type"] == "alert")
+    # What the sensor's data raised; the alerting's own faults (no sound server here:
+    # "nobody will hear", a failed delivery) are tested in test_e2e_audible.py.
+    got = Counter((o["level"], o["kind"]) for o in outs
+                  if o["type"] == "alert" and o.get("source") != "host")
     assert got == replay_alerts("hypnic-jerks", 2)
     assert not any(level in ("alarm", "fault") for level, _ in got)
 

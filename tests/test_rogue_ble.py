@@ -152,7 +152,7 @@ def test_forged_events_and_statuses_from_rogue_raise_no_alarm_and_hide_no_silenc
         session = Session(KEY)
         engine = MonitorEngine(device="cot", heartbeat_s=2.0, verifier=session)
         outs: list[dict[str, Any]] = []
-        cfg = DaemonConfig(heartbeat_s=2.0, tick_s=0.1, backoff_initial_s=0.1,
+        cfg = DaemonConfig(tick_s=0.1, backoff_initial_s=0.1,
                            backoff_max_s=0.3)
 
         def connect() -> AuthLink:
