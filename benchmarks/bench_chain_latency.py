@@ -47,10 +47,10 @@ from typing import Any
 
 from spasmwatch.firmware import config as fwconfig
 from spasmwatch.firmware import control, wire
+from spasmwatch.host.daemon import Daemon, DaemonConfig, MonitorEngine
 from spasmwatch.host.links.base import Link
 from spasmwatch.host.links.serial_link import SerialLink
 from spasmwatch.host.links.sim_link import SimulatedBoard
-from spasmwatch.host.monitor.daemon import Daemon, DaemonConfig, MonitorEngine
 from spasmwatch.host.monitor.engine import Engine
 from spasmwatch.host.monitor.store import Store
 from spasmwatch.simulator import scenarios

@@ -37,8 +37,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from spasmwatch.firmware import auth, control, framing, wire
+from spasmwatch.host.daemon import MonitorEngine
 from spasmwatch.host.links.serial_link import crc_ok
-from spasmwatch.host.monitor.daemon import MonitorEngine
 from spasmwatch.host.monitor.ingest import PacketIngest
 from spasmwatch.host.pairing import Session
 

@@ -1,6 +1,6 @@
 """Capped exponential backoff with jitter, for anything that reconnects.
 
-Used by the daemon's sensor link (``host/monitor/daemon.py``) and the MQTT channel
+Used by the daemon's sensor link (``host/daemon.py``) and the MQTT channel
 (``host/alerts/channels/mqtt_ha.py``): one rule for how long to wait before the next try.
 """
 

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from spasmwatch.firmware import config as fwconfig
+from spasmwatch.host.daemon import Daemon, DaemonConfig, MonitorEngine, resume_from_store
 from spasmwatch.host.errors import UserError
 from spasmwatch.host.links.base import Link
-from spasmwatch.host.monitor.daemon import Daemon, DaemonConfig, MonitorEngine, resume_from_store
 from spasmwatch.host.monitor.store import Store
 from spasmwatch.host.settings import Settings, load_settings
 

@@ -22,7 +22,7 @@ from spasmwatch.host.alerts.alarm_state import (
     Notice,
     TransitionLog,
 )
-from spasmwatch.host.monitor.daemon import MonitorEngine
+from spasmwatch.host.daemon import MonitorEngine
 from spasmwatch.host.monitor.store import Store
 from spasmwatch.host.settings import AlarmSettings, MonitorSettings
 

@@ -25,10 +25,10 @@ from typing import Any
 import pytest
 
 from spasmwatch.firmware import control, wire
+from spasmwatch.host.daemon import Daemon, DaemonConfig, MonitorEngine
 from spasmwatch.host.links.base import LinkLost
 from spasmwatch.host.links.ble_link import BleLink
 from spasmwatch.host.links.bleak_bumble import BumbleCentral
-from spasmwatch.host.monitor.daemon import Daemon, DaemonConfig, MonitorEngine
 from spasmwatch.host.monitor.engine import Engine
 from spasmwatch.simulator import scenarios
 from spasmwatch.simulator.ble_bridge import BleBridge

@@ -27,16 +27,16 @@ from pty_device import UsbCable
 from spasmwatch.firmware import config as fwconfig
 from spasmwatch.firmware import control, wire
 from spasmwatch.host.compose import SimulationEnd
-from spasmwatch.host.links.auth_link import AuthLink
-from spasmwatch.host.links.serial_link import SerialLink
-from spasmwatch.host.links.sim_link import SimulatedBoard
-from spasmwatch.host.monitor.daemon import (
+from spasmwatch.host.daemon import (
     Backfill,
     Backoff,
     Daemon,
     DaemonConfig,
     MonitorEngine,
 )
+from spasmwatch.host.links.auth_link import AuthLink
+from spasmwatch.host.links.serial_link import SerialLink
+from spasmwatch.host.links.sim_link import SimulatedBoard
 from spasmwatch.host.monitor.store import Store
 from spasmwatch.simulator import scenarios
 from spasmwatch.simulator.replay import detector_packets, to_sensor_stream

@@ -25,8 +25,8 @@ import serial
 from spasmwatch.firmware import config as fwconfig
 from spasmwatch.firmware import framing, wire
 from spasmwatch.host.compose import SimulationEnd
+from spasmwatch.host.daemon import Daemon, DaemonConfig, MonitorEngine
 from spasmwatch.host.links.sim_link import SimulatedBoard
-from spasmwatch.host.monitor.daemon import Daemon, DaemonConfig, MonitorEngine
 from spasmwatch.host.monitor.engine import Engine
 from spasmwatch.host.monitor.store import Store
 from spasmwatch.simulator import scenarios

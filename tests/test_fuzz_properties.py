@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from spasmwatch.firmware import auth, control, framing, wire
 from spasmwatch.host import settings as hs
+from spasmwatch.host.daemon import MonitorEngine
 from spasmwatch.host.links.serial_link import crc_ok
-from spasmwatch.host.monitor.daemon import MonitorEngine
 from spasmwatch.host.monitor.ingest import PacketIngest
 from spasmwatch.host.pairing import Session
 from spasmwatch.simulator.traceio import TraceFormatError, read_labels, read_trace

@@ -37,7 +37,7 @@ from spasmwatch.host.alerts.channels.mqtt_ha import (
     parse_command,
 )
 from spasmwatch.host.alerts.delivery import AlertHub
-from spasmwatch.host.monitor.daemon import MonitorEngine
+from spasmwatch.host.daemon import MonitorEngine
 from spasmwatch.host.monitor.engine import Engine
 from spasmwatch.host.settings import MqttSettings, settings_from_dict
 

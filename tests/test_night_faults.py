@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from spasmwatch.firmware import wire
+from spasmwatch.host.daemon import Daemon, DaemonConfig, MonitorEngine
 from spasmwatch.host.links.base import Link, LinkError
-from spasmwatch.host.monitor.daemon import Daemon, DaemonConfig, MonitorEngine
 from spasmwatch.host.monitor.engine import Engine
 
 T0 = 1_700_000_000.0

@@ -30,11 +30,11 @@ from test_ble_bumble import Sensor
 
 from spasmwatch.firmware import ble_link as gatt
 from spasmwatch.firmware import config, control, wire
+from spasmwatch.host.daemon import Daemon, DaemonConfig, MonitorEngine
 from spasmwatch.host.links.auth_link import AuthLink
 from spasmwatch.host.links.base import LinkError
 from spasmwatch.host.links.ble_link import BleLink
 from spasmwatch.host.links.bleak_bumble import BumbleCentral, BumbleClient, BumbleScanner
-from spasmwatch.host.monitor.daemon import Daemon, DaemonConfig, MonitorEngine
 from spasmwatch.host.pairing import Session
 from spasmwatch.simulator.ble_bridge import BleBridge
 from spasmwatch.simulator.board_runner import BoardRunner

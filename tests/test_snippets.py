@@ -18,10 +18,10 @@ from typing import Any
 from spasmwatch.firmware import control, wire
 from spasmwatch.host.alerts.delivery import AlertHub
 from spasmwatch.host.compose import SimulationEnd
+from spasmwatch.host.daemon import Daemon, DaemonConfig, MonitorEngine
 from spasmwatch.host.links.auth_link import AuthLink
 from spasmwatch.host.links.serial_link import SerialLink
 from spasmwatch.host.links.sim_link import SimulatedBoard
-from spasmwatch.host.monitor.daemon import Daemon, DaemonConfig, MonitorEngine
 from spasmwatch.host.monitor.store import Store
 from spasmwatch.host.records.nights import find_nights
 from spasmwatch.host.records.report import render_report

@@ -19,21 +19,24 @@ PACKAGES = {"host": "spasmwatch.host", "firmware": "spasmwatch.firmware",
 # What each part of host/ may import from host/ (firmware/ and simulator/ are below all
 # of them, except that only the CLI, the composition root, links and evaluate may
 # reach the simulator).
+BASE = {"errors", "optional", "backoff"}  # no host imports: usable everywhere
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
-    "settings": {"errors", "monitor"},  # the [patterns] section is monitor's AlertConfig
-    "monitor": {"errors", "monitor"},
-    "links": {"errors", "links"},
-    "records": {"errors", "settings", "monitor", "records"},
-    "alerts": {"errors", "settings", "monitor", "alerts"},
-    "daemon": {"errors", "settings", "monitor", "links", "records", "alerts"},
-    "evaluate": {"errors", "settings", "monitor"},
-    "flash": {"errors"},
-    "pairing": {"errors", "settings", "links", "monitor"},
-    "compose": {"errors", "settings", "monitor", "links", "records", "alerts", "daemon",
-                "pairing"},
-    "cli": {"errors", "settings", "monitor", "links", "records", "alerts", "daemon",
-            "compose", "evaluate", "flash", "pairing", "cli", "doctor"},
+    "optional": {"errors"},
+    "backoff": set(),
+    "settings": BASE | {"monitor"},  # the [patterns] section is monitor's AlertConfig
+    "pairing": BASE | {"settings"},
+    "monitor": BASE | {"monitor"},
+    "links": BASE | {"links", "pairing"},
+    "records": BASE | {"settings", "monitor", "records"},
+    "alerts": BASE | {"settings", "monitor", "pairing", "alerts"},
+    "daemon": BASE | {"settings", "monitor", "links", "records", "alerts"},
+    "evaluate": BASE | {"settings", "monitor"},
+    "flash": BASE,
+    "compose": BASE | {"settings", "monitor", "links", "records", "alerts", "daemon",
+                       "pairing"},
+    "cli": BASE | {"settings", "monitor", "links", "records", "alerts", "daemon",
+                   "compose", "evaluate", "flash", "pairing", "cli"},
 }
 MAY_USE_SIMULATOR = {"cli", "compose", "links", "evaluate"}
 

@@ -25,10 +25,16 @@ import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from spasmwatch.host.alerts.delivery import AlertHub
+
+class AlertHub(Protocol):
+    """What the page needs of the alert hub (``delivery.AlertHub``): its state, and the
+    parent's commands. A protocol, so the page does not import the hub that starts it."""
+
+    def snapshot(self) -> dict[str, Any]: ...
+
+    def command(self, action: str, minutes: float | None, source: str) -> str: ...
 
 log = logging.getLogger("spasmwatch.webui")
 
