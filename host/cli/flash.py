@@ -47,6 +47,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--march", default="xtensawin",
                    help="mpy-cross architecture for --mpy (default xtensawin: ESP32-S3)")
     p.add_argument("--no-reset", action="store_true", help="do not reset the board afterwards")
+    p.add_argument("--pair", action="store_true",
+                   help="then pair it over the same USB port (spasmwatch pair)")
     p.set_defaults(func=cmd_flash)
 
 
@@ -99,4 +101,13 @@ def cmd_flash(args: argparse.Namespace, out: TextIO) -> int:
         f"flashed: {len(result.copied)} copied, {len(result.unchanged)} unchanged, "
         f"{len(result.removed)} removed; all {len(result.verified)} files verified\n"
     )
+    if args.port is None:
+        return 0
+    if args.pair and not args.no_reset:
+        # Physical access is the proof: pair over the cable the board was flashed over.
+        from spasmwatch.host.cli.main import main
+
+        return main(["pair", "--port", args.port], out)
+    out.write(f"next: pair it, so that only this sensor is believed: "
+              f"spasmwatch pair --port {args.port}\n")
     return 0
