@@ -81,6 +81,7 @@ class App:
         self.sn_link = None
         self.sn_pending = None
         self.errors = 0
+        self.reanchors = 0  # sample clock corrections (reanchor)
 
     # -- packets ---------------------------------------------------------------------
     def emit(self, rec):
@@ -131,16 +132,36 @@ class App:
         ))
 
     # -- samples ---------------------------------------------------------------------
-    def process(self, n, now):
+    def process(self, n, now, drained=False):
         if self.t_base < 0:
             self.t_base = now - (n - 1) * 1000 // self.cfg.rate_hz
         det = self.det
         det.process(self.buf, n)
+        if drained:
+            self.reanchor(now)
         self.snippet.add(self.buf, n, self.t_base + det.t_ms(det.n - 1))
         if det.pending:
             base = self.t_base
             for rec in det.pop():
                 self.emit((rec[0], (rec[1] + base) & 0xFFFFFFFF) + rec[2:])
+
+    def reanchor(self, now):
+        """Keep sample-count times on the device clock (the sensor's clock drifts).
+
+        The MPU-6050 samples on its own oscillator (+-1 % and more over temperature):
+        ``t_base + det.t_ms(k)`` alone drifts by tens of seconds an hour against
+        ``now``. Just after the FIFO was emptied, its newest sample is between 0 and one
+        sample period old; outside that window the count is off, and ``t_base`` moves
+        by the difference (to the window's middle when late). Cheap: once per read.
+        """
+        period = 1000 // self.cfg.rate_hz
+        late = now - (self.t_base + self.det.t_ms(self.det.n - 1))
+        if late < 0:
+            self.t_base += late  # samples counted ahead of the clock (fast sensor)
+            self.reanchors += 1
+        elif late > period + config.REANCHOR_SLACK_MS:
+            self.t_base += late - period // 2  # slow sensor, or samples lost
+            self.reanchors += 1
 
     def fresh_detector(self):
         self.det = Detector(self.cfg)
@@ -295,9 +316,11 @@ class App:
             # Drain the FIFO: a full read means more may be waiting.
             for _ in range(4):
                 n = self.sensor.read(self.buf)
+                full = n >= self.sensor.max_read
                 if n:
-                    self.process(n, now)
-                if n < self.sensor.max_read:
+                    # Only a read that emptied the FIFO says when its last sample was taken.
+                    self.process(n, now, not full)
+                if not full:
                     break
         if now >= self.next_status:
             self.status(now)
@@ -351,13 +374,22 @@ def build():
     return App(sensor, make_links(), battery, key)
 
 
-def run(app=None):
+def run(app=None, early=b""):
+    """Start-up, then step/sleep forever; ``early``: serial bytes read before (main.py)."""
     import micropython
 
-    # Frames may contain 0x03: Ctrl-C on the serial port must not stop the board.
+    # Frames may contain 0x03: Ctrl-C on the serial port must not stop the board
+    # (main.py has disarmed it already; this covers other entry points).
     micropython.kbd_intr(-1)
     if app is None:
         app = build()
+    if early:
+        for link in app.links:
+            if link.name == "serial":
+                link.feed(early)
+    # The watchdog resets the board when the loop stops coming round (a hang in a
+    # driver, a deadlock): fed once per iteration, only from here.
+    wdt = hal.make_wdt(config.WDT_MS)
     failures = 0
     while True:
         try:
@@ -370,4 +402,6 @@ def run(app=None):
             if failures >= 10:
                 hal.reset()
             ms = 100
+        if wdt is not None:
+            wdt.feed()
         hal.sleep_ms(ms)

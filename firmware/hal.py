@@ -8,6 +8,7 @@ API:
     make_input(pin) -> machine.Pin (pull-up) or None when pin < 0
     free_heap() -> bytes free on the heap (after a collection)
     unique_id() -> bytes, reset()
+    make_wdt(timeout_ms) -> machine.WDT, or None where the port has none
 
 On the board these are MicroPython's ``machine``/``time``; in the simulator the same
 names come from simulator/board/ (a ``machine`` with a virtual I2C bus and MPU6050,
@@ -80,3 +81,11 @@ def unique_id():
 
 def reset():
     machine.reset()
+
+
+def make_wdt(timeout_ms):
+    """The hardware watchdog (cannot be stopped once started); None without one."""
+    cls = getattr(machine, "WDT", None)
+    if cls is None or timeout_ms <= 0:
+        return None
+    return cls(timeout=timeout_ms)

@@ -7,6 +7,8 @@ API (the device-link interface shared with firmware/ble_link.py):
     .poll() -> list            # control payloads received since the last call
     .connected() -> bool       # False after a write failed, until one succeeds
     .service() -> None         # nothing to do for serial (kept for the interface)
+    .feed(data)                # bytes read before the link existed (main.py's boot
+                               # window): their payloads come out of the next poll()
 
 Frames are firmware/framing.py's: COBS(payload) + 0x00. On the board ``sys.stdin`` /
 ``sys.stdout`` are the USB CDC serial port; in the simulator they are a pseudo-
@@ -41,6 +43,7 @@ class SerialLink:
         self.sent = 0
         self.dropped = 0
         self.started = False
+        self.early = []
 
     def _writable(self):
         for _obj, ev in self.txp.ipoll(0):
@@ -65,8 +68,13 @@ class SerialLink:
         self.sent += 1
         return True
 
+    def feed(self, data):
+        for p in self.deframer.feed(data):
+            self.early.append(p)
+
     def poll(self):
-        found = []
+        found = self.early
+        self.early = []
         one = self.one
         for _ in range(self.max_rx):
             ready = False
