@@ -74,7 +74,7 @@ class UUID:
 
     def __init__(self, value):
         if isinstance(value, UUID):
-            value = value.text
+            value = str(value)
         if isinstance(value, int):
             if not 0 <= value <= 0xFFFF:
                 raise ValueError("16-bit UUID out of range")
@@ -156,7 +156,7 @@ class _Session:
 
 _session = None
 _CREDITS = _thread.allocate_lock()  # inflight is counted by both threads
-_state = {
+_state = {  # type: dict
     "active": False, "irq": None, "values": {}, "conns": set(), "inflight": 0,
     "max_inflight": 10, "addr": b"\x00" * 6, "gap_name": "MPY", "mtu": 23,
     "buffers": {}, "addr_buf": bytearray(6), "irq_disabled": False,
@@ -202,7 +202,9 @@ def _addr_irq(event, a):
 
 def _dispatch(msg):
     if "re" in msg:
-        _session.replies[msg["re"]] = msg
+        s = _session
+        if s is not None:
+            s.replies[msg["re"]] = msg
         return
     if "ack" in msg:
         with _CREDITS:
@@ -230,6 +232,7 @@ def _dispatch(msg):
 def _request(op, **fields):
     """Send a request and wait (really, not on the simulated clock) for its reply."""
     s = _session
+    assert s is not None
     rid = s.next_id
     s.next_id += 1
     fields["op"] = op

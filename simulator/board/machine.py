@@ -151,7 +151,8 @@ class I2C:
         _transaction(addr).write(memaddr, buf)
 
 
-SoftI2C = I2C
+class SoftI2C(I2C):
+    """Bit-banged I2C: the same virtual bus."""
 
 
 class Pin:

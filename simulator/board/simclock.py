@@ -88,5 +88,5 @@ def _speed_from_env():
     return float(s) if s else 1.0
 
 
-CLOCK = Clock(_speed_from_env())
+CLOCK = Clock(_speed_from_env())  # type: Clock
 real_time = _rt

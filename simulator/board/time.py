@@ -17,9 +17,14 @@ _p = sys.path
 sys.path = []
 try:
     import time as _builtin
-    from time import *  # noqa: F403 - re-export the built-in module
 finally:
     sys.path = _p
+
+# What the built-in module has besides the clock functions defined below. (mypy takes
+# ``_builtin`` for this file itself: the sys.path trick is invisible to it.)
+gmtime = _builtin.gmtime  # type: ignore[attr-defined,misc]
+localtime = _builtin.localtime  # type: ignore[attr-defined,misc]
+mktime = _builtin.mktime  # type: ignore[attr-defined,misc]
 
 import os  # noqa: E402
 
