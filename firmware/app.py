@@ -51,7 +51,9 @@ class App:
         self.params = {}
         self.cfg = config.DetectorConfig()
         self.det = Detector(self.cfg)
-        self.t_base = -1  # device ms of the detector's first sample, once known
+        self.t_base = 0  # device ms of the detector's first sample, once known
+        # (a flag, not a sentinel value: re-anchoring can move t_base below 0)
+        self.based = False
         self.ring = Ring()
         self.snippet = Snippet(rate_hz=self.cfg.rate_hz)
         self.buf = array("h", [0] * (3 * max(config.MPU_MAX_READ, control.MAX_SAMPLES)))
@@ -82,6 +84,8 @@ class App:
         self.sn_pending = None
         self.errors = 0
         self.reanchors = 0  # sample clock corrections (reanchor)
+        self.fw_hash = None  # firmware_hash(), computed on the first INFO asking for it
+        self.t_first = 0  # t_base as first set (INFO_CLOCK_PPM)
 
     # -- packets ---------------------------------------------------------------------
     def emit(self, rec):
@@ -133,8 +137,10 @@ class App:
 
     # -- samples ---------------------------------------------------------------------
     def process(self, n, now, drained=False):
-        if self.t_base < 0:
+        if not self.based:
             self.t_base = now - (n - 1) * 1000 // self.cfg.rate_hz
+            self.t_first = self.t_base
+            self.based = True
         det = self.det
         det.process(self.buf, n)
         if drained:
@@ -165,7 +171,7 @@ class App:
 
     def fresh_detector(self):
         self.det = Detector(self.cfg)
-        self.t_base = -1
+        self.based = False
         self.dropped_reported = 0
 
     # -- control ---------------------------------------------------------------------
@@ -213,6 +219,12 @@ class App:
             self.inject_link = link
             self.fresh_detector()
             self.reply(link, op, control.RESULT_OK)
+        elif op == control.INFO:
+            value = self.info(args[0])
+            if value is None:
+                self.reply(link, op, control.RESULT_ARGS)
+            else:
+                self.reply(link, op, control.RESULT_OK, value & 0xFFFFFFFF)
         elif op == control.INJECT_STOP:
             if self.injecting:
                 self.injecting = False
@@ -225,6 +237,42 @@ class App:
                     except OSError:
                         s.ok = False
             self.reply(link, op, control.RESULT_OK)
+
+    def info(self, item):
+        """One INFO item (control.INFO_*), or None for an unknown one."""
+        s = self.sensor
+        if item == control.INFO_VERSION:
+            v = config.FIRMWARE_VERSION
+            return v[0] << 16 | v[1] << 8 | v[2]
+        if item == control.INFO_HASH:
+            if self.fw_hash is None:
+                self.fw_hash = firmware_hash()
+            return self.fw_hash
+        if item == control.INFO_WHOAMI:
+            return s.whoami if s is not None and s.whoami >= 0 else 0xFFFFFFFF
+        if item == control.INFO_SAMPLES:
+            return s.samples if s is not None else 0
+        if item == control.INFO_OVERFLOWS:
+            return s.overflows if s is not None else 0
+        if item == control.INFO_I2C_ERRORS:
+            return s.i2c_errors if s is not None else 0
+        if item == control.INFO_REANCHORS:
+            return self.reanchors
+        if item == control.INFO_BLE:
+            for link in self.links:
+                if link.name == "ble":
+                    return (link.failed_connects & 0xFFFF) << 16 | (link.irq_errors & 0xFFFF)
+            return 0
+        if item == control.INFO_ERRORS:
+            return self.errors
+        if item == control.INFO_CLOCK_PPM:
+            # Sample-count time gained on the board's clock since the first sample:
+            # the re-anchoring moved t_base back by that much (a fast sensor).
+            span = self.clock.now_ms() - self.t_first
+            if not self.based or span <= 0:
+                return 0
+            return -(self.t_base - self.t_first) * 1000000 // span
+        return None
 
     def set_param(self, pid, value):
         name = control.PARAMS.get(pid)
@@ -341,6 +389,28 @@ class App:
         # Sleep to the next multiple of the period: the loop keeps one phase (statuses
         # stay on their grid) after a stretch of short sleeps.
         return period - self.clock.now_ms() % period
+
+
+def firmware_hash():
+    """First 4 bytes of SHA-256 over the firmware package's files (sorted by name; each
+    name, a zero byte, its bytes): what ``spasmwatch doctor`` compares with its own copy."""
+    import hashlib
+    import os
+
+    folder = config.__file__.rsplit("/", 1)[0]
+    h = hashlib.sha256()
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".py") or name.endswith(".mpy"):
+            h.update(name.encode())
+            h.update(b"\0")
+            with open(folder + "/" + name, "rb") as f:
+                while True:
+                    chunk = f.read(512)
+                    if not chunk:
+                        break
+                    h.update(chunk)
+    d = h.digest()
+    return d[0] << 24 | d[1] << 16 | d[2] << 8 | d[3]
 
 
 def make_links():

@@ -228,3 +228,4 @@ WDT_MS = 8000  # machine.WDT timeout: the loop feeds it every <= ~1 s; a hang re
 REANCHOR_SLACK_MS = 20  # sample clock: lateness beyond one period + this re-anchors
 MPU_WHOAMI_FIFO512 = (0x70, 0x71, 0x73)  # MPU-6500/9250 clones: 512-byte FIFO
 BLE_RX_BUFFER = 64  # control characteristic's write buffer (default 20: truncates)
+FIRMWARE_VERSION = (0, 1, 0)  # reported by INFO (spasmwatch doctor)

@@ -31,6 +31,8 @@ Commands and replies:
     INJECT_START(nonce u32) tag -> OK / AUTH (no key, bad tag or a reused nonce)
     INJECT_STOP() [tag]       -> OK
     SAMPLES(n x (x, y, z) i16) -> nothing while injecting (STATE reply when not)
+    INFO(item u8)             -> OK, value = the item (INFO_* below; ``spasmwatch doctor``)
+                                 / ARGS (unknown item)
 """
 
 import struct
@@ -57,16 +59,29 @@ GET_SNIPPET = const(0x05)
 INJECT_START = const(0x06)
 INJECT_STOP = const(0x07)
 SAMPLES = const(0x08)
+INFO = const(0x09)
+
+# INFO items (reply value, u32)
+INFO_VERSION = const(0)  # firmware version major << 16 | minor << 8 | patch
+INFO_HASH = const(1)  # first 4 bytes (big-endian) of the firmware files' SHA-256
+INFO_WHOAMI = const(2)  # MPU WHO_AM_I as last read (0xFFFFFFFF: never answered)
+INFO_SAMPLES = const(3)  # samples read from the sensor since start (u32, wraps)
+INFO_OVERFLOWS = const(4)  # FIFO overflows since start
+INFO_I2C_ERRORS = const(5)  # I2C errors since start
+INFO_REANCHORS = const(6)  # sample clock corrections since start
+INFO_BLE = const(7)  # failed BLE connections << 16 | BLE IRQ handler errors
+INFO_ERRORS = const(8)  # main loop exceptions since start
+INFO_CLOCK_PPM = const(9)  # sensor sample clock vs the board's clock, ppm (i32 as u32)
 
 NAMES = {
     PING: "ping", RESEND: "resend", SET_TIME: "set_time", SET_PARAM: "set_param",
     GET_SNIPPET: "get_snippet", INJECT_START: "inject_start", INJECT_STOP: "inject_stop",
-    SAMPLES: "samples",
+    SAMPLES: "samples", INFO: "info",
 }
 # struct format of each opcode's args (SAMPLES is variable and handled apart)
 _ARGS = {
     PING: "<I", RESEND: "<HH", SET_TIME: "<I", SET_PARAM: "<Bi", GET_SNIPPET: "",
-    INJECT_START: "<I", INJECT_STOP: "",
+    INJECT_START: "<I", INJECT_STOP: "", INFO: "<B",
 }
 # Commands the device refuses without a valid tag: changing what is detected, and
 # feeding the detector samples that did not come from the sensor.
@@ -153,6 +168,10 @@ def encode_inject_start(key, nonce):
 
 def encode_inject_stop(key=None):
     return encode(INJECT_STOP, (), key)
+
+
+def encode_info(item):
+    return encode(INFO, (item,))
 
 
 def encode_samples(counts):

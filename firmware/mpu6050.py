@@ -9,6 +9,7 @@ API:
     .ok                        # sensor configured and answering
     .whoami                    # last WHO_AM_I value read (-1 = no answer)
     .overflows, .i2c_errors    # counts since start
+    .samples                   # samples read since start (for the host's rate check)
     .overflow_flag, .error_flag   # set on an event, cleared by take_flags()
     .take_flags() -> (overflow, i2c_error)   # report-and-clear for the status packet
     .last_error                # short text of the last failure
@@ -117,6 +118,7 @@ class MPU6050:
         self.last_init = 0
         self.tried = False
         self.fifo_size = FIFO_SIZE
+        self.samples = 0
 
     # -- register access ---------------------------------------------------------
     def _w(self, reg, value):
@@ -206,6 +208,7 @@ class MPU6050:
         except OSError as exc:
             self._fail("read", exc)
             return 0
+        self.samples += n
         raw = self.raw
         i = 0
         j = 0

@@ -124,7 +124,7 @@ def _expected(stream: SensorStream) -> list[bytes]:
 def cluster_run() -> Iterator[tuple[BoardRunner, BoardClient, list[bytes], float]]:
     trace, stream = _stream_of("spasm-cluster", 3)
     expected = _expected(stream)
-    runner = BoardRunner(trace, speed=0, key=KEY, heapsize="256k")
+    runner = BoardRunner(trace, speed=0, key=KEY, heapsize="320k")
     port = runner.start()
     client = BoardClient(port)
     t0 = time.monotonic()
@@ -225,7 +225,7 @@ def test_injection_refused_without_key_and_replays_with_it() -> None:
     part = SensorStream(stream.t0, stream.rate_hz, stream.counts[: 50 * 240])
     expected = [wire.decode(p)[1] for p in _expected(part)]
     assert sum(r[0] == wire.KIND_EVENT for r in expected) >= 3
-    with BoardRunner(None, speed=10, key=KEY, heapsize="256k") as runner:
+    with BoardRunner(None, speed=10, key=KEY, heapsize="320k") as runner:
         client = BoardClient(runner.port)
         try:
             assert client.request(control.encode(control.INJECT_START, (1,)))[3] == (

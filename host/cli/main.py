@@ -35,6 +35,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "spasmwatch.host.cli.report",
     "spasmwatch.host.cli.export",
     "spasmwatch.host.cli.annotate",
+    "spasmwatch.host.cli.doctor",
 )
 
 
