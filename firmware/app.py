@@ -40,7 +40,6 @@ from .snippet import Snippet
 
 
 class App:
-    REPLY_TRIES = 100  # loop iterations a RESEND's final reply is retried (~1 s)
 
     def __init__(self, sensor, links, battery=None, key=b"", clock=None):
         self.sensor = sensor
@@ -79,6 +78,7 @@ class App:
         self.rs_sent = 0
         self.rs_missing = 0
         self.rs_reply_tries = 0
+        self.rs_reply_until = 0
         # snippet in progress
         self.sn_link = None
         self.sn_pending = None
@@ -332,10 +332,16 @@ class App:
             res = control.RESULT_GONE if self.rs_missing else control.RESULT_OK
             # The reply tells the host the RESEND is over. Right after a burst of resent
             # packets BLE often has no notification buffer for it: try again in the next
-            # iterations (bounded) instead of losing it, unless the link is gone.
+            # iterations instead of losing it, unless the link is gone. Bounded in time,
+            # not iterations: on a real radio buffers come back once per connection
+            # event (up to config.REPLY_RETRY_MS apart on a slow connection), not at
+            # loop speed.
+            now = self.clock.now_ms()
+            if self.rs_reply_tries == 0:
+                self.rs_reply_until = now + config.REPLY_RETRY_MS
             self.rs_reply_tries += 1
             if (self.reply(link, control.RESEND, res, self.rs_sent)
-                    or self.rs_reply_tries >= self.REPLY_TRIES or not link.connected()):
+                    or now >= self.rs_reply_until or not link.connected()):
                 self.rs_link = None
 
     def pump_snippet(self):

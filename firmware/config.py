@@ -229,3 +229,6 @@ REANCHOR_SLACK_MS = 20  # sample clock: lateness beyond one period + this re-anc
 MPU_WHOAMI_FIFO512 = (0x70, 0x71, 0x73)  # MPU-6500/9250 clones: 512-byte FIFO
 BLE_RX_BUFFER = 64  # control characteristic's write buffer (default 20: truncates)
 FIRMWARE_VERSION = (0, 1, 0)  # reported by INFO (spasmwatch doctor)
+REPLY_RETRY_MS = 3000  # a RESEND's final reply is retried this long when the link is busy
+SERIAL_STALL_MS = 100  # a USB serial write this slow: the port is open but not read
+SERIAL_BACKOFF_MS = 5000  # then packets wait in the ring this long before trying again

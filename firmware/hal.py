@@ -2,7 +2,7 @@
 
 API:
     Clock()                     .now_ms() -> int, monotonic ms since start (no 2**30 wrap)
-    sleep_ms(ms), ticks_ms(), ticks_diff(a, b)
+    sleep_ms(ms), ticks_ms(), ticks_diff(a, b), ticks_add(t, delta)
     make_i2c() -> machine.I2C   # bus and pins from config
     make_adc(pin) -> machine.ADC with 11 dB attenuation (0..~3.1 V)
     make_input(pin) -> machine.Pin (pull-up) or None when pin < 0
@@ -34,6 +34,10 @@ def ticks_ms():
 
 def ticks_diff(a, b):
     return time.ticks_diff(a, b)
+
+
+def ticks_add(t, delta):
+    return time.ticks_add(t, delta)
 
 
 class Clock:

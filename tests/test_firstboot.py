@@ -555,3 +555,41 @@ def test_ctrl_c_break_in_constants_match_the_firmware() -> None:
     assert values["BREAK_IN"] == BREAK_IN
     assert values["BREAK_IN_ACK"].encode() == BREAK_IN_ACK
     assert b"\x00" not in BREAK_IN  # never part of a COBS frame's body
+
+
+# --- serial stall (always writable, 500 ms per write when nobody reads) ---------------
+
+
+def test_serial_stall_link_backs_off_instead_of_stalling_each_packet(
+    run_micropython: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SPASMWATCH_SIM_SPEED", "0")
+    code = (
+        "import io, time, select\n"
+        "from firmware.serial_link import SerialLink\n"
+        "from firmware import hal\n"
+        "class Port(io.BytesIO):\n"
+        "    # The ESP32's USB CDC with the port open and unread: always writable, each\n"
+        "    # write blocks MICROPY_HW_USB_CDC_TX_TIMEOUT (500 ms) before giving up.\n"
+        "    stalled = True\n"
+        "    def write(self, b):\n"
+        "        if self.stalled:\n"
+        "            time.sleep_ms(500)\n"
+        "        return len(b)\n"
+        "rx = io.BytesIO()\n"
+        "link = SerialLink(rx=rx, tx=Port())\n"
+        "link._writable = lambda: True\n"
+        "c = hal.Clock()\n"
+        "results = [link.send(b'\\x01' * 12) for _ in range(20)]\n"
+        "print('STALLED', c.now_ms(), results.count(True), link.stalls)\n"
+        "time.sleep_ms(6000)\n"
+        "link.tx.stalled = False\n"
+        "print('LATER', link.send(b'\\x01' * 12), link.stalls)\n"
+    )
+    proc = run_micropython(code, extra_path=[BOARD_DIR])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines())
+    # 20 packets cost one stalled send (the boot delimiter and the first frame: 2 x
+    # 500 ms), not 20 x 500 ms: the link backs off; the ring keeps the packets.
+    assert lines["STALLED"].split() == ["1000", "0", "1"]
+    assert lines["LATER"] == "True 1"
