@@ -55,9 +55,9 @@ def test_doctor_cli_on_a_virtual_board() -> None:
         capture_output=True, text=True, timeout=120, check=False)
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     names = [r["check"] for r in rows]
-    assert names == ["link", "firmware", "sensor", "sample rate", "FIFO", "I2C", "battery",
-                     "link quality"], proc.stdout + proc.stderr
+    assert names == ["link", "firmware", "sensor", "sample rate", "FIFO", "I2C", "board",
+                     "battery", "link quality"], proc.stdout + proc.stderr
     by = {r["check"]: r for r in rows}
-    for name in ("link", "firmware", "sensor", "FIFO", "I2C", "battery"):
+    for name in ("link", "firmware", "sensor", "FIFO", "I2C", "board", "battery"):
         assert by[name]["status"] == "PASS", by[name]
     assert by["sample rate"]["value"]["sensor_ppm"] == 0  # the virtual chip's default

@@ -11,6 +11,8 @@ a virtual board with ``--simulate``), without stopping the monitor on the board:
                   from the firmware's re-anchoring) and the board's clock against this
                   host's (device time in two replies ``--seconds`` apart): ppm
     FIFO / I2C    overflows and bus errors since start
+    board         free heap (status packet), main loop errors, BLE failed connections
+                  and IRQ handler errors since start
     battery       mV and the low flag, from the status packets
     link quality  status packets received against expected, RESEND gaps
 
@@ -177,6 +179,14 @@ async def _checks(s: _Session, checks: list[Check], seconds: float) -> None:
                         f"{overflows} overflow(s) since start", overflows))
     checks.append(Check("I2C", "PASS" if i2c == 0 else "WARN",
                         f"{i2c} bus error(s) since start", i2c))
+    errors = await _info(s, control.INFO_ERRORS) or 0
+    ble = await _info(s, control.INFO_BLE) or 0
+    heap = f"{s.statuses[-1][2][5]} kB free heap, " if s.statuses else ""
+    checks.append(Check(
+        "board", "PASS" if errors == 0 and ble & 0xFFFF == 0 else "WARN",
+        f"{heap}{errors} loop error(s), {ble >> 16} failed BLE connection(s), "
+        f"{ble & 0xFFFF} BLE IRQ error(s) since start",
+        {"loop_errors": errors, "ble_failed": ble >> 16, "ble_irq_errors": ble & 0xFFFF}))
     _battery(s, checks)
     _link_quality(s, checks, seconds)
 
