@@ -284,6 +284,7 @@ def _drift_errors(run_app: Any, tmp_path: Path, hours: float, ppm: int) -> list[
     period_ns = int(out["PERIOD_NS"])
     chip0, app0 = int(out["CHIP0_NS"]), int(out["APP0_NS"])
     assert len(events) >= hours * 11
+    print(f"clock_drift {hours} h at {ppm:+d} ppm: {len(events)} events")
     # Truth: sample k is taken k + 1 chip periods (the chip's real period) after its
     # clock started; the app's clock (event times) counts from app0.
     return [events[i] - ((chip0 + (knocks[i] + 1) * period_ns) - app0) / 1e6
@@ -298,12 +299,14 @@ def test_clock_drift_one_percent_sensor_clock_event_times_stay_on_device_time(
     # times from sample counts drift 36 s an hour; re-anchored, they stay within a
     # sample period or two of the device clock.
     errors = _drift_errors(run_app, tmp_path, 1.0, ppm)
+    print(f"max event-time error over 1 h: {max(abs(e) for e in errors):.1f} ms")
     assert max(abs(e) for e in errors) <= 100, errors
 
 
 @pytest.mark.slow
 def test_clock_drift_twelve_hours_within_one_second(run_app: Any, tmp_path: Path) -> None:
     errors = _drift_errors(run_app, tmp_path, 12.0, 10_000)
+    print(f"max event-time error over 12 h: {max(abs(e) for e in errors):.1f} ms")
     assert max(abs(e) for e in errors) <= 1000, max(abs(e) for e in errors)
 
 
@@ -343,6 +346,7 @@ def _drop(run_app: Any, tmp_path: Path, minutes: int) -> dict[str, str]:
 @pytest.mark.parametrize("minutes", [10, 60])
 def test_long_drop_nothing_lost(run_app: Any, tmp_path: Path, minutes: int) -> None:
     out = _drop(run_app, tmp_path, minutes)
+    print(f"long_drop {minutes} min: {out['MISSED']} packets missed, {out['LOST']} lost")
     assert int(out["MISSED"]) > minutes * 8  # statuses, summaries and the movements
     assert out["LOST"] == "0"
     assert out["RESEND"].split()[1] == str(control.RESULT_OK)
@@ -350,6 +354,8 @@ def test_long_drop_nothing_lost(run_app: Any, tmp_path: Path, minutes: int) -> N
 
 def test_ring_overflow_beyond_the_ring_device_says_gone(run_app: Any, tmp_path: Path) -> None:
     out = _drop(run_app, tmp_path, 150)
+    print(f"ring_overflow 150 min: {out['MISSED']} missed, {out['LOST']} lost, "
+          f"RESEND reply {out['RESEND']}, ring {out['RING']}")
     missed, lost = int(out["MISSED"]), int(out["LOST"])
     ring = int(out["RING"])
     _, result, resent = out["RESEND"].split()
