@@ -10,7 +10,8 @@ A board that has just been reset has Ctrl-C armed until its main.py disarms it, 
 the ESP32-S3's USB CDC a 0x03 then drops it to the REPL; a SET_TIME frame holds 0x03. So
 after opening, the link sends one PING whose frame holds neither 0x00 nor 0x03
 (``PROBE_TOKEN``) and holds back other control frames until the device has sent
-something (it is then running the monitor) or ``QUIET_WAIT_S`` has passed.
+something (it is then running the monitor) or ``QUIET_WAIT_S`` has passed. The reply
+to that PING is the link's own: it is not passed on to ``recv``.
 
 A port that goes away (USB cable pulled: the read fails or returns nothing although the
 port reported data) raises ``LinkLost`` from ``recv``; opening a port that does not
@@ -67,6 +68,7 @@ class SerialLink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lost: BaseException | None = None
         self._heard: asyncio.Event | None = None  # the device has sent a byte since open
+        self._probing = False  # the reply to the probe PING has not come yet
 
     # -- Link protocol -------------------------------------------------------------------
 
@@ -86,6 +88,7 @@ class SerialLink:
         # No reset_input_buffer(): packets queued before we opened are real data, and
         # the deframer skips any half frame or REPL text in front of them.
         self._heard = asyncio.Event()
+        self._probing = True
         self._loop.add_reader(ser.fileno(), self._on_readable)
         log.info("%s: open", self.port)
         try:
@@ -156,6 +159,9 @@ class SerialLink:
         self.stats.garbage_bytes = d.garbage_bytes
         self.stats.bad_frames = d.bad_frames
         for f in frames:
+            if self._probing and _is_probe_reply(f):
+                self._probing = False
+                continue
             if self._queue.qsize() >= MAX_QUEUED_FRAMES:
                 self._queue.get_nowait()
                 self.stats.overflow_frames += 1
@@ -180,6 +186,14 @@ class SerialLink:
         except (serial.SerialException, OSError, ValueError):
             return
         self._loop.remove_reader(fd)
+
+
+def _is_probe_reply(frame: bytes) -> bool:
+    try:
+        _, rec = wire.decode(frame)
+    except wire.WireError:
+        return False
+    return rec[0] == wire.KIND_REPLY and rec[2] == control.PING and rec[4] == PROBE_TOKEN
 
 
 def crc_ok(payload: bytes) -> bool:
