@@ -9,9 +9,11 @@ frames (MicroPython REPL text, a traceback after a crash) are skipped by the
 A board that has just been reset has Ctrl-C armed until its main.py disarms it, and on
 the ESP32-S3's USB CDC a 0x03 then drops it to the REPL; a SET_TIME frame holds 0x03. So
 after opening, the link sends one PING whose frame holds neither 0x00 nor 0x03
-(``PROBE_TOKEN``) and holds back other control frames until the device has sent
-something (it is then running the monitor) or ``QUIET_WAIT_S`` has passed. The reply
-to that PING is the link's own: it is not passed on to ``recv``.
+(``PROBE_TOKEN``) and ``open`` returns once the device has sent something (it is then
+running the monitor: a running board answers the PING within a loop iteration) or
+``QUIET_WAIT_S`` has passed, so the caller's first command (SET_TIME) cannot reach a
+board in its boot window, and its send time stays a true send time. The reply to that
+PING is the link's own: it is not passed on to ``recv``.
 
 A port that goes away (USB cable pulled: the read fails or returns nothing although the
 port reported data) raises ``LinkLost`` from ``recv``; opening a port that does not
@@ -95,6 +97,12 @@ class SerialLink:
             ser.write(framing.encode(control.encode_ping(PROBE_TOKEN)))
         except (serial.SerialException, OSError) as exc:
             self._fail(exc)
+            return
+        try:
+            # A board in its boot window must not see 0x03 before main.py disarms it.
+            await asyncio.wait_for(self._heard.wait(), QUIET_WAIT_S)
+        except TimeoutError:
+            pass  # a silent device: the daemon's own timeouts deal with it
 
     async def recv(self) -> bytes:
         if self._ser is None and self._queue.empty():
@@ -109,14 +117,6 @@ class SerialLink:
         ser = self._ser
         if ser is None or self._lost is not None:
             raise LinkLost(f"{self.port}: not connected")
-        heard = self._heard
-        if heard is not None and not heard.is_set():
-            # A board in its boot window must not see 0x03 before main.py disarms it.
-            try:
-                await asyncio.wait_for(heard.wait(), QUIET_WAIT_S)
-            except TimeoutError:
-                pass
-            self._heard = None
         frame = framing.encode(payload)
         try:
             ser.write(frame)  # a control frame is ≤ 26 bytes: fits the OS buffer at once
@@ -151,7 +151,7 @@ class SerialLink:
             return
         if not data:
             return
-        if self._heard is not None:
+        if self._heard is not None and not self._heard.is_set():
             self._heard.set()
         self.stats.bytes_in += len(data)
         d = self._deframer
