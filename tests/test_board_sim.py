@@ -74,6 +74,9 @@ class BoardClient:
             return self.cond.wait_for(pred, timeout)
 
     def send(self, payload: bytes) -> None:
+        # As the host's serial link does: nothing before the board has spoken. Until
+        # main.py's first line a 0x03 in a frame would stop it (Ctrl-C still armed).
+        assert self.wait(lambda: bool(self.stream or self.replies), 20), "board silent"
         self.ser.write(framing.encode(payload))
 
     def request(self, payload: bytes, timeout: float = 20.0) -> tuple:
