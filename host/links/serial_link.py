@@ -13,7 +13,8 @@ after opening, the link sends one PING whose frame holds neither 0x00 nor 0x03
 running the monitor: a running board answers the PING within a loop iteration) or
 ``QUIET_WAIT_S`` has passed, so the caller's first command (SET_TIME) cannot reach a
 board in its boot window, and its send time stays a true send time. The reply to that
-PING is the link's own: it is not passed on to ``recv``.
+PING is passed on to ``recv`` like any reply: it carries the newest sequence number the
+device sent, which the daemon's first-contact backfill needs.
 
 A port that goes away (USB cable pulled: the read fails or returns nothing although the
 port reported data) raises ``LinkLost`` from ``recv``; opening a port that does not
@@ -70,7 +71,6 @@ class SerialLink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lost: BaseException | None = None
         self._heard: asyncio.Event | None = None  # the device has sent a byte since open
-        self._probing = False  # the reply to the probe PING has not come yet
 
     # -- Link protocol -------------------------------------------------------------------
 
@@ -90,7 +90,6 @@ class SerialLink:
         # No reset_input_buffer(): packets queued before we opened are real data, and
         # the deframer skips any half frame or REPL text in front of them.
         self._heard = asyncio.Event()
-        self._probing = True
         self._loop.add_reader(ser.fileno(), self._on_readable)
         log.info("%s: open", self.port)
         try:
@@ -159,9 +158,6 @@ class SerialLink:
         self.stats.garbage_bytes = d.garbage_bytes
         self.stats.bad_frames = d.bad_frames
         for f in frames:
-            if self._probing and _is_probe_reply(f):
-                self._probing = False
-                continue
             if self._queue.qsize() >= MAX_QUEUED_FRAMES:
                 self._queue.get_nowait()
                 self.stats.overflow_frames += 1
@@ -186,14 +182,6 @@ class SerialLink:
         except (serial.SerialException, OSError, ValueError):
             return
         self._loop.remove_reader(fd)
-
-
-def _is_probe_reply(frame: bytes) -> bool:
-    try:
-        _, rec = wire.decode(frame)
-    except wire.WireError:
-        return False
-    return rec[0] == wire.KIND_REPLY and rec[2] == control.PING and rec[4] == PROBE_TOKEN
 
 
 def crc_ok(payload: bytes) -> bool:
