@@ -45,7 +45,6 @@ from .snippet import Snippet
 
 
 class App:
-    REPLY_TRIES = 100  # loop iterations a RESEND's final reply is retried (~1 s)
 
     def __init__(self, sensor, links, battery=None, key=b"", clock=None, boot=0):
         self.sensor = sensor
@@ -63,7 +62,9 @@ class App:
         self.params = {}
         self.cfg = config.DetectorConfig()
         self.det = Detector(self.cfg)
-        self.t_base = -1  # device ms of the detector's first sample, once known
+        self.t_base = 0  # device ms of the detector's first sample, once known
+        # (a flag, not a sentinel value: re-anchoring can move t_base below 0)
+        self.based = False
         self.ring = Ring()
         self.snippet = Snippet(rate_hz=self.cfg.rate_hz)
         self.buf = array("h", [0] * (3 * max(config.MPU_MAX_READ, control.MAX_SAMPLES)))
@@ -86,10 +87,14 @@ class App:
         self.rs_sent = 0
         self.rs_missing = 0
         self.rs_reply_tries = 0
+        self.rs_reply_until = 0
         # snippet in progress
         self.sn_link = None
         self.sn_pending = None
         self.errors = 0
+        self.reanchors = 0  # sample clock corrections (reanchor)
+        self.fw_hash = None  # firmware_hash(), computed on the first INFO asking for it
+        self.t_first = 0  # t_base as first set (INFO_CLOCK_PPM)
 
     # -- packets ---------------------------------------------------------------------
     def emit(self, rec):
@@ -215,20 +220,42 @@ class App:
         ))
 
     # -- samples ---------------------------------------------------------------------
-    def process(self, n, now):
-        if self.t_base < 0:
+    def process(self, n, now, drained=False):
+        if not self.based:
             self.t_base = now - (n - 1) * 1000 // self.cfg.rate_hz
+            self.t_first = self.t_base
+            self.based = True
         det = self.det
         det.process(self.buf, n)
+        if drained:
+            self.reanchor(now)
         self.snippet.add(self.buf, n, self.t_base + det.t_ms(det.n - 1))
         if det.pending:
             base = self.t_base
             for rec in det.pop():
                 self.emit((rec[0], (rec[1] + base) & 0xFFFFFFFF) + rec[2:])
 
+    def reanchor(self, now):
+        """Keep sample-count times on the device clock (the sensor's clock drifts).
+
+        The MPU-6050 samples on its own oscillator (+-1 % and more over temperature):
+        ``t_base + det.t_ms(k)`` alone drifts by tens of seconds an hour against
+        ``now``. Just after the FIFO was emptied, its newest sample is between 0 and one
+        sample period old; outside that window the count is off, and ``t_base`` moves
+        by the difference (to the window's middle when late). Cheap: once per read.
+        """
+        period = 1000 // self.cfg.rate_hz
+        late = now - (self.t_base + self.det.t_ms(self.det.n - 1))
+        if late < 0:
+            self.t_base += late  # samples counted ahead of the clock (fast sensor)
+            self.reanchors += 1
+        elif late > period + config.REANCHOR_SLACK_MS:
+            self.t_base += late - period // 2  # slow sensor, or samples lost
+            self.reanchors += 1
+
     def fresh_detector(self):
         self.det = Detector(self.cfg)
-        self.t_base = -1
+        self.based = False
         self.dropped_reported = 0
 
     # -- control ---------------------------------------------------------------------
@@ -273,6 +300,12 @@ class App:
             self.fresh_detector()
             self.next_status = 0  # a status now: the host shows the test mode at once
             self.reply(link, op, control.RESULT_OK)
+        elif op == control.INFO:
+            value = self.info(args[0])
+            if value is None:
+                self.reply(link, op, control.RESULT_ARGS)
+            else:
+                self.reply(link, op, control.RESULT_OK, value & 0xFFFFFFFF)
         elif op == control.INJECT_STOP:
             if self.injecting:
                 self.injecting = False
@@ -286,6 +319,42 @@ class App:
                     except OSError:
                         s.ok = False
             self.reply(link, op, control.RESULT_OK)
+
+    def info(self, item):
+        """One INFO item (control.INFO_*), or None for an unknown one."""
+        s = self.sensor
+        if item == control.INFO_VERSION:
+            v = config.FIRMWARE_VERSION
+            return v[0] << 16 | v[1] << 8 | v[2]
+        if item == control.INFO_HASH:
+            if self.fw_hash is None:
+                self.fw_hash = firmware_hash()
+            return self.fw_hash
+        if item == control.INFO_WHOAMI:
+            return s.whoami if s is not None and s.whoami >= 0 else 0xFFFFFFFF
+        if item == control.INFO_SAMPLES:
+            return s.samples if s is not None else 0
+        if item == control.INFO_OVERFLOWS:
+            return s.overflows if s is not None else 0
+        if item == control.INFO_I2C_ERRORS:
+            return s.i2c_errors if s is not None else 0
+        if item == control.INFO_REANCHORS:
+            return self.reanchors
+        if item == control.INFO_BLE:
+            for link in self.links:
+                if link.name == "ble":
+                    return (link.failed_connects & 0xFFFF) << 16 | (link.irq_errors & 0xFFFF)
+            return 0
+        if item == control.INFO_ERRORS:
+            return self.errors
+        if item == control.INFO_CLOCK_PPM:
+            # Sample-count time gained on the board's clock since the first sample:
+            # the re-anchoring moved t_base back by that much (a fast sensor).
+            span = self.clock.now_ms() - self.t_first
+            if not self.based or span <= 0:
+                return 0
+            return -(self.t_base - self.t_first) * 1000000 // span
+        return None
 
     def set_param(self, pid, value):
         name = control.PARAMS.get(pid)
@@ -345,10 +414,16 @@ class App:
             res = control.RESULT_GONE if self.rs_missing else control.RESULT_OK
             # The reply tells the host the RESEND is over. Right after a burst of resent
             # packets BLE often has no notification buffer for it: try again in the next
-            # iterations (bounded) instead of losing it, unless the link is gone.
+            # iterations instead of losing it, unless the link is gone. Bounded in time,
+            # not iterations: on a real radio buffers come back once per connection
+            # event (up to config.REPLY_RETRY_MS apart on a slow connection), not at
+            # loop speed.
+            now = self.clock.now_ms()
+            if self.rs_reply_tries == 0:
+                self.rs_reply_until = now + config.REPLY_RETRY_MS
             self.rs_reply_tries += 1
             if (self.reply(link, control.RESEND, res, self.rs_sent)
-                    or self.rs_reply_tries >= self.REPLY_TRIES or not link.connected()):
+                    or now >= self.rs_reply_until or not link.connected()):
                 self.rs_link = None
 
     def pump_snippet(self):
@@ -377,9 +452,11 @@ class App:
             # Drain the FIFO: a full read means more may be waiting.
             for _ in range(4):
                 n = self.sensor.read(self.buf)
+                full = n >= self.sensor.max_read
                 if n:
-                    self.process(n, now)
-                if n < self.sensor.max_read:
+                    # Only a read that emptied the FIFO says when its last sample was taken.
+                    self.process(n, now, not full)
+                if not full:
                     break
         if now >= self.next_status:
             self.status(now)
@@ -400,6 +477,28 @@ class App:
         # Sleep to the next multiple of the period: the loop keeps one phase (statuses
         # stay on their grid) after a stretch of short sleeps.
         return period - self.clock.now_ms() % period
+
+
+def firmware_hash():
+    """First 4 bytes of SHA-256 over the firmware package's files (sorted by name; each
+    name, a zero byte, its bytes): what ``spasmwatch doctor`` compares with its own copy."""
+    import hashlib
+    import os
+
+    folder = config.__file__.rsplit("/", 1)[0]
+    h = hashlib.sha256()
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".py") or name.endswith(".mpy"):
+            h.update(name.encode())
+            h.update(b"\0")
+            with open(folder + "/" + name, "rb") as f:
+                while True:
+                    chunk = f.read(512)
+                    if not chunk:
+                        break
+                    h.update(chunk)
+    d = h.digest()
+    return d[0] << 24 | d[1] << 16 | d[2] << 8 | d[3]
 
 
 def make_links():
@@ -438,13 +537,22 @@ def build():
     return App(sensor, make_links(), battery, key, boot=boot)
 
 
-def run(app=None):
+def run(app=None, early=b""):
+    """Start-up, then step/sleep forever; ``early``: serial bytes read before (main.py)."""
     import micropython
 
-    # Frames may contain 0x03: Ctrl-C on the serial port must not stop the board.
+    # Frames may contain 0x03: Ctrl-C on the serial port must not stop the board
+    # (main.py has disarmed it already; this covers other entry points).
     micropython.kbd_intr(-1)
     if app is None:
         app = build()
+    if early:
+        for link in app.links:
+            if link.name == "serial":
+                link.feed(early)
+    # The watchdog resets the board when the loop stops coming round (a hang in a
+    # driver, a deadlock): fed once per iteration, only from here.
+    wdt = hal.make_wdt(config.WDT_MS)
     failures = 0
     while True:
         try:
@@ -457,4 +565,6 @@ def run(app=None):
             if failures >= 10:
                 hal.reset()
             ms = 100
+        if wdt is not None:
+            wdt.feed()
         hal.sleep_ms(ms)

@@ -18,6 +18,19 @@ link writes a PING right after subscribing): MicroPython does not report CCCD wr
 and notifications sent before the subscription would be dropped by the central's
 stack. Until then ``send`` returns False and the packets wait in the app's ring.
 
+IRQs (board facts, checked by tests/test_micropython_contract.py against MicroPython's
+sources): on the ESP32 they run on the NimBLE task, interleaved with the main loop
+between bytecodes, not at a safe point; an exception escaping the handler makes
+MicroPython disable it for good; a failed connection attempt arrives as
+``_IRQ_CENTRAL_DISCONNECT`` with a handle that was never connected (addr_type 0xFF),
+after which NimBLE is no longer advertising; the ``addr`` memoryview is only valid
+inside the handler. So the handler is guarded as a whole (errors counted), copies what
+it keeps, hands control payloads to ``poll()`` through a fixed ring written only by the
+IRQ (``rx_w``) and read only by the main loop (``rx_r``), and any disconnection while no
+central is connected marks advertising as stopped so ``service()`` starts it again.
+Client writes longer than the characteristic's buffer (20 bytes by default) would be
+truncated: the control characteristic's buffer is config.BLE_RX_BUFFER bytes.
+
 Every wire packet is <= 20 bytes, so one packet is one notification even at the
 default ATT MTU of 23; a larger MTU changes nothing here. A notification that NimBLE
 cannot queue (out of buffers: the central is slower than the detector) makes ``send``
@@ -88,7 +101,11 @@ class BleLink:
         self.conn = -1  # connection handle of the central, -1 when none
         self.ready = False  # the central has written to the control point
         self.mtu = 23
-        self.rx = []
+        self.rx = [b""] * MAX_RX  # slots; IRQ writes rx_w, poll() reads rx_r
+        self.rx_w = 0
+        self.rx_r = 0
+        self.irq_errors = 0
+        self.failed_connects = 0
         self.sent = 0
         self.busy = 0  # notifications refused (no buffers): resent on request
         self.rx_dropped = 0
@@ -108,6 +125,7 @@ class BleLink:
         ((self.h_event, self.h_status, self.h_control),) = ble.gatts_register_services(
             (service,)
         )
+        ble.gatts_set_buffer(self.h_control, config.BLE_RX_BUFFER)
         self._adv = adv_payload()
         self._resp = resp_payload(name)
         self._advertise()
@@ -121,7 +139,14 @@ class BleLink:
             self.advertising = False  # tried again from service()
 
     def _irq(self, event, data):
-        # Runs as a scheduled callback on the board: keep it short, no allocation loops.
+        # On the board this runs on the NimBLE task between any two bytecodes of the
+        # main loop. Guarded as a whole: one exception would disable it for good.
+        try:
+            self._on_irq(event, data)
+        except Exception:  # noqa: BLE001 - keep the handler alive
+            self.irq_errors += 1
+
+    def _on_irq(self, event, data):
         if event == _IRQ_CENTRAL_CONNECT:
             conn = data[0]
             if self.conn >= 0:
@@ -133,15 +158,23 @@ class BleLink:
             self.connects += 1
             self.advertising = False  # NimBLE stops advertising on a connection
         elif event == _IRQ_CENTRAL_DISCONNECT:
-            if data[0] == self.conn:
+            if self.conn >= 0 and data[0] == self.conn:
                 self.conn = -1
                 self.ready = False
+                self.advertising = False
+            elif self.conn < 0:
+                # A connection attempt that failed (NimBLE: a handle never connected,
+                # addr_type 0xFF): advertising has stopped; service() restarts it.
+                self.failed_connects += 1
+                self.advertising = False
         elif event == _IRQ_GATTS_WRITE:
             conn, handle = data[0], data[1]
             if handle == self.h_control and conn == self.conn:
                 self.ready = True
-                if len(self.rx) < MAX_RX:
-                    self.rx.append(bytes(self.ble.gatts_read(handle)))
+                w = self.rx_w
+                if w - self.rx_r < MAX_RX:
+                    self.rx[w % MAX_RX] = bytes(self.ble.gatts_read(handle))
+                    self.rx_w = w + 1  # published after the slot is filled
                 else:
                     self.rx_dropped += 1
         elif event == _IRQ_MTU_EXCHANGED:
@@ -165,10 +198,14 @@ class BleLink:
         return True
 
     def poll(self):
-        if not self.rx:
-            return self.rx
-        found = self.rx
-        self.rx = []
+        # Only the main loop moves rx_r; the IRQ only moves rx_w (after filling the
+        # slot), so an IRQ between any two bytecodes here loses nothing.
+        found = []
+        r = self.rx_r
+        while r != self.rx_w:
+            found.append(self.rx[r % MAX_RX])
+            r += 1
+            self.rx_r = r
         return found
 
     def connected(self):

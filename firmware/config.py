@@ -27,7 +27,7 @@ FIFO_BATCH = 25  # samples per FIFO read (0.5 s at 50 Hz)
 # Periodic packets
 SUMMARY_S = 60  # activity summary period
 STATUS_S = 10  # heartbeat period; the host's fault timeout is a multiple of this
-RING_PACKETS = 256  # packets kept for resend after a link drop
+RING_PACKETS = 1024  # packets kept for resend after a link drop (>= 60 min of a busy night)
 
 
 def lsb_per_g(range_g):
@@ -221,3 +221,14 @@ def _apply_device_config():
 
 
 _apply_device_config()
+
+
+# --- First boot on a real board (docs/firmware.md, "Strict virtual board") ----------
+WDT_MS = 8000  # machine.WDT timeout: the loop feeds it every <= ~1 s; a hang resets
+REANCHOR_SLACK_MS = 20  # sample clock: lateness beyond one period + this re-anchors
+MPU_WHOAMI_FIFO512 = (0x70, 0x71, 0x73)  # MPU-6500/9250 clones: 512-byte FIFO
+BLE_RX_BUFFER = 64  # control characteristic's write buffer (default 20: truncates)
+FIRMWARE_VERSION = (0, 1, 0)  # reported by INFO (spasmwatch doctor)
+REPLY_RETRY_MS = 3000  # a RESEND's final reply is retried this long when the link is busy
+SERIAL_STALL_MS = 100  # a USB serial write this slow: the port is open but not read
+SERIAL_BACKOFF_MS = 5000  # then packets wait in the ring this long before trying again

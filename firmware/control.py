@@ -47,6 +47,8 @@ Commands and replies:
                                  counter; tagged with auth.hello_tag over the token
     PAIR(key 16 bytes)        -> OK, value = the new boot counter (tagged with the new
                                  key); all-zero key: unpair. LINK over BLE.
+    INFO(item u8)             -> OK, value = the item (INFO_* below; ``spasmwatch doctor``)
+                                 / ARGS (unknown item)
 Any signed command that fails: AUTH, value = the last accepted counter.
 """
 
@@ -71,16 +73,29 @@ INJECT_STOP = const(0x07)
 SAMPLES = const(0x08)
 HELLO = const(0x09)
 PAIR = const(0x0A)
+INFO = const(0x0B)
+
+# INFO items (reply value, u32)
+INFO_VERSION = const(0)  # firmware version major << 16 | minor << 8 | patch
+INFO_HASH = const(1)  # first 4 bytes (big-endian) of the firmware files' SHA-256
+INFO_WHOAMI = const(2)  # MPU WHO_AM_I as last read (0xFFFFFFFF: never answered)
+INFO_SAMPLES = const(3)  # samples read from the sensor since start (u32, wraps)
+INFO_OVERFLOWS = const(4)  # FIFO overflows since start
+INFO_I2C_ERRORS = const(5)  # I2C errors since start
+INFO_REANCHORS = const(6)  # sample clock corrections since start
+INFO_BLE = const(7)  # failed BLE connections << 16 | BLE IRQ handler errors
+INFO_ERRORS = const(8)  # main loop exceptions since start
+INFO_CLOCK_PPM = const(9)  # sensor sample clock vs the board's clock, ppm (i32 as u32)
 
 NAMES = {
     PING: "ping", RESEND: "resend", SET_TIME: "set_time", SET_PARAM: "set_param",
     GET_SNIPPET: "get_snippet", INJECT_START: "inject_start", INJECT_STOP: "inject_stop",
-    SAMPLES: "samples", HELLO: "hello", PAIR: "pair",
+    SAMPLES: "samples", HELLO: "hello", PAIR: "pair", INFO: "info",
 }
 # struct format of each opcode's args (SAMPLES and PAIR carry raw bytes, handled apart)
 _ARGS = {
     PING: "<I", RESEND: "<HH", SET_TIME: "<I", SET_PARAM: "<Bi", GET_SNIPPET: "",
-    INJECT_START: "<I", INJECT_STOP: "", HELLO: "<I",
+    INJECT_START: "<I", INJECT_STOP: "", HELLO: "<I", INFO: "<B",
 }
 # Commands the device refuses without a valid signature on any link: changing what is
 # detected, and feeding the detector samples that did not come from the sensor.
@@ -189,6 +204,10 @@ def encode_pair(key):
     if len(key) != KEY_LEN:
         raise ControlError("args", "pair: the key must be %d bytes" % KEY_LEN)
     return bytes([PAIR]) + bytes(key)
+
+
+def encode_info(item):
+    return encode(INFO, (item,))
 
 
 def encode_samples(counts):

@@ -2,12 +2,13 @@
 
 API:
     Clock()                     .now_ms() -> int, monotonic ms since start (no 2**30 wrap)
-    sleep_ms(ms), ticks_ms(), ticks_diff(a, b)
+    sleep_ms(ms), ticks_ms(), ticks_diff(a, b), ticks_add(t, delta)
     make_i2c() -> machine.I2C   # bus and pins from config
     make_adc(pin) -> machine.ADC with 11 dB attenuation (0..~3.1 V)
     make_input(pin) -> machine.Pin (pull-up) or None when pin < 0
     free_heap() -> bytes free on the heap (after a collection)
     unique_id() -> bytes, reset()
+    make_wdt(timeout_ms) -> machine.WDT, or None where the port has none
 
 On the board these are MicroPython's ``machine``/``time``; in the simulator the same
 names come from simulator/board/ (a ``machine`` with a virtual I2C bus and MPU6050,
@@ -33,6 +34,10 @@ def ticks_ms():
 
 def ticks_diff(a, b):
     return time.ticks_diff(a, b)
+
+
+def ticks_add(t, delta):
+    return time.ticks_add(t, delta)
 
 
 class Clock:
@@ -80,3 +85,11 @@ def unique_id():
 
 def reset():
     machine.reset()
+
+
+def make_wdt(timeout_ms):
+    """The hardware watchdog (cannot be stopped once started); None without one."""
+    cls = getattr(machine, "WDT", None)
+    if cls is None or timeout_ms <= 0:
+        return None
+    return cls(timeout=timeout_ms)

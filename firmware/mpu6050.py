@@ -9,6 +9,7 @@ API:
     .ok                        # sensor configured and answering
     .whoami                    # last WHO_AM_I value read (-1 = no answer)
     .overflows, .i2c_errors    # counts since start
+    .samples                   # samples read since start (for the host's rate check)
     .overflow_flag, .error_flag   # set on an event, cleared by take_flags()
     .take_flags() -> (overflow, i2c_error)   # report-and-clear for the status packet
     .last_error                # short text of the last failure
@@ -17,13 +18,15 @@ Init: PWR_MGMT_1 DEVICE_RESET, wait 100 ms; WHO_AM_I must be one of
 config.MPU_WHOAMI_OK; clock source (PLL on gyro X when the gyro runs, else the
 internal 8 MHz oscillator, gyros in standby); CONFIG DLPF (accel bandwidth <= rate/2,
 which also makes the base rate 1 kHz); SMPLRT_DIV = 1000/rate - 1; ACCEL_CONFIG range;
-INT_ENABLE FIFO_OFLOW_EN; FIFO_EN accel (+ gyro if enabled); USER_CTRL FIFO_RESET
-then FIFO_EN.
+INT_ENABLE FIFO_OFLOW_EN; FIFO_EN accel (+ gyro if enabled); then the FIFO reset in
+the register map's order: USER_CTRL FIFO_EN = 0, FIFO_RESET (honoured only while FIFO_EN
+is 0), FIFO_EN = 1. WHO_AM_I 0x70/0x71/0x73 (MPU-6500/9250 clones,
+config.MPU_WHOAMI_FIFO512) have a 512-byte FIFO, the MPU-6050 1024 (``fifo_size``).
 
 Read: FIFO_COUNT (2 bytes), INT_STATUS (FIFO_OFLOW bit 4, cleared by reading), then
 one burst read of FIFO_R_W of whole samples into a preallocated buffer; big-endian
 int16 are converted into ``out`` in place (no allocation per sample). An overflow
-(INT_STATUS bit, or a count at the FIFO's 1024-byte size) means samples were lost and
+(INT_STATUS bit, or a count at the FIFO's size) means samples were lost and
 the FIFO no longer starts on a sample boundary: the FIFO is reset, the overflow counted
 and flagged, and the samples read in that call are dropped. An I2C error (OSError)
 is caught, counted and flagged; the driver marks itself not ok and ``read`` re-runs
@@ -114,6 +117,8 @@ class MPU6050:
         self.last_error = ""
         self.last_init = 0
         self.tried = False
+        self.fifo_size = FIFO_SIZE
+        self.samples = 0
 
     # -- register access ---------------------------------------------------------
     def _w(self, reg, value):
@@ -140,9 +145,11 @@ class MPU6050:
             self._w(PWR_MGMT_1, DEVICE_RESET)
             self.sleep_ms(100)  # datasheet: registers reset within 100 ms
             self.whoami = self._r(WHO_AM_I)
-            if self.whoami not in config.MPU_WHOAMI_OK:
+            small = self.whoami in config.MPU_WHOAMI_FIFO512
+            if self.whoami not in config.MPU_WHOAMI_OK and not small:
                 self.last_error = "WHO_AM_I 0x%02x, not an MPU-6050" % self.whoami
                 return False
+            self.fifo_size = FIFO_SIZE // 2 if small else FIFO_SIZE
             # Reset leaves the chip asleep; wake it on its clock source.
             self._w(PWR_MGMT_1, CLK_PLL_XGYRO if self.gyro else CLK_INTERNAL)
             self._w(PWR_MGMT_2, 0 if self.gyro else STBY_GYRO)
@@ -151,8 +158,7 @@ class MPU6050:
             self._w(ACCEL_CONFIG, _RANGE_BITS[self.range_g])
             self._w(INT_ENABLE, INT_FIFO_OFLOW)
             self._w(FIFO_EN, FIFO_ACCEL | (FIFO_GYRO if self.gyro else 0))
-            self._w(USER_CTRL, UC_FIFO_RESET)
-            self._w(USER_CTRL, UC_FIFO_EN)
+            self.reset_fifo()
             self._r(INT_STATUS)  # clear anything latched during set-up
         except OSError as exc:
             if self.whoami < 0:
@@ -167,7 +173,10 @@ class MPU6050:
         return True
 
     def reset_fifo(self):
-        self._w(USER_CTRL, UC_FIFO_RESET | UC_FIFO_EN)
+        # Register map rev 4.2, USER_CTRL: FIFO_RESET "while FIFO_EN equals 0".
+        self._w(USER_CTRL, 0)
+        self._w(USER_CTRL, UC_FIFO_RESET)
+        self._w(USER_CTRL, UC_FIFO_EN)
 
     # -- streaming ---------------------------------------------------------------
     def read(self, out):
@@ -183,7 +192,7 @@ class MPU6050:
             self.i2c.readfrom_mem_into(self.addr, FIFO_COUNTH, self.b2)
             count = (self.b2[0] << 8) | self.b2[1]
             status = self._r(INT_STATUS)
-            if status & INT_FIFO_OFLOW or count >= FIFO_SIZE:
+            if status & INT_FIFO_OFLOW or count >= self.fifo_size:
                 self.overflows += 1
                 self.overflow_flag = True
                 self.reset_fifo()
@@ -199,6 +208,7 @@ class MPU6050:
         except OSError as exc:
             self._fail("read", exc)
             return 0
+        self.samples += n
         raw = self.raw
         i = 0
         j = 0

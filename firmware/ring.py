@@ -6,15 +6,20 @@ API:
     .get(seq) -> memoryview | None    # the packet with that u16 seq, if still held
     .count, .fill_pct()        # packets held, and as % of size
 
-One bytearray of ``size * width`` bytes plus a length byte and a u16 seq per slot,
-allocated once: storing a packet allocates nothing. Sequence numbers are u16 and wrap;
-a slot is found by ``seq % size`` and checked against the stored seq, so a packet that
-has been overwritten is reported as gone rather than returned wrong.
+Slots live in bytearrays of CHUNK slots each (``CHUNK * width`` bytes) plus a length
+byte and a u16 seq per slot, allocated once: storing a packet allocates nothing. Chunks
+rather than one block: a MicroPython heap fragmented by imports may have no single free
+run of ``size * width`` bytes (20 KB for 1024 slots) while having plenty in total.
+Sequence numbers are u16 and wrap; a slot is found by ``seq % size`` and checked against
+the stored seq, so an overwritten packet is reported as gone rather than returned wrong.
 """
 
 from array import array
 
 from . import config, wire
+
+CHUNK_SHIFT = 6
+CHUNK = 1 << CHUNK_SHIFT  # slots per bytearray
 
 
 class Ring:
@@ -23,8 +28,9 @@ class Ring:
             raise ValueError("ring size must be 1..65536")
         self.size = size
         self.width = width
-        self.data = bytearray(size * width)
-        self.view = memoryview(self.data)
+        n = (size + CHUNK - 1) >> CHUNK_SHIFT
+        self.chunks = [bytearray(CHUNK * width) for _ in range(n)]
+        self.views = [memoryview(c) for c in self.chunks]
         self.lens = bytearray(size)  # 0 = empty slot
         self.seqs = array("H", bytes(2 * size))
         self.count = 0
@@ -35,8 +41,8 @@ class Ring:
             raise ValueError("packet length %d not in 1..%d" % (n, self.width))
         seq &= 0xFFFF
         slot = seq % self.size
-        at = slot * self.width
-        self.data[at:at + n] = packet
+        at = (slot & (CHUNK - 1)) * self.width
+        self.chunks[slot >> CHUNK_SHIFT][at:at + n] = packet
         if self.lens[slot] == 0:
             self.count += 1
         self.lens[slot] = n
@@ -48,8 +54,8 @@ class Ring:
         n = self.lens[slot]
         if n == 0 or self.seqs[slot] != seq:
             return None
-        at = slot * self.width
-        return self.view[at:at + n]
+        at = (slot & (CHUNK - 1)) * self.width
+        return self.views[slot >> CHUNK_SHIFT][at:at + n]
 
     def fill_pct(self):
         return self.count * 100 // self.size

@@ -42,6 +42,10 @@ from spasmwatch.firmware import config as fwconfig
 FIRMWARE_DIR = Path(_firmware_pkg.__file__).resolve().parent
 DEVICE_PACKAGE = "firmware"  # folder on the device (the firmware imports as firmware.*)
 LAUNCHER_TARGET = "main.py"
+# firmware/main.py's BREAK_IN and BREAK_IN_ACK (main.py runs the monitor when imported, so
+# they are repeated here; tests/test_firstboot.py keeps them equal)
+BREAK_IN = b"\x03spasmwatch-repl\r"
+BREAK_IN_ACK = b"spasmwatch: break-in, monitor not started"
 CONFIG_TARGET = "device_config.py"
 KEY_TARGET = str(getattr(fwconfig, "AUTH_KEY_FILE", "spasmwatch.key"))
 
@@ -332,12 +336,14 @@ class MpremoteTransport:
         self._first = True
 
     def break_in(self, window_s: float = 3.0) -> bool:
-        """Reset the board and send Ctrl-C through its boot window (firmware/main.py).
+        """Reset the board and send the break-in sequence through its boot window.
 
-        A running spasmwatch firmware ignores Ctrl-C; for ``BOOT_BREAK_MS`` after a
-        reset it does not. The reset is a pulse on RTS (EN on USB-UART bridges and on
-        the ESP32-S3's own USB serial/JTAG); then Ctrl-C every 50 ms until the REPL
-        prompt appears. Returns True when a prompt was seen.
+        A running spasmwatch firmware has Ctrl-C disarmed from main.py's first line (the
+        host's frames contain 0x03); for ``BOOT_BREAK_MS`` after a reset main.py watches
+        for ``BREAK_IN`` (firmware/main.py) and, on it, re-arms Ctrl-C and ends, which
+        leaves the board at its REPL. The reset is a pulse on RTS (EN on USB-UART
+        bridges and on the ESP32-S3's own USB serial/JTAG); then the sequence every 50 ms
+        until the board acknowledges or a REPL prompt appears. True when one was seen.
         """
         import time
 
@@ -355,9 +361,9 @@ class MpremoteTransport:
             seen = b""
             deadline = time.monotonic() + window_s
             while time.monotonic() < deadline:
-                ser.write(b"\x03")
+                ser.write(BREAK_IN)
                 seen = (seen + ser.read(256))[-512:]
-                if b">>> " in seen or b"KeyboardInterrupt" in seen:
+                if BREAK_IN_ACK in seen or b">>> " in seen:
                     return True
             return False
         finally:

@@ -421,6 +421,10 @@ class BleBridge:
         self._hci_server: asyncio.Server | None = None
         self._fw_writer: asyncio.StreamWriter | None = None
         self._fw_task: asyncio.Task[None] | None = None
+        self.advertise_calls = 0  # gap_advertise calls from the firmware that started it
+        self.advertise_calls_before_failure = 0
+        self.starving = False
+        self.withheld = 0  # credits not returned while starving
 
     @property
     def transport_spec(self) -> str:
@@ -455,6 +459,22 @@ class BleBridge:
                     await asyncio.wait_for(server.wait_closed(), 2)
 
     # -- radio faults --
+
+    async def fail_connection(self) -> None:
+        """A connection attempt that fails, as NimBLE reports it: advertising stops and
+        the firmware gets ``_IRQ_CENTRAL_DISCONNECT`` for a handle that never connected
+        (BLE_HS_CONN_HANDLE_NONE, addr_type 0xFF: extmod/nimble/modbluetooth_nimble.c)."""
+        self.advertise_calls_before_failure = self.advertise_calls
+        await self.peripheral.advertise(None)
+        self._send({"ev": IRQ_CENTRAL_DISCONNECT, "a": [0xFFFF, 0xFF, "000000000000"]})
+
+    def starve_credits(self, starve: bool) -> None:
+        """Withhold notification credits (a central that stops reading, or a radio that
+        gives no connection events): the firmware's ``gatts_notify`` runs out of buffers."""
+        self.starving = starve
+        if not starve and self.withheld:
+            self._send({"ack": self.withheld})
+            self.withheld = 0
 
     def drop_link(self) -> int:
         """Lose the radio link now (both sides see a connection timeout)."""
@@ -528,9 +548,14 @@ class BleBridge:
             try:
                 await p.notify(int(msg["c"]), int(msg["h"]), data)
             finally:
-                self._send({"ack": 1})
+                if self.starving:
+                    self.withheld += 1
+                else:
+                    self._send({"ack": 1})
         elif op == "adv":
             interval = msg.get("i")
+            if interval is not None:
+                self.advertise_calls += 1
             await p.advertise(
                 None if interval is None else int(interval), bytes.fromhex(msg.get("a", "")),
                 bytes.fromhex(msg.get("r", "")), bool(msg.get("c", True)),

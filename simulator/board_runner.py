@@ -14,11 +14,23 @@ API (stable; used by the host daemon, HIL and flash tests):
                                # of the pseudo-terminal that is the board's USB serial
         .port                  # that path (after start)
         .set_knobs(**knobs)    # change fault/board knobs while running (machine.py doc)
+        .reset()               # press the reset button: a new firmware process on the
+                               # same port (the host stays attached); boots counted
+        .auto_reboot           # True (default): a machine.reset() or watchdog reset
+                               # (exit code 3 / 5) boots the firmware again, as the board
+        .boots, .exit_codes    # firmware starts so far; exit codes of the ended ones
+        .ctrl_c                # KeyboardInterrupts raised by 0x03 while Ctrl-C was armed
         .running() -> bool
         .stop(timeout=5.0) -> int | None   # stop the process, close the pty; exit code
         .log() -> str          # what the firmware wrote to stderr
         .stream                # the SensorStream that was written (when given a trace)
         context manager: start on enter, stop on exit
+
+Serial input passes through the runner on its way to the firmware, as through the
+ESP32-S3's USB CDC (shared/tinyusb/mp_usbd_cdc.c): a 0x03 byte while the firmware has
+Ctrl-C armed (the unix port then catches SIGINT; ``micropython.kbd_intr(-1)`` disarms
+it) is dropped, pending input is discarded and KeyboardInterrupt is raised in the
+firmware (SIGINT). A pty alone cannot do this: its master side has no line discipline.
 
 The process runs ``firmware/main.py`` with MICROPYPATH = simulator/board (the virtual
 ``machine`` with I2C bus and MPU-6050, a ``time`` on the simulated clock) : repo :
@@ -50,6 +62,8 @@ import subprocess
 import sys
 import tempfile
 import termios
+import threading
+import time
 import tty
 from pathlib import Path
 from typing import Any
@@ -66,8 +80,21 @@ MAIN = REPO_ROOT / "firmware" / "main.py"
 COUNTS_MAGIC = b"SWC1"
 KNOB_NAMES = (
     "i2c_fail_at", "i2c_fail_count", "i2c_errno", "absent", "whoami", "stall_at_ms",
-    "stall_ms", "battery_mv", "charging",
+    "stall_ms", "battery_mv", "charging", "mpu_ppm", "hang_at_ms",
 )
+REBOOT_CODES = (3, 5)  # machine.reset(), watchdog reset (simulator/board/machine.py)
+
+
+def sigint_caught(pid: int) -> bool:
+    """True when process ``pid`` has a SIGINT handler (MicroPython: Ctrl-C armed)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+    except OSError:
+        pass
+    return False
 
 
 class BoardError(RuntimeError):
@@ -139,6 +166,17 @@ class BoardRunner:
         self._master = -1
         self._slave = -1
         self._log: Any = None
+        self._stdin_w = -1  # runner's end of the firmware's stdin pipe
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._pump: threading.Thread | None = None
+        self._ended: subprocess.Popen[bytes] | None = None  # last process seen ended
+        self._cmd: list[str] = []
+        self._env: dict[str, str] = {}
+        self.auto_reboot = True
+        self.boots = 0
+        self.exit_codes: list[int] = []
+        self.ctrl_c = 0
 
     # -- life cycle -------------------------------------------------------------------
     def start(self) -> str:
@@ -179,22 +217,95 @@ class BoardRunner:
         if self.heapsize:
             cmd += ["-X", f"heapsize={self.heapsize}"]
         cmd.append(str(self.firmware_root / "main.py" if self.firmware_root else MAIN))
+        self._cmd, self._env = cmd, env
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave, termios.TCSANOW)
         self.port = os.ttyname(self._slave)
-        self._log = open(self.workdir / "firmware.log", "wb")  # noqa: SIM115
+        self._log = open(self.workdir / "firmware.log", "ab")  # noqa: SIM115
+        self._stopping = False
         try:
-            self.proc = subprocess.Popen(
-                cmd, stdin=self._master, stdout=self._master, stderr=self._log,
-                cwd=self.workdir, env=env, preexec_fn=_die_with_parent, close_fds=True,
-            )
+            self._spawn()
         except OSError as exc:
             self._close_fds()
             raise BoardError(f"cannot start micropython: {exc}") from exc
-        # The child has its own copy of the master; ours is not needed.
-        os.close(self._master)
-        self._master = -1
+        self._pump = threading.Thread(target=self._serial_in, daemon=True)
+        self._pump.start()
         return self.port
+
+    def _spawn(self) -> None:
+        """Start a firmware process on the port (stdin: a pipe the runner feeds)."""
+        r, w = os.pipe()
+        try:
+            proc = subprocess.Popen(
+                self._cmd, stdin=r, stdout=self._master, stderr=self._log,
+                cwd=self.workdir, env=self._env, preexec_fn=_die_with_parent, close_fds=True,
+            )
+        except OSError:
+            os.close(r)
+            os.close(w)
+            raise
+        os.close(r)
+        with self._lock:
+            old, self._stdin_w = self._stdin_w, w
+            self.proc = proc
+            self.boots += 1
+        if old >= 0:
+            os.close(old)
+
+    def _serial_in(self) -> None:
+        """Host -> firmware bytes, with the USB CDC's Ctrl-C rule; reboots on reset."""
+        import select
+
+        while not self._stopping:
+            proc = self.proc
+            if (proc is not None and proc is not self._ended and proc.poll() is not None
+                    and not self._stopping):
+                self._ended = proc
+                self.exit_codes.append(proc.returncode)
+                if self.auto_reboot and proc.returncode in REBOOT_CODES:
+                    self._spawn()
+                    continue
+            try:
+                ready, _, _ = select.select([self._master], [], [], 0.05)
+                if not ready:
+                    continue
+                data = os.read(self._master, 4096)
+            except (OSError, ValueError):
+                return
+            self._deliver(data)
+
+    def _deliver(self, data: bytes) -> None:
+        with self._lock:
+            proc, w = self.proc, self._stdin_w
+        if proc is None or w < 0 or proc.poll() is not None:
+            return  # nobody reads the port: the bytes are lost, as on a board in reset
+        start = 0
+        for i, b in enumerate(data):
+            if b == 3 and sigint_caught(proc.pid):
+                # mp_usbd_cdc.c: the interrupt char clears the input buffer and raises
+                # KeyboardInterrupt; the byte itself is not delivered.
+                self.ctrl_c += 1
+                start = i + 1
+                os.kill(proc.pid, signal.SIGINT)
+                time.sleep(0.01)  # let it land before the next bytes
+        try:
+            os.write(w, data[start:])
+        except OSError:
+            pass
+
+    def reset(self, timeout: float = 5.0) -> None:
+        """The reset button: the firmware restarts; the port (and the host) stay."""
+        proc = self.proc
+        if proc is None:
+            raise BoardError("board not started")
+        saved, self.auto_reboot = self.auto_reboot, False
+        try:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout)
+            self._spawn()
+        finally:
+            self.auto_reboot = saved
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -202,6 +313,10 @@ class BoardRunner:
     def stop(self, timeout: float = 5.0) -> int | None:
         """Stop the firmware process and release the pty; returns its exit code."""
         code = None
+        self._stopping = True
+        if self._pump is not None:
+            self._pump.join(timeout)
+            self._pump = None
         if self.proc is not None:
             if self.proc.poll() is None:
                 self.proc.terminate()
@@ -220,13 +335,13 @@ class BoardRunner:
         return code
 
     def _close_fds(self) -> None:
-        for fd in (self._master, self._slave):
+        for fd in (self._master, self._slave, self._stdin_w):
             if fd >= 0:
                 try:
                     os.close(fd)
                 except OSError:
                     pass
-        self._master = self._slave = -1
+        self._master = self._slave = self._stdin_w = -1
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -79,6 +79,9 @@ class BoardClient:
             return self.cond.wait_for(pred, timeout)
 
     def send(self, payload: bytes) -> None:
+        # As the host's serial link does: nothing before the board has spoken. Until
+        # main.py's first line a 0x03 in a frame would stop it (Ctrl-C still armed).
+        assert self.wait(lambda: bool(self.stream or self.replies), 20), "board silent"
         self.ser.write(framing.encode(payload))
 
     def request(self, payload: bytes, timeout: float = 20.0) -> tuple:
@@ -138,7 +141,7 @@ def _expected(stream: SensorStream) -> list[bytes]:
 def cluster_run() -> Iterator[tuple[BoardRunner, BoardClient, list[bytes], float]]:
     trace, stream = _stream_of("spasm-cluster", 3)
     expected = _expected(stream)
-    runner = BoardRunner(trace, speed=0, key=KEY, heapsize="256k")
+    runner = BoardRunner(trace, speed=0, key=KEY, heapsize="320k")
     port = runner.start()
     client = BoardClient(port)
     t0 = time.monotonic()
@@ -242,7 +245,7 @@ def test_injection_refused_without_key_and_replays_with_it() -> None:
     part = SensorStream(stream.t0, stream.rate_hz, stream.counts[: 50 * 240])
     expected = [wire.decode(p)[1] for p in _expected(part)]
     assert sum(r[0] == wire.KIND_EVENT for r in expected) >= 3
-    with BoardRunner(None, speed=10, key=KEY, heapsize="256k") as runner:
+    with BoardRunner(None, speed=10, key=KEY, heapsize="320k") as runner:
         client = BoardClient(runner.port)
         try:
             assert client.request(control.encode(control.INJECT_START, (1,)))[3] == (
@@ -327,8 +330,9 @@ def test_sensor_absent_reported_board_keeps_running() -> None:
 
 
 def test_fifo_overflow_reported() -> None:
+    # 5 s: past the FIFO's 3.4 s at 50 Hz, short of the watchdog (config.WDT_MS).
     with BoardRunner(None, speed=0, after_end="keep",
-                     knobs={"stall_at_ms": 3000, "stall_ms": 8000}) as runner:
+                     knobs={"stall_at_ms": 3000, "stall_ms": 5000}) as runner:
         client = BoardClient(runner.port)
         try:
             assert client.wait(

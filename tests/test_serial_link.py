@@ -10,7 +10,7 @@ from pty_device import Item, PtyDevice, status
 
 from spasmwatch.firmware import control, framing, wire
 from spasmwatch.host.links.base import Link, LinkError, LinkLost
-from spasmwatch.host.links.serial_link import SerialLink, crc_ok
+from spasmwatch.host.links.serial_link import PROBE_TOKEN, SerialLink, crc_ok
 
 
 def run(coro):  # noqa: ANN001, ANN201 - tiny helper
@@ -41,13 +41,15 @@ def test_packets_arrive_and_garbage_between_frames_is_counted(tmp_path: Path) ->
             dev.write_raw(b"Traceback (most recent call last):\r\n  File \"main.py\"\r\n\x00")
             dev.write_raw(b">>> " + framing.encode(packets[1]))
             dev.write_raw(b"\xff\xfe\x00" + framing.encode(packets[2]))
-            got = [await link.recv() for _ in range(3)]
+            got = [await link.recv() for _ in range(4)]
+            # The first is the reply to the link's probe PING (sent on open).
+            assert wire.decode(got.pop(0))[1][2:4] == (control.PING, control.RESULT_OK)
             await link.close()
             return got, link
 
     got, link = run(scenario())
     assert got == packets
-    assert link.stats.frames_in == 3
+    assert link.stats.frames_in == 4
     assert link.stats.garbage_bytes >= len(b">>> ") + 2 + 40
     assert link.stats.bad_frames >= 2
 
@@ -60,6 +62,8 @@ def test_control_payloads_reach_the_device(tmp_path: Path) -> None:
         await link.open()
         await link.send_control(control.encode_ping(1234))
         reply = await link.recv()
+        if wire.decode(reply)[1][4] == PROBE_TOKEN:  # the link's own probe on open
+            reply = await link.recv()
         await link.close()
         return reply
 
@@ -75,10 +79,11 @@ def test_unplugged_port_raises_link_lost_and_recv_keeps_failing(tmp_path: Path) 
 
     async def scenario(dev: PtyDevice) -> SerialLink:
         link = SerialLink(str(port))
-        await link.open()
+        await link.open()  # returns once the device has spoken (its status packet)
         dev.unplug()
         with pytest.raises(LinkLost):
-            await link.recv()
+            while True:
+                await link.recv()  # what arrived before the unplug, then LinkLost
         with pytest.raises(LinkLost):
             await link.recv()
         with pytest.raises(LinkLost):

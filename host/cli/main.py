@@ -37,6 +37,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "spasmwatch.host.cli.export",
     "spasmwatch.host.cli.annotate",
     "spasmwatch.host.cli.pair",
+    "spasmwatch.host.cli.doctor",
 )
 
 

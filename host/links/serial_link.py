@@ -6,6 +6,16 @@ Reading is event-driven: the port's file descriptor is registered with the async
 frames (MicroPython REPL text, a traceback after a crash) are skipped by the
 ``Deframer`` and counted in ``stats``; they never end the link.
 
+A board that has just been reset has Ctrl-C armed until its main.py disarms it, and on
+the ESP32-S3's USB CDC a 0x03 then drops it to the REPL; a SET_TIME frame holds 0x03. So
+after opening, the link sends one PING whose frame holds neither 0x00 nor 0x03
+(``PROBE_TOKEN``) and ``open`` returns once the device has sent something (it is then
+running the monitor: a running board answers the PING within a loop iteration) or
+``QUIET_WAIT_S`` has passed, so the caller's first command (SET_TIME) cannot reach a
+board in its boot window, and its send time stays a true send time. The reply to that
+PING is passed on to ``recv`` like any reply: it carries the newest sequence number the
+device sent, which the daemon's first-contact backfill needs.
+
 A port that goes away (USB cable pulled: the read fails or returns nothing although the
 port reported data) raises ``LinkLost`` from ``recv``; opening a port that does not
 exist raises ``LinkError("PORT: no such port")``.
@@ -20,7 +30,7 @@ from dataclasses import dataclass
 
 import serial
 
-from spasmwatch.firmware import framing, wire
+from spasmwatch.firmware import control, framing, wire
 from spasmwatch.host.links.base import LinkError, LinkLost
 
 __all__ = ["SerialLink", "SerialStats", "crc_ok"]
@@ -29,6 +39,8 @@ log = logging.getLogger("spasmwatch.link.serial")
 
 BAUDRATE = 115200  # the board's UART rate; USB CDC ignores it
 MAX_QUEUED_FRAMES = 4096  # frames waiting for recv(): bounded, oldest dropped (counted)
+PROBE_TOKEN = 0x5753_5057  # PING token: no 0x00/0x03 byte, so harmless to a booting board
+QUIET_WAIT_S = 4.0  # firmware/main.py's 2 s break-in window plus start-up, with margin
 
 
 @dataclass
@@ -58,6 +70,7 @@ class SerialLink:
         self._queue: asyncio.Queue[bytes | BaseException] = asyncio.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lost: BaseException | None = None
+        self._heard: asyncio.Event | None = None  # the device has sent a byte since open
 
     # -- Link protocol -------------------------------------------------------------------
 
@@ -76,8 +89,19 @@ class SerialLink:
         self._loop = asyncio.get_running_loop()
         # No reset_input_buffer(): packets queued before we opened are real data, and
         # the deframer skips any half frame or REPL text in front of them.
+        self._heard = asyncio.Event()
         self._loop.add_reader(ser.fileno(), self._on_readable)
         log.info("%s: open", self.port)
+        try:
+            ser.write(framing.encode(control.encode_ping(PROBE_TOKEN)))
+        except (serial.SerialException, OSError) as exc:
+            self._fail(exc)
+            return
+        try:
+            # A board in its boot window must not see 0x03 before main.py disarms it.
+            await asyncio.wait_for(self._heard.wait(), QUIET_WAIT_S)
+        except TimeoutError:
+            pass  # a silent device: the daemon's own timeouts deal with it
 
     async def recv(self) -> bytes:
         if self._ser is None and self._queue.empty():
@@ -126,6 +150,8 @@ class SerialLink:
             return
         if not data:
             return
+        if self._heard is not None and not self._heard.is_set():
+            self._heard.set()
         self.stats.bytes_in += len(data)
         d = self._deframer
         frames = d.feed(data)

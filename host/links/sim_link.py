@@ -170,7 +170,7 @@ class SimulatedBoard:
     ble_name = fwconfig.DEVICE_NAME  # what the firmware advertises
 
     def __init__(self, scenario: str, seed: int = 1, speed: float = 1.0,
-                 heapsize: str | None = "256k", trace: Any = None,
+                 heapsize: str | None = "320k", trace: Any = None,
                  labels: Any = None, link: str = "serial") -> None:
         from spasmwatch.simulator import scenarios
 

@@ -8,9 +8,20 @@ the subset of ``bluetooth.BLE`` the firmware uses (``active``, ``config``, ``irq
 ``simulator/ble_bridge.py`` (a Bumble peripheral) at ``SPASMWATCH_BLE_BRIDGE``
 ("127.0.0.1:PORT", loopback only), one JSON object per line.
 
-Like the board, IRQs arrive asynchronously: a reader thread receives the bridge's
-events and hands them to the main thread with ``micropython.schedule``, so the
-firmware's IRQ handler runs between bytecodes of the main loop, as on the ESP32.
+As strict as the ESP32 (MicroPython's extmod/modbluetooth.c, extmod/nimble; the
+contract test holds the codes and shapes to a copy of them, tests/fixtures/):
+
+* IRQs run on another thread (the reader thread here, the NimBLE task on the ESP32)
+  while the main loop runs, between any two of its bytecodes, not at a safe point.
+* An exception escaping the handler is printed and the handler is disabled for good
+  (``invoke_irq_handler_run_protected``): later events are not delivered.
+* ``addr`` is a memoryview of a buffer that is reused after the handler returns (its
+  bytes are overwritten here), so a handler that keeps it keeps garbage.
+* A client write longer than the characteristic's buffer (20 bytes,
+  MP_BLUETOOTH_DEFAULT_ATTR_LEN, unless ``gatts_set_buffer`` made it larger) is
+  truncated to it.
+* The bridge can fail a connection attempt (``_IRQ_CENTRAL_DISCONNECT`` for a handle
+  never connected, advertising stopped) and withhold notification credits.
 
 Notifications are flow-controlled like NimBLE's buffer pool: at most ``inflight`` (the
 bridge's figure, default 10) may be on their way; one more raises ``OSError(ENOMEM)``
@@ -23,9 +34,9 @@ import binascii
 import json
 import os
 import socket
+import sys
 
 import builtin_only
-import micropython
 
 with builtin_only.path():
     import time as _rt  # the built-in module, not the simulator's time.py
@@ -53,6 +64,7 @@ _IRQ_GATTS_INDICATE_DONE = 20
 _ENOMEM = 12
 _ENOTCONN = 107
 _REPLY_TIMEOUT_MS = 5000
+_DEFAULT_ATTR_LEN = 20  # MP_BLUETOOTH_DEFAULT_ATTR_LEN
 
 
 class UUID:
@@ -60,7 +72,7 @@ class UUID:
 
     def __init__(self, value):
         if isinstance(value, UUID):
-            value = value.text
+            value = str(value)
         if isinstance(value, int):
             if not 0 <= value <= 0xFFFF:
                 raise ValueError("16-bit UUID out of range")
@@ -102,8 +114,6 @@ class _Session:
         self.sock = socket.socket()
         self.sock.connect(socket.getaddrinfo(host, int(port))[0][-1])
         self.lock = _thread.allocate_lock()
-        self.inbox = []
-        self.scheduled = False
         self.buf = b""
         self.dead = False
         self.replies = {}
@@ -111,31 +121,26 @@ class _Session:
         _thread.start_new_thread(self._reader, ())
 
     def _reader(self):
-        # Runs in its own thread: only socket reads and hand-over, no firmware state.
+        # The radio's task: receives the bridge's messages and runs the firmware's IRQ
+        # handler right here, concurrently with the main thread (as NimBLE's task does).
         while True:
             try:
                 chunk = self.sock.recv(4096)
             except OSError:
                 chunk = b""
             with self.lock:
-                self.inbox.append(chunk)
-                must = not self.scheduled
-                self.scheduled = True
-            while must:
-                try:
-                    micropython.schedule(_pump, None)
-                    must = False
-                except RuntimeError:  # schedule queue full: the main thread is busy
-                    _rt.sleep_ms(1)
-            if not chunk:
-                return
-
-    def take(self):
-        with self.lock:
-            chunks = self.inbox
-            self.inbox = []
-            self.scheduled = False
-        return chunks
+                if not chunk:
+                    _bridge_gone()
+                    return
+                self.buf += chunk
+                while True:
+                    i = self.buf.find(b"\n")
+                    if i < 0:
+                        break
+                    line = self.buf[:i]
+                    self.buf = self.buf[i + 1:]
+                    if line:
+                        _dispatch(json.loads(line))
 
     def send(self, msg):
         if self.dead:
@@ -148,35 +153,16 @@ class _Session:
 
 
 _session = None
-_state = {
+_CREDITS = _thread.allocate_lock()  # inflight is counted by both threads
+_state = {  # type: dict
     "active": False, "irq": None, "values": {}, "conns": set(), "inflight": 0,
     "max_inflight": 10, "addr": b"\x00" * 6, "gap_name": "MPY", "mtu": 23,
-    "buffers": {},
+    "buffers": {}, "addr_buf": bytearray(6), "irq_disabled": False,
 }
 
 
 def _hex(data):
     return binascii.hexlify(bytes(data)).decode()
-
-
-def _pump(_arg):
-    """Main thread: parse what the reader thread received and run the IRQ handler."""
-    s = _session
-    if s is None:
-        return
-    for chunk in s.take():
-        if not chunk:
-            _bridge_gone()
-            continue
-        s.buf += chunk
-        while True:
-            i = s.buf.find(b"\n")
-            if i < 0:
-                break
-            line = s.buf[:i]
-            s.buf = s.buf[i + 1:]
-            if line:
-                _dispatch(json.loads(line))
 
 
 def _bridge_gone():
@@ -191,32 +177,50 @@ def _bridge_gone():
 
 def _irq(event, data):
     handler = _state["irq"]
-    if handler is not None:
+    if handler is None:
+        return
+    try:
         handler(event, data)
+    except Exception as exc:  # noqa: BLE001 - what MicroPython does with it
+        print("Unhandled exception in IRQ callback handler")
+        sys.print_exception(exc)
+        _state["irq"] = None  # disabled for good, as on the board
+        _state["irq_disabled"] = True
+
+
+def _addr_irq(event, a):
+    """CONNECT/DISCONNECT: (conn, addr_type, addr) with addr a memoryview that is only
+    valid inside the handler: its buffer is scribbled over afterwards."""
+    buf = _state["addr_buf"]
+    buf[:] = binascii.unhexlify(a[2])
+    _irq(event, (a[0], a[1], memoryview(buf)))
+    for i in range(6):
+        buf[i] = 0xEE
 
 
 def _dispatch(msg):
     if "re" in msg:
-        _session.replies[msg["re"]] = msg
+        s = _session
+        if s is not None:
+            s.replies[msg["re"]] = msg
         return
     if "ack" in msg:
-        _state["inflight"] = max(0, _state["inflight"] - msg["ack"])
+        with _CREDITS:
+            _state["inflight"] = max(0, _state["inflight"] - msg["ack"])
         return
     ev = msg.get("ev")
     a = msg.get("a", [])
     if ev == _IRQ_CENTRAL_CONNECT:
         _state["conns"].add(a[0])
-        _irq(ev, (a[0], a[1], binascii.unhexlify(a[2])))
+        _addr_irq(ev, a)
     elif ev == _IRQ_CENTRAL_DISCONNECT:
         _state["conns"].discard(a[0])
-        _irq(ev, (a[0], a[1], binascii.unhexlify(a[2])))
+        _addr_irq(ev, a)
     elif ev == _IRQ_GATTS_WRITE:
         data = binascii.unhexlify(msg.get("d", ""))
-        cap = _state["buffers"].get(a[1])
-        if cap is not None:
-            size, append = cap
-            old = _state["values"].get(a[1], b"") if append else b""
-            data = (old + data)[:size] if size else data
+        size, append = _state["buffers"].get(a[1], (_DEFAULT_ATTR_LEN, False))
+        old = _state["values"].get(a[1], b"") if append else b""
+        data = (old + data)[:size]
         _state["values"][a[1]] = data
         _irq(ev, (a[0], a[1]))
     else:
@@ -226,18 +230,17 @@ def _dispatch(msg):
 def _request(op, **fields):
     """Send a request and wait (really, not on the simulated clock) for its reply."""
     s = _session
+    assert s is not None
     rid = s.next_id
     s.next_id += 1
     fields["op"] = op
     fields["id"] = rid
     s.send(fields)
     t0 = _rt.ticks_ms()
-    while rid not in s.replies:
+    while rid not in s.replies:  # filled in by the reader thread
         if s.dead or _rt.ticks_diff(_rt.ticks_ms(), t0) > _REPLY_TIMEOUT_MS:
             raise OSError(_ENOTCONN)
-        _pump(None)
-        if rid not in s.replies:
-            _rt.sleep_ms(1)
+        _rt.sleep_ms(1)
     reply = s.replies.pop(rid)
     if "error" in reply:
         raise ValueError(reply["error"])
@@ -352,13 +355,12 @@ class BLE:
         s = _need_active()
         if conn_handle not in _state["conns"]:
             raise OSError(_ENOTCONN)
-        if _state["inflight"] >= _state["max_inflight"]:
-            _pump(None)  # credits may be waiting in the inbox
+        with _CREDITS:
             if _state["inflight"] >= _state["max_inflight"]:
-                raise OSError(_ENOMEM)
+                raise OSError(_ENOMEM)  # credits come back from the reader thread
+            _state["inflight"] += 1
         msg = {"op": "notify", "c": conn_handle, "h": value_handle}
         msg["d"] = None if data is None else _hex(data)
-        _state["inflight"] += 1
         s.send(msg)
 
     def gatts_indicate(self, conn_handle, value_handle, data=None):

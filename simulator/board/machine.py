@@ -6,6 +6,8 @@ API (as far as the firmware uses it): the built-in unix ``machine`` plus
         .writeto_mem(addr, reg, buf)
     Pin(id, mode=-1, pull=-1): .value(), .init(), IN/OUT/PULL_UP/PULL_DOWN
     ADC(pin): .read_uv(), .read_u16(), .atten(), ATTN_*
+    WDT(id=0, timeout=5000): .feed()   # resets the board (exit code 5) when not fed
+                               # within ``timeout`` ms of simulated time
     freq(), unique_id(), reset(), idle(), lightsleep(ms), deepsleep(ms)
     BUS, MPU, KNOBS            # the simulation's objects, for inspection
 
@@ -21,6 +23,9 @@ extends it. Knobs (fault injection and board state) come from environment variab
     stall_at_ms=T, stall_ms=D   # at simulated time T the reader stalls for D ms (the
                                 # clock jumps; the FIFO overflows if D is long enough)
     battery_mv=3900, charging=0 # what the ADC and the charger pin report
+    mpu_ppm=P         # the MPU-6050's sample clock runs P ppm fast (negative: slow)
+    hang_at_ms=T      # at simulated time T a bus transaction never returns (a stuck bus:
+                      # simulated time runs on; only the watchdog gets the board back)
 The counts file is SPASMWATCH_SIM_COUNTS (none: the sensor reports a still board);
 SPASMWATCH_SIM_END=hold|stop says what the sensor does after it.
 """
@@ -41,8 +46,10 @@ _CLOCK = simclock.CLOCK
 _REAL = simclock.real_time
 _DEFAULTS = {
     "i2c_fail_at": -1, "i2c_fail_count": 0, "i2c_errno": 110, "absent": 0, "whoami": 0x68,
-    "stall_at_ms": -1, "stall_ms": 0, "battery_mv": 3900, "charging": 0,
+    "stall_at_ms": -1, "stall_ms": 0, "battery_mv": 3900, "charging": 0, "mpu_ppm": 0,
+    "hang_at_ms": -1,
 }
+WDT_RESET_EXIT = 5  # exit code of a watchdog reset (machine.reset(): 3)
 
 
 class Knobs:
@@ -86,7 +93,7 @@ class Knobs:
 KNOBS = Knobs()
 _counts = os.getenv("SPASMWATCH_SIM_COUNTS")
 _source = CountsSource(_counts, os.getenv("SPASMWATCH_SIM_END") or "hold") if _counts else None
-MPU = VirtualMPU6050(_CLOCK, _source, KNOBS["whoami"])
+MPU = VirtualMPU6050(_CLOCK, _source, KNOBS["whoami"], KNOBS["mpu_ppm"])
 BUS = {0x68: MPU}
 
 
@@ -104,6 +111,10 @@ def _transaction(addr):
     if at >= 0 and not _Bus.stalled and _CLOCK.now_us() >= at * 1000:
         _Bus.stalled = True
         _CLOCK.jump_us(KNOBS["stall_ms"] * 1000)
+    hang = KNOBS["hang_at_ms"]
+    if 0 <= hang and _CLOCK.now_us() >= hang * 1000:
+        while True:  # the transaction never completes; time goes on (WDT)
+            _CLOCK.sleep_us(10000)
     fail_at = KNOBS["i2c_fail_at"]
     if 0 <= fail_at <= n < fail_at + KNOBS["i2c_fail_count"]:
         raise OSError(KNOBS["i2c_errno"])
@@ -112,6 +123,9 @@ def _transaction(addr):
         raise OSError(_ENODEV)
     if dev is MPU:
         MPU.whoami = KNOBS["whoami"]
+        if MPU.ppm != KNOBS["mpu_ppm"]:
+            MPU.sync()  # samples due so far on the old clock
+            MPU.ppm = KNOBS["mpu_ppm"]
     return dev
 
 
@@ -135,7 +149,8 @@ class I2C:
         _transaction(addr).write(memaddr, buf)
 
 
-SoftI2C = I2C
+class SoftI2C(I2C):
+    """Bit-banged I2C: the same virtual bus."""
 
 
 class Pin:
@@ -187,6 +202,25 @@ class ADC:
 
     def read_u16(self):
         return min(65535, self.read_uv() * 65535 // 3100000)
+
+
+class WDT:
+    """The ESP32's task watchdog as MicroPython exposes it: started, never stopped."""
+
+    def __init__(self, id=0, timeout=5000):
+        if timeout <= 0:
+            raise ValueError("WDT timeout too short")
+        self.timeout_us = timeout * 1000
+        self.feed()
+        _CLOCK.watchdog = self
+
+    def feed(self):
+        self.due_us = _CLOCK.now_us() + self.timeout_us
+
+    def check(self):
+        if _CLOCK.now_us() > self.due_us:
+            sys.stderr.write("virtual board: watchdog reset\n")
+            sys.exit(WDT_RESET_EXIT)
 
 
 def freq(hz=None):

@@ -45,6 +45,7 @@ class Clock:
         self.after_end = os.getenv("SPASMWATCH_SIM_AFTER_END") or "realtime"
         self.ended = False
         self.anchor_sim = 0  # simulated time at real_us, for pacing
+        self.watchdog = None  # machine.WDT once started: checked as time moves
 
     def now_us(self):
         return self.sim_us
@@ -58,6 +59,8 @@ class Clock:
         if us <= 0:
             return
         self.sim_us += us
+        if self.watchdog is not None:
+            self.watchdog.check()
         if self.speed > 0:
             due = self.real_us + int((self.sim_us - self.anchor_sim) / self.speed)
             wait = due - _real_us()
@@ -66,6 +69,8 @@ class Clock:
 
     def jump_us(self, us):
         self.sim_us += us
+        if self.watchdog is not None:
+            self.watchdog.check()
 
     def trace_ended(self):
         if self.ended:
@@ -80,5 +85,5 @@ def _speed_from_env():
     return float(s) if s else 1.0
 
 
-CLOCK = Clock(_speed_from_env())
+CLOCK = Clock(_speed_from_env())  # type: Clock
 real_time = _rt

@@ -1,11 +1,13 @@
 """A virtual MPU-6050 on the simulated I2C bus (MicroPython).
 
 API:
-    VirtualMPU6050(clock, source=None, whoami=0x68)
+    VirtualMPU6050(clock, source=None, whoami=0x68, ppm=0)
     .read(reg, buf)            # an I2C register read into buf (auto-increment; FIFO_R_W pops)
     .write(reg, data)          # an I2C register write
     .samples                   # sample ticks produced since wake-up
     .overflows                 # times the FIFO overflowed
+    .ppm                       # sample clock error, parts per million (+ = fast)
+    .fifo_size()               # 1024, or 512 for the MPU-6500/9250 clones' WHO_AM_I
     CountsSource(path, end="hold")   # the trace: file of int16 counts with a header
 
 Modelled from the register map (rev 4.2): power-on state (asleep, WHO_AM_I 0x68);
@@ -19,6 +21,11 @@ bytes (an empty FIFO returns the last byte again). The FIFO holds 1024 bytes: wh
 is full the oldest byte is lost and INT_STATUS bit 4 (FIFO_OFLOW, when enabled in
 INT_ENABLE) is set until INT_STATUS is read, as on the chip; 1024 is not a multiple of
 6, so after an overflow the FIFO no longer starts on a sample boundary.
+
+The sample clock is the chip's own oscillator, not exact: ``ppm`` (knob ``mpu_ppm``)
+makes it run fast (+) or slow (-) against the board's clock, as the MPU-6050's internal
+oscillator does (+-1 % and more over temperature). WHO_AM_I 0x70/0x71/0x73 (MPU-6500/
+MPU-9250 clones) gives a 512-byte FIFO.
 
 Samples appear on the shared simulated clock (simclock), computed lazily at each bus
 transaction. The counts file (made by simulator/board_runner.py through
@@ -45,6 +52,7 @@ FIFO_COUNTL = 0x73
 FIFO_R_W = 0x74
 WHO_AM_I = 0x75
 FIFO_SIZE = 1024
+FIFO512_WHOAMI = (0x70, 0x71, 0x73)
 HEADER = 8
 
 
@@ -86,10 +94,11 @@ class CountsSource:
 
 
 class VirtualMPU6050:
-    def __init__(self, clock, source=None, whoami=0x68):
+    def __init__(self, clock, source=None, whoami=0x68, ppm=0):
         self.clock = clock
         self.source = source
         self.whoami = whoami
+        self.ppm = ppm
         self.regs = bytearray(128)
         self.fifo = bytearray(FIFO_SIZE)
         self.xyz = [0, 0, 0]
@@ -104,34 +113,43 @@ class VirtualMPU6050:
         self.head = 0  # FIFO read position
         self.count = 0  # FIFO bytes held
         self.last = 0
-        self.next_us = -1  # next sample time; -1 = not sampling
+        self.next_ns = -1  # next sample time (ns of simulated time); -1 = not sampling
 
     # -- timing ---------------------------------------------------------------------
     def period_us(self):
+        """The nominal sample period (what the registers ask for)."""
         dlpf = self.regs[CONFIG] & 7
         base = 1000 if 1 <= dlpf <= 6 else 8000
         return 1000000 * (1 + self.regs[SMPLRT_DIV]) // base
 
+    def period_ns(self):
+        """The actual period on the chip's oscillator (``ppm`` off nominal)."""
+        return self.period_us() * 1000 * 1000000 // (1000000 + self.ppm)
+
+    def fifo_size(self):
+        return FIFO_SIZE // 2 if self.whoami in FIFO512_WHOAMI else FIFO_SIZE
+
     def _restart_timing(self):
         if self.regs[PWR_MGMT_1] & 0x40:
-            self.next_us = -1
+            self.next_ns = -1
         else:
-            self.next_us = self.clock.now_us() + self.period_us()
+            self.next_ns = self.clock.now_us() * 1000 + self.period_ns()
 
     def sync(self):
         """Produce every sample due by now on the simulated clock."""
-        if self.next_us < 0:
+        if self.next_ns < 0:
             return
-        now = self.clock.now_us()
-        if now < self.next_us:
+        now = self.clock.now_us() * 1000
+        if now < self.next_ns:
             return
-        period = self.period_us()
-        due = (now - self.next_us) // period + 1
-        self.next_us += due * period
+        period = self.period_ns()
+        due = (now - self.next_ns) // period + 1
+        self.next_ns += due * period
         per = self._bytes_per_sample()
-        if per and due * per > FIFO_SIZE + per:
+        size = self.fifo_size()
+        if per and due * per > size + per:
             # Only the newest bytes survive; skip the rest (an overflow for sure).
-            skip = due - (FIFO_SIZE // per + 1)
+            skip = due - (size // per + 1)
             self.samples += skip
             self._overflow()
             due -= skip
@@ -183,7 +201,7 @@ class VirtualMPU6050:
             self.regs[INT_STATUS] |= 0x10
 
     def _push(self, b):
-        if self.count == FIFO_SIZE:
+        if self.count >= self.fifo_size():
             # Full: the oldest byte is lost.
             self.head = (self.head + 1) % FIFO_SIZE
             self.count -= 1
@@ -239,7 +257,8 @@ class VirtualMPU6050:
             self.regs[r] = v
             self._restart_timing()
         elif r == USER_CTRL:
-            if v & 0x04:
+            if v & 0x04 and not v & 0x40:
+                # FIFO_RESET is honoured only while FIFO_EN is 0 (register map rev 4.2).
                 self.head = 0
                 self.count = 0
             self.regs[r] = v & ~0x04  # FIFO_RESET clears itself
