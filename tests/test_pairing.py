@@ -48,7 +48,7 @@ def test_pair_over_the_virtual_boards_serial_port(tmp_path: Path,
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
     monkeypatch.delenv("SPASMWATCH_CONFIG", raising=False)
     workdir = tmp_path / "board"
-    with BoardRunner(None, speed=5, workdir=workdir, heapsize="256k") as runner:
+    with BoardRunner(None, speed=5, workdir=workdir, heapsize="320k") as runner:
         out = io.StringIO()
         assert main(["pair", "--port", runner.port], out) == 0
         assert "paired with the sensor" in out.getvalue()

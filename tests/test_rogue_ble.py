@@ -61,7 +61,7 @@ def start_board(bridge: BleBridge, workdir: Path, speed: float = 10.0) -> BoardR
     saved = os.environ.get("SPASMWATCH_BLE_BRIDGE")
     os.environ["SPASMWATCH_BLE_BRIDGE"] = f"127.0.0.1:{bridge.firmware_port}"
     try:
-        runner = BoardRunner(None, speed=speed, key=KEY, workdir=workdir, heapsize="256k")
+        runner = BoardRunner(None, speed=speed, key=KEY, workdir=workdir, heapsize="320k")
         runner.start()
     finally:
         if saved is None:

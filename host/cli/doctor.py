@@ -57,6 +57,7 @@ class Check:
 @dataclass
 class _Session:
     link: Link
+    verifier: Any = None  # the pairing session: a paired sensor tags every packet
     replies: list[tuple[float, tuple[Any, ...]]] = field(default_factory=list)
     statuses: list[tuple[float, int, tuple[Any, ...]]] = field(default_factory=list)
     stream_seqs: set[int] = field(default_factory=set)
@@ -77,7 +78,7 @@ async def _pump(s: _Session) -> None:
         data = await s.link.recv()
         now = time.monotonic()
         try:
-            seq, rec = wire.decode(data)
+            seq, rec = wire.decode(data, s.verifier)
         except wire.WireError:
             s.bad += 1
             continue
@@ -116,14 +117,15 @@ def _signed(v: int) -> int:
     return v - (1 << 32) if v & 0x80000000 else v
 
 
-async def diagnose(link: Link, seconds: float = 20.0) -> list[Check]:
-    """Run every check over ``link`` (opened and closed here)."""
+async def diagnose(link: Link, seconds: float = 20.0, verifier: Any = None) -> list[Check]:
+    """Run every check over ``link`` (opened and closed here); ``verifier``: the pairing
+    session when the sensor is paired (packets tagged, commands signed)."""
     checks: list[Check] = []
     try:
         await link.open()
     except (LinkError, LinkLost, OSError) as exc:
         return [Check("link", "FAIL", f"cannot open: {exc}")]
-    s = _Session(link)
+    s = _Session(link, verifier)
     reader = asyncio.create_task(_pump(s))
     try:
         await _checks(s, checks, seconds)
@@ -254,12 +256,8 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
 
         board = SimulatedBoard("quiet", speed=1.0, link="ble" if args.ble else "serial")
         board.start()
-        if args.ble:
-            from spasmwatch.host.links.ble_link import BleLink
-
-            link: Link = BleLink(board.ble_name, backend=board.ble_backend)
-        else:
-            link = SerialLink(board.port)
+        session = board.session()  # the virtual board pairs itself
+        link: Link = board.connect()
     elif args.port:
         from spasmwatch.host.links.serial_link import SerialLink
 
@@ -273,8 +271,18 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
         link = BleLink(args.ble, **kwargs)
     else:
         raise UserError("say which sensor: --port PORT, --ble NAME or --simulate")
+    if board is None:
+        # A paired sensor tags its packets and wants signed commands (host/pairing.py);
+        # an unpaired one is checked as it is.
+        from spasmwatch.host.pairing import session_for_run
+
+        session = session_for_run(True, getattr(args, "config", None))
+        if session is not None:
+            from spasmwatch.host.links.auth_link import AuthLink
+
+            link = AuthLink(link, session)
     try:
-        checks = asyncio.run(diagnose(link, args.seconds))
+        checks = asyncio.run(diagnose(link, args.seconds, session))
     finally:
         if board is not None:
             board.stop()

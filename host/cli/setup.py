@@ -103,6 +103,11 @@ def cmd_setup(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"   sensor on {port}\n")
         out.write("\n3. Pairing (only this sensor will be believed)\n")
         problems += _pair(port, out)
+        out.write("\n   Checking the sensor (spasmwatch doctor, 10 s)\n")
+        from spasmwatch.host.cli.main import main
+
+        if main(["doctor", "--port", port, "--seconds", "10"], out) != 0:
+            problems.append(f"the sensor on {port} failed a check (see the FAIL lines)")
 
     out.write("\n4. The alarm sound\n")
     if args.skip_sound:
