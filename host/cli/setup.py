@@ -208,7 +208,7 @@ def _service(args: argparse.Namespace, ask: Asker, out: TextIO) -> list[str]:
     exe = Path(sys.executable).with_name("spasmwatch")
     commands = [
         "sudo useradd --system --groups audio,bluetooth,dialout spasmwatch",
-        "sudo install -d -m 0755 /etc/spasmwatch",
+        "sudo install -d -o spasmwatch -g spasmwatch -m 0700 /etc/spasmwatch",
         f"sudo install -m 0640 -g spasmwatch {default_path()} /etc/spasmwatch/config.toml",
         f"sed 's|/opt/spasmwatch/venv/bin/spasmwatch|{exe}|' {unit} | "
         f"sudo tee /etc/systemd/system/{UNIT_NAME} >/dev/null",
