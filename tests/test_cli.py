@@ -176,3 +176,15 @@ def test_replay_of_a_gzip_bomb_is_one_line_and_small(tmp_path: Path) -> None:
     err, rss_kb = proc.stderr.strip().splitlines()
     assert f"{path}:1: line longer than" in err
     assert int(rss_kb) < 200 * 1024  # the interpreter and imports, not the 200 MB
+
+
+def test_the_default_demo_raises_exactly_one_alarm_inside_its_cluster() -> None:
+    # The demo as a newcomer runs it (in-process here, for speed: the chain gives the same
+    # summary, test_demo_in_process_gives_the_same_summary).
+    code, text = _run(["demo", "--speed", "0", "--in-process"])
+    assert code == 0
+    summary = text.split("Summary")[1]
+    assert ", 1 alarm," in summary
+    line = next(ln for ln in summary.splitlines() if "the alarm came" in ln)
+    assert float(line.split("came")[1].split("s after")[0]) >= 0
+    assert "outside the simulated cluster" not in summary

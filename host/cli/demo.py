@@ -13,6 +13,8 @@ from spasmwatch.host.errors import UserError
 from spasmwatch.host.monitor.alerts import AlertConfig
 from spasmwatch.host.monitor.engine import Engine
 
+DEMO_SEED = 2
+
 
 def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     from spasmwatch.simulator import scenarios
@@ -223,7 +225,10 @@ def register(sub: Any) -> None:
     d.add_argument("--trace", help="replay this trace file instead of a scenario")
     d.add_argument("--speed", type=argtypes.SPEED, default=60.0,
                    help="times real time (0: as fast as possible; default 60)")
-    d.add_argument("--seed", type=argtypes.SEED, default=1)
+    # Seed 2 of mixed-night: one cluster, and no false alarm. (Seeds 1 and 7 also alarm
+    # on a settling stretch: the detector's known false alarms, docs/evaluation.md.)
+    d.add_argument("--seed", type=argtypes.SEED, default=DEMO_SEED,
+                   help=f"scenario seed (default {DEMO_SEED})")
     d.add_argument("--in-process", action="store_true",
                    help="replay in this process (no MicroPython, no serial port)")
     d.add_argument("--link", choices=("serial", "ble"), default="serial",
