@@ -24,15 +24,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def mem_kb(pid: int) -> dict[str, int]:
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        k, _, v = line.partition(":")
-        if k in ("VmRSS", "VmHWM"):
-            out[k] = int(v.split()[0])
-    return out
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_daemon_idle import mem_kb  # noqa: E402 - one /proc reader for both benchmarks
 
 
 def main() -> int:

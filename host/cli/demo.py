@@ -128,13 +128,18 @@ def _demo_in_process(args: argparse.Namespace, out: TextIO, trace: Any,
             delay = (t_known - t0) / args.speed - (time.monotonic() - wall0)
             if delay > 0:
                 time.sleep(delay)
-        if _count(o, counts):
-            alarms.append(o["t"])
-        line = format_output(o)
-        if line:
-            out.write(line + "\n")
-            out.flush()
+        _show(o, out, counts, alarms)
     return alarms
+
+
+def _show(o: dict[str, Any], out: TextIO, counts: Counter[str], alarms: list[float]) -> None:
+    """Count an output for the summary, note an alarm's time, print its line."""
+    if _count(o, counts):
+        alarms.append(o["t"])
+    line = format_output(o)
+    if line:
+        out.write(line + "\n")
+    out.flush()
 
 
 def _demo_on_board(args: argparse.Namespace, out: TextIO, trace: Any, labels: Any,
@@ -200,12 +205,7 @@ def _demo_on_board(args: argparse.Namespace, out: TextIO, trace: Any, labels: An
         for k in ("t", "start", "end"):
             if isinstance(o.get(k), (int, float)):
                 shown[k] = float(o[k]) + shift
-        if _count(shown, counts):
-            alarms.append(shown["t"])
-        line = format_output(shown)
-        if line:
-            out.write(line + "\n")
-        out.flush()
+        _show(shown, out, counts, alarms)
 
     # A simulated board pairs itself: the daemon verifies its packets with that key.
     session = board.session() if hasattr(board, "session") else None
