@@ -50,7 +50,7 @@ def main() -> None:
     code = "import sys; from spasmwatch.host.cli.main import main; sys.exit(main(sys.argv[1:]))"
     with tempfile.TemporaryDirectory() as tmp, PtyDevice(items, Path(tmp) / "tty", 1.0) as dev:
         proc = subprocess.Popen(
-            [sys.executable, "-c", code, "run", "--serial", str(dev.path), "--db",
+            [sys.executable, "-c", code, "run", "--serial", str(dev.path), "--insecure", "--db",
              str(Path(tmp) / "idle.db"), "--json"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )

@@ -84,7 +84,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, \
             PtyDevice(items, Path(tmp) / "tty", args.speed) as dev:
         proc = subprocess.Popen(
-            [sys.executable, "-c", code, "run", "--serial", str(dev.path), "--db",
+            [sys.executable, "-c", code, "run", "--serial", str(dev.path), "--insecure", "--db",
              str(Path(tmp) / "night.db"), "--json"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )

@@ -47,8 +47,9 @@ def main() -> int:
         sensor.stdout.readline()  # the pty is there
         env = {**os.environ, "HOME": tmp, "XDG_CONFIG_HOME": f"{tmp}/config",
                "XDG_DATA_HOME": f"{tmp}/data"}
-        daemon = subprocess.Popen([exe, "run", "--serial", str(tty), "--db", f"{tmp}/n.db",
-                                   "--quiet"], stdout=subprocess.PIPE,
+        # --insecure: tools/pty_sensor.py is an unpaired stand-in sensor (no key to prove).
+        daemon = subprocess.Popen([exe, "run", "--serial", str(tty), "--insecure",
+                                   "--db", f"{tmp}/n.db", "--quiet"], stdout=subprocess.PIPE,
                                   stderr=subprocess.DEVNULL, text=True, env=env)
         t_end = time.monotonic() + duration / args.speed + 5
         samples = []
