@@ -48,6 +48,7 @@ from typing import Any
 from spasmwatch.firmware import config as fwconfig
 from spasmwatch.firmware import control, wire
 from spasmwatch.host.daemon import Daemon, DaemonConfig, MonitorEngine
+from spasmwatch.host.links.auth_link import AuthLink
 from spasmwatch.host.links.base import Link
 from spasmwatch.host.links.serial_link import SerialLink
 from spasmwatch.host.links.sim_link import SimulatedBoard
@@ -61,8 +62,9 @@ from spasmwatch.simulator.traceio import Trace
 class TimedLink(Link):
     """A link that notes when each packet arrived (wall clock) and the SET_TIME anchor."""
 
-    def __init__(self, inner: Link) -> None:
+    def __init__(self, inner: Link, verifier: Any = None) -> None:
         self.inner = inner
+        self.verifier = verifier  # the pairing session: the board tags its packets
         self.arrived: dict[int, tuple[float, tuple[Any, ...]]] = {}  # stream seq -> first
         self.t0: float | None = None  # wall-clock time of device zero
 
@@ -79,7 +81,7 @@ class TimedLink(Link):
         data = await self.inner.recv()
         now = time.time()
         try:
-            seq, rec = wire.decode(data)
+            seq, rec = wire.decode(data, self.verifier)
         except wire.WireError:
             return data
         if rec[0] == wire.KIND_REPLY:
@@ -114,9 +116,11 @@ async def one_run(seed: int, trace: Trace, speed: float, folder: Path,
     alarms: list[tuple[float, dict[str, Any]]] = []
     daemon: Daemon | None = None
 
+    session = board.session()  # the virtual board pairs itself: verify, sign
+
     def connect() -> Link:
-        links.append(TimedLink(SerialLink(board.port)))
-        return links[-1]
+        links.append(TimedLink(SerialLink(board.port), session))
+        return AuthLink(links[-1], session)
 
     def emit(o: dict[str, Any]) -> None:
         if o["type"] == "alert" and o["level"] == "alarm" and not alarms:
@@ -127,7 +131,8 @@ async def one_run(seed: int, trace: Trace, speed: float, folder: Path,
     board.start()
     try:
         with Store(folder / f"b{seed}.db") as store:
-            engine = MonitorEngine(store=store, device="bench", heartbeat_s=30)
+            engine = MonitorEngine(store=store, device="bench", heartbeat_s=30,
+                                   verifier=session)
             daemon = Daemon(connect, engine, emit, DaemonConfig())
             task = asyncio.create_task(daemon.run())
             try:

@@ -191,6 +191,12 @@ def _demo_on_board(args: argparse.Namespace, out: TextIO, trace: Any, labels: An
                 out.write(f"alerts: alarm sent via {o['channel']}: {o['detail']}\n")
             out.flush()
             return
+        if kind == "alert" and o.get("source") == "host":  # about delivery: wall clock
+            _count(o, counts)
+            word = "ok again" if o["kind"] == "fault_cleared" else o["level"].upper()
+            out.write(f"alerts: {word}: {o['message']}\n")
+            out.flush()
+            return
         if kind == "status" and counts["_status"] == 0:
             counts["_status"] += 1
             out.write(
