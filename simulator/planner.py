@@ -357,10 +357,15 @@ class Planner:
         """A shuddering attack of 2-15 s (``shudder`` label)."""
         r = self.child()
         dur = float(r.uniform(2.0, 15.0))
+        return self._episode(t0, dur, partial(mv.shudder, rng=r, dur_s=dur), "shudder")
+
+    def _episode(self, t0: float, dur: float, movement: Callable[[np.ndarray], mv.Motion],
+                 label: str) -> float:
+        """Render one labelled movement of ``dur`` s at ``t0`` if it fits in the trace."""
         if t0 >= self.T - dur:
             return t0
-        self._render(t0, dur, partial(mv.shudder, rng=r, dur_s=dur))
-        self._label(t0, t0 + dur, "shudder")
+        self._render(t0, dur, movement)
+        self._label(t0, t0 + dur, label)
         return t0 + dur
 
     def benign_myoclonus_infancy(self, t0: float) -> float:
@@ -394,11 +399,7 @@ class Planner:
         """Sandifer posturing: arching with a neck twist for 10 s - 3 min (``sandifer``)."""
         r = self.child()
         dur = float(r.uniform(10.0, 180.0))
-        if t0 >= self.T - dur:
-            return t0
-        self._render(t0, dur, partial(mv.sandifer, rng=r, dur_s=dur))
-        self._label(t0, t0 + dur, "sandifer")
-        return t0 + dur
+        return self._episode(t0, dur, partial(mv.sandifer, rng=r, dur_s=dur), "sandifer")
 
     def feeding(self, t0: float, dur_s: float) -> float:
         """Feeding then burping: held (cradled or upright) with sucking bursts, burping pats
