@@ -35,6 +35,7 @@ from spasmwatch.host.backoff import Backoff
 from spasmwatch.host.links.base import Link, LinkError, LinkLost
 from spasmwatch.host.monitor.alerts import fmt_span
 from spasmwatch.host.monitor.engine import Engine
+from spasmwatch.host.monitor.ingest import Packet
 from spasmwatch.host.monitor.store import Store
 from spasmwatch.host.records.snippets import SnippetCollector, add_snippet
 
@@ -103,11 +104,11 @@ class MonitorEngine(Engine):
         if self.watch_since is None:
             self.watch_since = now
 
-    def feed_packet(self, data: bytes, received_at: float | None = None) -> list[Output]:
-        if not self.anchored and received_at is not None:
-            self._anchor(data, received_at)
+    def feed_decoded(self, pkt: Packet, received_at: float | None = None) -> list[Output]:
+        if not self.anchored and received_at is not None and not pkt.out_of_band:
+            self._anchor(pkt, received_at)
         errors_before = self.decode_errors
-        out = super().feed_packet(data, received_at)
+        out = super().feed_decoded(pkt, received_at)
         if received_at is not None and self.decode_errors == errors_before:
             self.last_rx = received_at
             a = self.faults.update(
@@ -137,18 +138,13 @@ class MonitorEngine(Engine):
         self.set_t0(round(wall - device_ms / 1000.0, 3))
         self.anchored = True
 
-    def _anchor(self, data: bytes, received_at: float) -> None:
+    def _anchor(self, pkt: Packet, received_at: float) -> None:
         """Fix t0 from the first decodable packet: t0 = receive time - device send time.
 
         An event is sent when it ends, so its send time is onset + duration. Rounded to
         whole milliseconds so a restarted daemon can recover exactly the same t0.
         """
-        try:
-            _, rec = wire.decode(data, self.verifier)
-        except Exception:  # noqa: BLE001 - undecodable: the engine counts it; anchor later
-            return
-        if rec[0] in wire.OUT_OF_BAND:
-            return
+        rec = pkt.rec
         send_ms = rec[1]
         if rec[0] == wire.KIND_EVENT:
             send_ms += rec[5]
@@ -460,25 +456,24 @@ class Daemon:
         while True:
             data = await link.recv()
             now = self.clock()
-            if wire.peek_kind(data) in wire.OUT_OF_BAND:
-                await self._out_of_band(link, data, now)
+            pkt = self.engine.decode(data, received_at=now)  # the packet's one decode
+            if pkt is None:  # counted with the other undecodable packets
+                self._out(self.engine.rejected())
+            elif pkt.out_of_band:
+                await self._out_of_band(link, pkt, now)
                 continue
-            self._out(self.engine.feed_packet(data, received_at=now))
+            else:
+                self._out(self.engine.feed_decoded(pkt, received_at=now))
             await self._ask_snippet(link, now)
             if self.engine.accepted != good_before:
                 self.backoff.reset()  # the link works: the next drop starts from scratch
             if self.engine.missing:
                 await self._request_missing(link, now)
 
-    async def _out_of_band(self, link: Link, data: bytes, now: float) -> None:
+    async def _out_of_band(self, link: Link, pkt: Packet, now: float) -> None:
         """Replies and snippets answer a command; they are not part of the stream."""
         eng = self.engine
-        try:
-            seq, rec = wire.decode(data, eng.verifier)
-        except wire.WireError:
-            # Counted with the other undecodable packets (decode_errors fault).
-            self._out(eng.feed_packet(data, received_at=now))
-            return
+        seq, rec = pkt.seq, pkt.rec
         self.replies += 1
         eng.last_rx = now  # proof of life, though not a record
         self._snippet_out(self.snippets.on_packet(rec, seq, now))

@@ -27,7 +27,13 @@ from spasmwatch.firmware import wire
 from spasmwatch.host.monitor.alerts import INFO, Alert, AlertConfig, fmt_time
 from spasmwatch.host.monitor.clustering import Cluster, ClusterTracker
 from spasmwatch.host.monitor.faults import FaultTracker
-from spasmwatch.host.monitor.ingest import IngestResult, PacketIngest, Verifier, foreign_fault
+from spasmwatch.host.monitor.ingest import (
+    IngestResult,
+    Packet,
+    PacketIngest,
+    Verifier,
+    foreign_fault,
+)
 from spasmwatch.host.monitor.patterns import JerkBurstDetector, SpasmChainDetector
 from spasmwatch.host.monitor.records import Event, Status, Summary
 from spasmwatch.host.monitor.sequence import Verdict
@@ -121,9 +127,27 @@ class Engine:
 
     # -- inputs --------------------------------------------------------------------------
 
+    def decode(self, data: bytes, received_at: float | None = None) -> Packet | None:
+        """Verify and decode a packet from the link (once); None when it is rejected
+        (counted: hand it on with ``rejected``)."""
+        return self.ingest.decode(data, received_at)
+
+    def rejected(self) -> list[Output]:
+        """What a packet that did not decode causes (the ``decode_errors`` fault)."""
+        out: list[Output] = []
+        self._after_rejection(out)
+        return out
+
     def feed_packet(self, data: bytes, received_at: float | None = None) -> list[Output]:
         """Process one packet as received from the link."""
-        res = self.ingest.feed(data, received_at)
+        pkt = self.decode(data, received_at)
+        if pkt is None:
+            return self.rejected()
+        return self.feed_decoded(pkt, received_at)
+
+    def feed_decoded(self, pkt: Packet, received_at: float | None = None) -> list[Output]:
+        """Process one packet ``decode`` returned (the stream checks, store, alerts)."""
+        res = self.ingest.accept(pkt, received_at)
         out: list[Output] = []
         if res is None:
             self._after_rejection(out)

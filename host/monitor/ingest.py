@@ -36,7 +36,7 @@ from spasmwatch.host.monitor.records import (
 from spasmwatch.host.monitor.sequence import DeviceClock, SequenceTracker, Verdict
 
 __all__ = [
-    "Event", "IngestResult", "IngestStats", "PacketIngest", "Record", "Status", "Summary",
+    "Event", "IngestResult", "IngestStats", "Packet", "PacketIngest", "Record", "Status", "Summary",
 ]
 
 log = logging.getLogger("spasmwatch.ingest")
@@ -85,6 +85,25 @@ class IngestResult:
         return {Event: "event", Summary: "summary", Status: "status"}[type(self.record)]
 
 
+@dataclass(frozen=True, slots=True)
+class Packet:
+    """One verified, decoded packet (``wire.decode``'s ``seq`` and record tuple), before
+    the stream checks. Decoded once at the entry and passed on from there."""
+
+    seq: int
+    rec: tuple
+    data: bytes = b""  # the bytes as received (for the log line of a later rejection)
+
+    @property
+    def kind(self) -> int:
+        return int(self.rec[0])
+
+    @property
+    def out_of_band(self) -> bool:
+        """A command reply or snippet: not a stream record (``wire.OUT_OF_BAND``)."""
+        return self.rec[0] in wire.OUT_OF_BAND
+
+
 class PacketIngest:
     """Decode, de-duplicate and time-stamp packets from one device."""
 
@@ -105,17 +124,35 @@ class PacketIngest:
 
     def feed(self, data: bytes, received_at: float | None = None) -> IngestResult | None:
         """Return the decoded record, or None for a bad or duplicate packet."""
-        st = self.stats
-        st.packets += 1
+        pkt = self.decode(data, received_at)
+        if pkt is None:
+            return None
+        return self.accept(pkt, received_at)
+
+    def decode(self, data: bytes, received_at: float | None = None) -> Packet | None:
+        """Verify and decode one packet: the monitor's one call of ``wire.decode``.
+
+        A packet that does not decode is counted (under its reason, in ``packets`` too)
+        and logged; None is returned. A good packet is counted by ``accept``."""
         try:
             seq, rec = wire.decode(data, self.verifier)
         except wire.WireError as exc:
+            self.stats.packets += 1
             self._reject(exc.reason, str(exc), data, received_at)
             return None
         except Exception as exc:  # noqa: BLE001 - a decoder bug must not stop monitoring
+            self.stats.packets += 1
             self._reject("malformed", f"{type(exc).__name__}: {exc}", data, received_at)
             return None
-        if rec[0] in wire.OUT_OF_BAND:
+        return Packet(seq, rec, data)
+
+    def accept(self, pkt: Packet, received_at: float | None = None) -> IngestResult | None:
+        """Check a decoded packet against the stream: the record on the host clock, or
+        None (out of band, an impossible field, a duplicate, a replay)."""
+        st = self.stats
+        st.packets += 1
+        seq, rec, data = pkt.seq, pkt.rec, pkt.data
+        if pkt.out_of_band:
             st.out_of_band += 1
             return None
         bad = invalid_field(rec)
