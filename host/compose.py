@@ -228,7 +228,7 @@ def build_monitor(
         if alerts:
             from spasmwatch.host.alerts.delivery import AlertHub
 
-            hub = AlertHub(settings, store, on_output=emit_all)
+            hub = AlertHub(settings, store, on_output=emit_all, faults=engine.faults)
         video = None
         if settings.video.source:
             from spasmwatch.host.records.alarm_video import AlarmVideo

@@ -111,26 +111,20 @@ class MonitorEngine(Engine):
         out = super().feed_decoded(pkt, received_at)
         if received_at is not None and self.decode_errors == errors_before:
             self.last_rx = received_at
-            a = self.faults.update(
-                "heartbeat_timeout", False, received_at,
-                "Data from the sensor is arriving again.",
-            )
-            if a is not None:
-                self._emit([a], out)
+            out += self.set_fault("heartbeat_timeout", False, received_at,
+                                  "Data from the sensor is arriving again.")
         return out
 
     def tick(self, now: float) -> list[Output]:
         out = super().tick(now)
         since = self.last_rx if self.last_rx is not None else self.watch_since
         if since is not None and now - since > self.heartbeat_s:
-            a = self.faults.update(
+            out += self.set_fault(
                 "heartbeat_timeout", True, now,
                 f"No data from the sensor for {fmt_span(now - since)}: movements are NOT "
                 "being monitored. Check that the sensor is on, charged and in range.",
                 {"silent_s": round(now - since, 3), "limit_s": self.heartbeat_s},
             )
-            if a is not None:
-                self._emit([a], out)
         return out
 
     def anchor_at(self, wall: float, device_ms: int) -> None:

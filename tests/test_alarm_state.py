@@ -48,7 +48,7 @@ class Rig:
     """Engine -> state machine, with a real SQLite transition log, on a fake-free clock:
     every time is explicit (device seconds since T0 map to host time T0 + s)."""
 
-    def __init__(self, tmp: Path, **alarm: Any) -> None:
+    def __init__(self, tmp: Path, shared: bool = False, **alarm: Any) -> None:
         self.store = Store(tmp / "m.db")
         self.log = TransitionLog(self.store.connection)
         # The heartbeat is the engine's (one owner): MonitorEngine raises it, the state
@@ -56,7 +56,9 @@ class Rig:
         self.engine = MonitorEngine(store=self.store, t0=T0, heartbeat_s=30.0)
         self.engine.anchored = True
         mon = MonitorSettings(placement_check_min=5)
-        self.sm = AlarmStateMachine(mon, AlarmSettings(**alarm), self.log, now=T0)
+        # shared: one fault owner for both, as the composition root wires a monitor.
+        self.sm = AlarmStateMachine(mon, AlarmSettings(**alarm), self.log, now=T0,
+                                    faults=self.engine.faults if shared else None)
         self.seq = 0
         self.notices: list[Notice] = []
 
@@ -180,6 +182,34 @@ def test_engine_faults_clear_with_engine_fault_cleared(tmp_path: Path) -> None:
     got = rig.feed(status(20), 20)
     assert rig.sm.state == OK
     assert [n.kind for n in got] == ["fault_cleared"]
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_one_fault_owner_for_engine_and_host_faults(tmp_path: Path, shared: bool) -> None:
+    """Engine faults (heartbeat, battery) and host faults (sample rate) live in one
+    tracker when shared; the machine shows each edge once, the same either way."""
+    rig = Rig(tmp_path, shared=shared)
+    rig.feed(status(10, flags=wire.ST_SENSOR_OK | wire.ST_BATTERY_LOW, rate=25), 10)
+    assert set(rig.sm.faults) == {"battery_low", "wrong_rate"}
+    if shared:
+        assert set(rig.engine.faults.active) == {"battery_low", "wrong_rate"}
+        assert rig.engine.faults.active["wrong_rate"].source == "host"
+    [hb] = rig.tick(41)
+    assert (hb.level, hb.kind) == (FAULT, "heartbeat_timeout")
+    assert rig.sm.snapshot()["sensor_link"] is False
+    got = rig.feed(status(50), 50)
+    cleared = sorted(n.why["fault"] for n in got if n.kind == "fault_cleared")
+    assert cleared == ["battery_low", "heartbeat_timeout", "wrong_rate"]
+    # The engine's own wording of how long it lasted, once (not once per owner).
+    [hb_ok] = [n for n in got if n.why["fault"] == "heartbeat_timeout"]
+    assert hb_ok.message.count("lasted") == 1 and "fault 'heartbeat_timeout'" in hb_ok.message
+    [rate_ok] = [n for n in got if n.why["fault"] == "wrong_rate"]
+    assert rate_ok.message.count("lasted") == 1 and "problem 'wrong_rate'" in rate_ok.message
+    assert rig.sm.state == OK and rig.sm.faults == {}
+    assert rig.engine.faults.active == {}
+    reasons = [r["reason"] for r in rig.log.rows()]
+    # The status comes before the engine's alerts it caused: the rate is seen first.
+    assert reasons == ["fault wrong_rate", "fault heartbeat_timeout cleared"]
 
 
 def test_wrong_rate_and_clock_ahead_are_faults(tmp_path: Path) -> None:

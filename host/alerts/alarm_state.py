@@ -32,7 +32,8 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from spasmwatch.host.monitor.alerts import fmt_span, fmt_time
+from spasmwatch.host.monitor.alerts import Alert, fmt_span, fmt_time
+from spasmwatch.host.monitor.faults import ActiveFault, FaultTracker
 from spasmwatch.host.monitor.schema import ensure as ensure_schema
 from spasmwatch.host.settings import AlarmSettings, MonitorSettings
 
@@ -153,18 +154,22 @@ class _Latched:
 
 
 @dataclass
-class _Fault:
-    kind: str
-    message: str
-    since: float
+class _Shown:
+    """A fault the parent has been told about: the owner's record plus its reminders."""
+
+    fault: ActiveFault
     last_notice: float
-    details: dict[str, Any]
     acked: bool = False
     repeats: int = 0
 
 
 class AlarmStateMachine:
-    """Consumes the Engine's output dicts and time; yields notices; logs transitions."""
+    """Consumes the Engine's output dicts and time; yields notices; logs transitions.
+
+    Fault state is ``fault_owner``'s (``host/monitor/faults.py``; in a monitor the
+    engine's tracker, shared): this machine reports its own conditions to it
+    (``set_condition``) and turns every edge, its own or the engine's, into a notice,
+    keeping only what the parent was told (reminders, acknowledgement)."""
 
     def __init__(
         self,
@@ -172,12 +177,14 @@ class AlarmStateMachine:
         alarm: AlarmSettings,
         log: TransitionLog | None = None,
         now: float = 0.0,
+        faults: FaultTracker | None = None,
     ) -> None:
         self.monitor = monitor
         self.cfg = alarm
         self.log = log if log is not None else TransitionLog(None)
         self.alarm: _Latched | None = None
-        self.faults: dict[str, _Fault] = {}
+        self.fault_owner = faults if faults is not None else FaultTracker()
+        self._shown: dict[str, _Shown] = {}  # faults told to the parent, by kind
         self.warning: dict[str, Any] | None = None
         self.warning_since = 0.0
         self.warning_until = 0.0
@@ -199,6 +206,11 @@ class AlarmStateMachine:
     # -- the state -----------------------------------------------------------------------
 
     @property
+    def faults(self) -> dict[str, ActiveFault]:
+        """The active faults the parent has been told about, in onset order."""
+        return {k: s.fault for k, s in self._shown.items()}
+
+    @property
     def muted(self) -> bool:
         return self.muted_until is not None and self.now < self.muted_until
 
@@ -206,7 +218,7 @@ class AlarmStateMachine:
     def state(self) -> str:
         if self.alarm is not None and not self.alarm.acked:
             return ALARM
-        if self.faults:
+        if self._shown:
             return FAULT
         if self.warning is not None and self.now < self.warning_until and (
             not self.muted or self.warning_since >= self.mute_started
@@ -230,14 +242,15 @@ class AlarmStateMachine:
                 "group": self.alarm.group, "why": self.alarm.why,
             },
             "faults": [
-                {"kind": f.kind, "message": f.message, "since": f.since, "acknowledged": f.acked}
-                for f in self.faults.values()
+                {"kind": s.fault.kind, "message": s.fault.message, "since": s.fault.since,
+                 "acknowledged": s.acked}
+                for s in self._shown.values()
             ],
             "warning": None if self.warning is None or self.now >= self.warning_until
             else {"kind": self.warning.get("kind"), "message": self.warning["message"]},
             "muted": self.muted,
             "muted_until": self.muted_until if self.muted else None,
-            "sensor_link": self.had_data and "heartbeat_timeout" not in self.faults,
+            "sensor_link": self.had_data and "heartbeat_timeout" not in self._shown,
             "last_data_age_s": round(self.now - self.last_data, 1),
             "battery_mv": self.battery_mv,
             "events_last_hour": self.events_last_hour(),
@@ -330,7 +343,7 @@ class AlarmStateMachine:
             back = prev is not None and rec["t"] < prev - tol
             self._last_status_t = rec["t"]
         bad = ahead or back
-        if not bad and "clock_anomaly" in self.faults:
+        if not bad and "clock_anomaly" in self.fault_owner:
             # Clears only once the clock has agreed for a while: a clock that flips
             # between right and wrong is one problem, not a storm of alarms and recoveries.
             if self._clock_ok_since is None:
@@ -365,14 +378,12 @@ class AlarmStateMachine:
             self.warning_until = self.now + self.cfg.warning_hold_s
             notices.append(self._notice(WARNING, a["kind"], a["message"], self._why(a),
                                         audible=not self.muted))
-        elif level == FAULT:
-            notices += self.set_condition(a["kind"], True, self.now, a["message"],
-                                          a.get("details") or {}, source="engine")
-        elif a["kind"] == "fault_cleared":
-            fault = (a.get("details") or {}).get("fault")
-            if fault:
-                notices += self.set_condition(fault, False, self.now, a["message"],
-                                              source="engine")
+        elif level == FAULT or a["kind"] == "fault_cleared":
+            # An edge the engine decided (already stored): shown, never decided again.
+            edge = Alert(a["t"], level, a["kind"], a["message"],
+                         details=dict(a.get("details") or {}))
+            self.fault_owner.adopt(edge)  # a no-op on the tracker the engine shares
+            notices += self._fault_edge(edge, source="engine")
         elif a["kind"] == "device_restart":
             self._last_status_t = None  # its clock started over: not a clock anomaly
 
@@ -397,28 +408,36 @@ class AlarmStateMachine:
         details: dict[str, Any] | None = None, exclude: frozenset[str] = frozenset(),
         source: str = "host",
     ) -> list[Notice]:
-        """Start or end a fault condition (edges only); returns the notice for an edge.
+        """Report a host-side condition (placement, clock, rate, host battery, delivery,
+        "nobody will hear an alarm") to the fault owner; returns the notice for an edge.
 
-        The state machine owns the set of active faults and their reminders; the edge of
-        a condition is decided by whoever finds it: the engine for the sensor, the link
-        and the heartbeat (``source="engine"``, already stored), this machine and the hub
-        for host-side conditions (``source="host"``, recorded by the hub)."""
+        The owner (``FaultTracker``) decides the edge; ``source="host"``: the hub records
+        the fault in the alerts table (the engine stores its own)."""
         self.now = max(self.now, now)
-        have = self.faults.get(kind)
-        if active and have is None:
-            self.faults[kind] = _Fault(kind, message, self.now, self.now, dict(details or {}))
+        edge = self.fault_owner.update(kind, active, self.now, message, details, source)
+        return [] if edge is None else self._fault_edge(edge, source, exclude)
+
+    def _fault_edge(self, edge: Alert, source: str,
+                    exclude: frozenset[str] = frozenset()) -> list[Notice]:
+        """Tell the parent about a fault's start or end (once per edge)."""
+        if edge.level == FAULT:
+            kind = edge.kind
+            if kind in self._shown:
+                return []
+            fault = self.fault_owner.active.get(kind) or ActiveFault(
+                kind, edge.message, edge.t, dict(edge.details), source)
+            self._shown[kind] = _Shown(fault, self.now)
             self._unmute(f"a new fault ({kind})")
-            n = self._notice(FAULT, kind, message, {"details": dict(details or {})},
+            n = self._notice(FAULT, kind, edge.message, {"details": dict(edge.details)},
                              audible=True, exclude=exclude, source=source)
             self._transition(f"fault {kind}", "monitor")
             return [n]
-        if not active and have is not None:
-            del self.faults[kind]
-            text = f"{message} (problem '{kind}' lasted {fmt_span(self.now - have.since)})"
-            self._transition(f"fault {kind} cleared", "monitor")
-            return [self._notice("info", "fault_cleared", text, {"fault": kind},
-                                 audible=False, exclude=exclude, source=source)]
-        return []
+        kind = str(edge.details.get("fault", ""))
+        if self._shown.pop(kind, None) is None:
+            return []
+        self._transition(f"fault {kind} cleared", "monitor")
+        return [self._notice("info", "fault_cleared", edge.message, {"fault": kind},
+                             audible=False, exclude=exclude, source=source)]
 
     def tick(self, now: float) -> list[Notice]:
         """Time-based checks: repeats and escalation, expiring mute/warning. (The heartbeat is
@@ -437,12 +456,12 @@ class AlarmStateMachine:
                     ALARM, al.alert["kind"], al.alert["message"], al.why, audible=True,
                     repeat=al.repeats, group=al.group))
         if cfg.fault_repeat_s > 0:
-            for f in self.faults.values():
+            for f in self._shown.values():
                 if not f.acked and self.now - f.last_notice >= cfg.fault_repeat_s:
                     f.repeats += 1
                     f.last_notice = self.now
-                    notices.append(self._notice(FAULT, f.kind, f.message,
-                                                {"details": f.details},
+                    notices.append(self._notice(FAULT, f.fault.kind, f.fault.message,
+                                                {"details": f.fault.details},
                                                 audible=not self.muted, repeat=f.repeats))
         self._transition("time passed", "timer")
         return notices
@@ -456,7 +475,7 @@ class AlarmStateMachine:
         if self.alarm is not None and not self.alarm.acked:
             self.alarm.acked = True
             acted = True
-        for f in self.faults.values():
+        for f in self._shown.values():
             acted = acted or not f.acked
             f.acked = True
         if self.warning is not None and self.now < self.warning_until:
@@ -498,7 +517,7 @@ class AlarmStateMachine:
             details = {"kind": self.alarm.alert.get("kind"),
                        "message": self.alarm.alert["message"]}
         elif new == FAULT:
-            details = {"faults": sorted(self.faults)}
+            details = {"faults": sorted(self._shown)}
         self.log.add(self.now, self._state, new, reason, source, details)
         self._state = new
         self._state_since = self.now

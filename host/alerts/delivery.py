@@ -32,6 +32,7 @@ from typing import Any
 
 from spasmwatch.host.alerts.alarm_state import AlarmStateMachine, Notice, TransitionLog
 from spasmwatch.host.alerts.channels.base import Channel, DeliveryError, DeliveryResult
+from spasmwatch.host.monitor.faults import FaultTracker
 from spasmwatch.host.monitor.schema import ensure as ensure_schema
 from spasmwatch.host.monitor.store import Store
 from spasmwatch.host.settings import Settings
@@ -133,6 +134,7 @@ class AlertHub:
         web: bool | None = None,
         on_output: Callable[[dict[str, Any]], None] | None = None,
         device: str = "sensor",
+        faults: FaultTracker | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -147,8 +149,9 @@ class AlertHub:
         conn = store.connection if store is not None else None
         self.transitions = TransitionLog(conn)
         self.deliveries = DeliveryLog(conn)
+        # ``faults``: the engine's tracker, so one owner knows every active fault.
         self.sm = AlarmStateMachine(settings.monitor, settings.alarm, self.transitions,
-                                    now=clock())
+                                    now=clock(), faults=faults)
         self.channels = channels if channels is not None else build_channels(settings, self)
         self.web_enabled = settings.webui.enabled if web is None else web
         self.web: Any = None  # webui.WebUI once started

@@ -120,6 +120,16 @@ class Engine:
     def set_t0(self, t0: float) -> None:
         self.ingest.clock.t0 = t0
 
+    def set_fault(self, kind: str, active: bool, t: float, message: str,
+                  details: dict[str, Any] | None = None) -> list[Output]:
+        """Report a condition found outside the engine (the daemon's timer) to the fault
+        owner; an edge is stored and returned like the engine's own faults."""
+        out: list[Output] = []
+        a = self.faults.update(kind, active, t, message, details)
+        if a is not None:
+            self._emit([a], out)
+        return out
+
     def summary_line(self) -> str:
         st = self.ingest.stats
         return (f"{st.accepted} packets accepted, {self.ingest.missing} missing, "

@@ -1,14 +1,21 @@
-"""Fault conditions: one alert when a condition starts, one ``fault_cleared`` when it ends.
+"""Fault conditions and their one owner: ``FaultTracker`` knows which faults are active.
 
-Conditions come from the device's status flags (sensor, I2C, FIFO, battery, dropped
-events) and from the link (lost packets, a run of undecodable packets). ``FaultTracker``
-is deliberately generic, so the daemon's heartbeat timeout can use the same path:
-``tracker.update("heartbeat_timeout", silent_for > limit, now, message)`` from ``tick``.
+A fault is a condition that impairs the monitoring. Whoever finds one reports its state
+to the tracker (``update``); the tracker decides the edges: one ``fault`` alert when a
+condition starts, one ``fault_cleared`` when it ends, nothing in between. The engine
+reports the sensor's status flags (sensor, I2C, FIFO, battery, test mode, dropped
+events), the link (lost packets, undecodable or foreign packets), the heartbeat and the
+store; the daemon its timer; the alarm state and the delivery hub the host-side
+conditions (placement, clock, sample rate, host battery, delivery, "nobody will hear an
+alarm": ``source="host"``). In a monitor all of them share the engine's tracker
+(``host/compose.py``); the alarm state machine only consumes the edges (notices,
+reminders) and reads the active set from here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from spasmwatch.host.monitor.alerts import FAULT, INFO, Alert, fmt_span
@@ -52,11 +59,25 @@ STATUS_FAULTS: dict[str, tuple[Callable[[Status], bool], str, str]] = {
 }
 
 
+@dataclass(slots=True)
+class ActiveFault:
+    """A fault condition that has started and not yet cleared."""
+
+    kind: str
+    message: str  # the onset message
+    since: float
+    details: dict[str, Any] = field(default_factory=dict)
+    source: str = "engine"  # "engine": found in the data; "host": found by the alerting
+
+
 class FaultTracker:
-    """Remember which fault conditions are active; alert on their edges only."""
+    """The set of active fault conditions; alerts on their edges only."""
 
     def __init__(self) -> None:
-        self.active: dict[str, float] = {}  # kind -> time it started
+        self.active: dict[str, ActiveFault] = {}  # kind -> the fault, in onset order
+
+    def __contains__(self, kind: object) -> bool:
+        return kind in self.active
 
     def update(
         self,
@@ -65,23 +86,46 @@ class FaultTracker:
         t: float,
         message: str,
         details: dict[str, Any] | None = None,
+        source: str = "engine",
     ) -> Alert | None:
         """Report the condition's current state; returns an alert only on a change.
 
         ``message`` describes the state being reported (the fault on onset, the recovery
         when it clears).
         """
-        since = self.active.get(kind)
-        if active and since is None:
-            self.active[kind] = t
+        have = self.active.get(kind)
+        if active and have is None:
+            self.active[kind] = ActiveFault(kind, message, t, dict(details or {}), source)
             return Alert(t, FAULT, kind, message, details=dict(details or {}))
-        if not active and since is not None:
+        if not active and have is not None:
             del self.active[kind]
-            info = {"fault": kind, "since": since, "lasted_s": round(t - since, 3)}
-            info.update(details or {})
-            text = f"{message} (fault '{kind}' lasted {fmt_span(max(t - since, 0.0))})"
-            return Alert(t, INFO, "fault_cleared", text, details=info)
+            return self._cleared(have, t, message, details)
         return None
+
+    @staticmethod
+    def _cleared(have: ActiveFault, t: float, message: str,
+                 details: dict[str, Any] | None) -> Alert:
+        kind, since = have.kind, have.since
+        lasted = fmt_span(max(t - since, 0.0))
+        if have.source == "host":
+            # The alerting's own wording and record (as before the owners were merged).
+            text = f"{message} (problem '{kind}' lasted {lasted})"
+            return Alert(t, INFO, "fault_cleared", text, details={"fault": kind})
+        info = {"fault": kind, "since": since, "lasted_s": round(t - since, 3)}
+        info.update(details or {})
+        text = f"{message} (fault '{kind}' lasted {lasted})"
+        return Alert(t, INFO, "fault_cleared", text, details=info)
+
+    def adopt(self, edge: Alert) -> None:
+        """Take an edge another tracker decided (an alarm state fed by an engine it does
+        not share a tracker with, as in a test or a replayed log); a no-op when the edge
+        is already reflected here (the shared tracker of a monitor)."""
+        if edge.level == FAULT:
+            if edge.kind not in self.active:
+                self.active[edge.kind] = ActiveFault(edge.kind, edge.message, edge.t,
+                                                     dict(edge.details))
+        elif edge.kind == "fault_cleared":
+            self.active.pop(str(edge.details.get("fault", "")), None)
 
     def from_status(self, st: Status) -> list[Alert]:
         """Update every status-derived condition from one status packet."""
