@@ -53,6 +53,7 @@ from spasmwatch.host.links.base import Link
 from spasmwatch.host.links.serial_link import SerialLink
 from spasmwatch.host.links.sim_link import SimulatedBoard
 from spasmwatch.host.monitor.engine import Engine
+from spasmwatch.host.monitor.outputs import Alert, Output
 from spasmwatch.host.monitor.store import Store
 from spasmwatch.simulator import scenarios
 from spasmwatch.simulator.replay import detector_packets, iter_replay, to_sensor_stream
@@ -105,7 +106,7 @@ def cut(seed: int, lead_s: float, window_s: float) -> Trace:
 
 
 def has_alarm(trace: Trace) -> bool:
-    return any(o["type"] == "alert" and o["level"] == "alarm"
+    return any(isinstance(o, Alert) and o.level == "alarm"
                for _, o in iter_replay(trace, Engine(t0=0.0)))
 
 
@@ -113,7 +114,7 @@ async def one_run(seed: int, trace: Trace, speed: float, folder: Path,
                   limit_s: float) -> tuple[float, float] | None:
     board = SimulatedBoard("spasm-cluster", trace=trace, speed=speed)
     links: list[TimedLink] = []
-    alarms: list[tuple[float, dict[str, Any]]] = []
+    alarms: list[tuple[float, Alert]] = []
     daemon: Daemon | None = None
 
     session = board.session()  # the virtual board pairs itself: verify, sign
@@ -122,8 +123,8 @@ async def one_run(seed: int, trace: Trace, speed: float, folder: Path,
         links.append(TimedLink(SerialLink(board.port), session))
         return AuthLink(links[-1], session)
 
-    def emit(o: dict[str, Any]) -> None:
-        if o["type"] == "alert" and o["level"] == "alarm" and not alarms:
+    def emit(o: Output) -> None:
+        if isinstance(o, Alert) and o.level == "alarm" and not alarms:
             alarms.append((time.time(), o))
             assert daemon is not None
             daemon.stop()  # the first alarm is what is measured
@@ -145,7 +146,7 @@ async def one_run(seed: int, trace: Trace, speed: float, folder: Path,
     if not alarms:
         return None
     t_alarm, alarm = alarms[0]
-    last_seq = alarm["event_seqs"][-1]
+    last_seq = alarm.event_seqs[-1]
     link = next(lk for lk in links if last_seq in lk.arrived)
     received, rec = link.arrived[last_seq]
     t0 = next(lk.t0 for lk in links if lk.t0 is not None)
@@ -163,7 +164,7 @@ def replay_part(trace: Trace) -> float | None:
         for p in packets:
             _, rec = wire.decode(p)
             for o in engine.feed_packet(p):
-                if o["type"] == "alert" and o["level"] == "alarm":
+                if isinstance(o, Alert) and o.level == "alarm":
                     return t_block - (stream.t0 + (rec[1] + rec[5]) / 1000.0)
     return None
 

@@ -23,10 +23,10 @@ from spasmwatch.firmware import config as fwconfig
 from spasmwatch.host.daemon import Daemon, DaemonConfig, MonitorEngine, resume_from_store
 from spasmwatch.host.errors import UserError
 from spasmwatch.host.links.base import Link
+from spasmwatch.host.monitor.outputs import DATA_OUTPUTS, LinkNote, Output
 from spasmwatch.host.monitor.store import Store
 from spasmwatch.host.settings import Settings, load_settings
 
-Output = dict[str, Any]
 Emit = Callable[[Output], None]
 
 __all__ = ["Monitor", "SensorSource", "SimulationEnd", "build_monitor", "load_for_cli",
@@ -120,9 +120,9 @@ class SimulationEnd:
     over_since: tuple[int, float] | None = None
 
     def observe(self, daemon: Daemon, o: Output) -> None:
-        t_ms = o.get("t_ms")
-        if o.get("type") not in ("event", "summary", "status") or not isinstance(t_ms, int):
+        if not isinstance(o, DATA_OUTPUTS):
             return
+        t_ms = o.record.t_ms
         if not self.board.is_over(t_ms) or daemon.finished:
             return
         if self.over_since is None:
@@ -222,8 +222,8 @@ def build_monitor(
 
         resumed = resume_from_store(engine, store, time.time())
         if resumed:
-            emit({"type": "link", "t": time.time(), "state": "resumed",
-                  "message": f"resumed from {store.path} ({resumed} recent records)"})
+            emit(LinkNote(time.time(), "resumed",
+                          f"resumed from {store.path} ({resumed} recent records)"))
         hub = None
         if alerts:
             from spasmwatch.host.alerts.delivery import AlertHub

@@ -36,6 +36,7 @@ from spasmwatch.host.links.base import Link, LinkError, LinkLost
 from spasmwatch.host.monitor.alerts import fmt_span
 from spasmwatch.host.monitor.engine import Engine
 from spasmwatch.host.monitor.ingest import Packet
+from spasmwatch.host.monitor.outputs import LinkNote, Output, Snippet
 from spasmwatch.host.monitor.store import Store
 from spasmwatch.host.records.snippets import SnippetCollector, add_snippet
 
@@ -47,7 +48,6 @@ log = logging.getLogger("spasmwatch.daemon")
 
 wire_seq_mod = 1 << 16  # stream sequence numbers are u16 and wrap
 
-Output = dict[str, Any]
 Emit = Callable[[Output], None]
 
 
@@ -354,11 +354,11 @@ class Daemon:
                 try:
                     self.hub.handle(o)
                 except Exception:  # noqa: BLE001 - logged; the engine's alert still shows
-                    log.exception("the alarm state could not take %s", o.get("type"))
+                    log.exception("the alarm state could not take %s", type(o).__name__)
             try:
                 self.emit(o)
             except Exception:  # noqa: BLE001 - a broken terminal must not stop alarms
-                log.exception("showing %s failed", o.get("type"))
+                log.exception("showing %s failed", type(o).__name__)
             if self.config.snippets:
                 self.snippets.note(o)
         for observe in self.observers:
@@ -367,15 +367,17 @@ class Daemon:
             except Exception:  # noqa: BLE001
                 log.exception("an observer failed")
 
-    def _snippet_out(self, outs: list[Output]) -> None:
+    def _snippet_out(self, snips: list[Snippet]) -> None:
         """A finished snippet: stored first, then emitted (and attached to the alarm)."""
         store = self.engine.store
-        for o in outs:
+        outs: list[Output] = []
+        for o in snips:
             if store is not None:
                 try:
-                    o["snippet_id"] = add_snippet(store, o)
+                    o = o.stored(add_snippet(store, o))
                 except Exception as exc:  # noqa: BLE001 - never lose the output itself
                     log.error("storing the snippet failed: %s", exc)
+            outs.append(o)
         self._out(outs)
 
     async def _ask_snippet(self, link: Link, now: float) -> None:
@@ -387,9 +389,9 @@ class Daemon:
             log.info("asking for the raw snippet of the alarm")
             await link.send_control(payload)
 
-    def _link_note(self, state: str, message: str, **extra: Any) -> None:
-        self.emit({"type": "link", "t": self.clock(), "state": state, "message": message,
-                   **extra})
+    def _link_note(self, state: str, message: str, retry_s: float | None = None,
+                   link: str | None = None) -> None:
+        self.emit(LinkNote(self.clock(), state, message, retry_s=retry_s, link=link))
 
     async def _connect_loop(self) -> None:
         while True:
@@ -576,7 +578,7 @@ class Daemon:
         try:
             self.engine._emit([a], outs)
         except Exception:  # noqa: BLE001 - even then, say it on the channels
-            outs = [a.to_dict()]
+            outs = [a]
         try:
             self._out(outs)
         except Exception:  # noqa: BLE001

@@ -25,6 +25,7 @@ from typing import Any
 from spasmwatch.firmware.config import DetectorConfig
 from spasmwatch.host.monitor.alerts import AlertConfig
 from spasmwatch.host.monitor.engine import Engine
+from spasmwatch.host.monitor.outputs import Alert, EventOutput
 from spasmwatch.simulator.replay import detector_packets, to_sensor_stream
 from spasmwatch.simulator.traceio import Label, Trace, load_labels_for, read_trace
 
@@ -107,14 +108,12 @@ def score_trace(
     outputs = [out for p in packets for out in engine.feed_packet(p)]
     outputs += engine.finish()
     replay_s = time.perf_counter() - t_start
-    alarms = sorted(
-        o["t"] for o in outputs if o["type"] == "alert" and o["level"] == "alarm"
-    )
-    warnings = sum(1 for o in outputs if o["type"] == "alert" and o["level"] == "warning")
+    alarms = sorted(o.t for o in outputs if isinstance(o, Alert) and o.level == "alarm")
+    warnings = sum(1 for o in outputs if isinstance(o, Alert) and o.level == "warning")
     spasm_events = [
-        (o["t"], o["t"] + o["duration_s"])
+        (o.event.t, o.event.end)
         for o in outputs
-        if o["type"] == "event" and o["cls"] == "spasm_like"
+        if isinstance(o, EventOutput) and o.event.cls == "spasm_like"
     ]
     host_events = spasm_events + list(engine.spasms.reconsidered)
     all_groups = truth_clusters(labels, alert_cfg.spasm_gap_s, 1)

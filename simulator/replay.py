@@ -68,25 +68,19 @@ def detector_packets(
         yield stream.t0 + (start + m) / stream.rate_hz, packets
 
 
-def _gap_output(t_now: float, start: float, end: float) -> dict[str, Any]:
-    # Lost samples are data loss, never silent.
-    return {
-        "type": "gap", "t": start, "start": start, "end": end,
-        "message": f"trace has no samples for {end - start:.1f} s (held still)",
-    }
-
-
 def iter_replay_chunks(
     chunks: Iterable[tuple[np.ndarray, np.ndarray]],
     engine: Any,
     cfg: fwconfig.DetectorConfig | None = None,
     block: int = fwconfig.FIFO_BATCH,
-) -> Iterator[tuple[float, dict[str, Any]]]:
-    """Yield (trace time when known, output dict) for a trace arriving as ``(t, acc)``
+) -> Iterator[tuple[float, Any]]:
+    """Yield (trace time when known, output record) for a trace arriving as ``(t, acc)``
     chunks, in time order; memory stays that of one chunk.
 
     ``engine`` is a ``spasmwatch.host.monitor.engine.Engine`` whose clock starts at the
-    trace's first sample; the final item(s) come from ``engine.finish()``.
+    trace's first sample: the outputs are its typed records (``host/monitor/outputs.py``;
+    a stretch without samples is its ``trace_gap``); the final item(s) come from
+    ``engine.finish()``.
     """
     cfg = cfg or fwconfig.DetectorConfig()
     det = Detector(cfg)
@@ -99,7 +93,7 @@ def iter_replay_chunks(
     seq = 0
     t_now = 0.0
 
-    def run(counts: np.ndarray, final: bool) -> Iterator[tuple[float, dict[str, Any]]]:
+    def run(counts: np.ndarray, final: bool) -> Iterator[tuple[float, Any]]:
         nonlocal carry, done, gaps_told, seq, t_now
         assert rs is not None
         counts = np.concatenate((carry, counts)) if len(carry) else counts
@@ -112,7 +106,8 @@ def iter_replay_chunks(
             done += m
             t_now = rs.t0 + done / cfg.rate_hz
             while gaps_told < len(rs.gaps) and rs.gaps[gaps_told][0] <= t_now:
-                yield t_now, _gap_output(t_now, *rs.gaps[gaps_told])
+                # Lost samples are data loss, never silent.
+                yield t_now, engine.trace_gap(*rs.gaps[gaps_told])
                 gaps_told += 1
             for rec in det.pop():
                 packet = wire.encode(seq, rec)
@@ -151,7 +146,7 @@ def iter_replay(
     trace: Trace,
     engine: Any,
     cfg: fwconfig.DetectorConfig | None = None,
-) -> Iterator[tuple[float, dict[str, Any]]]:
+) -> Iterator[tuple[float, Any]]:
     """``iter_replay_chunks`` over an in-memory trace (chunks of ``CHUNK_ROWS`` rows)."""
     chunks = (
         (trace.t[i : i + CHUNK_ROWS], trace.acc[i : i + CHUNK_ROWS])
@@ -162,6 +157,6 @@ def iter_replay(
 
 def replay_file(
     stream: TraceStream, engine: Any, cfg: fwconfig.DetectorConfig | None = None
-) -> Iterator[tuple[float, dict[str, Any]]]:
+) -> Iterator[tuple[float, Any]]:
     """``iter_replay_chunks`` over a trace file read block by block (any length)."""
     return iter_replay_chunks(stream, engine, cfg)

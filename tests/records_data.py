@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from spasmwatch.host.monitor.engine import Engine
+from spasmwatch.host.monitor.outputs import Output
 from spasmwatch.host.monitor.store import Store
 from spasmwatch.simulator import scenarios
 from spasmwatch.simulator.replay import iter_replay
@@ -30,7 +31,7 @@ def epoch(local: str, tz: dt.tzinfo = UTC) -> float:
     return dt.datetime.fromisoformat(local).replace(tzinfo=tz).timestamp()
 
 
-def replay_into(store: Store, name: str, seed: int, t0: float) -> list[dict]:
+def replay_into(store: Store, name: str, seed: int, t0: float) -> list[Output]:
     """Replay one scenario into ``store`` with the engine clock starting at ``t0``."""
     trace, _ = scenarios.generate(name, seed=seed, rate_hz=50.0)
     engine = Engine(store=store, t0=t0)
@@ -40,7 +41,7 @@ def replay_into(store: Store, name: str, seed: int, t0: float) -> list[dict]:
 def build_store(
     path: str | Path, plan: Sequence[tuple[str, str, int]] = NIGHT_PLAN,
     tz: dt.tzinfo = UTC,
-) -> dict[str, list[dict]]:
+) -> dict[str, list[Output]]:
     """Write every piece of ``plan`` into a store at ``path``; returns outputs per start."""
     outs = {}
     with Store(path) as store:

@@ -23,6 +23,7 @@ from spasmwatch.host.alerts.alarm_state import (
     TransitionLog,
 )
 from spasmwatch.host.daemon import MonitorEngine
+from spasmwatch.host.monitor.outputs import Snippet
 from spasmwatch.host.monitor.store import Store
 from spasmwatch.host.settings import AlarmSettings, MonitorSettings
 
@@ -258,8 +259,10 @@ def test_ack_stops_fault_reminders_but_fault_state_stays(tmp_path: Path) -> None
 def test_raw_snippet_is_attached_to_the_latched_alarm(tmp_path: Path) -> None:
     rig = Rig(tmp_path, repeat_every_s=60)
     rig.alarm_at(100)
-    rig.sm.on_output({"type": "snippet", "t": T0 + 130, "rate_hz": 50,
-                      "samples": [[0, 0, 1000], [5, -3, 990]]}, T0 + 130)
+    snip = Snippet(t=T0 + 128, t_end=T0 + 128.02, alert_id=None, alert_t=T0 + 125,
+                   device="sim", rate_hz=50, range_g=4, expected=2, received=2, parts=1,
+                   complete=True, samples=[[0, 0, 1000], [5, -3, 990]])
+    rig.sm.on_output(snip, T0 + 130)
     [rep] = [n for n in rig.tick(200) if n.level == ALARM]
     assert rep.why["snippet"]["samples"][1] == [5, -3, 990]
     assert "raw sensor snippet" in rep.body()

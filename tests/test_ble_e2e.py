@@ -30,6 +30,7 @@ from spasmwatch.host.links.base import LinkLost
 from spasmwatch.host.links.ble_link import BleLink
 from spasmwatch.host.links.bleak_bumble import BumbleCentral
 from spasmwatch.host.monitor.engine import Engine
+from spasmwatch.host.monitor.outputs import Output
 from spasmwatch.simulator import scenarios
 from spasmwatch.simulator.ble_bridge import BleBridge
 from spasmwatch.simulator.replay import iter_replay
@@ -176,7 +177,7 @@ def test_scenario_over_ble_matches_replay_despite_link_drop(
 
     # The cluster of spasm-like movements is at 123-185 s; the trace ends after it closes.
     trace = _head(scenarios.generate("spasm-cluster", seed=1)[0], 260.0)
-    ref = [o for _, o in iter_replay(trace, Engine(t0=float(trace.t[0])))]
+    ref = [o.to_json() for _, o in iter_replay(trace, Engine(t0=float(trace.t[0])))]
     # Simulated seconds per real second. At 30x a loaded 2-core machine could not keep
     # MicroPython up with the virtual sensor (its FIFO overflowed, so the device saw
     # other samples than replay: an event's arousal state differed).
@@ -196,7 +197,8 @@ def test_scenario_over_ble_matches_replay_despite_link_drop(
             await asyncio.sleep(0.4)  # ~8 simulated seconds
             bridge.set_in_range(True)  # ...and comes back
 
-        def emit(o: dict[str, Any]) -> None:
+        def emit(out: Output) -> None:
+            o = out.to_json()
             outs.append(o)
             if o["type"] == "event" and o["cls"] == "spasm_like" and not outage:
                 outage.append(asyncio.get_running_loop().create_task(lose_radio()))
@@ -232,7 +234,7 @@ def test_scenario_over_ble_matches_replay_despite_link_drop(
             await central.close()
             await bridge.close()
         assert outage, "the cluster never started: " + board.log()[-2000:]
-        outs.extend(engine.finish())
+        outs.extend(o.to_json() for o in engine.finish())
         assert bridge.firmware_sessions == 1  # one firmware run, never restarted
         return outs, engine, daemon
 

@@ -26,6 +26,7 @@ from spasmwatch.host.alerts.channels.base import DeliveryError
 from spasmwatch.host.alerts.delivery import AlertHub, read_host_battery
 from spasmwatch.host.cli import main as cli
 from spasmwatch.host.monitor.engine import Engine
+from spasmwatch.host.monitor.outputs import Output
 from spasmwatch.host.monitor.store import Store
 from spasmwatch.host.settings import AudioSettings, Settings, settings_from_dict
 
@@ -93,10 +94,10 @@ class Clock:
         return self.t
 
 
-def alarm_outputs() -> list[dict[str, Any]]:
+def alarm_outputs() -> list[Output]:
     """Real engine output for three spasm-like movements 8 s apart."""
     eng = Engine(t0=T0)
-    outs: list[dict[str, Any]] = []
+    outs: list[Output] = []
     for i in range(3):
         rec = (wire.KIND_EVENT, (100 + 8 * i) * 1000, wire.CLS_SPASM_LIKE,
                wire.STATE_SETTLING, 1, 1000, 400, 100, 40, 150, 7)  # spasm-shaped

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from bus import js
 
 from spasmwatch.firmware import wire
 from spasmwatch.host.monitor import cluster_model
@@ -43,8 +44,8 @@ def run(cfg: AlertConfig, records: list[tuple]) -> list[dict[str, Any]]:
     eng = Engine(cfg)
     out = []
     for i, r in enumerate(records):
-        out += eng.feed_packet(wire.encode(i, r))
-    return [o for o in out + eng.finish() if o["type"] == "alert"]
+        out += js(eng.feed_packet(wire.encode(i, r)))
+    return [o for o in out + js(eng.finish()) if o["type"] == "alert"]
 
 
 def levels(alerts: list[dict[str, Any]]) -> list[tuple[str, str]]:

@@ -37,6 +37,7 @@ from spasmwatch.host.daemon import (
 from spasmwatch.host.links.auth_link import AuthLink
 from spasmwatch.host.links.serial_link import SerialLink
 from spasmwatch.host.links.sim_link import SimulatedBoard
+from spasmwatch.host.monitor.outputs import Output
 from spasmwatch.host.monitor.store import Store
 from spasmwatch.simulator import scenarios
 from spasmwatch.simulator.replay import detector_packets, to_sensor_stream
@@ -82,8 +83,8 @@ class Harness:
             self.links.append(SerialLink(str(port)))
             return self.links[-1] if session is None else AuthLink(self.links[-1], session)
 
-        def emit(o: dict[str, Any]) -> None:
-            self.outs.append(o)
+        def emit(o: Output) -> None:
+            self.outs.append(o.to_json())  # as --json prints it
             if ender is not None:
                 ender.observe(self.daemon, o)
 

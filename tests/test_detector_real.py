@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from spasmwatch.host.evaluate import trace_packets
-from spasmwatch.host.monitor.alerts import AlertConfig
+from spasmwatch.host.monitor.alerts import Alert, AlertConfig
 from spasmwatch.host.monitor.engine import Engine
 from spasmwatch.simulator import real_data as rd
 from spasmwatch.simulator.traceio import Trace
@@ -62,6 +62,6 @@ def test_real_recordings_raise_no_alarm(source: str) -> None:
         for mode in ("count", "rules", "learned"):
             engine = Engine(AlertConfig(evidence=mode), t0=0.0)
             outs = [o for p in packets for o in engine.feed_packet(p)] + engine.finish()
-            if any(o["type"] == "alert" and o["level"] == "alarm" for o in outs):
+            if any(isinstance(o, Alert) and o.level == "alarm" for o in outs):
                 alarmed.append(f"{rec.name} ({mode})")
     assert alarmed == [], f"{len(alarmed)} of {len(recs)} {source} recordings alarmed: {alarmed}"

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from spasmwatch.host.monitor.engine import Engine
+from spasmwatch.host.monitor.outputs import Alert
 from spasmwatch.simulator import scenarios
 from spasmwatch.simulator.replay import iter_replay
 
@@ -44,9 +45,9 @@ def _own_pids(token: str) -> set[str]:
 
 def test_run_simulate_over_ble_alerts_like_replay() -> None:
     trace, _ = scenarios.generate("spasm-cluster", seed=1)
-    want = Counter((o["level"], o["kind"])
+    want = Counter((o.level, o.kind)
                    for _, o in iter_replay(trace, Engine(t0=float(trace.t[0])))
-                   if o["type"] == "alert")
+                   if isinstance(o, Alert))
     assert want[("alarm", "spasm_cluster")] == 1
     token = uuid.uuid4().hex
     code = "import sys; from spasmwatch.host.cli.main import main; sys.exit(main(sys.argv[1:]))"

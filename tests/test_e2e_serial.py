@@ -28,6 +28,7 @@ from spasmwatch.host.compose import SimulationEnd
 from spasmwatch.host.daemon import Daemon, DaemonConfig, MonitorEngine
 from spasmwatch.host.links.sim_link import SimulatedBoard
 from spasmwatch.host.monitor.engine import Engine
+from spasmwatch.host.monitor.outputs import Alert, Output
 from spasmwatch.host.monitor.store import Store
 from spasmwatch.simulator import scenarios
 from spasmwatch.simulator.replay import detector_packets, iter_replay, to_sensor_stream
@@ -36,8 +37,8 @@ from spasmwatch.simulator.replay import detector_packets, iter_replay, to_sensor
 def replay_alerts(name: str, seed: int) -> Counter[tuple[str, str]]:
     trace, _ = scenarios.generate(name, seed=seed)
     engine = Engine(t0=float(trace.t[0]))
-    return Counter((o["level"], o["kind"]) for _, o in iter_replay(trace, engine)
-                   if o["type"] == "alert")
+    return Counter((o.level, o.kind) for _, o in iter_replay(trace, engine)
+                   if isinstance(o, Alert))
 
 
 def micropython_pids(token: str) -> set[str]:
@@ -133,8 +134,8 @@ def test_host_opening_the_port_late_gets_the_board_ring() -> None:
 
                 ender = SimulationEnd(board)
 
-                def emit(o: dict[str, Any]) -> None:
-                    outs.append(o)
+                def emit(o: Output) -> None:
+                    outs.append(o.to_json())
                     ender.observe(daemon, o)
 
                 daemon.emit = emit

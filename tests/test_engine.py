@@ -7,6 +7,8 @@ import re
 import sqlite3
 from typing import Any
 
+from bus import js
+
 from spasmwatch.firmware import wire
 from spasmwatch.host.monitor.alerts import Alert, AlertConfig
 from spasmwatch.host.monitor.engine import Engine
@@ -37,7 +39,7 @@ class Feeder:
         self.outputs: list[dict[str, Any]] = []
 
     def __call__(self, rec: tuple) -> list[dict[str, Any]]:
-        out = self.engine.feed_packet(wire.encode(self.seq, rec))
+        out = js(self.engine.feed_packet(wire.encode(self.seq, rec)))
         self.seq += 1
         self.outputs += out
         return out
@@ -67,7 +69,7 @@ def test_three_spasms_8s_apart_alarm_at_the_third_exactly_once() -> None:
     # The chain goes on: no second alarm or warning for it.
     for t in (124, 132, 150):
         feed(event(t))
-    feed.outputs += feed.engine.finish()
+    feed.outputs += js(feed.engine.finish())
     levels = [a["level"] for a in alerts(feed.outputs)]
     assert levels.count("alarm") == 1 and levels.count("warning") == 1
     assert feed.engine.stats["alerts_by_level"]["alarm"] == 1
@@ -77,7 +79,7 @@ def test_spasms_90s_apart_raise_nothing() -> None:
     feed = Feeder(Engine())
     for i in range(5):
         feed(event(100 + 90 * i))
-    feed.outputs += feed.engine.finish()
+    feed.outputs += js(feed.engine.finish())
     assert [a["level"] for a in alerts(feed.outputs)] == ["info"] * 5  # 5 one-event clusters
     assert {a["kind"] for a in alerts(feed.outputs)} == {"cluster_closed"}
 
@@ -127,7 +129,7 @@ def test_cluster_closes_on_finish_with_counts_and_intervals() -> None:
     feed(event(25, MOVE, 3000))
     feed(event(40, SPASM))
     assert [o for o in feed.outputs if o["type"] == "cluster"] == []
-    out = feed.engine.finish()
+    out = js(feed.engine.finish())
     [cl] = [o for o in out if o["type"] == "cluster"]
     assert (cl["n_events"], cl["n_spasm_like"], cl["n_jerk"], cl["n_movement"]) == (4, 2, 1, 1)
     assert cl["intervals_s"] == [5.0, 10.0, 15.0]
@@ -136,7 +138,7 @@ def test_cluster_closes_on_finish_with_counts_and_intervals() -> None:
     [info] = alerts(out, "cluster_closed")
     assert info["level"] == "info" and info["cluster_id"] == cl["id"]
     assert "4 events" in info["message"]
-    assert feed.engine.finish() == []  # nothing left open
+    assert js(feed.engine.finish()) == []  # nothing left open
 
 
 def test_cluster_closes_on_a_later_event_beyond_the_gap() -> None:
@@ -160,8 +162,8 @@ def test_tick_and_status_packets_close_clusters_once_the_gap_has_passed() -> Non
     eng = Engine()
     feed = Feeder(eng)
     feed(event(0, JERK, 120))
-    assert eng.tick(30.0) == []
-    [cl] = [o for o in eng.tick(61.0) if o["type"] == "cluster"]
+    assert js(eng.tick(30.0)) == []
+    [cl] = [o for o in js(eng.tick(61.0)) if o["type"] == "cluster"]
     assert cl["n_events"] == 1
     feed(event(100, JERK, 120))
     out = feed(status(170))
@@ -187,12 +189,12 @@ def test_sensor_fault_alerts_once_then_clears() -> None:
 
 def test_lost_packets_fault_clears_when_backfilled() -> None:
     eng = Engine()
-    eng.feed_packet(wire.encode(0, status(10)))
-    out = eng.feed_packet(wire.encode(3, status(40)))
+    js(eng.feed_packet(wire.encode(0, status(10))))
+    out = js(eng.feed_packet(wire.encode(3, status(40))))
     [lost] = alerts(out, "packets_lost")
     assert lost["level"] == "fault" and lost["details"]["missing_ranges"] == [[1, 2]]
-    assert alerts(eng.feed_packet(wire.encode(1, status(20)))) == []
-    [clr] = alerts(eng.feed_packet(wire.encode(2, status(30))))
+    assert alerts(js(eng.feed_packet(wire.encode(1, status(20))))) == []
+    [clr] = alerts(js(eng.feed_packet(wire.encode(2, status(30)))))
     assert clr["kind"] == "fault_cleared" and clr["details"]["fault"] == "packets_lost"
     assert eng.stats["lost"] == 2 and eng.stats["recovered"] == 2 and eng.stats["missing"] == 0
     json.dumps(lost)
@@ -201,13 +203,13 @@ def test_lost_packets_fault_clears_when_backfilled() -> None:
 def test_a_run_of_decode_errors_is_a_fault_until_a_good_packet() -> None:
     eng = Engine(AlertConfig(decode_error_run=3))
     good = wire.encode(0, status(10))
-    eng.feed_packet(good)
+    js(eng.feed_packet(good))
     bad = bytes(16)
-    assert eng.feed_packet(bad) == [] and eng.feed_packet(bad) == []
-    [fault] = eng.feed_packet(bad)
+    assert js(eng.feed_packet(bad)) == [] and js(eng.feed_packet(bad)) == []
+    [fault] = js(eng.feed_packet(bad))
     assert (fault["level"], fault["kind"]) == ("fault", "decode_errors")
-    assert eng.feed_packet(bad) == []
-    [clr] = alerts(eng.feed_packet(wire.encode(1, status(20))))
+    assert js(eng.feed_packet(bad)) == []
+    [clr] = alerts(js(eng.feed_packet(wire.encode(1, status(20)))))
     assert clr["kind"] == "fault_cleared"
     assert eng.stats["decode_errors"] == 4
     assert eng.stats["decode_errors_by_reason"] == {"crc": 4}
@@ -238,7 +240,7 @@ def test_event_rows_are_committed_before_their_alerts(tmp_path) -> None:
         feed(event(t))
     for i in range(8):
         feed(event(100 + i, JERK, 120))
-    feed.outputs += feed.engine.finish()
+    feed.outputs += js(feed.engine.finish())
     assert store.checked == 2 + 3 + 8  # warning, alarm, burst each checked their events
     stored = store.alerts()
     assert [a["id"] for a in alerts(feed.outputs)] == list(range(1, len(stored) + 1))
@@ -251,7 +253,7 @@ def test_resent_packets_are_not_stored_or_alerted_twice() -> None:
     store = Store()
     eng = Engine(store=store)
     packets = [wire.encode(i, event(8 * i)) for i in range(3)]
-    outs = [o for p in packets + packets for o in eng.feed_packet(p)]
+    outs = [o for p in packets + packets for o in js(eng.feed_packet(p))]
     assert store.count("events") == 3 and eng.stats["duplicates"] == 3
     assert len(alerts(outs)) == 2
 
@@ -263,7 +265,7 @@ def test_messages_describe_and_never_diagnose() -> None:
     for i in range(8):
         feed(event(100 + i, JERK, 120))
     feed(status(200, flags=0))
-    feed.outputs += feed.engine.finish()
+    feed.outputs += js(feed.engine.finish())
     msgs = [a["message"] for a in alerts(feed.outputs)]
     assert len(msgs) >= 6
     for m in msgs:

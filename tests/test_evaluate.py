@@ -51,12 +51,13 @@ def test_replay_output_does_not_depend_on_chunking() -> None:
 
     trace, _ = scenarios.generate("mixed-night", 2, dropout_fraction=0.01)
     assert len(trace.t) > 2 * CHUNK_ROWS  # more than one chunk after the head
-    whole = [json.dumps(o) for _, o in iter_replay(trace, Engine(t0=float(trace.t[0])))]
+    whole = [json.dumps(o.to_json()) for _, o in iter_replay(trace, Engine(t0=float(trace.t[0])))]
     rng = np.random.default_rng(1)
     cuts = np.sort(rng.choice(np.arange(1, len(trace.t)), 40, replace=False))
     bounds = [0, *cuts.tolist(), len(trace.t)]
     chunks = ((trace.t[a:b], trace.acc[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True))
-    cut = [json.dumps(o) for _, o in iter_replay_chunks(chunks, Engine(t0=float(trace.t[0])))]
+    cut = [json.dumps(o.to_json())
+           for _, o in iter_replay_chunks(chunks, Engine(t0=float(trace.t[0])))]
     assert cut == whole
     assert any('"type": "event"' in o for o in whole)
 

@@ -371,7 +371,7 @@ def test_ring_overflow_gap_is_recorded_and_shown_by_the_host() -> None:
     from spasmwatch.host.monitor.engine import Engine
 
     eng = Engine(t0=0.0)
-    outs: list[dict[str, Any]] = []
+    outs: list[Any] = []
     for seq in range(0, 5):
         pkt = wire.encode(seq, (wire.KIND_STATUS, seq * 10_000, 3900, wire.ST_SENSOR_OK, 0,
                                 150, 50, 4))
@@ -381,7 +381,7 @@ def test_ring_overflow_gap_is_recorded_and_shown_by_the_host() -> None:
         pkt = wire.encode(seq, (wire.KIND_STATUS, seq * 10_000, 3900, wire.ST_SENSOR_OK, 0,
                                 150, 50, 4))
         outs += eng.feed_packet(pkt, received_at=float(seq * 10))
-    faults = [o for o in outs if o.get("kind") == "packets_lost"]
+    faults = [o.to_json() for o in outs if getattr(o, "kind", None) == "packets_lost"]
     assert faults, outs
     assert faults[0]["details"]["lost"] == gap
     # The ranges it lists reach back as far as its sequence window (host/monitor/

@@ -19,7 +19,6 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import aiomqtt
 import pytest
@@ -39,6 +38,7 @@ from spasmwatch.host.alerts.channels.mqtt_ha import (
 from spasmwatch.host.alerts.delivery import AlertHub
 from spasmwatch.host.daemon import MonitorEngine
 from spasmwatch.host.monitor.engine import Engine
+from spasmwatch.host.monitor.outputs import Output, StatusOutput
 from spasmwatch.host.settings import MqttSettings, settings_from_dict
 
 T0 = 1_700_000_000.0
@@ -143,9 +143,9 @@ def hub_for(port: int, device_id: str) -> AlertHub:
     return AlertHub(s, None, clock=lambda: T0 + 200)
 
 
-def alarm_outputs() -> list[dict[str, Any]]:
+def alarm_outputs() -> list[Output]:
     eng = Engine(t0=T0)
-    outs: list[dict[str, Any]] = []
+    outs: list[Output] = []
     for i in range(3):
         rec = (wire.KIND_EVENT, (100 + 8 * i) * 1000, wire.CLS_SPASM_LIKE,
                wire.STATE_SETTLING, 2, 1000, 400, 120, 40, 150, 7)
@@ -309,10 +309,10 @@ async def wait_until(pred: Callable[[], bool], timeout: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
-def status_output(eng: Engine, seq: int, t_s: float, received_at: float) -> dict[str, Any]:
+def status_output(eng: Engine, seq: int, t_s: float, received_at: float) -> StatusOutput:
     rec = (wire.KIND_STATUS, int(t_s * 1000), 3900, wire.ST_SENSOR_OK, 10, 80, 50, 4)
     outs = eng.feed_packet(wire.encode(seq, rec), received_at=received_at)
-    return next(o for o in outs if o["type"] == "status")
+    return next(o for o in outs if isinstance(o, StatusOutput))
 
 
 def write_config(path: Path, port: int, device_id: str) -> Path:

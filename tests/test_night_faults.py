@@ -10,10 +10,13 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from bus import js
+
 from spasmwatch.firmware import wire
 from spasmwatch.host.daemon import Daemon, DaemonConfig, MonitorEngine
 from spasmwatch.host.links.base import Link, LinkError
 from spasmwatch.host.monitor.engine import Engine
+from spasmwatch.host.monitor.outputs import Output, StatusOutput
 
 T0 = 1_700_000_000.0
 
@@ -27,8 +30,8 @@ def status(t_s: float) -> tuple:
     return (wire.KIND_STATUS, round(t_s * 1000), 3900, wire.ST_SENSOR_OK, 10, 80, 50, 4)
 
 
-def alerts(outs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [o for o in outs if o["type"] == "alert" and o["kind"] == kind]
+def alerts(outs: list[Output], kind: str) -> list[dict[str, Any]]:
+    return [o for o in js(outs) if o["type"] == "alert" and o["kind"] == kind]
 
 
 def test_packets_lost_fault_stays_until_written_off_as_a_recorded_gap() -> None:
@@ -50,7 +53,7 @@ def test_packets_lost_fault_stays_until_written_off_as_a_recorded_gap() -> None:
     assert gap["details"]["lost"] == 3 and "No data from" in gap["message"]
     [cleared] = alerts(got, "fault_cleared")
     assert cleared["details"]["fault"] == "packets_lost" and "gaps" in cleared["message"]
-    assert [o for o in got if o["type"] == "gap"][0]["lost"] == 3
+    assert [o for o in js(got) if o["type"] == "gap"][0]["lost"] == 3
     assert eng.missing == 0
     # ... and the night's record has the stretch without data.
     rows = store.connection.execute("SELECT start_t, end_t, reason FROM gaps").fetchall()
@@ -75,12 +78,13 @@ FULL_DISK = textwrap.dedent('''
     size = __import__("os").path.getsize(sys.argv[1])
     resource.setrlimit(resource.RLIMIT_FSIZE, (size + 8192, size + 8192))
     outs, seq, t = [], 0, 10.0
-    while not any(o.get("kind") == "storage_failed" for o in outs) and seq < 20000:
+    while not any(getattr(o, "kind", None) == "storage_failed" for o in outs) and seq < 20000:
         outs += eng.feed_packet(wire.encode(seq, event(t, wire.CLS_JERK)))
         seq, t = seq + 1, t + 120.0
     for i in range(3):  # then a cluster of spasm-like movements
         outs += eng.feed_packet(wire.encode(seq, event(t + 8 * i, wire.CLS_SPASM_LIKE)))
         seq += 1
+    outs = [o.to_json() for o in outs]
     print(json.dumps([[o.get("type"), o.get("level"), o.get("kind")] for o in outs
                       if o.get("type") == "alert"]))
 ''')
@@ -117,12 +121,12 @@ class NeverConnects(Link):
 
 
 def test_an_exception_in_one_timer_tick_is_a_fault_and_the_timers_go_on() -> None:
-    outs: list[dict[str, Any]] = []
+    outs: list[Output] = []
     engine = MonitorEngine(heartbeat_s=0.5)
     real_tick = engine.tick
     calls = {"n": 0}
 
-    def flaky_tick(now: float) -> list[dict[str, Any]]:
+    def flaky_tick(now: float) -> list[Output]:
         calls["n"] += 1
         if calls["n"] == 2:
             raise RuntimeError("injected")
@@ -157,13 +161,13 @@ def test_a_status_with_an_impossible_range_is_rejected_and_the_alarm_still_comes
 
     eng = Engine(t0=T0)
     hub = AlertHub(Settings(), None, channels={}, web=False)
-    outs: list[dict[str, Any]] = []
+    outs: list[Output] = []
     bad = (wire.KIND_STATUS, 1000, 3900, wire.ST_SENSOR_OK, 10, 80, 50, 3)  # ±3 g?
     for seq, rec in enumerate([status(0.5), bad, event(10), event(18), event(26)]):
         for o in eng.feed_packet(wire.encode(seq, rec), received_at=T0 + 30):
             outs.append(o)
             hub.handle(o, now=T0 + 30)
     assert eng.ingest.stats.errors["invalid_field"] == 1
-    assert not [o for o in outs if o["type"] == "status" and o["range_g"] == 3]
+    assert not [o for o in outs if isinstance(o, StatusOutput) and o.status.range_g == 3]
     assert alerts(outs, "spasm_cluster")[0]["level"] == "alarm"
     assert hub.sm.state == "alarm"

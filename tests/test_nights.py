@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from records_data import NIGHT_PLAN, build_store, epoch, replay_into
 
+from spasmwatch.host.monitor.outputs import Alert
 from spasmwatch.host.monitor.records import Summary
 from spasmwatch.host.monitor.store import Store
 from spasmwatch.host.records.nights import (
@@ -87,8 +88,8 @@ def test_every_record_belongs_to_exactly_one_night(night_db) -> None:
     for local, _, _ in NIGHT_PLAN:
         t0 = epoch(local)
         k = max(i for i, s in enumerate(starts) if s <= t0)
-        raised[k] += sum(1 for o in outs[local] if o["type"] == "alert"
-                         and o["level"] == "alarm")
+        raised[k] += sum(1 for o in outs[local] if isinstance(o, Alert)
+                         and o.level == "alarm")
     assert [n.stats()["alarms"] for n in nights] == [raised[i] for i in range(len(nights))]
     assert raised[0] >= 1  # the spasm night did raise alarms: the test is not vacuous
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from bus import js
 
 from spasmwatch.firmware import auth, config, control, wire
 from spasmwatch.host.cli.main import main
@@ -137,8 +138,8 @@ def test_forged_packets_raise_the_foreign_fault_and_nothing_else() -> None:
     outs = []
     for i in range(3):
         ev = (wire.KIND_EVENT, 1000 * i, wire.CLS_SPASM_LIKE, 1, 3, 900, 1200, 500, 80, 400, 20)
-        outs += eng.feed_packet(wire.encode(i, ev), received_at=100.0 + i)  # unsigned
-        outs += eng.feed_packet(_packet(b"y" * 16, 3, 10 + i, ev), received_at=100.5 + i)
+        outs += js(eng.feed_packet(wire.encode(i, ev), received_at=100.0 + i))  # unsigned
+        outs += js(eng.feed_packet(_packet(b"y" * 16, 3, 10 + i, ev), received_at=100.5 + i))
     kinds = [o.get("kind") for o in outs]
     assert "foreign_packets" in kinds and "spasm_cluster" not in kinds
     assert not [o for o in outs if o["type"] == "event"]
@@ -146,18 +147,18 @@ def test_forged_packets_raise_the_foreign_fault_and_nothing_else() -> None:
     [fault] = [o for o in outs if o.get("kind") == "foreign_packets"]
     assert fault["level"] == "fault" and "Another device" in fault["message"]
     # It clears after 10 quiet minutes (tick), not because of a forged packet.
-    assert not [o for o in eng.tick(200.0) if o.get("kind") == "fault_cleared"]
-    cleared = [o for o in eng.tick(800.0) if o.get("kind") == "fault_cleared"]
+    assert not [o for o in js(eng.tick(200.0)) if o.get("kind") == "fault_cleared"]
+    cleared = [o for o in js(eng.tick(800.0)) if o.get("kind") == "fault_cleared"]
     assert cleared and cleared[0]["details"]["fault"] == "foreign_packets"
 
 
 def test_test_mode_fault_while_the_sensor_injects() -> None:
     eng, _ = _paired_engine()
     inj = (wire.KIND_STATUS, 10_000, 3900, wire.ST_SENSOR_OK | wire.ST_INJECTION, 0, 100, 50, 4)
-    outs = eng.feed_packet(_packet(KEY, 3, 0, inj), received_at=10.0)
+    outs = js(eng.feed_packet(_packet(KEY, 3, 0, inj), received_at=10.0))
     [fault] = [o for o in outs if o.get("kind") == "test_mode"]
     assert fault["level"] == "fault" and "test mode, not watching" in fault["message"]
-    outs = eng.feed_packet(_packet(KEY, 3, 1, STATUS[:1] + (20_000,) + STATUS[2:]),
-                           received_at=20.0)
+    outs = js(eng.feed_packet(_packet(KEY, 3, 1, STATUS[:1] + (20_000,) + STATUS[2:]),
+                           received_at=20.0))
     assert [o["details"]["fault"] for o in outs if o.get("kind") == "fault_cleared"] == [
         "test_mode"]

@@ -35,6 +35,7 @@ from spasmwatch.host.links.auth_link import AuthLink
 from spasmwatch.host.links.base import LinkError
 from spasmwatch.host.links.ble_link import BleLink
 from spasmwatch.host.links.bleak_bumble import BumbleCentral, BumbleClient, BumbleScanner
+from spasmwatch.host.monitor.outputs import Alert
 from spasmwatch.host.pairing import Session
 from spasmwatch.simulator.ble_bridge import BleBridge
 from spasmwatch.simulator.board_runner import BoardRunner
@@ -122,8 +123,9 @@ def test_rogue_name_squatter_is_ignored_and_reported(tmp_path: Path) -> None:
             assert "did not prove the pairing key" in inner.rejected[0][1]
             # ... and reported through the engine's fault path.
             eng = MonitorEngine(device="cot", verifier=session)
-            [fault] = [o for o in eng.tick(time.time()) if o.get("kind") == "foreign_packets"]
-            assert fault["level"] == "fault" and ROGUE_ADDRESS in fault["message"]
+            [fault] = [o for o in eng.tick(time.time())
+                       if isinstance(o, Alert) and o.kind == "foreign_packets"]
+            assert fault.level == "fault" and ROGUE_ADDRESS in fault.message
             # The rogue saw a challenge it could not answer, and nothing else.
             assert [w[0] for w in rogue.writes()] == [control.HELLO]
             # The sensor's signed answer comes first, then (after a signed command)
@@ -164,7 +166,7 @@ def test_forged_events_and_statuses_from_rogue_raise_no_alarm_and_hide_no_silenc
                 await rogue.spray(rogue_packets(None) + rogue_packets(b"\x01" * 16))
                 await asyncio.sleep(0.05)
 
-        daemon = Daemon(connect, engine, outs.append, cfg)
+        daemon = Daemon(connect, engine, lambda o: outs.append(o.to_json()), cfg)
         task = asyncio.create_task(daemon.run())
         forger = asyncio.create_task(forge())
         try:

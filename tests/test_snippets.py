@@ -15,6 +15,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from bus import js
+
 from spasmwatch.firmware import control, wire
 from spasmwatch.host.alerts.delivery import AlertHub
 from spasmwatch.host.compose import SimulationEnd
@@ -22,6 +24,14 @@ from spasmwatch.host.daemon import Daemon, DaemonConfig, MonitorEngine
 from spasmwatch.host.links.auth_link import AuthLink
 from spasmwatch.host.links.serial_link import SerialLink
 from spasmwatch.host.links.sim_link import SimulatedBoard
+from spasmwatch.host.monitor.outputs import (
+    Alert,
+    EventOutput,
+    Output,
+    StatusOutput,
+    SummaryOutput,
+)
+from spasmwatch.host.monitor.records import Event, Status, Summary
 from spasmwatch.host.monitor.store import Store
 from spasmwatch.host.records.nights import find_nights
 from spasmwatch.host.records.report import render_report
@@ -74,8 +84,8 @@ def run_board(db: Path, drop: Any = None, cfg: DaemonConfig | None = None
 
                 ender = SimulationEnd(board)
 
-                def emit(o: dict[str, Any]) -> None:
-                    outs.append(o)
+                def emit(o: Output) -> None:
+                    outs.append(o.to_json())
                     ender.observe(daemon, o)
 
                 daemon.emit = emit
@@ -170,6 +180,23 @@ def test_lost_snippet_packets_give_a_partial_snippet_after_the_alarm(tmp_path: P
     assert "partial" in page.split('<svg class="snippet"')[1].split("</svg>")[0]
 
 
+def status_out(t: float = 0.0, rate_hz: int = 50, range_g: int = 4) -> StatusOutput:
+    return StatusOutput(Status(seq=0, t=t, battery_mv=3900, flags=("sensor_ok",), flags_raw=1,
+                               buffer_pct=10, heap_kb=80, rate_hz=rate_hz, range_g=range_g),
+                        "dev")
+
+
+def summary_out(t: float) -> SummaryOutput:
+    return SummaryOutput(Summary(seq=0, t=t, period_s=60, active_s=5, events=1, spasm_like=1,
+                                 peak_mg=600, mean_mg=12, state="settling"), "dev")
+
+
+def event_out(t: float, cluster_id: int) -> EventOutput:
+    return EventOutput(Event(seq=0, t=t, cls="spasm_like", state="settling", peaks=1,
+                             duration_s=1.0, peak_mg=600, energy_mgs=150, tilt_mg=40,
+                             excursion_mg=150, still_s=7), "dev", cluster_id)
+
+
 def _sample(i: int, flags: int = 0) -> tuple[Any, ...]:
     return (wire.KIND_SNIPPET, 1000 + 20 * i, 0, 0, 8192, flags)
 
@@ -177,20 +204,20 @@ def _sample(i: int, flags: int = 0) -> tuple[Any, ...]:
 def test_collector_queues_alarms_and_handles_refusal_and_silence() -> None:
     col = SnippetCollector(lambda ms: ms / 1000.0, "dev", silence_s=2.0)
     assert col.take_request(0.0) is None  # no alarm, no request
-    col.note({"type": "status", "rate_hz": 25, "range_g": 8})
-    col.note({"type": "alert", "level": "warning", "t": 1.0})
-    col.note({"type": "alert", "level": "alarm", "t": 5.0, "id": 7})
-    col.note({"type": "alert", "level": "alarm", "t": 9.0, "id": 8})
+    col.note(status_out(rate_hz=25, range_g=8))
+    col.note(Alert(1.0, "warning", "spasm_pair", ""))
+    col.note(Alert(5.0, "alarm", "spasm_cluster", "", id=7))
+    col.note(Alert(9.0, "alarm", "spasm_cluster", "", id=8))
     assert col.take_request(10.0) == control.encode_get_snippet()
     assert col.take_request(10.0) is None  # one at a time
     # The board holds nothing yet (just booted): no snippet, the next alarm's turn.
     reply = (wire.KIND_REPLY, 0, control.GET_SNIPPET, control.RESULT_OK, 0)
-    assert col.on_packet(reply, 0, 10.1) == [] and col.active is None and col.empty == 1
+    assert js(col.on_packet(reply, 0, 10.1)) == [] and col.active is None and col.empty == 1
     assert col.take_request(11.0) is not None
-    assert col.on_packet((wire.KIND_REPLY, 0, control.GET_SNIPPET, 0, 3), 0, 11.1) == []
-    assert col.on_packet(_sample(0, wire.SNIP_FIRST), 0, 11.2) == []
-    assert col.tick(12.0) == []  # not silent long enough
-    (out,) = col.tick(13.3)  # the rest never came
+    assert js(col.on_packet((wire.KIND_REPLY, 0, control.GET_SNIPPET, 0, 3), 0, 11.1)) == []
+    assert js(col.on_packet(_sample(0, wire.SNIP_FIRST), 0, 11.2)) == []
+    assert js(col.tick(12.0)) == []  # not silent long enough
+    (out,) = js(col.tick(13.3))  # the rest never came
     assert out["alert_id"] == 8 and out["complete"] is False and out["parts"] == 1
     assert out["rate_hz"] == 25 and out["range_g"] == 8
     assert out["samples"] == [[0.0, 0.0, 2.0]]  # 8192 counts at ±8 g = 2 g
@@ -199,36 +226,36 @@ def test_collector_queues_alarms_and_handles_refusal_and_silence() -> None:
 
 def test_collector_completes_on_last_and_skips_nothing_in_between() -> None:
     col = SnippetCollector(lambda ms: ms / 1000.0)
-    col.note({"type": "alert", "level": "alarm", "t": 5.0})
+    col.note(Alert(5.0, "alarm", "spasm_cluster", ""))
     col.take_request(5.0)
     # The board skipped its two oldest samples while sending: still complete.
-    col.on_packet((wire.KIND_REPLY, 0, control.GET_SNIPPET, 0, 5), 0, 5.1)
-    assert col.on_packet(_sample(2, wire.SNIP_FIRST), 2, 5.2) == []
-    assert col.on_packet(_sample(3), 3, 5.2) == []
-    (out,) = col.on_packet(_sample(4, wire.SNIP_LAST), 4, 5.3)
+    js(col.on_packet((wire.KIND_REPLY, 0, control.GET_SNIPPET, 0, 5), 0, 5.1))
+    assert js(col.on_packet(_sample(2, wire.SNIP_FIRST), 2, 5.2)) == []
+    assert js(col.on_packet(_sample(3), 3, 5.2)) == []
+    (out,) = js(col.on_packet(_sample(4, wire.SNIP_LAST), 4, 5.3))
     assert out["complete"] is True and out["received"] == out["expected"] == 3
     assert out["t"] == 1.04 and out["t_end"] == 1.08
     # A gap in the middle is not complete.
-    col.note({"type": "alert", "level": "alarm", "t": 6.0})
+    col.note(Alert(6.0, "alarm", "spasm_cluster", ""))
     col.take_request(6.0)
-    col.on_packet(_sample(0, wire.SNIP_FIRST), 0, 6.1)
-    (out,) = col.on_packet(_sample(2, wire.SNIP_LAST), 2, 6.2)
+    js(col.on_packet(_sample(0, wire.SNIP_FIRST), 0, 6.1))
+    (out,) = js(col.on_packet(_sample(2, wire.SNIP_LAST), 2, 6.2))
     assert out["complete"] is False and out["received"] == 2 and out["expected"] == 3
     assert out["samples"][1] is None  # the lost sample keeps its place on the time line
     # Packets nobody asked for are ignored.
-    assert col.on_packet(_sample(0, wire.SNIP_FIRST), 0, 7.0) == []
+    assert js(col.on_packet(_sample(0, wire.SNIP_FIRST), 0, 7.0)) == []
 
 
 def _part(col: SnippetCollector, first: int, n: int, now: float,
           lose: tuple[int, ...] = ()) -> list[dict[str, Any]]:
     """The board answers a GET_SNIPPET with samples ``first .. first + n - 1`` of its
     clock (20 ms apart), losing the ones at ``lose`` (indices within the part)."""
-    col.on_packet((wire.KIND_REPLY, 0, control.GET_SNIPPET, 0, n), 0, now)
+    js(col.on_packet((wire.KIND_REPLY, 0, control.GET_SNIPPET, 0, n), 0, now))
     outs: list[dict[str, Any]] = []
     for i in range(n):
         flags = (wire.SNIP_FIRST if i == 0 else 0) | (wire.SNIP_LAST if i == n - 1 else 0)
         if i not in lose:
-            outs += col.on_packet(_sample(first + i, flags), i, now)
+            outs += js(col.on_packet(_sample(first + i, flags), i, now))
     return outs
 
 
@@ -236,28 +263,27 @@ def test_collector_follows_the_cluster_in_parts_and_joins_them() -> None:
     """Parts on the data's clock every ``follow_s`` while the cluster is open; joined on
     the sample grid (overlaps once, holes as None), trimmed after the cluster's end."""
     col = SnippetCollector(lambda ms: ms / 1000.0, follow_s=2.0, tail_s=0.5, silence_s=1.0)
-    col.note({"type": "alert", "level": "alarm", "t": 3.0, "id": 1, "cluster_id": 4})
+    col.note(Alert(3.0, "alarm", "spasm_cluster", "", cluster_id=4, id=1))
     assert col.take_request(100.0) is not None  # the first part: what the board holds
     assert _part(col, 0, 150, 100.1) == []  # samples at 1.00 .. 3.98 s; the cluster goes on
     assert col.capture is not None and col.take_request(100.2) is None  # not due yet
-    col.note({"type": "event", "t": 4.0, "cluster_id": 4})
+    col.note(event_out(4.0, 4))
     assert col.take_request(100.3) is None
-    col.note({"type": "summary", "t": 5.1})  # 2 s of data since the first request
+    col.note(summary_out(5.1))  # 2 s of data since the first request
     assert col.take_request(100.4) is not None
     # the second part overlaps the first (3.00 .. 5.98 s) and loses one packet
     assert _part(col, 100, 150, 100.5, lose=(60,)) == []
     # an alarm of the same cluster asks for nothing more
-    col.note({"type": "alert", "level": "alarm", "t": 5.5, "id": 2, "cluster_id": 4})
+    col.note(Alert(5.5, "alarm", "spasm_cluster", "", cluster_id=4, id=2))
     assert col.queue == []
-    col.note({"type": "status", "t": 7.2})
+    col.note(status_out(t=7.2))
     assert col.take_request(100.6) is not None
     assert _part(col, 250, 100, 100.7) == []  # 6.00 .. 7.98 s
     # Closed: its last movement ended at 7.0 s; the parts reach 7.98 s, past the
     # 0.5 s tail: no last part, the snippet is out.
-    col.note({"type": "alert", "level": "info", "kind": "cluster_closed", "t": 9.0,
-              "cluster_id": 4, "details": {"end": 7.0}})
+    col.note(Alert(9.0, "info", "cluster_closed", "", cluster_id=4, details={"end": 7.0}))
     assert col.take_request(100.8) is None
-    (out,) = col.tick(100.9)
+    (out,) = js(col.tick(100.9))
     assert out["alert_id"] == 1 and out["parts"] == 3
     assert out["t"] == 1.0 and out["t_end"] == 7.5  # trimmed to end + tail_s
     assert out["expected"] == len(out["samples"]) == 326
@@ -269,12 +295,11 @@ def test_collector_follows_the_cluster_in_parts_and_joins_them() -> None:
 
 def test_collector_asks_once_more_when_the_cluster_outlasts_the_parts() -> None:
     col = SnippetCollector(lambda ms: ms / 1000.0, follow_s=2.0, tail_s=0.5)
-    col.note({"type": "alert", "level": "alarm", "t": 3.0, "id": 1, "cluster_id": 4})
+    col.note(Alert(3.0, "alarm", "spasm_cluster", "", cluster_id=4, id=1))
     col.take_request(10.0)
     _part(col, 0, 150, 10.1)
     # closed at once, but it ended at 4.5 s: the first part (asked at 3.0) misses its end
-    col.note({"type": "alert", "level": "info", "kind": "cluster_closed", "t": 5.0,
-              "cluster_id": 4, "details": {"end": 4.5}})
+    col.note(Alert(5.0, "info", "cluster_closed", "", cluster_id=4, details={"end": 4.5}))
     assert col.take_request(10.2) is not None
     (out,) = _part(col, 100, 150, 10.3)
     assert out["parts"] == 2 and out["complete"] is True and out["t_end"] == 5.0
@@ -282,15 +307,15 @@ def test_collector_asks_once_more_when_the_cluster_outlasts_the_parts() -> None:
 
 def test_another_clusters_alarm_ends_the_following_and_the_link_drop_keeps_what_came() -> None:
     col = SnippetCollector(lambda ms: ms / 1000.0, follow_s=2.0)
-    col.note({"type": "alert", "level": "alarm", "t": 3.0, "id": 1, "cluster_id": 4})
+    col.note(Alert(3.0, "alarm", "spasm_cluster", "", cluster_id=4, id=1))
     col.take_request(10.0)
     _part(col, 0, 150, 10.1)
-    col.note({"type": "alert", "level": "alarm", "t": 30.0, "id": 2, "cluster_id": 5})
-    (first,) = col.tick(10.2)
+    col.note(Alert(30.0, "alarm", "spasm_cluster", "", cluster_id=5, id=2))
+    (first,) = js(col.tick(10.2))
     assert first["alert_id"] == 1 and first["parts"] == 1
     assert col.take_request(10.3) is not None  # the new alarm's first part
-    col.on_packet((wire.KIND_REPLY, 0, control.GET_SNIPPET, 0, 10), 0, 10.4)
-    col.on_packet(_sample(1400, wire.SNIP_FIRST), 0, 10.4)
-    (second,) = col.link_lost(10.5)
+    js(col.on_packet((wire.KIND_REPLY, 0, control.GET_SNIPPET, 0, 10), 0, 10.4))
+    js(col.on_packet(_sample(1400, wire.SNIP_FIRST), 0, 10.4))
+    (second,) = js(col.link_lost(10.5))
     assert second["alert_id"] == 2 and second["complete"] is False
     assert col.capture is None and col.active is None

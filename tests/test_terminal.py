@@ -5,6 +5,14 @@ from __future__ import annotations
 import io
 
 from spasmwatch.host.cli.terminal import ParentTerminal, battery_pct
+from spasmwatch.host.monitor.outputs import (
+    Alert,
+    EventOutput,
+    LinkNote,
+    StatusOutput,
+    SummaryOutput,
+)
+from spasmwatch.host.monitor.records import Event, Status, Summary
 
 T = 1_764_640_000.0  # an epoch time: shown on the local wall clock
 
@@ -17,9 +25,21 @@ class Clock:
         return self.t
 
 
-def event(t: float) -> dict:
-    return {"type": "event", "t": t, "end": t + 1.0, "cls": "spasm_like", "duration_s": 1.0,
-            "peak_mg": 900, "tilt_mg": 120, "state": "settling"}
+def event(t: float) -> EventOutput:
+    return EventOutput(Event(seq=0, t=t, cls="spasm_like", state="settling", peaks=1,
+                             duration_s=1.0, peak_mg=900, energy_mgs=100, tilt_mg=120,
+                             excursion_mg=100, still_s=5), "sensor", 1)
+
+
+def status(t: float, battery_mv: int) -> StatusOutput:
+    return StatusOutput(Status(seq=1, t=t, battery_mv=battery_mv, flags=("sensor_ok",),
+                               flags_raw=1, buffer_pct=10, heap_kb=80, rate_hz=50,
+                               range_g=4), "sensor")
+
+
+def summary(t: float) -> SummaryOutput:
+    return SummaryOutput(Summary(seq=2, t=t, period_s=300, active_s=0, events=0,
+                                 spasm_like=0, peak_mg=0, mean_mg=3, state="asleep"), "sensor")
 
 
 def test_movements_only_with_verbose_and_no_measurements_by_default() -> None:
@@ -27,8 +47,7 @@ def test_movements_only_with_verbose_and_no_measurements_by_default() -> None:
     term = ParentTerminal(out, now=Clock())
     term(event(T))
     assert out.getvalue() == ""
-    term({"type": "alert", "t": T + 2, "level": "alarm", "kind": "spasm_cluster",
-          "message": "3 spasm-like movements in 10 s"})
+    term(Alert(T + 2, "alarm", "spasm_cluster", "3 spasm-like movements in 10 s"))
     line = out.getvalue().strip()
     assert "ALARM" in line and "mg" not in line and line[:2].isdigit() and line[2] == ":"
     verbose = io.StringIO()
@@ -40,17 +59,16 @@ def test_status_line_every_few_minutes_with_battery_and_last_movement() -> None:
     out = io.StringIO()
     clock = Clock()
     term = ParentTerminal(out, now=clock, status_every_s=300)
-    term({"type": "status", "t": T, "battery_mv": 3900})
+    term(status(T, 3900))
     term(event(T + 10))
     assert "monitoring" not in out.getvalue()
     clock.t = T + 301
-    term({"type": "summary", "t": T + 300})
-    status = out.getvalue().strip().splitlines()[-1]
-    assert "monitoring · sensor ok · battery 64 % · last movement" in status
-    term({"type": "alert", "t": T + 302, "level": "fault", "kind": "heartbeat_timeout",
-          "message": "No data from the sensor for 31 s"})
+    term(summary(T + 300))
+    line = out.getvalue().strip().splitlines()[-1]
+    assert "monitoring · sensor ok · battery 64 % · last movement" in line
+    term(Alert(T + 302, "fault", "heartbeat_timeout", "No data from the sensor for 31 s"))
     clock.t = T + 700
-    term({"type": "link", "t": T + 700, "state": "retry", "message": "cannot connect"})
+    term(LinkNote(T + 700, "retry", "cannot connect"))
     assert "NO DATA from the sensor" in out.getvalue().strip().splitlines()[-1]
 
 

@@ -18,6 +18,7 @@ import pytest
 from records_data import replay_into
 from tooling import require_tool
 
+from spasmwatch.host.monitor.outputs import Alert
 from spasmwatch.host.monitor.store import Store
 from spasmwatch.host.records.nights import find_nights
 from spasmwatch.host.records.report import write_report
@@ -58,7 +59,7 @@ def first_alarm_offset() -> float:
     """Trace time of the first alarm of the scenario used below (a dry replay)."""
     with Store(":memory:") as s:
         outs = replay_into(s, "spasm-cluster", 1, 0.0)
-    return next(o["t"] for o in outs if o["type"] == "alert" and o["level"] == "alarm")
+    return next(o.t for o in outs if isinstance(o, Alert) and o.level == "alarm")
 
 
 def test_alarm_clip_starts_before_the_alarm_and_is_linked(ffmpeg: str, tmp_path: Path) -> None:
@@ -72,14 +73,14 @@ def test_alarm_clip_starts_before_the_alarm_and_is_linked(ffmpeg: str, tmp_path:
         wait_for_video(rec, 2.5)
         # the engine's clock is anchored so that this night's first alarm happens now
         outs = replay_into(store, "spasm-cluster", 1, time.time() - offset)
-        alarms = [o for o in outs if o["type"] == "alert" and o["level"] == "alarm"]
+        alarms = [o for o in outs if isinstance(o, Alert) and o.level == "alarm"]
         assert alarms
         assert clipper.handle(outs) == 1  # later alarms of the same cluster share it
         clipper.wait(60)
         assert not errors, errors
         (clip,) = clipper.collect(store)
         nights = find_nights(store, tz=dt.UTC)
-    t_alarm = alarms[0]["t"]
+    t_alarm = alarms[0].t
     assert clip.alert_t == pytest.approx(t_alarm)
     assert clip.start <= t_alarm - 2.0 + 0.05  # pre-roll: starts before the alarm
     assert clip.end >= t_alarm + 1.0 - 0.05

@@ -14,7 +14,7 @@ from collections import Counter
 import numpy as np
 
 from spasmwatch.host.evaluate import trace_packets
-from spasmwatch.host.monitor.alerts import AlertConfig
+from spasmwatch.host.monitor.alerts import Alert, AlertConfig
 from spasmwatch.host.monitor.engine import Engine
 from spasmwatch.simulator import real_data as rd
 from spasmwatch.simulator.traceio import Trace
@@ -53,8 +53,8 @@ def main() -> None:
                 eng = Engine(AlertConfig(evidence=mode), t0=0.0)
                 outs = [o for p in packets for o in eng.feed_packet(p)] + eng.finish()
                 for o in outs:
-                    if o["type"] == "alert" and o["level"] in ("alarm", "warning"):
-                        c[f"{mode} {o['level']}"] += 1
+                    if isinstance(o, Alert) and o.level in ("alarm", "warning"):
+                        c[f"{mode} {o.level}"] += 1
         print(f"{name}: {n} recordings, {hours:.2f} h: "
               + ", ".join(f"{m} {c[m + ' alarm']} alarms / {c[m + ' warning']} warnings"
                           for m in MODES), flush=True)

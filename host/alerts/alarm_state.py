@@ -34,6 +34,15 @@ from typing import Any
 
 from spasmwatch.host.monitor.alerts import Alert, fmt_span, fmt_time
 from spasmwatch.host.monitor.faults import ActiveFault, FaultTracker
+from spasmwatch.host.monitor.outputs import (
+    DATA_OUTPUTS,
+    EventOutput,
+    Output,
+    Snippet,
+    StatusOutput,
+    SummaryOutput,
+)
+from spasmwatch.host.monitor.records import Event, Status, Summary
 from spasmwatch.host.monitor.schema import ensure as ensure_schema
 from spasmwatch.host.settings import AlarmSettings, MonitorSettings
 
@@ -144,7 +153,7 @@ class TransitionLog:
 
 @dataclass
 class _Latched:
-    alert: dict[str, Any]
+    alert: Alert
     since: float
     last_notice: float
     why: dict[str, Any]
@@ -164,7 +173,7 @@ class _Shown:
 
 
 class AlarmStateMachine:
-    """Consumes the Engine's output dicts and time; yields notices; logs transitions.
+    """Consumes the monitor's output records and time; yields notices; logs transitions.
 
     Fault state is ``fault_owner``'s (``host/monitor/faults.py``; in a monitor the
     engine's tracker, shared): this machine reports its own conditions to it
@@ -185,7 +194,7 @@ class AlarmStateMachine:
         self.alarm: _Latched | None = None
         self.fault_owner = faults if faults is not None else FaultTracker()
         self._shown: dict[str, _Shown] = {}  # faults told to the parent, by kind
-        self.warning: dict[str, Any] | None = None
+        self.warning: Alert | None = None
         self.warning_since = 0.0
         self.warning_until = 0.0
         self.muted_until: float | None = None
@@ -236,8 +245,8 @@ class AlarmStateMachine:
             "since": self._state_since,
             "alarm_active": st == ALARM,
             "alarm": None if self.alarm is None else {
-                "kind": self.alarm.alert.get("kind"), "message": self.alarm.alert["message"],
-                "t": self.alarm.alert.get("t"), "since": self.alarm.since,
+                "kind": self.alarm.alert.kind, "message": self.alarm.alert.message,
+                "t": self.alarm.alert.t, "since": self.alarm.since,
                 "acknowledged": self.alarm.acked, "repeats": self.alarm.repeats,
                 "group": self.alarm.group, "why": self.alarm.why,
             },
@@ -247,7 +256,7 @@ class AlarmStateMachine:
                 for s in self._shown.values()
             ],
             "warning": None if self.warning is None or self.now >= self.warning_until
-            else {"kind": self.warning.get("kind"), "message": self.warning["message"]},
+            else {"kind": self.warning.kind, "message": self.warning.message},
             "muted": self.muted,
             "muted_until": self.muted_until if self.muted else None,
             "sensor_link": self.had_data and "heartbeat_timeout" not in self._shown,
@@ -266,37 +275,43 @@ class AlarmStateMachine:
 
     # -- inputs --------------------------------------------------------------------------
 
-    def on_output(self, out: dict[str, Any], now: float) -> list[Notice]:
-        """Feed one Engine output dict (event, summary, status, cluster or alert)."""
+    def on_output(self, out: Output, now: float) -> list[Notice]:
+        """Feed one output record of the monitor (event, summary, status, alert, snippet;
+        the others are not its business)."""
         self.now = max(self.now, now)
         notices: list[Notice] = []
-        kind = out.get("type")
-        if kind in ("event", "summary", "status"):
+        if isinstance(out, DATA_OUTPUTS):
+            t = out.t
             self.last_data = self.now
             self.had_data = True
-            self.latest_t = max(self.latest_t or out["t"], out["t"])
-        if kind == "event":
-            self._on_event(out, notices)
-        elif kind == "summary":
-            self._on_summary(out, notices)
-        elif kind == "status":
-            self._on_status(out, notices)
-        elif kind == "alert":
-            self._on_alert(out, notices)
-        elif kind == "snippet" and self.alarm is not None:
-            # Raw samples the sensor sent on request (GET_SNIPPET): attached to the latched
-            # alarm's "why", so the page, Home Assistant and any repeat carry them.
-            self.alarm.why["snippet"] = {k: v for k, v in out.items() if k != "type"}
+            self.latest_t = max(self.latest_t or t, t)
+        match out:
+            case EventOutput(event=ev):
+                self._on_event(ev, notices)
+            case SummaryOutput(summary=s):
+                self._on_summary(s, notices)
+            case StatusOutput(status=s):
+                self._on_status(s, notices)
+            case Alert():
+                self._on_alert(out, notices)
+            case Snippet() if self.alarm is not None:
+                # Raw samples the sensor sent on request (GET_SNIPPET): attached to the
+                # latched alarm's "why", so the page, Home Assistant and repeats carry them.
+                snip = out.to_json()
+                del snip["type"]
+                self.alarm.why["snippet"] = snip
         self._transition("data", "engine")
         return notices
 
-    def _on_event(self, ev: dict[str, Any], notices: list[Notice]) -> None:
-        self._events[ev["seq"]] = {k: ev[k] for k in (
-            "seq", "t", "cls", "state", "duration_s", "peak_mg", "tilt_mg", "energy_mgs",
-            "excursion_mg", "peaks")}
+    def _on_event(self, ev: Event, notices: list[Notice]) -> None:
+        # What an alarm's "why" lists of each movement (JSON: the page, MQTT, the body).
+        self._events[ev.seq] = {
+            "seq": ev.seq, "t": ev.t, "cls": ev.cls, "state": ev.state,
+            "duration_s": ev.duration_s, "peak_mg": ev.peak_mg, "tilt_mg": ev.tilt_mg,
+            "energy_mgs": ev.energy_mgs, "excursion_mg": ev.excursion_mg, "peaks": ev.peaks}
         if len(self._events) > _RECENT_EVENTS:
             self._events.popitem(last=False)
-        self._event_times.append(ev["t"])
+        self._event_times.append(ev.t)
         self._moving(notices)
 
     def _moving(self, notices: list[Notice]) -> None:
@@ -304,44 +319,45 @@ class AlarmStateMachine:
         notices += self.set_condition(
             "placement_check", False, self.now, "Body movement is being seen again.")
 
-    def _on_summary(self, s: dict[str, Any], notices: list[Notice]) -> None:
+    def _on_summary(self, s: Summary, notices: list[Notice]) -> None:
         m = self.monitor
         self._check_clock(s, notices, is_status=False)
-        if s["active_s"] > 0 or s["mean_mg"] > m.placement_max_mean_mg:
+        if s.active_s > 0 or s.mean_mg > m.placement_max_mean_mg:
             self._moving(notices)
             return
         if self._still_since is None:
-            self._still_since = s["t"] - s["period_s"]
-        still = s["t"] - self._still_since
+            self._still_since = s.t - s.period_s
+        still = s.t - self._still_since
         if m.placement_check_min > 0 and still >= m.placement_check_min * 60:
             notices += self.set_condition(
                 "placement_check", True, self.now,
                 PLACEMENT_MESSAGE.format(span=fmt_span(still)),
-                {"still_s": still, "mean_mg": s["mean_mg"]})
+                {"still_s": still, "mean_mg": s.mean_mg})
 
-    def _on_status(self, s: dict[str, Any], notices: list[Notice]) -> None:
+    def _on_status(self, s: Status, notices: list[Notice]) -> None:
         m = self.monitor
-        self.battery_mv = s["battery_mv"]
+        self.battery_mv = s.battery_mv
         self._check_clock(s, notices, is_status=True)
         if m.expected_rate_hz > 0:
-            off = abs(s["rate_hz"] - m.expected_rate_hz) > (
+            off = abs(s.rate_hz - m.expected_rate_hz) > (
                 m.expected_rate_hz * m.rate_tolerance_pct / 100.0)
             notices += self.set_condition(
                 "wrong_rate", off, self.now,
-                f"The sensor reports {s['rate_hz']} samples/s instead of "
+                f"The sensor reports {s.rate_hz} samples/s instead of "
                 f"{m.expected_rate_hz}: its data may not be analysed correctly."
-                if off else f"The sensor runs at {s['rate_hz']} samples/s again.",
-                {"rate_hz": s["rate_hz"], "expected_hz": m.expected_rate_hz})
+                if off else f"The sensor runs at {s.rate_hz} samples/s again.",
+                {"rate_hz": s.rate_hz, "expected_hz": m.expected_rate_hz})
 
-    def _check_clock(self, rec: dict[str, Any], notices: list[Notice], is_status: bool) -> None:
+    def _check_clock(self, rec: Summary | Status, notices: list[Notice],
+                     is_status: bool) -> None:
         tol = self.monitor.clock_tolerance_s
-        rx = rec.get("received_at")
-        ahead = rx is not None and rec["t"] - rx > tol
+        rx = rec.received_at
+        ahead = rx is not None and rec.t - rx > tol
         back = False
         if is_status:
             prev = self._last_status_t
-            back = prev is not None and rec["t"] < prev - tol
-            self._last_status_t = rec["t"]
+            back = prev is not None and rec.t < prev - tol
+            self._last_status_t = rec.t
         bad = ahead or back
         if not bad and "clock_anomaly" in self.fault_owner:
             # Clears only once the clock has agreed for a while: a clock that flips
@@ -352,17 +368,17 @@ class AlarmStateMachine:
                 return
         self._clock_ok_since = None if bad else self._clock_ok_since
         if bad:
-            msg = (f"The sensor's clock is {rec['t'] - rx:.0f} s ahead of this computer's"
+            msg = (f"The sensor's clock is {rec.t - rx:.0f} s ahead of this computer's"
                    if ahead and rx is not None else
                    "The sensor's clock jumped backwards without a restart")
             msg += ": event times may be wrong."
         else:
             msg = "The sensor's clock agrees with this computer again."
         notices += self.set_condition("clock_anomaly", bad, self.now, msg,
-                                      {"t": rec["t"], "received_at": rx})
+                                      {"t": rec.t, "received_at": rx})
 
-    def _on_alert(self, a: dict[str, Any], notices: list[Notice]) -> None:
-        level = a["level"]
+    def _on_alert(self, a: Alert, notices: list[Notice]) -> None:
+        level = a.level
         if level == ALARM:
             why = self._why(a)
             if self.alarm is not None and not self.alarm.acked:
@@ -371,28 +387,26 @@ class AlarmStateMachine:
             else:
                 self.alarm = _Latched(a, self.now, self.now, why)
             self._unmute("a new alarm")
-            notices.append(self._notice(ALARM, a["kind"], a["message"], why, audible=True))
+            notices.append(self._notice(ALARM, a.kind, a.message, why, audible=True))
         elif level == WARNING:
             self.warning = a
             self.warning_since = self.now
             self.warning_until = self.now + self.cfg.warning_hold_s
-            notices.append(self._notice(WARNING, a["kind"], a["message"], self._why(a),
+            notices.append(self._notice(WARNING, a.kind, a.message, self._why(a),
                                         audible=not self.muted))
-        elif level == FAULT or a["kind"] == "fault_cleared":
+        elif level == FAULT or a.kind == "fault_cleared":
             # An edge the engine decided (already stored): shown, never decided again.
-            edge = Alert(a["t"], level, a["kind"], a["message"],
-                         details=dict(a.get("details") or {}))
-            self.fault_owner.adopt(edge)  # a no-op on the tracker the engine shares
-            notices += self._fault_edge(edge, source="engine")
-        elif a["kind"] == "device_restart":
+            self.fault_owner.adopt(a)  # a no-op on the tracker the engine shares
+            notices += self._fault_edge(a, source="engine")
+        elif a.kind == "device_restart":
             self._last_status_t = None  # its clock started over: not a clock anomaly
 
-    def _why(self, a: dict[str, Any]) -> dict[str, Any]:
-        events = [self._events[s] for s in a.get("event_seqs") or () if s in self._events]
-        why: dict[str, Any] = {"alert_t": a.get("t"), "cluster_id": a.get("cluster_id"),
-                               "event_seqs": list(a.get("event_seqs") or ()),
-                               "events": events, "details": a.get("details") or {}}
-        snippet = (a.get("details") or {}).get("snippet")
+    def _why(self, a: Alert) -> dict[str, Any]:
+        events = [self._events[s] for s in a.event_seqs if s in self._events]
+        why: dict[str, Any] = {"alert_t": a.t, "cluster_id": a.cluster_id,
+                               "event_seqs": list(a.event_seqs),
+                               "events": events, "details": dict(a.details)}
+        snippet = a.details.get("snippet")
         if snippet is not None:
             why["snippet"] = snippet
         return why
@@ -453,7 +467,7 @@ class AlarmStateMachine:
                 al.group = max(al.group, group)
                 al.last_notice = self.now
                 notices.append(self._notice(
-                    ALARM, al.alert["kind"], al.alert["message"], al.why, audible=True,
+                    ALARM, al.alert.kind, al.alert.message, al.why, audible=True,
                     repeat=al.repeats, group=al.group))
         if cfg.fault_repeat_s > 0:
             for f in self._shown.values():
@@ -514,8 +528,7 @@ class AlarmStateMachine:
             return
         details: dict[str, Any] = {}
         if new == ALARM and self.alarm is not None:
-            details = {"kind": self.alarm.alert.get("kind"),
-                       "message": self.alarm.alert["message"]}
+            details = {"kind": self.alarm.alert.kind, "message": self.alarm.alert.message}
         elif new == FAULT:
             details = {"faults": sorted(self._shown)}
         self.log.add(self.now, self._state, new, reason, source, details)

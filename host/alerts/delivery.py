@@ -4,7 +4,7 @@ How the daemon uses it (all on one asyncio loop)::
 
     hub = AlertHub(load_settings(path), store)
     await hub.start()                   # channels (MQTT connection), web UI, delivery worker
-    for out in engine.feed_packet(p):   # every Engine output dict, in order
+    for out in engine.feed_packet(p):   # every output record, in order
         hub.handle(out)
     hub.tick()                          # about once a second (heartbeat, repeats, escalation)
     ...
@@ -32,7 +32,9 @@ from typing import Any
 
 from spasmwatch.host.alerts.alarm_state import AlarmStateMachine, Notice, TransitionLog
 from spasmwatch.host.alerts.channels.base import Channel, DeliveryError, DeliveryResult
+from spasmwatch.host.monitor.alerts import Alert
 from spasmwatch.host.monitor.faults import FaultTracker
+from spasmwatch.host.monitor.outputs import ChannelCheck, Delivery, Output
 from spasmwatch.host.monitor.schema import ensure as ensure_schema
 from spasmwatch.host.monitor.store import Store
 from spasmwatch.host.settings import Settings
@@ -132,7 +134,7 @@ class AlertHub:
         channels: dict[str, Channel] | None = None,
         clock: Callable[[], float] = time.time,
         web: bool | None = None,
-        on_output: Callable[[dict[str, Any]], None] | None = None,
+        on_output: Callable[[Output], None] | None = None,
         device: str = "sensor",
         faults: FaultTracker | None = None,
     ) -> None:
@@ -165,8 +167,8 @@ class AlertHub:
 
     # -- synchronous inputs (call from the loop's thread) -----------------------------------
 
-    def handle(self, out: dict[str, Any], now: float | None = None) -> list[Notice]:
-        """Feed one Engine output dict; returns (and queues) the notices it causes."""
+    def handle(self, out: Output, now: float | None = None) -> list[Notice]:
+        """Feed one output record; returns (and queues) the notices it causes."""
         return self._queue(self.sm.on_output(out, self._now(now)))
 
     def tick(self, now: float | None = None) -> list[Notice]:
@@ -244,31 +246,28 @@ class AlertHub:
             self._wake.set()
         return notices
 
-    def _say(self, o: dict[str, Any]) -> None:
+    def _say(self, o: Output) -> None:
         if self.on_output is not None:
             try:
                 self.on_output(o)
             except Exception:  # the terminal going away must not stop the alarms
-                log.exception("showing %s failed", o.get("type"))
+                log.exception("showing %s failed", type(o).__name__)
 
     def _record_host_fault(self, n: Notice) -> None:
         """A fault found here (not by the engine): shown and kept in the night's record."""
-        from spasmwatch.host.monitor.alerts import Alert
-
         kind = n.kind
         details = dict(n.why.get("details") or {})
         if n.kind == "fault_cleared":
             details.setdefault("fault", n.why.get("fault"))
-        alert = Alert(n.t, n.level, kind, n.message, details=details)
-        d = alert.to_dict()
-        d["source"] = "host"  # found by the alerting, not by the sensor's data
+        # source "host": found by the alerting, not by the sensor's data
+        alert = Alert(n.t, n.level, kind, n.message, details=details, source="host")
         if self.store is not None:
             try:
-                d["id"] = self.store.add_alert(alert, self.device)
+                alert.id = self.store.add_alert(alert, self.device)
                 self.store.commit()
             except Exception as exc:  # a full disk: the engine raises the storage fault
                 log.error("recording the %s fault failed: %s", kind, exc)
-        self._say(d)
+        self._say(alert)
 
     # -- the start-up self-check -------------------------------------------------------
 
@@ -287,8 +286,7 @@ class AlertHub:
             except Exception as exc:  # a broken check is a failed channel, not a crash
                 ok, line = False, f"check failed: {type(exc).__name__}: {exc}"
             results[name] = (ok, line)
-            self._say({"type": "check", "t": self.clock(), "channel": name, "ok": ok,
-                       "message": line})
+            self._say(ChannelCheck(self.clock(), name, ok, line))
         self.checks = results
         waking = [n for n in WAKING_CHANNELS if results.get(n, (False, ""))[0]]
         now = self.clock()
@@ -329,13 +327,13 @@ class AlertHub:
             try:
                 await web.start()
                 self.web = web
-                self._say({"type": "check", "t": self.clock(), "channel": "web page",
-                           "ok": True, "message": f"status page at {web.url}"})
+                self._say(ChannelCheck(self.clock(), "web page", True,
+                                       f"status page at {web.url}"))
             except OSError as exc:  # a busy port: the alarms matter more than the page
-                self._say({"type": "check", "t": self.clock(), "channel": "web page",
-                           "ok": False, "message": f"could not start on "
-                           f"{self.settings.webui.host}:{self.settings.webui.port}: "
-                           f"{exc.strerror or exc}"})
+                self._say(ChannelCheck(
+                    self.clock(), "web page", False, f"could not start on "
+                    f"{self.settings.webui.host}:{self.settings.webui.port}: "
+                    f"{exc.strerror or exc}"))
         self._wake.set()
         if check:  # in the background: monitoring starts at once
             self._checking = asyncio.get_running_loop().create_task(self.self_check())
@@ -422,9 +420,8 @@ class AlertHub:
             except Exception as exc:  # a full disk must not stop the delivery itself
                 log.error("recording the delivery failed: %s", exc)
             if not notice.test and (notice.level in ("alarm", "fault") or r.ok is False):
-                self._say({"type": "delivery", "t": now, "channel": r.channel, "ok": r.ok,
-                           "level": notice.level, "kind": notice.kind,
-                           "repeat": notice.repeat, "detail": r.detail})
+                self._say(Delivery(now, r.channel, r.ok, notice.level, notice.kind,
+                                   notice.repeat, r.detail))
             if notice.test or not self.channels[r.channel].confirms:
                 continue
             key = f"delivery_failed_{r.channel}"

@@ -12,6 +12,15 @@ from spasmwatch.host.cli.output import DISCLAIMER, format_output, load_trace
 from spasmwatch.host.errors import UserError
 from spasmwatch.host.monitor.alerts import AlertConfig
 from spasmwatch.host.monitor.engine import Engine
+from spasmwatch.host.monitor.outputs import (
+    Alert,
+    ChannelCheck,
+    Delivery,
+    EventOutput,
+    LinkNote,
+    Output,
+    StatusOutput,
+)
 
 DEMO_SEED = 2
 
@@ -102,15 +111,15 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _count(o: dict[str, Any], counts: Counter[str]) -> bool:
+def _count(o: Output, counts: Counter[str]) -> bool:
     """Count an output for the demo's summary; True for an alarm."""
-    if o["type"] == "event":
-        counts[o["cls"]] += 1
-    if o["type"] == "alert" and o.get("source") == "host":
-        counts["_host_" + o["level"]] += 1  # about delivery, shown apart
-    elif o["type"] == "alert":
-        counts[o["level"]] += 1
-        return bool(o["level"] == "alarm")
+    if isinstance(o, EventOutput):
+        counts[o.event.cls] += 1
+    if isinstance(o, Alert) and o.source == "host":
+        counts["_host_" + o.level] += 1  # about delivery, shown apart
+    elif isinstance(o, Alert):
+        counts[o.level] += 1
+        return o.level == "alarm"
     return False
 
 
@@ -132,11 +141,14 @@ def _demo_in_process(args: argparse.Namespace, out: TextIO, trace: Any,
     return alarms
 
 
-def _show(o: dict[str, Any], out: TextIO, counts: Counter[str], alarms: list[float]) -> None:
-    """Count an output for the summary, note an alarm's time, print its line."""
+def _show(o: Output, out: TextIO, counts: Counter[str], alarms: list[float],
+          shift: float = 0.0) -> None:
+    """Count an output for the summary, note an alarm's time, print its line (times
+    ``shift`` seconds later)."""
     if _count(o, counts):
-        alarms.append(o["t"])
-    line = format_output(o)
+        assert isinstance(o, Alert)
+        alarms.append(o.t + shift)
+    line = format_output(o, shift)
     if line:
         out.write(line + "\n")
     out.flush()
@@ -167,51 +179,46 @@ def _demo_on_board(args: argparse.Namespace, out: TextIO, trace: Any, labels: An
     settings = load_for_cli(getattr(args, "config", None))
     engine_ref: list[Any] = []
 
-    def emit(o: dict[str, Any]) -> None:
-        kind = o["type"]
-        if kind == "link":
-            if o["state"] == "connected":
+    def emit(o: Output) -> None:
+        if isinstance(o, LinkNote):
+            if o.state == "connected":
                 where = ("in this process" if in_process_board
                          else board.port if link == "serial" else board.ble_backend)
-                out.write(f"board: connected over {o.get('link', 'serial')} ({where})\n")
-            elif o["state"] not in ("ended",):
-                out.write(f"board: {o['message']}\n")
+                out.write(f"board: connected over {o.link or 'serial'} ({where})\n")
+            elif o.state not in ("ended",):
+                out.write(f"board: {o.message}\n")
             out.flush()
             return
-        if kind == "check":
-            mark = "ok" if o["ok"] else "NOT OK"
-            out.write(f"alerts: {o['channel']}: {mark}: {o['message']}\n")
+        if isinstance(o, ChannelCheck):
+            mark = "ok" if o.ok else "NOT OK"
+            out.write(f"alerts: {o.channel}: {mark}: {o.message}\n")
             out.flush()
             return
-        if kind == "delivery":
-            if o["ok"] is False:
-                out.write(f"alerts: {o['level']} NOT delivered via {o['channel']}: "
-                          f"{o['detail']}\n")
-            elif o["level"] == "alarm":
-                out.write(f"alerts: alarm sent via {o['channel']}: {o['detail']}\n")
+        if isinstance(o, Delivery):
+            if o.ok is False:
+                out.write(f"alerts: {o.level} NOT delivered via {o.channel}: {o.detail}\n")
+            elif o.level == "alarm":
+                out.write(f"alerts: alarm sent via {o.channel}: {o.detail}\n")
             out.flush()
             return
-        if kind == "alert" and o.get("source") == "host":  # about delivery: wall clock
+        if isinstance(o, Alert) and o.source == "host":  # about delivery: wall clock
             _count(o, counts)
-            word = "ok again" if o["kind"] == "fault_cleared" else o["level"].upper()
-            out.write(f"alerts: {word}: {o['message']}\n")
+            word = "ok again" if o.kind == "fault_cleared" else o.level.upper()
+            out.write(f"alerts: {word}: {o.message}\n")
             out.flush()
             return
-        if kind == "status" and counts["_status"] == 0:
+        if isinstance(o, StatusOutput) and counts["_status"] == 0:
             counts["_status"] += 1
+            st = o.status
             out.write(
                 f"board: firmware running{'' if in_process_board else ' under MicroPython'}"
-                f": free heap {o['heap_kb']} "
-                f"kB, battery {o['battery_mv']} mV, {o['rate_hz']} Hz, "
-                f"±{o['range_g']} g\n"
+                f": free heap {st.heap_kb} "
+                f"kB, battery {st.battery_mv} mV, {st.rate_hz} Hz, "
+                f"±{st.range_g} g\n"
             )
         # wall-clock record times -> the trace's clock, for the same lines as replay
         shift = t_trace - engine_ref[0].t0 if engine_ref else 0.0
-        shown = {**o}
-        for k in ("t", "start", "end"):
-            if isinstance(o.get(k), (int, float)):
-                shown[k] = float(o[k]) + shift
-        _show(shown, out, counts, alarms)
+        _show(o, out, counts, alarms, shift)
 
     # A simulated board pairs itself: the daemon verifies its packets with that key.
     session = board.session() if hasattr(board, "session") else None

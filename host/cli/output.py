@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from spasmwatch.host.errors import UserError
 from spasmwatch.host.monitor.alerts import AlertConfig
+from spasmwatch.host.monitor.outputs import Alert, Cluster, EventOutput, Gap, Output
 
 if TYPE_CHECKING:  # numpy is imported only by the commands that read traces
     from spasmwatch.simulator.traceio import Trace
@@ -25,25 +26,26 @@ def clock(t: float) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}.{int((t % 1) * 10)}"
 
 
-def format_output(out: dict[str, Any]) -> str | None:
-    """One human-readable line for an engine output (None: not worth a line)."""
-    kind = out["type"]
-    if kind == "event":
-        return (
-            f"{clock(out['t'])}  event   {out['cls']:<10} {out['duration_s']:4.2f} s  "
-            f"peak {out['peak_mg']:>5} mg  tilt {out['tilt_mg']:>4} mg  "
-            f"({out['state']})"
-        )
-    if kind == "alert":
-        level = out["level"].upper()
-        return f"{clock(out['t'])}  {level:<7} {out['message']}"
-    if kind == "cluster":
-        return (
-            f"{clock(out['end'])}  cluster {out['n_events']} events "
-            f"({out.get('n_spasm_like', 0)} spasm-like) from {clock(out['start'])}"
-        )
-    if kind == "gap":
-        return f"{clock(out['t'])}  GAP     {out['message']}"
+def format_output(out: Output, shift: float = 0.0) -> str | None:
+    """One human-readable line for an engine output (None: not worth a line); times are
+    shown ``shift`` seconds later (the demo shows a board's times on the trace's clock)."""
+    match out:
+        case EventOutput(event=ev):
+            return (
+                f"{clock(ev.t + shift)}  event   {ev.cls:<10} {ev.duration_s:4.2f} s  "
+                f"peak {ev.peak_mg:>5} mg  tilt {ev.tilt_mg:>4} mg  "
+                f"({ev.state})"
+            )
+        case Alert():
+            level = out.level.upper()
+            return f"{clock(out.t + shift)}  {level:<7} {out.message}"
+        case Cluster():
+            return (
+                f"{clock(out.end + shift)}  cluster {out.n_events} events "
+                f"({out.n_spasm_like} spasm-like) from {clock(out.start + shift)}"
+            )
+        case Gap():
+            return f"{clock(out.t + shift)}  GAP     {out.message}"
     return None
 
 

@@ -15,6 +15,7 @@ from spasmwatch.host.cli import argtypes
 from spasmwatch.host.cli.output import alert_config, format_output, stats_line
 from spasmwatch.host.errors import UserError
 from spasmwatch.host.monitor.engine import Engine
+from spasmwatch.host.monitor.outputs import EventOutput
 
 
 def cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
@@ -32,10 +33,10 @@ def cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
         engine = Engine(alert_config(args), t0=stream.t_first)
         for _, o in replay_file(stream, engine):
             if args.json:
-                out.write(json.dumps(o) + "\n")
+                out.write(json.dumps(o.to_json()) + "\n")
             else:
                 line = format_output(o)
-                if line and (o["type"] != "event" or not args.quiet):
+                if line and (not isinstance(o, EventOutput) or not args.quiet):
                     out.write(line + "\n")
     if not args.json:
         out.write(stats_line(engine.stats) + "\n")

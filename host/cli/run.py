@@ -23,6 +23,7 @@ from spasmwatch.host.cli import argtypes
 from spasmwatch.host.cli.terminal import ParentTerminal
 from spasmwatch.host.compose import SensorSource, build_monitor, load_for_cli
 from spasmwatch.host.errors import UserError
+from spasmwatch.host.monitor.outputs import LinkNote, Output
 from spasmwatch.host.settings import set_field
 
 __all__ = ["default_db_path", "register", "cmd_run"]
@@ -117,9 +118,9 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     source, sim_note = _source(args)
     terminal = ParentTerminal(out, verbose=args.verbose, quiet=args.quiet)
 
-    def emit(o: dict[str, Any]) -> None:
+    def emit(o: Output) -> None:
         if args.json:
-            out.write(json.dumps(o, default=str) + "\n")
+            out.write(json.dumps(o.to_json(), default=str) + "\n")
             out.flush()
         else:
             terminal(o)
@@ -130,7 +131,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         check_clock=not (source.simulated and args.speed != 1.0))
 
     def say(message: str, state: str = "start") -> None:
-        emit({"type": "link", "t": time.time(), "state": state, "message": message})
+        emit(LinkNote(time.time(), state, message))
 
     say(f"settings: {settings.source}")
     if sim_note:

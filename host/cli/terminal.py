@@ -3,7 +3,7 @@
 One line per alarm, warning, fault, cluster and link change; a short status line every
 few minutes ("monitoring · sensor ok · battery 80 % · last movement 02:13"); the
 measurements (mg, tilt) of every movement only with ``--verbose``. ``--json`` bypasses
-this module and prints every output as it is.
+this module and prints every output's JSON as it is.
 """
 
 from __future__ import annotations
@@ -11,9 +11,22 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TextIO
 
-Output = dict[str, Any]
+from spasmwatch.host.monitor.outputs import (
+    Alert,
+    ChannelCheck,
+    ClipSaved,
+    Cluster,
+    Delivery,
+    EventOutput,
+    Gap,
+    LinkNote,
+    Output,
+    Snippet,
+    StatusOutput,
+    SummaryOutput,
+)
 
 STATUS_EVERY_S = 300.0  # the status line, at most this often
 
@@ -68,69 +81,70 @@ class ParentTerminal:
         self.out.flush()
 
     def line(self, o: Output) -> str | None:
-        kind = o.get("type")
-        t = o.get("t")
-        if kind == "event":
-            self.last_movement = float(o.get("end") or o["t"])
-            self.sensor_ok = True
-            if not self.verbose:
+        match o:
+            case EventOutput(event=ev):
+                self.last_movement = float(ev.end)
+                self.sensor_ok = True
+                if not self.verbose:
+                    return None
+                return (f"{clock(ev.t)}  movement {ev.cls.replace('_', '-'):<10} "
+                        f"{ev.duration_s:.1f} s  peak {ev.peak_mg} mg  tilt {ev.tilt_mg} mg  "
+                        f"({ev.state})")
+            case SummaryOutput():
+                self.sensor_ok = True
                 return None
-            return (f"{clock(t)}  movement {o['cls'].replace('_', '-'):<10} "
-                    f"{o['duration_s']:.1f} s  peak {o['peak_mg']} mg  tilt {o['tilt_mg']} mg  "
-                    f"({o['state']})")
-        if kind in ("summary", "status"):
-            self.sensor_ok = True
-            if kind == "status":
-                self.battery_mv = o.get("battery_mv")
-            return None
-        if kind == "alert":
-            return self._alert(o)
-        if kind == "cluster":
-            n, s = o.get("n_events", 0), o.get("n_spasm_like", 0)
-            return (f"{clock(o.get('end'))}  cluster  {n} movement(s), {s} spasm-like, "
-                    f"{clock(o.get('start'))}–{clock(o.get('end'))}")
-        if kind == "link":
-            return f"{clock(t)}  sensor   {o['message']}"
-        if kind == "check":
-            mark = "ok " if o["ok"] else "NOT OK"
-            return f"{clock(t)}  check    {o['channel']}: {mark} {o['message']}"
-        if kind == "delivery":
-            return self._delivery(o)
-        if kind == "clip":
-            return (f"{clock(t)}  video    clip of the alarm saved: {o['path']} "
-                    f"({o['end'] - o['start']:.0f} s)")
-        if kind == "snippet":
-            state = "complete" if o["complete"] else "partial: some packets did not arrive"
-            return (f"{clock(o.get('alert_t'))}  record   raw sensor snippet of the alarm "
-                    f"saved ({o['t_end'] - o['t']:.1f} s, {state})")
-        if kind == "gap":
-            return f"{clock(t)}  GAP      {o['message']}"
+            case StatusOutput(status=st):
+                self.sensor_ok = True
+                self.battery_mv = st.battery_mv
+                return None
+            case Alert():
+                return self._alert(o)
+            case Cluster():
+                return (f"{clock(o.end)}  cluster  {o.n_events} movement(s), "
+                        f"{o.n_spasm_like} spasm-like, {clock(o.start)}–{clock(o.end)}")
+            case LinkNote():
+                return f"{clock(o.t)}  sensor   {o.message}"
+            case ChannelCheck():
+                mark = "ok " if o.ok else "NOT OK"
+                return f"{clock(o.t)}  check    {o.channel}: {mark} {o.message}"
+            case Delivery():
+                return self._delivery(o)
+            case ClipSaved():
+                return (f"{clock(o.t)}  video    clip of the alarm saved: {o.path} "
+                        f"({o.end - o.start:.0f} s)")
+            case Snippet():
+                state = ("complete" if o.complete
+                         else "partial: some packets did not arrive")
+                return (f"{clock(o.alert_t)}  record   raw sensor snippet of the alarm "
+                        f"saved ({o.t_end - o.t:.1f} s, {state})")
+            case Gap():
+                return f"{clock(o.t)}  GAP      {o.message}"
         return None
 
-    def _alert(self, o: Output) -> str | None:
-        level, kind = o["level"], o["kind"]
+    def _alert(self, o: Alert) -> str | None:
+        level, kind = o.level, o.kind
         if level == "fault":
             self.faults.add(kind)
-            return f"{clock(o['t'])}  FAULT    {o['message']}"
+            return f"{clock(o.t)}  FAULT    {o.message}"
         if level == "alarm":
-            return f"{clock(o['t'])}  ALARM    {o['message']}"
+            return f"{clock(o.t)}  ALARM    {o.message}"
         if level == "warning":
-            return f"{clock(o['t'])}  warning  {o['message']}"
+            return f"{clock(o.t)}  warning  {o.message}"
         if kind == "fault_cleared":
-            self.faults.discard((o.get("details") or {}).get("fault", ""))
-            return f"{clock(o['t'])}  ok again {o['message']}"
+            self.faults.discard(o.details.get("fault", ""))
+            return f"{clock(o.t)}  ok again {o.message}"
         if kind == "cluster_closed" or self.quiet:
             return None  # the cluster line says it
-        return f"{clock(o['t'])}  note     {o['message']}"
+        return f"{clock(o.t)}  note     {o.message}"
 
-    def _delivery(self, o: Output) -> str | None:
-        if o["ok"] is False:
-            return (f"{clock(o['t'])}  NOT DELIVERED {o['level']} via {o['channel']}: "
-                    f"{o['detail']}")
-        if o["level"] != "alarm":
+    def _delivery(self, o: Delivery) -> str | None:
+        if o.ok is False:
+            return (f"{clock(o.t)}  NOT DELIVERED {o.level} via {o.channel}: "
+                    f"{o.detail}")
+        if o.level != "alarm":
             return None
-        again = f" (repeat {o['repeat']})" if o.get("repeat") else ""
-        return f"{clock(o['t'])}  alarm sent via {o['channel']}{again}: {o['detail']}"
+        again = f" (repeat {o.repeat})" if o.repeat else ""
+        return f"{clock(o.t)}  alarm sent via {o.channel}{again}: {o.detail}"
 
     def status_line(self) -> str | None:
         now = self.now()

@@ -69,18 +69,28 @@ class Alert:
     cluster_id: int | None = None
     event_seqs: tuple[int, ...] = ()
     details: dict[str, Any] = field(default_factory=dict)
+    id: int | None = None  # its row in the alerts table, once stored
+    # "engine": found in the sensor's data; "host": found by the alerting (delivery,
+    # placement, clock, ...), recorded by the hub.
+    source: str = "engine"
 
     def __post_init__(self) -> None:
         if self.level not in LEVELS:
             raise ValueError(f"alert level must be one of {LEVELS}, not {self.level!r}")
         self.event_seqs = tuple(self.event_seqs)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def to_json(self) -> dict[str, Any]:
+        """The alert on the output bus's edges (``--json``, MQTT, the web page)."""
+        d = {
             "type": "alert", "t": self.t, "level": self.level, "kind": self.kind,
             "message": self.message, "cluster_id": self.cluster_id,
             "event_seqs": list(self.event_seqs), "details": dict(self.details),
         }
+        if self.source != "engine":
+            d["source"] = self.source
+        if self.id is not None:
+            d["id"] = self.id
+        return d
 
 
 def fmt_time(t: float) -> str:

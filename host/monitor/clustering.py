@@ -49,6 +49,10 @@ class Cluster:
             "first_seq": self.first_seq, "last_seq": self.last_seq, "closed": self.closed,
         }
 
+    def to_json(self) -> dict[str, Any]:
+        """The cluster on the output bus's edges (``type`` = ``cluster``)."""
+        return self.to_dict()
+
     def describe(self) -> str:
         """One descriptive sentence: when, how long, what kinds of movement, how spaced."""
         parts = []

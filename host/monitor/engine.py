@@ -1,7 +1,8 @@
 """The host pipeline: packet -> ingest -> store -> clusters and patterns -> alerts.
 
-``Engine.feed_packet`` returns JSON-ready dicts (``type`` = event / summary / status /
-cluster / alert) in the order a person would read them. Ordering guarantees:
+``Engine.feed_packet`` returns typed output records (``host/monitor/outputs.py``: event,
+summary, status, cluster, alert, gap) in the order a person would read them. Ordering
+guarantees:
 
 * a record is written (and committed) to the store before any alert it causes is
   computed, stored or returned, so every alert can be traced back to stored evidence;
@@ -34,6 +35,13 @@ from spasmwatch.host.monitor.ingest import (
     Verifier,
     foreign_fault,
 )
+from spasmwatch.host.monitor.outputs import (
+    EventOutput,
+    Gap,
+    Output,
+    StatusOutput,
+    SummaryOutput,
+)
 from spasmwatch.host.monitor.patterns import JerkBurstDetector, SpasmChainDetector
 from spasmwatch.host.monitor.records import Event, Status, Summary
 from spasmwatch.host.monitor.sequence import Verdict
@@ -41,7 +49,6 @@ from spasmwatch.host.monitor.store import Store
 
 __all__ = ["AlertConfig", "Engine"]
 
-Output = dict[str, Any]
 log = logging.getLogger("spasmwatch.engine")
 
 #: What a failing store raises: a full disk, a read-only file, a vanished folder.
@@ -256,11 +263,8 @@ class Engine:
             self._report_closed(closed, min(closed.end + cfg.cluster_gap_s, ev.t), out)
         self.now = known_at
         self._events_by_class[ev.cls] += 1
-        d = ev.to_dict()
-        d.update(type="event", device=self.device, cluster_id=joined.id if joined else None)
-        if res.verdict is not Verdict.NEW:
-            d["arrival"] = res.verdict.value
-        out.append(d)
+        out.append(EventOutput(ev, self.device, joined.id if joined else None,
+                               res.verdict.value if res.verdict is not Verdict.NEW else None))
         alerts: list[Alert] = []
         cid = joined.id if joined is not None else None
         # Every class goes to the chain: it may re-class a movement that matches its
@@ -286,11 +290,11 @@ class Engine:
         # A periodic record proves the device clock reached rec.t: clusters can close.
         self._expire(rec.t, out)
         self.now = max(self.now, rec.t)
-        d = rec.to_dict()
-        d.update(type="summary" if isinstance(rec, Summary) else "status", device=self.device)
-        out.append(d)
         if isinstance(rec, Status):
+            out.append(StatusOutput(rec, self.device))
             self._emit(self.faults.from_status(rec), out)
+        else:
+            out.append(SummaryOutput(rec, self.device))
 
     def _expire(self, now: float, out: list[Output]) -> None:
         closed = self.clusters.expire(now)
@@ -303,8 +307,9 @@ class Engine:
         if self.store is not None:
             with self._storing(out):
                 self.store.upsert_cluster(cl, self.device)
-        out.append(cl.to_dict())
-        details = {k: v for k, v in cl.to_dict().items() if k != "type"}
+        out.append(cl)
+        details = cl.to_dict()
+        del details["type"]
         self._emit([Alert(t, INFO, "cluster_closed", cl.describe(), cl.id, (), details)], out)
 
     def _link_health(self, res: IngestResult, out: list[Output]) -> None:
@@ -384,15 +389,20 @@ class Engine:
             if self.store is not None:
                 with self._storing(out):
                     self.store.add_gap(self.device, start, end, "packets_lost")
-            out.append({"type": "gap", "t": t, "start": start, "end": end, "lost": n,
-                        "device": self.device,
-                        "message": f"no data {span} ({n} packets lost: {reason})"})
+            out.append(Gap(t, start, end, f"no data {span} ({n} packets lost: {reason})",
+                           lost=n, device=self.device))
         if alerts and "packets_lost" in self.faults.active and self.ingest.missing == 0:
             a = self._clear_lost(t)
             if a is not None:
                 alerts.append(a)
         self._emit(alerts, out)
         return out
+
+    def trace_gap(self, start: float, end: float) -> Gap:
+        """A replayed trace has no samples from ``start`` to ``end`` (the replay says so;
+        nothing is stored)."""
+        return Gap(start, start, end,
+                   f"trace has no samples for {end - start:.1f} s (held still)")
 
     def _after_rejection(self, out: list[Output]) -> None:
         ist = self.ingest.stats
@@ -426,10 +436,8 @@ class Engine:
                 ids = [None] * len(alerts)
         for a, rid in zip(alerts, ids, strict=True):
             self._alerts_by_level[a.level] += 1
-            d = a.to_dict()
-            if rid is not None:
-                d["id"] = rid
-            out.append(d)
+            a.id = rid
+            out.append(a)
         if store is not None and self._pending_storage_alert is not None:
             pending, self._pending_storage_alert = self._pending_storage_alert, None
             self._emit([pending], out)

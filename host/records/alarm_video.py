@@ -18,8 +18,9 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+from spasmwatch.host.monitor.alerts import Alert
+from spasmwatch.host.monitor.outputs import ClipSaved, LinkNote, Output
 from spasmwatch.host.monitor.store import Store
 from spasmwatch.host.records.video import AlarmClipper, Clip, SegmentRecorder, VideoError
 from spasmwatch.host.settings import VideoSettings
@@ -27,8 +28,6 @@ from spasmwatch.host.settings import VideoSettings
 __all__ = ["AlarmVideo", "default_clip_dir", "ring_geometry"]
 
 log = logging.getLogger("spasmwatch.video")
-
-Output = dict[str, Any]
 
 
 def default_clip_dir() -> Path:
@@ -83,11 +82,10 @@ class AlarmVideo:
         """Every batch of daemon outputs (on the loop's thread): start clips of alarms."""
         if not self.running:
             return
-        alarms = [o for o in outs if o.get("type") == "alert" and o.get("level") == "alarm"]
-        if alarms:
+        if any(isinstance(o, Alert) and o.level == "alarm" for o in outs):
             # The camera runs on this computer's clock: centre the clip on the moment
             # the alarm was raised here (the alarm record's ``t`` is the sensor's time).
-            self.clipper.handle([{"type": "alert", "level": "alarm", "t": self.clock()}])
+            self.clipper.alarm_at(self.clock())
         self.collect()
 
     def collect(self) -> None:
@@ -99,9 +97,8 @@ class AlarmVideo:
             return
         for clip in self.clipper.collect(self.store):
             self.clips.append(clip)
-            self.emit({"type": "clip", "t": self.clock(), "alert_t": clip.alert_t,
-                       "start": clip.start, "end": clip.end, "path": clip.path,
-                       "clip_id": clip.id})
+            self.emit(ClipSaved(self.clock(), clip.alert_t, clip.start, clip.end, clip.path,
+                                clip.id))
 
     def stop(self) -> None:
         """Finish the clips under way (their post-roll), record them, stop the camera."""
@@ -116,7 +113,7 @@ class AlarmVideo:
         self._errors.append(f"the video clip of the alarm could not be saved: {exc}")
 
     def _note(self, state: str, message: str) -> None:
-        self.emit({"type": "link", "t": self.clock(), "state": state, "message": message})
+        self.emit(LinkNote(self.clock(), state, message))
 
 
 def _redact(source: str) -> str:

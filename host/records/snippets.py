@@ -23,8 +23,9 @@ before the first request is even sent) and tolerates loss: a part whose packets 
 all arrive, or whose last packet never came (``silence_s`` without a packet, or
 ``max_s`` in all), makes the snippet ``complete: false``.
 
-The output, given to the daemon's outputs (JSON lines, ``AlertHub``, which attaches it
-to the latched alarm's ``why``) and stored in the ``snippets`` table::
+The output, a ``Snippet`` record (``host/monitor/outputs.py``) given to the daemon's
+outputs (JSON lines, ``AlertHub``, which attaches it to the latched alarm's ``why``) and
+stored in the ``snippets`` table; as JSON::
 
     {"type": "snippet", "t": first sample (host s), "t_end": last sample,
      "alert_id": ..., "alert_t": ..., "device": ..., "rate_hz": 50, "range_g": 4,
@@ -49,6 +50,13 @@ from typing import Any
 
 from spasmwatch.firmware import config as fwconfig
 from spasmwatch.firmware import control, wire
+from spasmwatch.host.monitor.alerts import Alert
+from spasmwatch.host.monitor.outputs import (
+    DATA_OUTPUTS,
+    Output,
+    Snippet,
+    StatusOutput,
+)
 from spasmwatch.host.monitor.store import Store
 
 __all__ = [
@@ -57,7 +65,6 @@ __all__ = [
 
 log = logging.getLogger("spasmwatch.snippets")
 
-Output = dict[str, Any]
 
 @dataclass(frozen=True)
 class StoredSnippet:
@@ -85,15 +92,15 @@ class StoredSnippet:
         return [None if s is None else s[k] for s in self.samples]
 
 
-def add_snippet(store: Store, out: Output) -> int:
-    """Store one ``{"type": "snippet"}`` output; returns its row id."""
+def add_snippet(store: Store, snip: Snippet) -> int:
+    """Store one snippet; returns its row id."""
     conn = store.connection
     cur = conn.execute(
         "INSERT INTO snippets (device, alert_id, alert_t, t, t_end, rate_hz, range_g,"
         " expected, complete, samples, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (out.get("device", ""), out.get("alert_id"), out["alert_t"], out["t"], out["t_end"],
-         out["rate_hz"], out["range_g"], out.get("expected"), int(bool(out["complete"])),
-         json.dumps(out["samples"]), time.time()),
+        (snip.device, snip.alert_id, snip.alert_t, snip.t, snip.t_end, snip.rate_hz,
+         snip.range_g, snip.expected, int(bool(snip.complete)), json.dumps(snip.samples),
+         time.time()),
     )
     conn.commit()
     assert cur.lastrowid is not None
@@ -137,7 +144,7 @@ class _Collection:
 class _Capture:
     """An alarm's snippet being gathered, part after part, while its cluster goes on."""
 
-    alert: Output
+    alert: Alert
     parts: list[_Collection] = field(default_factory=list)
     cluster_open: bool = True
     cluster_end: float | None = None  # host s of the cluster's last movement, once closed
@@ -176,10 +183,10 @@ class SnippetCollector:
         self.tail_s = tail_s  # kept after the cluster's last movement
         self.rate_hz = fwconfig.RATE_HZ  # updated from status packets
         self.range_g = fwconfig.RANGE_G
-        self.queue: list[Output] = []  # alarms waiting for their first part
+        self.queue: list[Alert] = []  # alarms waiting for their first part
         self.capture: _Capture | None = None
         self.active: _Collection | None = None  # the part under way
-        self.ready: list[Output] = []  # finished snippets not handed out yet
+        self.ready: list[Snippet] = []  # finished snippets not handed out yet
         self.done = 0
         self.partial = 0
         self.empty = 0
@@ -187,13 +194,12 @@ class SnippetCollector:
     def note(self, out: Output) -> None:
         """Every daemon output: alarms queue a snippet; statuses give rate and range; the
         data's clock and the alarm's cluster decide when the next part is due."""
-        kind = out.get("type")
-        if kind == "status":
-            self.rate_hz = int(out.get("rate_hz") or self.rate_hz)
-            self.range_g = int(out.get("range_g") or self.range_g)
+        if isinstance(out, StatusOutput):
+            self.rate_hz = int(out.status.rate_hz or self.rate_hz)
+            self.range_g = int(out.status.range_g or self.range_g)
         cap = self.capture
-        if kind == "alert" and out.get("level") == "alarm":
-            if cap is not None and out.get("cluster_id") == cap.alert.get("cluster_id"):
+        if isinstance(out, Alert) and out.level == "alarm":
+            if cap is not None and out.cluster_id == cap.alert.cluster_id:
                 return  # the same cluster again: its snippet is being gathered
             if cap is not None:  # another cluster: its first 30 s matter more
                 self._stop_following(cap)
@@ -202,9 +208,9 @@ class SnippetCollector:
             return
         if cap is None:
             return
-        if (kind == "alert" and out.get("kind") == "cluster_closed"
-                and out.get("cluster_id") == cap.alert.get("cluster_id")):
-            end = (out.get("details") or {}).get("end")
+        if (isinstance(out, Alert) and out.kind == "cluster_closed"
+                and out.cluster_id == cap.alert.cluster_id):
+            end = out.details.get("end")
             cap.cluster_end = float(end) if isinstance(end, int | float) else None
             # One last part only if the parts so far stop before the cluster's end (a
             # part under way holds what the board had when it was asked for).
@@ -219,8 +225,8 @@ class SnippetCollector:
             if not cap.due and self.active is None:
                 self._close_capture()
             return
-        t = out.get("t")
-        if kind in ("event", "summary", "status") and isinstance(t, int | float):
+        if isinstance(out, DATA_OUTPUTS):
+            t = out.t
             cap.newest_t = t if cap.newest_t is None else max(cap.newest_t, t)
             if (cap.cluster_open and cap.asked_at is not None
                     and t - cap.asked_at >= self.follow_s):
@@ -235,16 +241,16 @@ class SnippetCollector:
                 return None
             alert = self.queue.pop(0)
             # an alarm about no cluster has nothing to follow: one part
-            self.capture = _Capture(alert, cluster_open=alert.get("cluster_id") is not None)
+            self.capture = _Capture(alert, cluster_open=alert.cluster_id is not None)
         cap = self.capture
         if not cap.due:
             return None
         cap.due = False
-        cap.asked_at = cap.newest_t if cap.newest_t is not None else cap.alert.get("t")
+        cap.asked_at = cap.newest_t if cap.newest_t is not None else cap.alert.t
         self.active = _Collection(now, now)
         return control.encode_get_snippet()
 
-    def link_lost(self, now: float) -> list[Output]:
+    def link_lost(self, now: float) -> list[Snippet]:
         """The link dropped (or the monitor stops): what arrived so far is all there is."""
         if self.active is not None:
             self._part_over()
@@ -252,7 +258,7 @@ class SnippetCollector:
             self._close_capture()
         return self._take_ready()
 
-    def on_packet(self, rec: tuple[Any, ...], index: int, now: float) -> list[Output]:
+    def on_packet(self, rec: tuple[Any, ...], index: int, now: float) -> list[Snippet]:
         """One decoded out-of-band record (reply or snippet sample); ``index`` its seq."""
         c = self.active
         if c is None:
@@ -281,7 +287,7 @@ class SnippetCollector:
             return self._part_over()
         return []
 
-    def tick(self, now: float) -> list[Output]:
+    def tick(self, now: float) -> list[Snippet]:
         """Give up on a part whose packets stopped coming; hand out finished snippets."""
         c = self.active
         if c is not None and (now - c.last_rx >= self.silence_s
@@ -298,11 +304,11 @@ class SnippetCollector:
         if self.active is None:
             self._close_capture()
 
-    def _take_ready(self) -> list[Output]:
+    def _take_ready(self) -> list[Snippet]:
         out, self.ready = self.ready, []
         return out
 
-    def _part_over(self) -> list[Output]:
+    def _part_over(self) -> list[Snippet]:
         """The part under way is over; close the snippet if nothing more is to come."""
         c, self.active = self.active, None
         cap = self.capture
@@ -326,15 +332,15 @@ class SnippetCollector:
         assert cap is not None
         if not cap.parts:
             self.empty += 1
-            log.warning("no snippet arrived for the alarm at %s", cap.alert.get("t"))
+            log.warning("no snippet arrived for the alarm at %s", cap.alert.t)
             return
         out = self._joined(cap)
         self.done += 1
-        if not out["complete"]:
+        if not out.complete:
             self.partial += 1
         self.ready.append(out)
 
-    def _joined(self, cap: _Capture) -> Output:
+    def _joined(self, cap: _Capture) -> Snippet:
         """The parts on one sample grid (the device's clock), trimmed after the cluster."""
         step_ms = 1000.0 / self.rate_hz
         base_ms = min(p.samples[min(p.samples)][0] for p in cap.parts)
@@ -355,11 +361,11 @@ class SnippetCollector:
         received = sum(1 for s in samples if s is not None)
         complete = all(p.complete for p in cap.parts) and received == len(samples)
         alert = cap.alert
-        return {
-            "type": "snippet", "t": round(self.to_host(base_ms), 3),
-            "t_end": round(self.to_host(round(base_ms + last * step_ms)), 3),
-            "alert_id": alert.get("id"), "alert_t": alert["t"], "device": self.device,
-            "rate_hz": self.rate_hz, "range_g": self.range_g, "expected": len(samples),
-            "received": received, "parts": len(cap.parts), "complete": bool(complete),
-            "samples": samples,
-        }
+        return Snippet(
+            t=round(self.to_host(base_ms), 3),
+            t_end=round(self.to_host(round(base_ms + last * step_ms)), 3),
+            alert_id=alert.id, alert_t=alert.t, device=self.device,
+            rate_hz=self.rate_hz, range_g=self.range_g, expected=len(samples),
+            received=received, parts=len(cap.parts), complete=bool(complete),
+            samples=samples,
+        )

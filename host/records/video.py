@@ -34,6 +34,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from spasmwatch.host.monitor.alerts import Alert
+from spasmwatch.host.monitor.outputs import Output
 from spasmwatch.host.monitor.store import Store
 
 
@@ -314,21 +316,21 @@ class AlarmClipper:
         self._done_lock = threading.Lock()
         self._last_alarm: float | None = None
 
-    def handle(self, outputs: Iterable[dict[str, Any]]) -> int:
-        """Start a clip for each new alarm; returns how many were started."""
-        started = 0
-        for o in outputs:
-            if o.get("type") != "alert" or o.get("level") != "alarm":
-                continue
-            t = float(o["t"])
-            if self._last_alarm is not None and t - self._last_alarm < self.post_s:
-                continue  # already inside the previous alarm's clip
-            self._last_alarm = t
-            th = threading.Thread(target=self._save, args=(t,), daemon=True)
-            th.start()
-            self._threads.append(th)
-            started += 1
-        return started
+    def handle(self, outputs: Iterable[Output]) -> int:
+        """Start a clip for each new alarm among the outputs; returns how many started."""
+        return sum(self.alarm_at(o.t) for o in outputs
+                   if isinstance(o, Alert) and o.level == "alarm")
+
+    def alarm_at(self, t: float) -> bool:
+        """An alarm at ``t`` (the camera's clock): start its clip unless the previous
+        alarm's clip covers it; True when a clip was started."""
+        if self._last_alarm is not None and t - self._last_alarm < self.post_s:
+            return False  # already inside the previous alarm's clip
+        self._last_alarm = t
+        th = threading.Thread(target=self._save, args=(t,), daemon=True)
+        th.start()
+        self._threads.append(th)
+        return True
 
     def _save(self, t: float) -> None:
         stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(t))
