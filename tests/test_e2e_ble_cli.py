@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from spasmwatch.host.monitor.engine import Engine
-from spasmwatch.host.monitor.outputs import Alert
+from spasmwatch.host.monitor.outputs import Alert, EventOutput
 from spasmwatch.simulator import scenarios
 from spasmwatch.simulator.replay import iter_replay
 
@@ -70,7 +70,7 @@ def test_run_simulate_over_ble_alerts_like_replay() -> None:
     assert "0 missing, 0 duplicates" in links[-1]["message"]
     # Every event of the trace came over the air (first contact backfilled the ring).
     ref_events = sum(1 for _, o in iter_replay(trace, Engine(t0=float(trace.t[0])))
-                     if o["type"] == "event")
+                     if isinstance(o, EventOutput))
     assert sum(1 for o in outs if o["type"] == "event") == ref_events
     # Both the board and its radio were stopped.
     assert not _own_pids(token)
