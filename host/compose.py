@@ -12,7 +12,11 @@ flag), and the monitor then says so at start.
 from __future__ import annotations
 
 import asyncio
+import errno
+import fcntl
+import os
 import signal
+import termios
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -148,6 +152,36 @@ def open_store(db: str | Path | None) -> Store:
         raise UserError(f"{path}: cannot open database: {exc}") from exc
 
 
+def lock_record(store: Store) -> int | None:
+    """Hold ``<db>.lock`` while one monitor records into ``store``; returns its fd.
+
+    Two monitors on one record (the service and a `run` in a terminal) would each take
+    the other's packets for duplicates and mix two sensors' nights: the second one stops
+    with one line instead. ``flock`` is released however the holder ends (even SIGKILL).
+    """
+    if store.path == ":memory:" or store.path.startswith("file::memory:"):
+        return None
+    lock = Path(store.path + ".lock")
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise UserError(f"{lock}: cannot create the record's lock file: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 16, 0).decode("ascii", "replace").strip()
+        os.close(fd)
+        pid = f" (pid {holder})" if holder.isdigit() else ""
+        raise UserError(f"{store.path}: another spasmwatch monitor is already recording here"
+                        f"{pid}; stop it first, or record elsewhere with --db") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+    except OSError:
+        pass  # only a hint for the message above (a full disk must not stop the night)
+    return fd
+
+
 @dataclass
 class Monitor:
     """Everything one night needs, built by ``build_monitor``; ``run()`` then ``close()``."""
@@ -161,6 +195,7 @@ class Monitor:
     video: Any = None  # records.alarm_video.AlarmVideo when [video] source is set
     sim_end: SimulationEnd | None = None
     notes: list[str] = field(default_factory=list)  # what was said at start
+    record_lock: int | None = None  # lock_record's fd, released by close()
 
     def run(self) -> int:
         """Start the board (simulation) and video, monitor until stopped, clean up."""
@@ -184,6 +219,9 @@ class Monitor:
         if self.source.board is not None:
             self.source.board.stop()
         self.store.close()
+        if self.record_lock is not None:
+            os.close(self.record_lock)  # releases the flock
+            self.record_lock = None
 
 
 def build_monitor(
@@ -205,7 +243,9 @@ def build_monitor(
     """
     connect = source.connector()
     store = open_store(db)
+    record_lock: int | None = None
     try:
+        record_lock = lock_record(store)
         if not check_clock:
             settings.monitor.clock_tolerance_s = 86400.0
         engine = MonitorEngine(settings.patterns, store=store,
@@ -216,9 +256,11 @@ def build_monitor(
         daemon_ref: list[Daemon] = []
 
         def emit_all(o: Output) -> None:
-            emit(o)
-            if sim_end is not None and daemon_ref:
-                sim_end.observe(daemon_ref[0], o)
+            try:
+                emit(o)
+            finally:  # a failing terminal must not keep a simulation from ending
+                if sim_end is not None and daemon_ref:
+                    sim_end.observe(daemon_ref[0], o)
 
         resumed = resume_from_store(engine, store, time.time())
         if resumed:
@@ -240,22 +282,69 @@ def build_monitor(
             daemon.observers.append(video.observe)
     except BaseException:
         store.close()
+        if record_lock is not None:
+            os.close(record_lock)
         raise
-    return Monitor(settings, source, store, engine, daemon, hub, video, sim_end)
+    return Monitor(settings, source, store, engine, daemon, hub, video, sim_end,
+                   record_lock=record_lock)
+
+
+HANGUP_MESSAGE = ("the terminal hung up (SIGHUP): monitoring and alarms go on; stop it "
+                  "with Ctrl-C in a terminal, `kill PID` (SIGTERM) or systemctl")
+
+
+def _detach_hung_up_terminal() -> None:
+    """Point stdout/stderr at /dev/null if their terminal has hung up.
+
+    A hung-up tty answers every write with EIO: the lines would fail one by one and the
+    final flush would end the process with an error. A ``kill -HUP`` with the terminal
+    still there leaves it alone (its ioctls still work).
+    """
+    for fd in (1, 2):
+        try:
+            termios.tcgetattr(fd)
+        except termios.error as exc:
+            if exc.args and exc.args[0] == errno.EIO:  # hung up (ENOTTY: not a tty)
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, fd)
+                os.close(null)
+
+
+def _hung_up(daemon: Daemon) -> None:
+    """The terminal went away (an SSH session dropped, a window closed): keep watching.
+
+    SIGHUP's default would end the monitor at once and silently, in the middle of a
+    night; its lines now go nowhere, but the alarm sound and the other channels do not
+    need the terminal (a failing terminal never stops the alarms: ``Daemon._out``).
+    """
+    try:
+        _detach_hung_up_terminal()
+    except OSError:
+        pass
+    try:
+        daemon.emit({"type": "link", "t": time.time(), "state": "hangup",
+                     "message": HANGUP_MESSAGE})
+    except Exception:  # noqa: BLE001 - the terminal is gone: nothing to write on
+        pass
 
 
 async def run_daemon(daemon: Daemon) -> int:
-    """Run ``daemon`` with Ctrl-C and SIGTERM ending it cleanly (exit 0)."""
+    """Run ``daemon`` with Ctrl-C and SIGTERM ending it cleanly (exit 0); SIGHUP (the
+    terminal closed) does not end it."""
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    handlers: list[tuple[signal.Signals, Callable[[], None]]] = [
+        (signal.SIGINT, daemon.stop), (signal.SIGTERM, daemon.stop),
+        (signal.SIGHUP, lambda: _hung_up(daemon)),
+    ]
+    for sig, handler in handlers:
         try:
-            loop.add_signal_handler(sig, daemon.stop)
+            loop.add_signal_handler(sig, handler)
         except (NotImplementedError, RuntimeError):  # not the main thread / Windows
             pass
     try:
         return await daemon.run()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig, _ in handlers:
             try:
                 loop.remove_signal_handler(sig)
             except (NotImplementedError, RuntimeError):

@@ -335,8 +335,12 @@ class Daemon:
         """
         if self._first_contact:
             return True
-        if self.config.snippets and (self.snippets.active is not None or self.snippets.queue):
-            return True  # an alarm's snippet is still to come (it ends by itself)
+        snippets = self.snippets
+        if self.config.snippets and (snippets.active is not None or snippets.queue
+                                     or snippets.capture is not None):
+            # An alarm's snippet is still to come, also between two of its parts while
+            # the cluster goes on (it ends by itself: cluster closed, silence, max span).
+            return True
         # A reply can be lost (over BLE a busy notification is dropped; replies are not
         # kept in the device's ring), so a request counts only as long as the backfill
         # would keep asking for its range.

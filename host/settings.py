@@ -322,6 +322,8 @@ def load_settings(
         data = tomllib.loads(p.read_text("utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{p}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses per nested array/table: "a = [[[[...]]]]"
+        raise SettingsError(f"{p}: not valid TOML: nested too deeply") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SettingsError(f"{p}: cannot read: {exc}") from None
     return apply_environment(settings_from_dict(data, str(p)), env)

@@ -115,7 +115,9 @@ def write_counts(
 
 
 def _die_with_parent() -> None:
-    # Runs in the child before exec: SIGTERM it when the parent goes away.
+    # Runs in the child before exec: SIGTERM it when the parent goes away; a closed
+    # terminal (SIGHUP) does not stop the virtual sensor, as it does not stop the monitor.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG

@@ -5,10 +5,15 @@
   set so ``import firmware`` is this repository's ``firmware/`` package.
 * ``--hil-port`` / ``--hil-ble``: hardware-in-the-loop options; tests marked ``hil``
   are skipped unless ``--hil-port`` is given.
+* A hard backstop behind pytest-timeout (pyproject's ``timeout``): a test still running
+  ``BACKSTOP_GRACE_S`` after its timeout (a hang the SIGALRM could not break, e.g. in C
+  code) prints every thread's stack and ends the run with exit code 1, instead of
+  holding CI until its own time limit.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import subprocess
 from collections.abc import Iterable, Sequence
@@ -19,6 +24,46 @@ import pytest
 from tooling import require_tool
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# tests/test_safety_net.py shortens it to see the backstop fire
+BACKSTOP_GRACE_S = float(os.environ.get("SPASMWATCH_TEST_BACKSTOP_GRACE_S", "60"))
+_backstop_fd: list[int] = []  # a dup of the real stderr (fd 2 is captured during tests)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Global capture is suspended while plugins configure: fd 2 is the real stderr.
+    _backstop_fd.append(os.dup(2))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    faulthandler.cancel_dump_traceback_later()
+    while _backstop_fd:
+        os.close(_backstop_fd.pop())
+
+
+def _test_timeout(item: pytest.Item) -> float:
+    """The pytest-timeout limit in force for ``item`` (0: none)."""
+    marker = item.get_closest_marker("timeout")
+    if marker is not None and marker.args:
+        return float(marker.args[0] or 0)
+    option = item.config.getoption("timeout", None)
+    if option is not None:
+        return float(option)
+    try:
+        return float(item.config.getini("timeout") or 0)
+    except ValueError:  # pytest-timeout not installed: no ini key
+        return 0.0
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):  # noqa: ANN201
+    timeout = _test_timeout(item)
+    if timeout > 0 and _backstop_fd:
+        faulthandler.dump_traceback_later(timeout + BACKSTOP_GRACE_S, exit=True,
+                                          file=_backstop_fd[0])
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -90,7 +90,8 @@ class PtyDevice:
         self.done = threading.Event()  # every item produced
         self.host_seen = threading.Event()  # a control payload arrived
         self._stop = threading.Event()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _master/_slave; never held while waiting
+        self._write_lock = threading.Lock()  # one writer at a time (whole frames)
         self._master: int | None = None
         self._slave: int | None = None
         self._wake_r, self._wake_w = os.pipe()
@@ -134,6 +135,7 @@ class PtyDevice:
                 return
             master, slave = os.openpty()
             tty.setraw(slave)
+            os.set_blocking(master, False)  # see _write
             self._master, self._slave = master, slave
             tmp = self.path.with_suffix(".new")
             if tmp.exists() or tmp.is_symlink():
@@ -162,9 +164,7 @@ class PtyDevice:
 
     def write_raw(self, data: bytes) -> None:
         """Put bytes on the wire as they are (REPL text, noise)."""
-        with self._lock:
-            if self._master is not None:
-                os.write(self._master, data)
+        self._write(data)
 
     # -- device behaviour ----------------------------------------------------------------
 
@@ -180,13 +180,38 @@ class PtyDevice:
         self.seq = (self.seq + 1) & 0xFFFF
 
     def _send(self, seq: int, pkt: bytes) -> None:
-        with self._lock:
-            if self._master is None:
-                return  # not connected: the ring keeps it for a RESEND
-            os.write(self._master, framing.encode(pkt))
+        # not connected (or stopped): the ring keeps it for a RESEND
+        if self._write(framing.encode(pkt)):
             self.sent.append((seq, pkt, time.monotonic()))
             self.frames_written += 1
             self.last_write = time.monotonic()
+
+    def _write(self, data: bytes) -> bool:
+        """Write all of ``data`` to the host, waiting while its tty is full.
+
+        Never holds ``_lock`` while waiting, so ``unplug()``/``stop()`` cannot hang on
+        a host that stopped reading; ``_write_lock`` keeps frames from two threads
+        whole. Returns False when unplugged or stopped before all was written.
+        """
+        view = memoryview(data)
+        with self._write_lock:
+            while view:
+                with self._lock:
+                    master = self._master
+                    if master is None or self._stop.is_set():
+                        return False
+                    try:
+                        view = view[os.write(master, view):]
+                        continue
+                    except BlockingIOError:
+                        pass
+                    except OSError:
+                        return False
+                try:
+                    select.select([], [master], [], 0.05)
+                except (OSError, ValueError):
+                    pass  # unplugged meanwhile: the next round sees it
+        return True
 
     def _reply(self, opcode: int, result: int, value: int) -> None:
         last = (self.seq - 1) & 0xFFFF
@@ -264,7 +289,14 @@ class PtyDevice:
 
 
 class UsbCable:
-    """A pluggable relay: board pty <-> a host pty behind ``path``."""
+    """A pluggable relay: board pty <-> a host pty behind ``path``.
+
+    The relay never blocks on a write: when the host stops reading (a failed or killed
+    host), bytes wait in ``_up`` and the relay stops taking more from the board (back
+    pressure, as a USB host that does not poll), so ``unplug()`` and the exit of the
+    ``with`` block never wait on a full tty buffer. It never holds ``_lock`` across a
+    system call that can block.
+    """
 
     def __init__(self, board_port: str, path: Path) -> None:
         self.board_port = board_port
@@ -276,15 +308,18 @@ class UsbCable:
         # A probe on the wire (both directions), plugged or not:
         self.device_ms = -1  # newest device time in a stream packet from the board
         self.controls: list[int] = []  # opcodes of the control payloads the host sent
-        self._up = framing.Deframer()
-        self._down = framing.Deframer()
+        self._up = bytearray()  # board -> host, not yet taken by the host's tty
+        self._down = bytearray()  # host -> board, not yet taken by the board's tty
+        self._board_gone = False  # the board's pty hung up (board stopped)
+        self._up_deframer = framing.Deframer()
+        self._down_deframer = framing.Deframer()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         self._thread = threading.Thread(target=self._relay, daemon=True)
 
     def __enter__(self) -> UsbCable:
-        self.board_fd = os.open(self.board_port, os.O_RDWR | os.O_NOCTTY)
+        self.board_fd = os.open(self.board_port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
         tty.setraw(self.board_fd)
         self.plug()
         self._thread.start()
@@ -292,8 +327,10 @@ class UsbCable:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        os.write(self._wake_w, b"x")
+        self._wake()
         self._thread.join(5)
+        if self._thread.is_alive():  # a bug in the relay; say so rather than hang
+            raise RuntimeError("UsbCable relay thread did not stop within 5 s")
         self.unplug()
         os.close(self.board_fd)
         os.close(self._wake_r)
@@ -303,14 +340,16 @@ class UsbCable:
         with self._lock:
             if self.master is not None:
                 return
-            self.master, self.slave = os.openpty()
-            tty.setraw(self.slave)
+            master, slave = os.openpty()
+            tty.setraw(slave)
+            os.set_blocking(master, False)
+            self.master, self.slave = master, slave
             tmp = self.path.with_suffix(".new")
             if tmp.exists() or tmp.is_symlink():
                 tmp.unlink()
-            tmp.symlink_to(os.ttyname(self.slave))
+            tmp.symlink_to(os.ttyname(slave))
             tmp.replace(self.path)
-        os.write(self._wake_w, b"p")
+        self._wake()
 
     def unplug(self) -> None:
         with self._lock:
@@ -322,46 +361,80 @@ class UsbCable:
             assert self.slave is not None
             os.close(self.slave)
             self.master = self.slave = None
-        os.write(self._wake_w, b"u")
+            # What the host had not taken yet goes with the cable.
+            self.dropped_bytes += len(self._up)
+            self._up.clear()
+        self._wake()
 
     def inject(self, data: bytes) -> None:
-        """Noise on the wire towards the host (REPL text, a glitch)."""
+        """Noise on the wire towards the host (REPL text, a glitch), after what waits."""
         with self._lock:
             if self.master is not None:
-                os.write(self.master, data)
+                self._up += data
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"w")
+        except (BlockingIOError, OSError):
+            pass  # the pipe is full of wake-ups already (or closed at exit)
 
     def _relay(self) -> None:
         while not self._stop.is_set():
-            master = self.master
-            fds = [self._wake_r, self.board_fd] + ([master] if master is not None else [])
-            try:
-                ready, _, _ = select.select(fds, [], [])
-            except (OSError, ValueError):
-                continue  # unplugged between reading ``master`` and select()
-            if self._wake_r in ready:
-                os.read(self._wake_r, 64)
             with self._lock:
                 master = self.master
-                if self.board_fd in ready:
-                    data = os.read(self.board_fd, 4096)
-                    self._probe_up(data)
-                    if master is None:
-                        self.dropped_bytes += len(data)
-                    else:
-                        try:
-                            os.write(master, data)
-                        except OSError:
-                            self.dropped_bytes += len(data)
-                if master is not None and master in ready:
+                board = -1 if self._board_gone else self.board_fd
+                rfds = [self._wake_r]
+                wfds = []
+                if board >= 0 and not self._up:
+                    rfds.append(board)  # take from the board only when the host kept up
+                if master is not None and not self._down:
+                    rfds.append(master)
+                if master is not None and self._up:
+                    wfds.append(master)
+                if board >= 0 and self._down:
+                    wfds.append(board)
+            try:
+                readable, writable, _ = select.select(rfds, wfds, [], 1.0)
+            except (OSError, ValueError):
+                continue  # unplugged between reading ``master`` and select()
+            if self._wake_r in readable:
+                os.read(self._wake_r, 4096)
+            with self._lock:
+                if self.master != master:
+                    continue  # plugged or unplugged meanwhile: look again
+                if board in readable:
+                    self._from_board(board, master)
+                if master is not None and master in readable:
                     try:
                         data = os.read(master, 512)
                     except OSError:
-                        continue
-                    self.controls += [p[0] for p in self._down.feed(data) if p]
-                    os.write(self.board_fd, data)
+                        data = b""
+                    self.controls += [p[0] for p in self._down_deframer.feed(data) if p]
+                    self._down += data
+                if master is not None and master in writable and self._up:
+                    self._up = self._up[_write_some(master, self._up):]
+                if board in writable and self._down:
+                    self._down = self._down[_write_some(board, self._down):]
+
+    def _from_board(self, board: int, master: int | None) -> None:
+        try:
+            data = os.read(board, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._board_gone = True  # the board stopped: nothing more will come
+            return
+        self._probe_up(data)
+        if master is None:
+            self.dropped_bytes += len(data)
+        else:
+            self._up += data
 
     def _probe_up(self, data: bytes) -> None:
-        for p in self._up.feed(data):
+        for p in self._up_deframer.feed(data):
             try:
                 # A probe on the wire reads tagged packets too (contents are not secret).
                 _, rec = wire.decode(p, (lambda b, t: True) if p[0] & wire.FLAG_AUTH else None)
@@ -369,3 +442,13 @@ class UsbCable:
                 continue
             if rec[0] not in wire.OUT_OF_BAND:
                 self.device_ms = max(self.device_ms, rec[1])
+
+
+def _write_some(fd: int, data: bytes | bytearray) -> int:
+    """Write what ``fd`` takes now (non-blocking); returns the count (0 when full/gone)."""
+    try:
+        return os.write(fd, data)
+    except BlockingIOError:
+        return 0
+    except OSError:
+        return len(data)  # the other side is gone: the bytes are lost, as on a wire

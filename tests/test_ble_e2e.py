@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -39,8 +38,8 @@ from spasmwatch.simulator.traceio import Trace
 REPO = Path(__file__).resolve().parent.parent
 BOARD = REPO / "simulator" / "board"
 
-pytestmark = pytest.mark.skipif(shutil.which("micropython") is None,
-                                reason="micropython not installed")
+# skips without MicroPython, fails under CI (tests/tooling.py)
+pytestmark = pytest.mark.usefixtures("micropython_exe")
 
 FIRMWARE_SCRIPT = """
 import sys, time, bluetooth

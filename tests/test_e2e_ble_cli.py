@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import uuid
@@ -25,8 +24,8 @@ from spasmwatch.host.monitor.outputs import Alert, EventOutput
 from spasmwatch.simulator import scenarios
 from spasmwatch.simulator.replay import iter_replay
 
-pytestmark = pytest.mark.skipif(shutil.which("micropython") is None,
-                                reason="micropython not installed")
+# skips without MicroPython, fails under CI (tests/tooling.py)
+pytestmark = pytest.mark.usefixtures("micropython_exe")
 
 
 def _own_pids(token: str) -> set[str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,8 @@ from spasmwatch.simulator.ble_bridge import BleBridge
 REPO = Path(__file__).resolve().parent.parent
 BOARD = REPO / "simulator" / "board"
 
-pytestmark = pytest.mark.skipif(shutil.which("micropython") is None,
-                                reason="micropython not installed")
+# skips without MicroPython, fails under CI (tests/tooling.py)
+pytestmark = pytest.mark.usefixtures("micropython_exe")
 
 FAKE_BLE = """
 import bluetooth

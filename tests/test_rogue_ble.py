@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -40,8 +39,8 @@ from spasmwatch.host.pairing import Session
 from spasmwatch.simulator.ble_bridge import BleBridge
 from spasmwatch.simulator.board_runner import BoardRunner
 
-pytestmark = pytest.mark.skipif(shutil.which("micropython") is None,
-                                reason="micropython not installed")
+# skips without MicroPython, fails under CI (tests/tooling.py)
+pytestmark = pytest.mark.usefixtures("micropython_exe")
 
 KEY = bytes(range(100, 116))
 ROGUE_ADDRESS = "F1:0B:AD:00:00:02"

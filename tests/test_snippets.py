@@ -37,6 +37,8 @@ from spasmwatch.host.records.nights import find_nights
 from spasmwatch.host.records.report import render_report
 from spasmwatch.host.records.snippets import SnippetCollector, snippets_in
 from spasmwatch.host.settings import Settings
+from spasmwatch.simulator import scenarios
+from spasmwatch.simulator.traceio import Trace
 
 
 class ProbedLink(SerialLink):
@@ -64,12 +66,26 @@ class ProbedLink(SerialLink):
             self.dropped += 1
 
 
-def run_board(db: Path, drop: Any = None, cfg: DaemonConfig | None = None
+def cluster_window(start_s: float = 60.0, end_s: float = 250.0) -> Trace:
+    """``spasm-cluster`` seed 1 from ``start_s`` to ``end_s``: settling, the whole
+    cluster (125-166 s) and the minute after it, on a clock starting at 0."""
+    trace, _ = scenarios.generate("spasm-cluster", seed=1)
+    keep = (trace.t >= start_s) & (trace.t < end_s)
+    return Trace(t=trace.t[keep] - trace.t[keep][0], acc=trace.acc[keep])
+
+
+def run_board(db: Path, drop: Any = None, cfg: DaemonConfig | None = None,
+              speed: float = 0, trace: Trace | None = None,
               ) -> tuple[list[dict[str, Any]], list[ProbedLink], AlertHub]:
-    """``spasm-cluster`` seed 1 on the virtual board, as fast as possible, to the end."""
+    """``spasm-cluster`` seed 1 (or ``trace``) on the virtual board, to the end.
+
+    At ``speed`` 0 the board runs as fast as it can (~300x here), ahead of the host: a
+    host that falls behind by 10 s of data (30 ms of wall time at that pace) asks for
+    the next part after the board has dropped the samples in between.
+    """
     links: list[ProbedLink] = []
     outs: list[dict[str, Any]] = []
-    with SimulatedBoard("spasm-cluster", seed=1, speed=0) as board:
+    with SimulatedBoard("spasm-cluster", seed=1, speed=speed, trace=trace) as board:
 
         def connect() -> AuthLink:
             links.append(ProbedLink(board.port, drop))
@@ -98,7 +114,9 @@ def run_board(db: Path, drop: Any = None, cfg: DaemonConfig | None = None
 
 def test_alarm_snippet_from_the_board_is_stored_attached_and_reported(tmp_path: Path) -> None:
     db = tmp_path / "night.db"
-    outs, links, hub = run_board(db)
+    # Paced at 10x, as a board is paced by its sensor: the host keeps the snippet
+    # complete as long as it is less than 1 s of wall time behind (a loaded machine).
+    outs, links, hub = run_board(db, speed=10, trace=cluster_window())
     kinds = [o["type"] for o in outs]
     alarms = [o for o in outs if o["type"] == "alert" and o["level"] == "alarm"]
     snips = [o for o in outs if o["type"] == "snippet"]
@@ -116,9 +134,9 @@ def test_alarm_snippet_from_the_board_is_stored_attached_and_reported(tmp_path: 
     assert snip["expected"] == snip["received"] == len(snip["samples"])
     assert abs((snip["t_end"] - snip["t"]) - (len(snip["samples"]) - 1) / 50) < 0.05
     # It covers the cluster: up to 30 s before the alarm (what the board holds when the
-    # request reaches it: at --speed 0 the board runs seconds ahead of the host, and it
-    # may skip a few of its oldest samples while sending) up to 10 s after the cluster's
-    # last movement.
+    # request reaches it: the board runs a little ahead of the host, and it may skip a
+    # few of its oldest samples while sending) up to 10 s after the cluster's last
+    # movement.
     [closed] = [o for o in outs if o["type"] == "alert" and o["kind"] == "cluster_closed"
                 and o["cluster_id"] == alarm["cluster_id"]]
     cluster_end = closed["details"]["end"]
@@ -319,3 +337,29 @@ def test_another_clusters_alarm_ends_the_following_and_the_link_drop_keeps_what_
     (second,) = js(col.link_lost(10.5))
     assert second["alert_id"] == 2 and second["complete"] is False
     assert col.capture is None and col.active is None
+
+
+def test_a_simulation_does_not_end_between_two_parts_of_a_snippet() -> None:
+    """``SimulationEnd`` waits while ``backfilling``: a snippet that is following its
+    cluster (one part in, the next not yet due) is still to come, or the end of a fast
+    simulation cut it short (a partial snippet of 3 parts instead of 5)."""
+    with Store(":memory:") as store:
+        daemon = Daemon(lambda: None, MonitorEngine(store=store, device="sim"),
+                        lambda o: None, DaemonConfig())
+        daemon._first_contact = False  # connected, first contact answered
+        col = daemon.snippets
+        assert not daemon.backfilling
+        col.note({"type": "alert", "level": "alarm", "t": 3.0, "id": 1, "cluster_id": 4})
+        assert daemon.backfilling  # queued
+        assert col.take_request(10.0) is not None
+        assert daemon.backfilling  # a part under way
+        _part(col, 0, 150, 10.1)
+        assert col.active is None and col.capture is not None  # between two parts
+        assert daemon.backfilling
+        col.note({"type": "alert", "level": "info", "kind": "cluster_closed", "t": 5.0,
+                  "cluster_id": 4, "details": {"end": 3.5}})
+        assert daemon.backfilling  # the last part, after the cluster's end, is due
+        assert col.take_request(10.2) is not None
+        (out,) = _part(col, 150, 150, 10.3)
+        assert out["parts"] == 2
+        assert col.capture is None and not daemon.backfilling  # the snippet is out

@@ -114,6 +114,7 @@ def _download(python: str, glibc: int, reqs: list[str], dest: Path) -> None:
     pytest.fail(f"no aarch64 wheel for Python {python}:\n{output[-3000:]}")
 
 
+@pytest.mark.timeout(1200)  # pip download's own limit is 900 s (a cold cache: ~500 s)
 @pytest.mark.parametrize(("python", "glibc"), TARGETS)
 def test_runtime_dependencies_have_aarch64_wheels(python: str, glibc: int,
                                                   tmp_path: Path) -> None:
