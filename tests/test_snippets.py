@@ -349,15 +349,15 @@ def test_a_simulation_does_not_end_between_two_parts_of_a_snippet() -> None:
         daemon._first_contact = False  # connected, first contact answered
         col = daemon.snippets
         assert not daemon.backfilling
-        col.note({"type": "alert", "level": "alarm", "t": 3.0, "id": 1, "cluster_id": 4})
+        col.note(Alert(3.0, "alarm", "spasm_cluster", "", cluster_id=4, id=1))
         assert daemon.backfilling  # queued
         assert col.take_request(10.0) is not None
         assert daemon.backfilling  # a part under way
         _part(col, 0, 150, 10.1)
         assert col.active is None and col.capture is not None  # between two parts
         assert daemon.backfilling
-        col.note({"type": "alert", "level": "info", "kind": "cluster_closed", "t": 5.0,
-                  "cluster_id": 4, "details": {"end": 3.5}})
+        col.note(Alert(5.0, "info", "cluster_closed", "", cluster_id=4,
+                       details={"end": 3.5}))
         assert daemon.backfilling  # the last part, after the cluster's end, is due
         assert col.take_request(10.2) is not None
         (out,) = _part(col, 150, 150, 10.3)
