@@ -574,15 +574,10 @@ class Daemon:
                f"({type(exc).__name__}: {exc}); it keeps running and retries every "
                "second, but reminders and the no-data check may be late."
                if exc is not None else "The monitor's timer runs normally again.")
-        a = self.engine.faults.update("timer_failed", exc is not None, now, msg,
-                                      {"failures": self.tick_failures})
-        if a is None:
+        outs = self.engine.set_fault("timer_failed", exc is not None, now, msg,
+                                     {"failures": self.tick_failures})
+        if not outs:
             return
-        outs: list[Output] = []
-        try:
-            self.engine._emit([a], outs)
-        except Exception:  # noqa: BLE001 - even then, say it on the channels
-            outs = [a]
         try:
             self._out(outs)
         except Exception:  # noqa: BLE001

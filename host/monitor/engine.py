@@ -129,12 +129,17 @@ class Engine:
 
     def set_fault(self, kind: str, active: bool, t: float, message: str,
                   details: dict[str, Any] | None = None) -> list[Output]:
-        """Report a condition found outside the engine (the daemon's timer) to the fault
-        owner; an edge is stored and returned like the engine's own faults."""
+        """Report a condition found outside the engine (the daemon's timer, its heartbeat)
+        to the fault owner; an edge is stored and returned like the engine's own faults
+        (and returned even if storing it broke: a fault is never swallowed)."""
         out: list[Output] = []
         a = self.faults.update(kind, active, t, message, details)
         if a is not None:
-            self._emit([a], out)
+            try:
+                self._emit([a], out)
+            except Exception:  # noqa: BLE001 - say it on the channels all the same
+                log.exception("recording the %s fault failed", kind)
+                out = [a]
         return out
 
     def summary_line(self) -> str:
