@@ -213,3 +213,23 @@ def test_a_full_disk_mid_night_still_delivers_the_alarm(tmp_path: Path) -> None:
     assert [o for o in outs if o["type"] == "delivery" and o.get("kind") == "spasm_cluster"]
     assert "Traceback" not in err, err[-3000:]
     assert err.count("the record could not be saved") <= 2, err[-3000:]  # no flood
+
+
+def test_a_failed_sound_does_not_claim_other_channels_that_do_not_exist(
+    tmp_path: Path,
+) -> None:
+    """With no config there is no other channel that can wake anyone: the fault about
+    the sound must say so, not "the other channels still work"."""
+    import json
+
+    env = _env(tmp_path)
+    env["PATH"] = str(Path(sys.executable).parent)  # no pw-play, paplay or aplay
+    proc = subprocess.run(
+        [_cli(), "run", "--simulate", "quiet", "--speed", "0", "--json"],
+        capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    outs = [json.loads(line) for line in proc.stdout.splitlines()]
+    [fault] = [o for o in outs if o["type"] == "alert"
+               and o.get("kind") == "delivery_failed_audio" and o["level"] == "fault"]
+    assert "No other channel is set up to wake anyone" in fault["message"], fault
+    assert "still" not in fault["message"]
