@@ -53,7 +53,9 @@ def test_run_simulate_over_ble_alerts_like_replay() -> None:
     proc = subprocess.run(
         [sys.executable, "-c", code, "run", "--simulate", "spasm-cluster", "--seed", "1",
          "--link", "ble", "--speed", "0", "--json"],
-        capture_output=True, text=True, timeout=90, check=False,
+        # ~20 s here; the simulation's own end is bounded (SimulationEnd gives up a device
+        # minute after the scenario, real time over BLE), the rest is a loaded machine.
+        capture_output=True, text=True, timeout=240, check=False,
         env=dict(os.environ, SPASMWATCH_TEST_TOKEN=token),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

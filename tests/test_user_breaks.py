@@ -157,3 +157,79 @@ def test_settings_nested_beyond_the_parser_give_one_line(tmp_path: Path) -> None
                               env=_env(tmp_path), timeout=120)
         assert proc.returncode == 2, proc.stderr[-2000:]
         assert proc.stderr == f"spasmwatch: error: {cfg}: not valid TOML: nested too deeply\n"
+
+
+def test_a_full_disk_mid_night_still_delivers_the_alarm(tmp_path: Path) -> None:
+    """The disk fills up (RLIMIT_FSIZE: writes past it fail with EFBIG): the record is
+    a loud ``storage_failed`` fault, and the alarm still goes out to the channels. The
+    alarm state's own log on the same disk used to raise in ``AlertHub.handle``: every
+    output after that was lost to the alarm state, the alarm was shown but never sent."""
+    import json
+    import resource
+
+    from pty_device import PtyDevice, scenario_schedule
+
+    db = tmp_path / "night.db"
+    Store(db).close()  # the schema, written before the disk fills up
+    limit = db.stat().st_size + 24 * 1024  # a few commits' worth of write-ahead log
+
+    def full_disk() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    items, _ = scenario_schedule("spasm-cluster")
+    port = tmp_path / "ttyACM0"
+    errfile = tmp_path / "stderr.txt"
+    with PtyDevice(items, port), errfile.open("wb") as errs:
+        proc = subprocess.Popen(
+            [_cli(), "run", "--serial", str(port), "--insecure", "--db", str(db), "--json"],
+            stdout=subprocess.PIPE, stderr=errs, env=_env(tmp_path), preexec_fn=full_disk)
+        outs: list[dict] = []
+        try:
+            assert proc.stdout is not None
+            fd = proc.stdout.fileno()
+            os.set_blocking(fd, False)
+            buf = b""
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not any(
+                    (o["type"], o.get("level")) == ("delivery", "alarm") for o in outs):
+                select.select([fd], [], [], 0.5)
+                try:
+                    chunk = os.read(fd, 65536)
+                except BlockingIOError:
+                    chunk = b""
+                *lines, buf = (buf + chunk).split(b"\n")
+                outs += [json.loads(line) for line in lines]
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    err = errfile.read_text(errors="replace")
+    kinds = [(o.get("level"), o.get("kind")) for o in outs if o["type"] == "alert"]
+    assert ("fault", "storage_failed") in kinds, kinds
+    assert ("alarm", "spasm_cluster") in kinds, kinds
+    # The alarm reached the channels (delivered or not: there may be no sound server).
+    assert [o for o in outs if o["type"] == "delivery" and o.get("kind") == "spasm_cluster"]
+    assert "Traceback" not in err, err[-3000:]
+    assert err.count("the record could not be saved") <= 2, err[-3000:]  # no flood
+
+
+def test_a_failed_sound_does_not_claim_other_channels_that_do_not_exist(
+    tmp_path: Path,
+) -> None:
+    """With no config there is no other channel that can wake anyone: the fault about
+    the sound must say so, not "the other channels still work"."""
+    import json
+
+    env = _env(tmp_path)
+    env["PATH"] = str(Path(sys.executable).parent)  # no pw-play, paplay or aplay
+    proc = subprocess.run(
+        [_cli(), "run", "--simulate", "quiet", "--speed", "0", "--json"],
+        capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    outs = [json.loads(line) for line in proc.stdout.splitlines()]
+    [fault] = [o for o in outs if o["type"] == "alert"
+               and o.get("kind") == "delivery_failed_audio" and o["level"] == "fault"]
+    assert "No other channel is set up to wake anyone" in fault["message"], fault
+    assert "still" not in fault["message"]

@@ -27,6 +27,7 @@ objects; ``delivery.AlertHub`` sends them. Every change of state is written to t
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ from spasmwatch.host.monitor.outputs import (
 from spasmwatch.host.monitor.records import Event, Status, Summary
 from spasmwatch.host.monitor.schema import ensure as ensure_schema
 from spasmwatch.host.settings import AlarmSettings, MonitorSettings
+
+log = logging.getLogger(__name__)
 
 OK = "ok"
 WARNING = "warning"
@@ -125,6 +128,7 @@ class TransitionLog:
     def __init__(self, conn: sqlite3.Connection | None) -> None:
         self.conn = conn
         self.memory: list[dict[str, Any]] = []  # also kept here (for a store-less run)
+        self.failing = False  # the last write failed (said once until one succeeds)
         if conn is not None:
             ensure_schema(conn)
 
@@ -134,12 +138,22 @@ class TransitionLog:
                "details": details}
         self.memory.append(row)
         if self.conn is not None:
-            self.conn.execute(
-                "INSERT INTO alarm_transitions (t, from_state, to_state, reason, source,"
-                " details) VALUES (?, ?, ?, ?, ?, ?)",
-                (t, old, new, reason, source, json.dumps(details, default=str)),
-            )
-            self.conn.commit()
+            # A full or read-only disk must not stop the state change itself: that would
+            # stop the alarm from being delivered (the engine's storage_failed fault says
+            # the record is incomplete).
+            try:
+                self.conn.execute(
+                    "INSERT INTO alarm_transitions (t, from_state, to_state, reason, source,"
+                    " details) VALUES (?, ?, ?, ?, ?, ?)",
+                    (t, old, new, reason, source, json.dumps(details, default=str)),
+                )
+                self.conn.commit()
+            except sqlite3.Error as exc:
+                if not self.failing:
+                    log.error("the alarm's state changes cannot be recorded: %s", exc)
+                self.failing = True
+            else:
+                self.failing = False
 
     def rows(self) -> list[dict[str, Any]]:
         if self.conn is None:

@@ -37,7 +37,7 @@ from spasmwatch.host.monitor.faults import FaultTracker
 from spasmwatch.host.monitor.outputs import ChannelCheck, Delivery, Output
 from spasmwatch.host.monitor.schema import ensure as ensure_schema
 from spasmwatch.host.monitor.store import Store
-from spasmwatch.host.settings import Settings
+from spasmwatch.host.settings import WAKING_CHANNELS, Settings
 
 log = logging.getLogger(__name__)
 
@@ -414,6 +414,7 @@ class AlertHub:
             *(self._send_one(self.channels[n], notice, timeout) for n in names))
         now = self.clock()
         follow: list[Notice] = []
+        failed_now = {r.channel for r in results if r.ok is False}
         for r in results:
             try:
                 self.deliveries.add(now, notice, r)
@@ -427,10 +428,16 @@ class AlertHub:
             key = f"delivery_failed_{r.channel}"
             plain = PLAIN_FAILURE.get(r.channel, f"{r.channel} failed")
             if r.ok is False:
+                # Name what is left to wake someone, or say that nothing is.
+                others = [n for n in self.channels if n in WAKING_CHANNELS
+                          and n != r.channel and n not in failed_now]
+                rest = (f"Alerts still go to: {', '.join(others)}" if others else
+                        "No other channel is set up to wake anyone (add a phone channel: "
+                        "docs/alerts.md)")
                 follow += self.sm.set_condition(
                     key, True, now,
-                    f"An alert could not be delivered: {plain}. The other channels still "
-                    "work; check this one with `spasmwatch alert test`.",
+                    f"An alert could not be delivered: {plain}. {rest}; check this one "
+                    "with `spasmwatch alert test`.",
                     {"channel": r.channel, "error": r.detail},
                     exclude=frozenset({r.channel}), source="host")
             else:

@@ -461,7 +461,8 @@ class Engine:
         except STORE_ERRORS as exc:
             ok.clear()
             self._store_failures += 1
-            log.error("the record could not be saved: %s", exc)
+            if self._store_failures == 1:  # once per episode: a full disk fills no log
+                log.error("the record could not be saved: %s", exc)
             a = self.faults.update(
                 "storage_failed", True, self.now,
                 f"This night's record cannot be saved ({exc}): the disk may be full or "
