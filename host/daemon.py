@@ -275,6 +275,8 @@ class Daemon:
         # replies to each when done); with ``_first_contact``: ``backfilling``.
         self.resends_outstanding = 0
         self._resend_sent_at = 0.0
+        engine.defer_lost = True  # a gap is a fault only once a resend failed to fill it
+        self._lost_seen_at: float | None = None
         self._main: asyncio.Task[None] | None = None
         self._stop_requested = False
         self.hub = hub
@@ -564,8 +566,20 @@ class Daemon:
                 await self._ask_snippet(link, now)
             if link is not None and self.engine.missing:
                 await self._request_missing(link, now)
+            self._confirm_lost(now)
         except LinkLost:
             pass  # the session notices and reconnects
+
+    def _confirm_lost(self, now: float) -> None:
+        """A gap becomes the ``packets_lost`` fault once it has outlived one resend
+        (``resend_retry_s`` on the daemon's clock, also when the link is down)."""
+        if not self.engine.lost_pending:
+            self._lost_seen_at = None
+        elif self._lost_seen_at is None:
+            self._lost_seen_at = now
+        elif now - self._lost_seen_at >= self.config.resend_retry_s:
+            self._lost_seen_at = None
+            self._out(self.engine.confirm_lost())
 
     def _tick_fault(self, now: float, exc: Exception | None) -> None:
         """A failing timer tick is a fault (heartbeat, repeats and escalation may be late)

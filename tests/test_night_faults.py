@@ -171,3 +171,47 @@ def test_a_status_with_an_impossible_range_is_rejected_and_the_alarm_still_comes
     assert not [o for o in outs if isinstance(o, StatusOutput) and o.status.range_g == 3]
     assert alerts(outs, "spasm_cluster")[0]["level"] == "alarm"
     assert hub.sm.state == "alarm"
+
+
+def test_a_gap_the_first_resend_fills_is_no_fault_one_it_does_not_is() -> None:
+    """A monitor that asks for resends (``defer_lost``, set by the daemon) raises
+    ``packets_lost`` only once the gap outlived a resend: a gap filled at once (the link
+    was busy with an alarm's snippet for a moment) wakes nobody, but is still counted."""
+    eng = Engine(t0=T0)
+    eng.defer_lost = True
+    outs = eng.feed_packet(wire.encode(0, status(600)))
+    outs += eng.feed_packet(wire.encode(3, status(630)))  # 1, 2 missing
+    assert eng.lost_pending and not alerts(outs, "packets_lost")
+    outs += eng.feed_packet(wire.encode(1, status(610)))
+    outs += eng.feed_packet(wire.encode(2, status(620)))  # resent
+    assert not eng.lost_pending and eng.confirm_lost() == []
+    assert not alerts(outs, "packets_lost") and not alerts(outs, "fault_cleared")
+    assert eng.stats["lost"] == 2 and eng.stats["recovered"] == 2
+    # A gap nobody fills: the fault, with what is still missing, until it is resent.
+    outs = eng.feed_packet(wire.encode(6, status(660)))  # 4, 5 missing
+    outs += eng.feed_packet(wire.encode(4, status(640)))
+    assert not alerts(outs, "packets_lost")
+    [lost] = alerts(eng.confirm_lost(), "packets_lost")
+    assert lost["level"] == "fault" and lost["details"]["missing_ranges"] == [[5, 5]]
+    [cleared] = alerts(eng.feed_packet(wire.encode(5, status(650))), "fault_cleared")
+    assert cleared["details"]["fault"] == "packets_lost"
+    # Still missing at the end of the data: the fault is raised then.
+    eng.feed_packet(wire.encode(9, status(690)))
+    assert alerts(eng.finish(), "packets_lost")
+
+
+def test_the_daemon_raises_a_pending_gap_after_one_resend_interval() -> None:
+    eng = MonitorEngine(device="sim", t0=T0)
+    clock = [100.0]
+    daemon = Daemon(lambda: None, eng, lambda o: None, DaemonConfig(resend_retry_s=5.0),
+                    clock=lambda: clock[0])
+    seen: list[Output] = []
+    daemon._out = seen.extend  # type: ignore[method-assign]
+    assert eng.defer_lost
+    eng.feed_packet(wire.encode(0, status(600)))
+    eng.feed_packet(wire.encode(3, status(630)))
+    daemon._confirm_lost(100.0)
+    daemon._confirm_lost(104.9)
+    assert not alerts(seen, "packets_lost")
+    daemon._confirm_lost(105.0)
+    assert alerts(seen, "packets_lost") and not eng.lost_pending

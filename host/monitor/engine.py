@@ -80,6 +80,13 @@ class Engine:
         self.faults = FaultTracker()
         self.now: float = t0  # latest host time known from the data or from tick()
         self._clean_run = 0  # gap-free packets since the last loss
+        # A monitor that asks the device to resend (the daemon) sets ``defer_lost``: a gap
+        # is then only a *pending* loss, raised as the ``packets_lost`` fault by
+        # ``confirm_lost`` once a resend failed to fill it. A gap the first resend fills
+        # (e.g. the link was busy with an alarm's snippet for a moment) is no fault to
+        # wake a parent for; it is still counted (``stats``: lost, recovered).
+        self.defer_lost = False
+        self._lost_pending: tuple[str, dict[str, Any]] | None = None
         self._events_by_class: Counter[str] = Counter()
         self._alerts_by_level: Counter[str] = Counter()
         self._n_clusters = 0
@@ -209,8 +216,9 @@ class Engine:
         return out
 
     def finish(self) -> list[Output]:
-        """End of data: close the open cluster and flush the store."""
-        out: list[Output] = []
+        """End of data: close the open cluster and flush the store (a gap still
+        waiting for its resend is a fault now: nothing more will come)."""
+        out: list[Output] = self.confirm_lost()
         closed = self.clusters.finish()
         if closed is not None:
             self._report_closed(closed, min(closed.end + self.config.cluster_gap_s,
@@ -334,16 +342,24 @@ class Engine:
         if res.gap:
             self._clean_run = 0
             missing = [list(r) for r in self.ingest.missing_ranges()]
-            a = self.faults.update(
-                "packets_lost", True, t,
-                f"{res.gap} packet(s) from the sensor did not arrive (before packet "
-                f"{res.seq}): movements in that stretch may be missing from the record.",
-                {"lost": res.gap, "missing_ranges": missing},
-            )
-            if a is not None:
-                alerts.append(a)
+            message = (f"{res.gap} packet(s) from the sensor did not arrive (before packet "
+                       f"{res.seq}): movements in that stretch may be missing from the "
+                       "record.")
+            details: dict[str, Any] = {"lost": res.gap, "missing_ranges": missing}
+            if self.defer_lost and "packets_lost" not in self.faults.active:
+                if self._lost_pending is None:
+                    log.info("%d packet(s) missing before %d: asking again before it is "
+                             "a fault", res.gap, res.seq)
+                    self._lost_pending = (message, details)
+            else:
+                a = self.faults.update("packets_lost", True, t, message, details)
+                if a is not None:
+                    alerts.append(a)
         else:
             self._clean_run += 1
+            if self._lost_pending is not None and self.ingest.missing == 0:
+                log.info("the missing packets were resent before it became a fault")
+                self._lost_pending = None
             # Cleared only when nothing is missing any more: resent, or written off as a
             # recorded gap (``write_off``). A steady link alone leaves a hole behind.
             if "packets_lost" in self.faults.active and self.ingest.missing == 0:
@@ -365,13 +381,34 @@ class Engine:
 
     _gaps_since_lost = 0
 
+    @property
+    def lost_pending(self) -> bool:
+        """A gap is waiting for its resend (``defer_lost``), not yet a fault."""
+        return self._lost_pending is not None
+
+    def confirm_lost(self, now: float | None = None) -> list[Output]:
+        """The resend did not fill a pending gap in time: raise ``packets_lost`` (with
+        what is missing now). Nothing happens if the gap was filled meanwhile."""
+        out: list[Output] = []
+        pending, self._lost_pending = self._lost_pending, None
+        if pending is None or self.ingest.missing == 0:
+            return out
+        message, details = pending
+        details = dict(details, missing_ranges=[list(r) for r in self.ingest.missing_ranges()])
+        t = self.now if now is None else max(self.now, now)
+        self._emit([a for a in [self.faults.update("packets_lost", True, t, message, details)]
+                    if a is not None], out)
+        return out
+
     def write_off(self, ranges: list[tuple[int, int]], reason: str,
                   now: float | None = None) -> list[Output]:
         """Missing packets that will never come (``reason``: the device's buffer dropped
         them, or it stopped answering): each stretch becomes a recorded ``data_gap``
         ("no data 01:10–01:55") and the packets-lost fault clears once nothing else is
         missing."""
-        out: list[Output] = []
+        # Written off without a fault yet (the device said GONE at once): the fault is
+        # raised first, so that its clearing below names the gaps, as it always has.
+        out: list[Output] = self.confirm_lost(now)
         alerts: list[Alert] = []
         t = self.now if now is None else max(self.now, now)
         for first, last in ranges:
