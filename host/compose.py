@@ -168,7 +168,10 @@ def lock_record(store: Store) -> int | None:
         raise UserError(f"{lock}: cannot create the record's lock file: {exc.strerror}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as exc:
+        if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+            os.close(fd)  # no locks on this file system (some NFS): record unguarded
+            return None
         holder = os.pread(fd, 16, 0).decode("ascii", "replace").strip()
         os.close(fd)
         pid = f" (pid {holder})" if holder.isdigit() else ""
