@@ -147,8 +147,8 @@ class MonitorEngine(Engine):
             _, rec = wire.decode(data, self.verifier)
         except Exception:  # noqa: BLE001 - undecodable: the engine counts it; anchor later
             return
-        if rec[0] in wire.OUT_OF_BAND:
-            return
+        if rec[0] in wire.OUT_OF_BAND or rec[0] == wire.KIND_DETAIL:
+            return  # a detail carries its event's onset, not its send time: anchor later
         send_ms = rec[1]
         if rec[0] == wire.KIND_EVENT:
             send_ms += rec[5]
@@ -169,6 +169,7 @@ def resume_from_store(engine: MonitorEngine, store: Store, now: float,
         *store.events(since=since, device=dev),
         *store.summaries(since=since, device=dev),
         *store.statuses(since=since, device=dev),
+        *store.details(since=since, device=dev),
     ]
     if not recs:
         return 0

@@ -59,13 +59,14 @@ def chain_rows(path: Path, cache: Path | None, min_members: int, show: bool) -> 
             seen.add((id(ch), ch.count))
             kinds = [label_of(e.t, e.end, labels) for e in ch.events]
             truth = int(sum(k == "spasm" for k in kinds) >= 2)
-            f = chain_features(ch.events, ch.n_spasm_like, ch.others)
+            f = chain_features(ch.events, ch.n_spasm_like, ch.others, det.detail_of)
             rows.append("\t".join([path.name, f"{ch.start:.1f}", str(truth)]
                                   + [f"{x:.4g}" for x in f.vector()]))
             if show and not truth and ch.count == min_members:
                 print(path.name, f"{ch.start:.0f}", dict(Counter(kinds)),
                       [f"{e.cls[:2]}{e.duration_s:.1f}/{e.peak_mg}/{e.excursion_mg}"
-                       f"/{e.tilt_mg}/{e.peaks}" for e in ch.events])
+                       f"/{e.tilt_mg}/{e.peaks}" for e in ch.events],
+                      f"axis {f.dir_axis:.2f} same {f.dir_same:.2f}")
         return orig(ch, known_at, cid)
 
     det._judge = judge  # type: ignore[method-assign]

@@ -55,7 +55,8 @@ HIL_KEY = b"hil-test-key-0001"
 HIL_NAME = "hil-board"  # the flashed DEVICE_NAME: also what the board advertises over BLE
 BLE_BRIDGE_ENV = "SPASMWATCH_BLE_BRIDGE"  # simulator/board/bluetooth.py's radio address
 Packet = tuple[int, tuple[Any, ...]]  # (seq, record)
-IN_BAND = (wire.KIND_EVENT, wire.KIND_SUMMARY, wire.KIND_STATUS)  # sequence-numbered
+# sequence-numbered kinds
+IN_BAND = (wire.KIND_EVENT, wire.KIND_SUMMARY, wire.KIND_STATUS, wire.KIND_DETAIL)
 
 
 class PacketClient:
