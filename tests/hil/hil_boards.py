@@ -181,9 +181,10 @@ def in_band(p: Packet) -> bool:
 
 
 def detections(got: dict[int, tuple[Any, ...]], first: int, last: int) -> list[tuple[Any, ...]]:
-    """The detector's records (events, summaries) among seqs first..last, in order."""
+    """The detector's records (events, their details, summaries) among seqs first..last,
+    in order."""
     return [got[s] for s in range(first, last + 1)
-            if s in got and got[s][0] in (wire.KIND_EVENT, wire.KIND_SUMMARY)]
+            if s in got and got[s][0] in (wire.KIND_EVENT, wire.KIND_SUMMARY, wire.KIND_DETAIL)]
 
 
 @functools.lru_cache(maxsize=2)
