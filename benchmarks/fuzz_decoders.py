@@ -101,6 +101,7 @@ def wire_seeds() -> list[bytes]:
         (wire.KIND_STATUS, 10000, 3900, 1, 5, 141, 50, 4),
         (wire.KIND_SNIPPET, 5000, -32768, 17, 32767, wire.SNIP_FIRST),
         (wire.KIND_REPLY, 9, control.RESEND, control.RESULT_GONE, 7),
+        (wire.KIND_DETAIL, 1000, 127, -40, 3, 18, 35, 0x0041),
     ]
     out = []
     for i, r in enumerate(recs):

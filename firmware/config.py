@@ -73,6 +73,7 @@ class DetectorConfig:
         active_mg=15,
         summary_s=SUMMARY_S,
         max_pending=32,
+        send_detail=True,
     ):
         if not 10 <= rate_hz <= 1000:
             raise ValueError("rate_hz out of range: %r" % (rate_hz,))
@@ -137,6 +138,10 @@ class DetectorConfig:
         self.active_mg = active_mg
         self.summary_s = summary_s
         self.max_pending = max_pending
+        # Round 4: a detail record (wire KIND_DETAIL: direction of the tonic tilt, rise,
+        # hold, failed spasm tests) right before each event, for the host's cluster
+        # evidence. False: events only, as rounds 1-3 (hosts older than round 4).
+        self.send_detail = send_detail
 
         # Integer forms used per sample
         self.onset_counts = self.mg_to_counts(onset_mg)

@@ -101,7 +101,29 @@ _E_ON = const(7)  # level a new peak must exceed
 _E_ENV = const(8)  # peak envelope (onset split)
 _E_DIP = const(9)  # first sample of a quiet dip of >= split_dip_ms, 0 = none
 _E_BACK = const(10)  # 1 + first sample of this quiet spell back in posture, 0 = not back
-_E_SLOTS = 11
+_E_PEAK_AT = const(11)  # sample of the largest magnitude (detail: rise)
+_E_EXC_AT = const(12)  # sample of the largest excursion (detail: hold)
+# The gravity displacement at the largest excursion (detail: tilt direction). These may be
+# negative: the loop only writes them (ptr32 stores the low 32 bits, array('i') reads them
+# back signed); it never loads them.
+_E_DX = const(13)
+_E_DY = const(14)
+_E_DZ = const(15)
+_E_SLOTS = 16
+
+# Bits of the detail record's "fails" field, one per spasm test (wire.FAIL_NAMES).
+_F_WARMUP = const(0x001)
+_F_LONG = const(0x002)
+_F_TILT = const(0x004)
+_F_NO_RETURN = const(0x008)
+_F_SMALL_EXC = const(0x010)
+_F_PEAKS = const(0x020)
+_F_NOT_PROMINENT = const(0x040)
+_F_IMPULSE = const(0x080)
+_F_TOO_STRONG = const(0x100)
+_F_FLAT = const(0x200)
+_F_CUT = const(0x400)
+_F_SHORT = const(0x800)
 
 _CLS_SPASM = const(1)  # wire.CLS_SPASM_LIKE, as a constant the viper code can use
 
@@ -142,6 +164,7 @@ class Detector:
         self.ev = array("i", [0] * _E_SLOTS)
         self.ev_state = wire.STATE_UNKNOWN
         self.ev_bg = 0
+        self.ev_fails = 0  # spasm tests the last classified event failed (detail record)
         self.pre_x = self.pre_y = self.pre_z = 0  # gravity at onset (may be negative)
         self.last_active_end = 0
         # per-second activity
@@ -294,6 +317,11 @@ class Detector:
                     e[_E_ENV] = m
                     e[_E_DIP] = 0
                     e[_E_BACK] = 0
+                    e[_E_PEAK_AT] = idx
+                    e[_E_EXC_AT] = idx
+                    e[_E_DX] = 0
+                    e[_E_DY] = 0
+                    e[_E_DZ] = 0
                     pre_x = ax
                     pre_y = ay
                     pre_z = az
@@ -303,6 +331,7 @@ class Detector:
                     e[_E_ENERGY] = energy + m
                 if m > e[_E_PEAK]:
                     e[_E_PEAK] = m
+                    e[_E_PEAK_AT] = idx
                     # A new peak counts only when it reaches rel_peak_pct of the largest
                     # so far: noise, the relaxation phase and ringing re-cross the fixed
                     # onset level, but they are much weaker than the phasic contraction.
@@ -326,6 +355,10 @@ class Detector:
                 if x > exc:
                     exc = x
                     e[_E_EXC] = x
+                    e[_E_EXC_AT] = idx
+                    e[_E_DX] = ax - pre_x
+                    e[_E_DY] = ay - pre_y
+                    e[_E_DZ] = az - pre_z
                 if m < off:
                     e[_E_ARMED] = 1
                     quiet = e[_E_QUIET] + 1
@@ -395,27 +428,73 @@ class Detector:
         tilt_mg = cfg.counts_to_mg(tilt)
         exc_mg = cfg.counts_to_mg(self.ev[_E_EXC])
         peak_mg = cfg.counts_to_mg(self.ev[_E_PEAK])
+        fails = self._fails(end, cut, dur_ms, tilt_mg, exc_mg, peak_mg)
         if cut:
             cls = wire.CLS_MOVEMENT
         elif dur_ms < cfg.jerk_max_ms:
             cls = wire.CLS_JERK
-        elif (
-            self.ev[_E_START] >= cfg.settle_samples
-            and dur_ms <= cfg.spasm_max_ms
-            and tilt_mg <= cfg.spasm_max_tilt_mg
-            and tilt_mg * 100 <= cfg.spasm_max_return_pct * exc_mg
-            and exc_mg >= cfg.spasm_min_excursion_mg
-            and self.ev[_E_PEAKS] <= cfg.spasm_max_peaks
-            and self.ev[_E_PEAK] * 10 >= cfg.spasm_min_prominence_x10 * self.ev_bg
-            and exc_mg * 100 >= cfg.spasm_min_exc_pct * peak_mg
-            and peak_mg <= cfg.spasm_max_peak_mg
-            and self.ev[_E_PEAK] * (end - self.ev[_E_START]) * 10
-            >= cfg.spasm_min_crest_x10 * self.ev[_E_ENERGY]
-        ):
+        elif fails == 0:
             cls = wire.CLS_SPASM_LIKE
         else:
             cls = wire.CLS_MOVEMENT
+        self.ev_fails = fails
         return cls, dur_ms, tilt_mg, exc_mg, peak_mg
+
+    def _fails(self, end, cut, dur_ms, tilt_mg, exc_mg, peak_mg):
+        """Bit mask of the spasm tests the running event fails (0: spasm-like), one bit
+        per test of docs/detector.md, in the order of wire.FAIL_NAMES."""
+        cfg = self.cfg
+        ev = self.ev
+        f = 0
+        if cut:
+            f |= _F_CUT
+        if dur_ms < cfg.jerk_max_ms:
+            f |= _F_SHORT
+        if ev[_E_START] < cfg.settle_samples:
+            f |= _F_WARMUP
+        if dur_ms > cfg.spasm_max_ms:
+            f |= _F_LONG
+        if tilt_mg > cfg.spasm_max_tilt_mg:
+            f |= _F_TILT
+        if tilt_mg * 100 > cfg.spasm_max_return_pct * exc_mg:
+            f |= _F_NO_RETURN
+        if exc_mg < cfg.spasm_min_excursion_mg:
+            f |= _F_SMALL_EXC
+        if ev[_E_PEAKS] > cfg.spasm_max_peaks:
+            f |= _F_PEAKS
+        if ev[_E_PEAK] * 10 < cfg.spasm_min_prominence_x10 * self.ev_bg:
+            f |= _F_NOT_PROMINENT
+        if exc_mg * 100 < cfg.spasm_min_exc_pct * peak_mg:
+            f |= _F_IMPULSE
+        if peak_mg > cfg.spasm_max_peak_mg:
+            f |= _F_TOO_STRONG
+        if ev[_E_PEAK] * (end - ev[_E_START]) * 10 < cfg.spasm_min_crest_x10 * ev[_E_ENERGY]:
+            f |= _F_FLAT
+        return f
+
+    def _detail(self, t_ms):
+        """The detail record of the running event (wire KIND_DETAIL), sent before it."""
+        ev = self.ev
+        dx = ev[_E_DX]
+        dy = ev[_E_DY]
+        dz = ev[_E_DZ]
+        big = dx if dx > 0 else -dx
+        if dy > big or -dy > big:
+            big = dy if dy > 0 else -dy
+        if dz > big or -dz > big:
+            big = dz if dz > 0 else -dz
+        if big:
+            # Scaled so the largest component is +-127: a direction, integer only.
+            dx = dx * 127 // big
+            dy = dy * 127 // big
+            dz = dz * 127 // big
+        r = self.cfg.rate_hz
+        rise = (ev[_E_PEAK_AT] - ev[_E_START]) * 100 // r
+        hold = (ev[_E_EXC_AT] - ev[_E_START]) * 50 // r
+        return (
+            wire.KIND_DETAIL, t_ms, dx, dy, dz, rise if rise < 255 else 255,
+            hold if hold < 255 else 255, self.ev_fails,
+        )
 
     def _finish(self, end, gx, gy, gz, cut=False, rec_end=0):
         """Emit the running event: classified as if it ended at ``end`` (the active part);
@@ -434,8 +513,11 @@ class Detector:
             self.sum_spasm += 1
         if peak_mg > self.sum_peak:
             self.sum_peak = peak_mg
+        t_ms = self.t_ms(self.ev[_E_START])
+        if cfg.send_detail:
+            self._emit(self._detail(t_ms))
         self._emit((
-            wire.KIND_EVENT, self.t_ms(self.ev[_E_START]), cls, self.ev_state,
+            wire.KIND_EVENT, t_ms, cls, self.ev_state,
             self.ev[_E_PEAKS], dur_ms, peak_mg, energy_mgs, tilt_mg, exc_mg,
             still if still < 255 else 255,
         ))

@@ -24,11 +24,20 @@ Payloads (``mf8`` is an 8-bit minifloat, see ``mf8_encode``: ~3-6 % precision):
             SNIP_LAST); header seq = sample index in the snippet, time = sample time
     reply   opcode u8, result u8 (control.RESULT_*), value u32, 0 u8; header seq = the
             last stream sequence number sent (so a host sees a missing tail)
+    detail  (round 4) sent right before the event it describes, same device time (the
+            event's onset), the event's seq minus 1: tonic tilt direction dx, dy, dz i8
+            (the gravity estimate's displacement from the onset posture at the event's
+            largest excursion, scaled so its largest component is +-127; 0, 0, 0 = none),
+            rise u8 (onset to the largest magnitude, 10 ms units, saturating), hold u8
+            (onset to the largest excursion, 20 ms units, saturating), fails u16 (bit i
+            set = spasm test i failed, see FAIL_NAMES; 0 = every test passed)
 
 Snippet and reply packets (``OUT_OF_BAND``) answer a control payload
 (firmware/control.py): they are not stored for resend and their seq field is not a
 stream sequence number, so a host routes them by ``peek_kind`` before its sequence
-tracking. Decoders older than these kinds reject them as an unknown kind.
+tracking. Decoders older than these kinds reject them as an unknown kind (``WireError("kind")``);
+a detail packet is in band (stored for resend, stream seq) and an old host counts it as
+one decode error per event and carries on.
 Records are plain tuples whose first item is the kind (see ``*_FIELDS``).
 """
 
@@ -43,6 +52,7 @@ KIND_SUMMARY = const(2)
 KIND_STATUS = const(3)
 KIND_SNIPPET = const(4)
 KIND_REPLY = const(5)
+KIND_DETAIL = const(6)
 OUT_OF_BAND = (KIND_SNIPPET, KIND_REPLY)
 SNIP_FIRST = const(0x01)
 SNIP_LAST = const(0x02)
@@ -77,6 +87,13 @@ ST_BATTERY_LOW = const(0x10)
 ST_INJECTION = const(0x20)
 ST_EVENTS_DROPPED = const(0x40)
 
+# Spasm tests an event failed (the detail packet's fails bits, firmware/detector.py);
+# bit i is FAIL_NAMES[i].
+FAIL_NAMES = (
+    "warmup", "long", "tilt", "no_return", "small_excursion", "peaks", "not_prominent",
+    "impulse", "too_strong", "flat", "cut", "short",
+)
+
 EVENT_FIELDS = (
     "kind", "t_ms", "cls", "state", "peaks", "duration_ms", "peak_mg", "energy_mgs",
     "tilt_mg", "excursion_mg", "still_s",
@@ -90,9 +107,10 @@ STATUS_FIELDS = (
 )
 SNIPPET_FIELDS = ("kind", "t_ms", "x", "y", "z", "flags")
 REPLY_FIELDS = ("kind", "t_ms", "opcode", "result", "value")
+DETAIL_FIELDS = ("kind", "t_ms", "dx", "dy", "dz", "rise_10ms", "hold_20ms", "fails")
 FIELDS = {
     KIND_EVENT: EVENT_FIELDS, KIND_SUMMARY: SUMMARY_FIELDS, KIND_STATUS: STATUS_FIELDS,
-    KIND_SNIPPET: SNIPPET_FIELDS, KIND_REPLY: REPLY_FIELDS,
+    KIND_SNIPPET: SNIPPET_FIELDS, KIND_REPLY: REPLY_FIELDS, KIND_DETAIL: DETAIL_FIELDS,
 }
 
 
@@ -152,6 +170,10 @@ def _sat8(v):
     return 0 if v < 0 else (255 if v > 255 else v)
 
 
+def _sati8(v):
+    return -127 if v < -127 else (127 if v > 127 else v)
+
+
 def _payload(rec):
     kind = rec[0]
     if kind == KIND_EVENT:
@@ -176,6 +198,11 @@ def _payload(rec):
         return struct.pack("<hhhB", rec[2], rec[3], rec[4], rec[5] & 0xFF)
     if kind == KIND_REPLY:
         return struct.pack("<BBIB", rec[2] & 0xFF, rec[3] & 0xFF, rec[4] & 0xFFFFFFFF, 0)
+    if kind == KIND_DETAIL:
+        return struct.pack(
+            "<bbbBBH", _sati8(rec[2]), _sati8(rec[3]), _sati8(rec[4]), _sat8(rec[5]),
+            _sat8(rec[6]), rec[7] & 0xFFFF,
+        )
     raise WireError("kind", "cannot encode kind %r" % (kind,))
 
 
@@ -251,6 +278,13 @@ def decode(data, verifier=None):
     elif kind == KIND_REPLY:
         op, res, val, _ = struct.unpack_from("<BBIB", data, p)
         rec = (kind, t_ms, op, res, val)
+    elif kind == KIND_DETAIL:
+        dx, dy, dz, rise, hold, fails = struct.unpack_from("<bbbBBH", data, p)
+        if dx == -128 or dy == -128 or dz == -128:
+            raise WireError("value", "detail direction -128 is never sent")
+        if fails >> len(FAIL_NAMES):
+            raise WireError("value", "unknown detail fail bits 0x%04x" % fails)
+        rec = (kind, t_ms, dx, dy, dz, rise, hold, fails)
     else:
         raise WireError("kind", "unknown packet kind %d" % kind)
     return seq, rec

@@ -139,6 +139,8 @@ class MonitorEngine(Engine):
         whole milliseconds so a restarted daemon can recover exactly the same t0.
         """
         rec = pkt.rec
+        if rec[0] == wire.KIND_DETAIL:
+            return  # a detail carries its event's onset, not its send time: anchor later
         send_ms = rec[1]
         if rec[0] == wire.KIND_EVENT:
             send_ms += rec[5]
@@ -159,6 +161,7 @@ def resume_from_store(engine: MonitorEngine, store: Store, now: float,
         *store.events(since=since, device=dev),
         *store.summaries(since=since, device=dev),
         *store.statuses(since=since, device=dev),
+        *store.details(since=since, device=dev),
     ]
     if not recs:
         return 0

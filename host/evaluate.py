@@ -228,10 +228,29 @@ def find_traces(folder: Path) -> list[Path]:
     return sorted(out)
 
 
+#: The modules whose code decides the detector's packets for a trace: a cache entry made
+#: by other code (an older detector, a new packet kind) must never be reused.
+_PACKET_CODE = ("firmware/detector.py", "firmware/config.py", "firmware/wire.py",
+                "simulator/replay.py", "simulator/resample.py", "simulator/sensor_model.py")
+
+
+def _code_fingerprint() -> str:
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for rel in _PACKET_CODE:
+        h.update((root / rel).read_bytes())
+    return h.hexdigest()[:16]
+
+
+#: Taken once, at import: the code this process runs (a file edited meanwhile is not it).
+_CODE_FINGERPRINT = _code_fingerprint()
+
+
 def _cache_key(path: Path, det_cfg: DetectorConfig | None) -> str:
     cfg = det_cfg or DetectorConfig()
     st = path.stat()
-    text = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{sorted(vars(cfg).items())}"
+    text = (f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{sorted(vars(cfg).items())}"
+            f"|{_CODE_FINGERPRINT}")
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 

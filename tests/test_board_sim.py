@@ -25,7 +25,7 @@ from spasmwatch.simulator.replay import SensorStream, detector_packets, to_senso
 from spasmwatch.simulator.scenarios import generate
 
 KEY = b"board-test-key"
-STREAM_KINDS = (wire.KIND_EVENT, wire.KIND_SUMMARY, wire.KIND_STATUS)
+STREAM_KINDS = (wire.KIND_EVENT, wire.KIND_SUMMARY, wire.KIND_STATUS, wire.KIND_DETAIL)
 
 
 class BoardClient:

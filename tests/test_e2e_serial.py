@@ -142,7 +142,7 @@ def test_host_opening_the_port_late_gets_the_board_ring() -> None:
                 await asyncio.wait_for(daemon.run(), 60)
                 assert store.count("events") == want
                 seqs = sorted(r.seq for r in [*store.events(), *store.summaries(),
-                                                *store.statuses()])
+                                                *store.statuses(), *store.details()])
                 assert seqs == list(range(len(seqs)))  # from seq 0, no gap, no repeat
             return eng, daemon, outs
 

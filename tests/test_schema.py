@@ -50,9 +50,9 @@ def test_a_database_from_b00779b_migrates_and_keeps_everything(tmp_path: Path) -
     path = old_db(tmp_path / "old.db")
     before = tables(path)
     with Store(path) as s:
-        assert s.schema_version == SCHEMA_VERSION == 3
+        assert s.schema_version == SCHEMA_VERSION == 4
         versions = [v for (v,) in s.connection.execute("SELECT version FROM schema_version")]
-        assert versions == [1, 2, 3]  # each step recorded once, in order
+        assert versions == [1, 2, 3, 4]  # each step recorded once, in order
         assert len(s.events()) == 3 and len(s.summaries()) == 12 and len(s.statuses()) == 1
         assert [c.n_spasm_like for c in s.clusters()] == [3]
         assert [a.kind for a in s.alerts()] == ["spasm_cluster"]
@@ -71,12 +71,12 @@ def test_a_database_from_b00779b_migrates_and_keeps_everything(tmp_path: Path) -
         [night] = find_nights(s)
         assert night.alerts and night.snippets and night.clips
     after = tables(path)
-    # old tables are untouched (same definitions); only the gaps table is new
+    # old tables are untouched (same definitions); only the gaps and details tables are new
     assert {k: v for k, v in after.items() if k in before} == before
-    assert set(after) - set(before) == {"gaps"}
+    assert set(after) - set(before) == {"gaps", "details"}
     with Store(path) as s:  # opening again applies nothing more
         assert [v for (v,) in s.connection.execute("SELECT version FROM schema_version")] == [
-            1, 2, 3]
+            1, 2, 3, 4]
 
 
 def test_an_old_database_without_the_lazily_made_tables_gains_them(tmp_path: Path) -> None:
@@ -94,7 +94,7 @@ def test_a_new_database_has_every_step(tmp_path: Path) -> None:
     assert got == list(range(1, SCHEMA_VERSION + 1))  # numbered without holes
     names = set(tables(tmp_path / "new.db"))
     assert {"events", "summaries", "statuses", "clusters", "alerts", "counters",
-            *LAZY_TABLES, "gaps", "schema_version"} == names
+            *LAZY_TABLES, "gaps", "details", "schema_version"} == names
     cols = [r[1] for r in sqlite3.connect(tmp_path / "new.db").execute("PRAGMA table_info(gaps)")]
     assert cols == ["id", "device", "start_t", "end_t", "reason"]
 

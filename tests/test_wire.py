@@ -27,7 +27,12 @@ statuses = st.tuples(
     st.just(wire.KIND_STATUS), u32, st.integers(0, 70000), u8, st.integers(0, 300),
     st.integers(0, 300), st.integers(0, 300), st.integers(0, 300),
 )
-records = st.one_of(events, summaries, statuses)
+i8 = st.integers(-127, 127)
+details = st.tuples(
+    st.just(wire.KIND_DETAIL), u32, i8, i8, i8, st.integers(0, 300), st.integers(0, 300),
+    st.integers(0, (1 << len(wire.FAIL_NAMES)) - 1),
+)
+records = st.one_of(events, summaries, statuses, details)
 
 
 def _tagger(body: bytes) -> bytes:
@@ -115,3 +120,41 @@ def test_minifloat_is_monotonic_and_within_one_sixteenth(v: int) -> None:
 def test_minifloat_saturates() -> None:
     assert wire.mf8_decode(wire.mf8_encode(10**9)) == 507904
     assert wire.mf8_encode(-5) == 0
+
+
+@given(seq=u16, rec=details)
+def test_detail_round_trip_keeps_direction_and_fails(seq: int, rec: tuple) -> None:
+    for tagger, verifier in ((None, None), (_tagger, _verifier)):
+        seq2, rec2 = wire.decode(wire.encode(seq, rec, tagger), verifier)
+        assert seq2 == seq
+        # Direction and fail bits are exact; rise and hold saturate at 255.
+        assert rec2[:5] == rec[:5] and rec2[7] == rec[7]
+        assert rec2[5] == min(rec[5], 255) and rec2[6] == min(rec[6], 255)
+
+
+def _detail_packet(dx: int = 10, fails: int = 0) -> bytearray:
+    """A CRC-valid detail packet with raw dx and fails bytes (what a hostile sender can do)."""
+    body = bytearray(wire.encode(5, (wire.KIND_DETAIL, 1234, 1, 2, 3, 4, 5, 0))[:-2])
+    struct.pack_into("<b", body, 7, dx)
+    struct.pack_into("<H", body, 12, fails)
+    return body + struct.pack("<H", wire.crc16(body, len(body)))
+
+
+def test_detail_rejects_values_never_sent() -> None:
+    assert wire.decode(bytes(_detail_packet()))[1][2] == 10
+    with pytest.raises(wire.WireError) as exc:
+        wire.decode(bytes(_detail_packet(dx=-128)))
+    assert exc.value.reason == "value"
+    with pytest.raises(wire.WireError) as exc:
+        wire.decode(bytes(_detail_packet(fails=1 << len(wire.FAIL_NAMES))))
+    assert exc.value.reason == "value"
+
+
+def test_a_decoder_without_the_detail_kind_rejects_it_by_name(monkeypatch) -> None:
+    """A round-3 host (no KIND_DETAIL) refuses the packet as an unknown kind: a clear
+    error it counts, not a crash or a misread record."""
+    packet = wire.encode(7, (wire.KIND_DETAIL, 1000, 127, 0, -5, 20, 30, 0x40))
+    monkeypatch.setattr(wire, "KIND_DETAIL", 99)  # the decoder as it was before round 4
+    with pytest.raises(wire.WireError) as exc:
+        wire.decode(packet)
+    assert exc.value.reason == "kind"

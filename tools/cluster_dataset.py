@@ -17,6 +17,7 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
+from spasmwatch.firmware.config import DetectorConfig
 from spasmwatch.host.evaluate import cached_packets, find_traces
 from spasmwatch.host.monitor.alerts import AlertConfig
 from spasmwatch.host.monitor.cluster_evidence import FEATURES, chain_features
@@ -44,7 +45,8 @@ def label_of(t0: float, t1: float, labels: list[Label]) -> str:
     return best
 
 
-def chain_rows(path: Path, cache: Path | None, min_members: int, show: bool) -> list[str]:
+def chain_rows(path: Path, cache: Path | None, min_members: int, show: bool,
+               det_cfg: DetectorConfig | None = None) -> list[str]:
     trace = read_trace(path)
     labels = sorted(load_labels_for(path) or [], key=lambda lb: lb.start)
     cfg = AlertConfig(evidence="rules")
@@ -59,17 +61,18 @@ def chain_rows(path: Path, cache: Path | None, min_members: int, show: bool) -> 
             seen.add((id(ch), ch.count))
             kinds = [label_of(e.t, e.end, labels) for e in ch.events]
             truth = int(sum(k == "spasm" for k in kinds) >= 2)
-            f = chain_features(ch.events, ch.n_spasm_like, ch.others)
+            f = chain_features(ch.events, ch.n_spasm_like, ch.others, det.detail_of)
             rows.append("\t".join([path.name, f"{ch.start:.1f}", str(truth)]
                                   + [f"{x:.4g}" for x in f.vector()]))
             if show and not truth and ch.count == min_members:
                 print(path.name, f"{ch.start:.0f}", dict(Counter(kinds)),
                       [f"{e.cls[:2]}{e.duration_s:.1f}/{e.peak_mg}/{e.excursion_mg}"
-                       f"/{e.tilt_mg}/{e.peaks}" for e in ch.events])
+                       f"/{e.tilt_mg}/{e.peaks}" for e in ch.events],
+                      f"axis {f.dir_axis:.2f} same {f.dir_same:.2f}")
         return orig(ch, known_at, cid)
 
     det._judge = judge  # type: ignore[method-assign]
-    for p in cached_packets(path, trace, None, cache):
+    for p in cached_packets(path, trace, det_cfg, cache):
         engine.feed_packet(p)
     engine.finish()
     return rows
@@ -82,12 +85,15 @@ def main() -> None:
     ap.add_argument("--cache")
     ap.add_argument("--min-members", type=int, default=2)
     ap.add_argument("--show", action="store_true")
+    ap.add_argument("--det", nargs="*", default=[], metavar="FIELD=INT",
+                    help="DetectorConfig fields (integers) instead of the defaults")
     a = ap.parse_args()
+    det_cfg = DetectorConfig(**{k: int(v) for k, v in (x.split("=", 1) for x in a.det)})
     cache = Path(a.cache) if a.cache else None
     rows = ["\t".join(["file", "start", "truth", *FEATURES])]
     for folder in a.folders:
         for path in find_traces(Path(folder)):
-            rows += chain_rows(path, cache, a.min_members, a.show)
+            rows += chain_rows(path, cache, a.min_members, a.show, det_cfg)
     Path(a.out).write_text("\n".join(rows) + "\n")
     print(f"{len(rows) - 1} chain snapshots -> {a.out}")
 

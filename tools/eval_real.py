@@ -5,14 +5,17 @@ tests/test_detector_real.py); the detector runs once per recording and its packe
 one host engine per mode. Prints alarms and warnings per source and mode.
 
     python tools/eval_real.py            # wheels (PyPI) + ../shared/data when present
+    python tools/eval_real.py --det spasm_min_prominence_x10=80   # a detector variant
 """
 
 from __future__ import annotations
 
+import argparse
 from collections import Counter
 
 import numpy as np
 
+from spasmwatch.firmware.config import DetectorConfig
 from spasmwatch.host.evaluate import trace_packets
 from spasmwatch.host.monitor.alerts import Alert, AlertConfig
 from spasmwatch.host.monitor.engine import Engine
@@ -31,6 +34,11 @@ def with_still_warmup(trace: Trace, seconds: float = 20.0) -> Trace:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--det", nargs="*", default=[], metavar="FIELD=INT",
+                    help="DetectorConfig fields (integers) instead of the defaults")
+    a = ap.parse_args()
+    det_cfg = DetectorConfig(**{k: int(v) for k, v in (x.split("=", 1) for x in a.det)})
     root = rd.shared_data_root()
     sources = {"wheels": lambda: rd.wheel_recordings()}
     if root is not None:
@@ -46,7 +54,7 @@ def main() -> None:
         hours = 0.0
         for rec in fn():
             trace = with_still_warmup(rec.trace)
-            packets = trace_packets(trace)
+            packets = trace_packets(trace, det_cfg)
             n += 1
             hours += trace.duration / 3600.0
             for mode in MODES:

@@ -5,6 +5,10 @@ tuning suites only -- the round-3 tuning suite (seed 37) and the classic tuning 
 (seed 7) -- never from a held-out suite. A snapshot is a chain of >= 2 members at the
 moment it grew; truth 1 when at least two members overlap labelled spasms.
 
+Every snapshot is used twice: as measured, and with its detail features (the tilt
+directions, rise and hold of the round-4 detail records) set to "unknown", so the model
+also judges chains from a sensor that sends no details, or whose details were lost.
+
 Model: a random forest of shallow trees (scikit-learn, a dev-only dependency:
 ``pip install scikit-learn``), exported to ``host/monitor/cluster_model.py`` as nested
 ``if`` statements over the features of ``cluster_evidence.FEATURES``; its ``predict``
@@ -55,11 +59,21 @@ def main() -> None:
     ap.add_argument("--depth", type=int, default=4)
     ap.add_argument("--leaf", type=int, default=8)
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--no-unknown-copies", dest="unknown_copies", action="store_false",
+                    help="do not add the copies without detail features")
     a = ap.parse_args()
     rows = [line.split("\t") for line in Path(a.data).read_text().strip().splitlines()]
     names = rows[0][3:]
     x = np.array([[float(v) for v in r[3:]] for r in rows[1:]])
     y = np.array([int(r[2]) for r in rows[1:]])
+    if a.unknown_copies:
+        from spasmwatch.host.monitor.cluster_evidence import DETAIL_UNKNOWN
+
+        blind = x.copy()
+        for name, value in DETAIL_UNKNOWN.items():
+            blind[:, names.index(name)] = value
+        x = np.concatenate([x, blind])
+        y = np.concatenate([y, y])
     model = RandomForestClassifier(
         n_estimators=a.trees, max_depth=a.depth, min_samples_leaf=a.leaf,
         class_weight="balanced", random_state=0,
@@ -69,6 +83,7 @@ def main() -> None:
         "",
         f"Random forest, {a.trees} trees, depth <= {a.depth}, leaves >= {a.leaf} samples,",
         f"trained on {len(y)} chain snapshots ({int(y.sum())} spasm chains) from {a.data}",
+        "(half of them the copies without detail features, when so trained)",
         "(see docs/evaluation.md for the data recipe). Input: the feature vector of",
         "host/monitor/cluster_evidence.py (FEATURES, in that order).",
         '"""',

@@ -84,7 +84,7 @@ async def _pump(s: _Session) -> None:
             continue
         if rec[0] == wire.KIND_REPLY:
             s.replies.append((now, rec))
-        elif rec[0] in (wire.KIND_EVENT, wire.KIND_SUMMARY, wire.KIND_STATUS):
+        elif rec[0] in (wire.KIND_EVENT, wire.KIND_SUMMARY, wire.KIND_STATUS, wire.KIND_DETAIL):
             s.stream_seqs.add(seq)
             if rec[0] == wire.KIND_STATUS:
                 s.statuses.append((now, seq, rec))

@@ -43,7 +43,7 @@ from spasmwatch.host.monitor.outputs import (
     SummaryOutput,
 )
 from spasmwatch.host.monitor.patterns import JerkBurstDetector, SpasmChainDetector
-from spasmwatch.host.monitor.records import Event, Status, Summary
+from spasmwatch.host.monitor.records import Detail, Event, Status, Summary
 from spasmwatch.host.monitor.sequence import Verdict
 from spasmwatch.host.monitor.store import Store
 
@@ -187,6 +187,10 @@ class Engine:
         rec = res.record
         if isinstance(rec, Event):
             self._on_event(rec, res, out)
+        elif isinstance(rec, Detail):
+            # Round 4: what the next event carries beyond its own packet; kept by the chain
+            # detector for that event.
+            self.spasms.add_detail(rec)
         else:
             self._on_periodic(rec, out)
         self._link_health(res, out)
@@ -265,6 +269,8 @@ class Engine:
             self.store.add_event(self.device, rec)
         elif isinstance(rec, Summary):
             self.store.add_summary(self.device, rec)
+        elif isinstance(rec, Detail):
+            self.store.add_detail(self.device, rec)
         else:
             self.store.add_status(self.device, rec)
 

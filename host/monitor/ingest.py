@@ -26,6 +26,7 @@ from spasmwatch.firmware import wire
 from spasmwatch.host.monitor.alerts import Alert
 from spasmwatch.host.monitor.faults import FaultTracker
 from spasmwatch.host.monitor.records import (
+    Detail,
     Event,
     Record,
     Status,
@@ -82,7 +83,8 @@ class IngestResult:
 
     @property
     def kind(self) -> str:
-        return {Event: "event", Summary: "summary", Status: "status"}[type(self.record)]
+        return {Event: "event", Summary: "summary", Status: "status",
+                Detail: "detail"}[type(self.record)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,7 @@ from spasmwatch.host.monitor.cluster_evidence import (
     matches_template,
     rule_score,
 )
-from spasmwatch.host.monitor.records import Event
+from spasmwatch.host.monitor.records import Detail, Event
 
 # Members remembered per chain for the message and the evidence (the count is unbounded).
 _CHAIN_MEMBERS = 64
@@ -45,6 +45,8 @@ _CHAIN_MEMBERS = 64
 _RECENT = 16
 # Re-classed events remembered for evaluation (host recall), bounded.
 _RECLASSED_KEEP = 4096
+# Details (round 4) kept per event, bounded: more than a chain's members and recent events.
+_DETAILS_KEEP = 512
 
 
 @dataclass
@@ -93,17 +95,37 @@ class SpasmChainDetector:
         self.chain: SpasmChain | None = None
         self.recent: deque[Event] = deque(maxlen=_RECENT)  # non-spasm events, newest last
         self.reconsidered: deque[tuple[float, float]] = deque(maxlen=_RECLASSED_KEEP)
+        self._detail: Detail | None = None  # the latest detail, waiting for its event
+        self.details: dict[tuple[int, int], Detail] = {}  # (event seq, t_ms) -> detail
+
+    def add_detail(self, d: Detail) -> None:
+        """A detail packet (round 4): it describes the event that follows it."""
+        self._detail = d
+
+    def detail_of(self, ev: Event) -> Detail | None:
+        """The detail of ``ev``, or None (an older sensor, or its detail packet was lost)."""
+        return self.details.get((ev.seq, ev.t_ms))
+
+    def _take_detail(self, ev: Event) -> None:
+        d = self._detail
+        self._detail = None  # a detail describes only the event right after it
+        if d is None or not d.describes(ev):
+            return
+        self.details[(ev.seq, ev.t_ms)] = d
+        if len(self.details) > _DETAILS_KEEP:
+            del self.details[next(iter(self.details))]
 
     def add(self, ev: Event, known_at: float, cluster_id: int | None) -> list[Alert]:
         """Feed one event (any class); return the warning/alarm it completes, if any."""
         cfg = self.cfg
         ch = self.chain
         judged = cfg.evidence != "count"
+        self._take_detail(ev)
         if ev.cls != "spasm_like":
             if not judged:
                 return []
             if ch is not None and ev.t - ch.end <= cfg.spasm_gap_s and ev.t >= ch.start:
-                if matches_template(ev, ch.spasm_events, self.ev_cfg):
+                if matches_template(ev, ch.spasm_events, self.ev_cfg, self.detail_of):
                     ch.add(ev, reclassed=True)
                     self.reconsidered.append((ev.t, ev.end))
                     return self._judge(ch, known_at, cluster_id)
@@ -127,7 +149,7 @@ class SpasmChainDetector:
         keep: deque[Event] = deque(maxlen=_RECENT)
         for old in self.recent:
             near = ch.start - gap <= old.end and old.t <= ch.end
-            if near and matches_template(old, ch.spasm_events, self.ev_cfg):
+            if near and matches_template(old, ch.spasm_events, self.ev_cfg, self.detail_of):
                 if old.t >= ch.start:
                     ch.others = max(0, ch.others - 1)  # it was counted as "other"
                 ch.add(old, reclassed=True)
@@ -142,7 +164,7 @@ class SpasmChainDetector:
             alarm = ch.count >= cfg.alarm_min_spasms
             warn = ch.count >= cfg.warn_spasms
         else:
-            feats = chain_features(ch.events, ch.n_spasm_like, ch.others)
+            feats = chain_features(ch.events, ch.n_spasm_like, ch.others, self.detail_of)
             if cfg.evidence == "learned":
                 ch.score = learned_score(feats)
                 ok = ch.score >= cfg.learned_threshold

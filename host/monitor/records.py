@@ -126,7 +126,41 @@ class Status:
         }
 
 
-Record = Event | Summary | Status
+@dataclass(frozen=True, slots=True)
+class Detail:
+    """Round 4: more about the event that follows it (wire KIND_DETAIL, same ``t_ms``).
+
+    ``direction`` is the tonic tilt's direction in sensor axes (each -127..127, scaled so
+    the largest is +-127; (0, 0, 0) when the posture did not move); ``fails`` names the
+    spasm tests the event failed (wire.FAIL_NAMES).
+    """
+
+    seq: int
+    t: float
+    direction: tuple[int, int, int]
+    rise_s: float
+    hold_s: float
+    fails: tuple[str, ...]
+    t_ms: int = 0
+    received_at: float | None = None
+
+    def describes(self, ev: Event) -> bool:
+        """Is this the detail of ``ev`` (sent right before it, same onset)?"""
+        return self.t_ms == ev.t_ms and (self.seq + 1) & 0xFFFF == ev.seq
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq, "t": self.t, "direction": list(self.direction),
+            "rise_s": self.rise_s, "hold_s": self.hold_s, "fails": list(self.fails),
+            "t_ms": self.t_ms, "received_at": self.received_at,
+        }
+
+
+def fail_names(bits: int) -> tuple[str, ...]:
+    return tuple(n for i, n in enumerate(wire.FAIL_NAMES) if bits >> i & 1)
+
+
+Record = Event | Summary | Status | Detail
 
 
 #: Accelerometer ranges the MPU-6050 has (g); anything else on the wire is corrupt.
@@ -183,5 +217,11 @@ def record_from_tuple(
             seq=seq, t=t, battery_mv=mv, flags=flag_names(flags), flags_raw=flags,
             buffer_pct=buf, heap_kb=heap, rate_hz=rate, range_g=rng, t_ms=t_ms,
             received_at=received_at,
+        )
+    if kind == wire.KIND_DETAIL:
+        _, t_ms, dx, dy, dz, rise, hold, fails = rec
+        return Detail(
+            seq=seq, t=t, direction=(dx, dy, dz), rise_s=rise / 100.0, hold_s=hold / 50.0,
+            fails=fail_names(fails), t_ms=t_ms, received_at=received_at,
         )
     raise ValueError(f"unknown record kind {kind!r}")

@@ -106,12 +106,25 @@ CREATE TABLE gaps (
 CREATE INDEX gaps_by_time ON gaps (start_t);
 """
 
+# Round 4: the detail record sent before each event (wire KIND_DETAIL): direction of the
+# tonic tilt (dx, dy, dz), rise and hold in s, failed spasm tests (comma-separated names).
+# Stored like every stream record, so the sequence numbers in the store stay complete.
+_V4_DETAILS = """
+CREATE TABLE details (
+    id INTEGER PRIMARY KEY, device TEXT NOT NULL, seq INTEGER NOT NULL, t REAL NOT NULL,
+    t_ms INTEGER NOT NULL, dx INTEGER NOT NULL, dy INTEGER NOT NULL, dz INTEGER NOT NULL,
+    rise_s REAL NOT NULL, hold_s REAL NOT NULL, fails TEXT NOT NULL, received_at REAL,
+    UNIQUE (device, seq, t)
+);
+"""
+
 # (number, what it does, SQL). Append only: a released step is never edited.
 MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (1, "records, clusters, alerts and counters", _V1_STORE),
     (2, "snippets, annotations, markers, clips, alarm transitions and deliveries",
      _V2_RECORDS),
     (3, "sensor data gaps", _V3_GAPS),
+    (4, "event details (round 4)", _V4_DETAILS),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -18,7 +18,7 @@ from types import TracebackType
 
 from spasmwatch.host.monitor.alerts import Alert
 from spasmwatch.host.monitor.clustering import Cluster
-from spasmwatch.host.monitor.records import Event, Status, Summary
+from spasmwatch.host.monitor.records import Detail, Event, Status, Summary
 from spasmwatch.host.monitor.schema import SCHEMA_VERSION, SchemaError, ensure, version_of
 
 __all__ = ["SCHEMA_VERSION", "SchemaError", "Store"]
@@ -34,6 +34,11 @@ _SUMMARY_COLS = (
 _STATUS_COLS = (
     "seq", "t", "t_ms", "battery_mv", "flags", "flags_raw", "buffer_pct", "heap_kb",
     "rate_hz", "range_g", "received_at",
+)
+
+
+_DETAIL_COLS = (
+    "seq", "t", "t_ms", "dx", "dy", "dz", "rise_s", "hold_s", "fails", "received_at",
 )
 
 
@@ -61,6 +66,7 @@ class Store:
         self._sql_event = _insert_sql("events", _EVENT_COLS)
         self._sql_summary = _insert_sql("summaries", _SUMMARY_COLS)
         self._sql_status = _insert_sql("statuses", _STATUS_COLS)
+        self._sql_detail = _insert_sql("details", _DETAIL_COLS)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -144,6 +150,11 @@ class Store:
             s.heap_kb, s.rate_hz, s.range_g, s.received_at,
         )
         return self._add_unique(self._sql_status, "statuses", device, row)
+
+    def add_detail(self, device: str, d: Detail) -> int:
+        row = (d.seq, d.t, d.t_ms, *d.direction, d.rise_s, d.hold_s, ",".join(d.fails),
+               d.received_at)
+        return self._add_unique(self._sql_detail, "details", device, row)
 
     def upsert_cluster(self, cluster: Cluster, device: str = "sim") -> int:
         """Insert or update a cluster by its id (the engine numbers them, see
@@ -247,6 +258,19 @@ class Store:
         )
         return [Summary(**dict(zip(_SUMMARY_COLS, r, strict=True))) for r in rows]
 
+    def details(
+        self, since: float | None = None, until: float | None = None, device: str | None = None
+    ) -> list[Detail]:
+        where, args = self.window_sql(since, until, device)
+        rows = self._conn.execute(
+            f"SELECT {', '.join(_DETAIL_COLS)} FROM details{where} ORDER BY t, id", args
+        )
+        return [
+            Detail(seq=r[0], t=r[1], t_ms=r[2], direction=(r[3], r[4], r[5]), rise_s=r[6],
+                   hold_s=r[7], fails=tuple(f for f in r[8].split(",") if f), received_at=r[9])
+            for r in rows
+        ]
+
     def statuses(
         self, since: float | None = None, until: float | None = None, device: str | None = None
     ) -> list[Status]:
@@ -306,6 +330,6 @@ class Store:
         return {name: int(v) for name, v in rows}
 
     def count(self, table: str) -> int:
-        if table not in ("events", "summaries", "statuses", "clusters", "alerts"):
+        if table not in ("events", "summaries", "statuses", "details", "clusters", "alerts"):
             raise ValueError(f"unknown table {table!r}")
         return int(self._conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])

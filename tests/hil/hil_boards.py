@@ -55,7 +55,8 @@ HIL_KEY = b"hil-test-key-0001"
 HIL_NAME = "hil-board"  # the flashed DEVICE_NAME: also what the board advertises over BLE
 BLE_BRIDGE_ENV = "SPASMWATCH_BLE_BRIDGE"  # simulator/board/bluetooth.py's radio address
 Packet = tuple[int, tuple[Any, ...]]  # (seq, record)
-IN_BAND = (wire.KIND_EVENT, wire.KIND_SUMMARY, wire.KIND_STATUS)  # sequence-numbered
+# sequence-numbered kinds
+IN_BAND = (wire.KIND_EVENT, wire.KIND_SUMMARY, wire.KIND_STATUS, wire.KIND_DETAIL)
 
 
 class PacketClient:
@@ -180,9 +181,10 @@ def in_band(p: Packet) -> bool:
 
 
 def detections(got: dict[int, tuple[Any, ...]], first: int, last: int) -> list[tuple[Any, ...]]:
-    """The detector's records (events, summaries) among seqs first..last, in order."""
+    """The detector's records (events, their details, summaries) among seqs first..last,
+    in order."""
     return [got[s] for s in range(first, last + 1)
-            if s in got and got[s][0] in (wire.KIND_EVENT, wire.KIND_SUMMARY)]
+            if s in got and got[s][0] in (wire.KIND_EVENT, wire.KIND_SUMMARY, wire.KIND_DETAIL)]
 
 
 @functools.lru_cache(maxsize=2)
