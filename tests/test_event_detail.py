@@ -11,7 +11,7 @@ import pytest
 from spasmwatch.firmware import wire
 from spasmwatch.firmware.config import DetectorConfig
 from spasmwatch.firmware.detector import Detector
-from spasmwatch.host.monitor.alerts import AlertConfig
+from spasmwatch.host.monitor.alerts import Alert, AlertConfig
 from spasmwatch.host.monitor.cluster_evidence import (
     NO_AXIS,
     EvidenceConfig,
@@ -50,7 +50,8 @@ def packets(items: list[tuple[float, tuple[int, int, int] | None, int]]) -> list
 def alerts(pkts: list[bytes], cfg: AlertConfig | None = None) -> tuple[Engine, list[Any]]:
     eng = Engine(cfg or AlertConfig())
     out = [o for p in pkts for o in eng.feed_packet(p)] + eng.finish()
-    return eng, [o for o in out if o["type"] == "alert" and o["level"] in ("alarm", "warning")]
+    return eng, [o.to_json() for o in out
+                 if isinstance(o, Alert) and o.level in ("alarm", "warning")]
 
 
 def spasm_burst(counts: array, start: int, sign: int, axis: int, rate: int) -> None:
