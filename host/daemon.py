@@ -127,6 +127,24 @@ class MonitorEngine(Engine):
             )
         return out
 
+    def resume(self, recs: list[Any]) -> int:
+        """Continue from stored stream records (a restarted monitor): their sequence
+        numbers are replayed in arrival order, which rebuilds the set of missing ones too,
+        and t0 is the one the rows were written with. Returns how many were used."""
+        if not recs:
+            return 0
+        recs = sorted(recs, key=lambda r: (r.received_at if r.received_at is not None
+                                           else r.t, r.t))[-self.ingest.seq.window:]
+        for r in recs:
+            self.ingest.seq.observe(r.seq, r.t_ms)
+        last = recs[-1]
+        # Same rounding as _anchor: recovers the t0 the rows were written with.
+        self.ingest.clock.t0 = round(last.t - last.t_ms / 1000.0, 3)
+        self.ingest.clock.to_host(last.t_ms)
+        self.anchored = True
+        self.now = max(self.now, last.t)
+        return len(recs)
+
     def anchor_at(self, wall: float, device_ms: int) -> None:
         """Fix t0 so that device time ``device_ms`` is wall-clock time ``wall``."""
         self.set_t0(round(wall - device_ms / 1000.0, 3))
@@ -163,19 +181,7 @@ def resume_from_store(engine: MonitorEngine, store: Store, now: float,
         *store.statuses(since=since, device=dev),
         *store.details(since=since, device=dev),
     ]
-    if not recs:
-        return 0
-    recs.sort(key=lambda r: (r.received_at if r.received_at is not None else r.t, r.t))
-    recs = recs[-engine.ingest.seq.window:]
-    for r in recs:
-        engine.ingest.seq.observe(r.seq, r.t_ms)
-    last = recs[-1]
-    # Same rounding as MonitorEngine._anchor: recovers the t0 the rows were written with.
-    engine.ingest.clock.t0 = round(last.t - last.t_ms / 1000.0, 3)
-    engine.ingest.clock.to_host(last.t_ms)
-    engine.anchored = True
-    engine.now = max(engine.now, last.t)
-    return len(recs)
+    return engine.resume(recs)
 
 
 @dataclass
