@@ -115,7 +115,9 @@ def score_trace(
         for o in outputs
         if isinstance(o, EventOutput) and o.event.cls == "spasm_like"
     ]
-    host_events = spasm_events + list(engine.spasms.reconsidered)
+    # What the host counted: its own class (the detector's, or the event score's) plus
+    # the events it re-classed from their chain.
+    host_events = list(engine.spasms.counted) + list(engine.spasms.reconsidered)
     all_groups = truth_clusters(labels, alert_cfg.spasm_gap_s, 1)
     clusters = [g for g in all_groups if len(g.spasms) >= alert_cfg.alarm_min_spasms]
     score = TraceScore(
@@ -149,8 +151,7 @@ def score_trace(
 
         if covered(spasm_events):
             score.spasms_found += 1
-            score.spasms_found_host += 1
-        elif covered(host_events):
+        if covered(host_events):
             score.spasms_found_host += 1
     return score
 

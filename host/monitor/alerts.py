@@ -56,6 +56,14 @@ class AlertConfig(BaseModel):
     learned_threshold: float = Field(0.5, ge=0, le=1)  # learned score an alarm/warning needs
     # spasm-like members that alarm whatever the score (99: never)
     sure_spasms: int = Field(99, ge=1, le=1000)
+    # Round 5: which events count as spasm-like for the chains. "firmware" = the
+    # detector's class; "scored" = the host's event score (event_evidence.py) >=
+    # event_threshold, from the event, its detail record and the events before it.
+    event_class: Literal["firmware", "scored"] = "firmware"
+    event_threshold: float = Field(0.5, ge=0, le=1)
+    # "scored": the members' scores must add up to this before the chain alarms (a chain
+    # of members that each only just pass needs more of them).
+    event_sum_min: float = Field(0.0, ge=0, le=100)
 
 
 @dataclass

@@ -37,6 +37,7 @@ from spasmwatch.host.monitor.cluster_evidence import (
     matches_template,
     rule_score,
 )
+from spasmwatch.host.monitor.event_evidence import EventContext, event_score
 from spasmwatch.host.monitor.records import Detail, Event
 
 # Members remembered per chain for the message and the evidence (the count is unbounded).
@@ -63,9 +64,11 @@ class SpasmChain:
     warned: bool = False
     alarmed: bool = False
     score: float | None = None
+    score_sum: float = 0.0  # the members' event scores ("scored" mode), re-classed ones too
 
-    def add(self, ev: Event, reclassed: bool = False) -> None:
+    def add(self, ev: Event, reclassed: bool = False, event_score: float = 0.0) -> None:
         self.count += 1
+        self.score_sum += event_score
         self.start = min(self.start, ev.t)
         self.end = max(self.end, ev.end)
         if len(self.members) < _CHAIN_MEMBERS:
@@ -95,8 +98,14 @@ class SpasmChainDetector:
         self.chain: SpasmChain | None = None
         self.recent: deque[Event] = deque(maxlen=_RECENT)  # non-spasm events, newest last
         self.reconsidered: deque[tuple[float, float]] = deque(maxlen=_RECLASSED_KEEP)
+        # (onset, end) of every event the host itself counted as spasm-like (its class,
+        # before any re-classing): the firmware's, or the event score's in "scored" mode.
+        self.counted: deque[tuple[float, float]] = deque(maxlen=_RECLASSED_KEEP)
         self._detail: Detail | None = None  # the latest detail, waiting for its event
         self.details: dict[tuple[int, int], Detail] = {}  # (event seq, t_ms) -> detail
+        self.context = EventContext()  # round 5: the events before, for the event score
+        self.last_score: float | None = None  # the latest event's score ("scored" only)
+        self.scores: dict[tuple[int, int], float] = {}  # (seq, t_ms) -> score, bounded
 
     def add_detail(self, d: Detail) -> None:
         """A detail packet (round 4): it describes the event that follows it."""
@@ -105,6 +114,10 @@ class SpasmChainDetector:
     def detail_of(self, ev: Event) -> Detail | None:
         """The detail of ``ev``, or None (an older sensor, or its detail packet was lost)."""
         return self.details.get((ev.seq, ev.t_ms))
+
+    def score_of(self, ev: Event) -> float:
+        """The host's event score of ``ev`` (0 when not scored)."""
+        return self.scores.get((ev.seq, ev.t_ms), 0.0)
 
     def _take_detail(self, ev: Event) -> None:
         d = self._detail
@@ -121,12 +134,23 @@ class SpasmChainDetector:
         ch = self.chain
         judged = cfg.evidence != "count"
         self._take_detail(ev)
-        if ev.cls != "spasm_like":
+        spasm = ev.cls == "spasm_like"
+        if cfg.event_class == "scored":
+            d = self.detail_of(ev)
+            self.last_score = p = event_score(self.context.features(ev, d))
+            self.context.push(ev, d)
+            self.scores[(ev.seq, ev.t_ms)] = p
+            if len(self.scores) > _DETAILS_KEEP:
+                del self.scores[next(iter(self.scores))]
+            spasm = p >= cfg.event_threshold
+        if spasm:
+            self.counted.append((ev.t, ev.end))
+        else:
             if not judged:
                 return []
             if ch is not None and ev.t - ch.end <= cfg.spasm_gap_s and ev.t >= ch.start:
                 if matches_template(ev, ch.spasm_events, self.ev_cfg, self.detail_of):
-                    ch.add(ev, reclassed=True)
+                    ch.add(ev, reclassed=True, event_score=self.score_of(ev))
                     self.reconsidered.append((ev.t, ev.end))
                     return self._judge(ch, known_at, cluster_id)
                 ch.others += 1
@@ -137,7 +161,7 @@ class SpasmChainDetector:
                 return []  # backfilled event from an earlier, already judged chain
         else:
             ch = self.chain = SpasmChain(start=ev.t, end=ev.end)
-        ch.add(ev)
+        ch.add(ev, event_score=self.score_of(ev))
         if judged and ch.n_spasm_like >= self.ev_cfg.min_spasm_like_to_match:
             self._reclass_recent(ch)
         return self._judge(ch, known_at, cluster_id)
@@ -152,7 +176,7 @@ class SpasmChainDetector:
             if near and matches_template(old, ch.spasm_events, self.ev_cfg, self.detail_of):
                 if old.t >= ch.start:
                     ch.others = max(0, ch.others - 1)  # it was counted as "other"
-                ch.add(old, reclassed=True)
+                ch.add(old, reclassed=True, event_score=self.score_of(old))
                 self.reconsidered.append((old.t, old.end))
             else:
                 keep.append(old)
@@ -176,6 +200,7 @@ class SpasmChainDetector:
                 ch.count >= cfg.alarm_min_spasms
                 and ch.n_spasm_like >= self.ev_cfg.min_spasm_like_alarm
                 and (ok or sure)
+                and (cfg.event_class != "scored" or ch.score_sum >= cfg.event_sum_min)
             )
             e = self.ev_cfg
             sharp = feats.median_peaks <= e.warn_max_peaks and feats.median_fill <= e.warn_max_fill
