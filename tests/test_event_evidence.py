@@ -97,17 +97,27 @@ def test_scored_class_follows_the_threshold_not_the_firmware(monkeypatch) -> Non
     moves = [(ev(100.0 + 8 * i, "movement", seq=2 * i + 1), ("not_prominent",))
              for i in range(4)]
     packets = _packets(moves)
-    assert _alerts(AlertConfig(), packets) == []  # the firmware's classes: no chain
-    scored = _alerts(AlertConfig(event_class="scored", event_threshold=0.5), packets)
+    assert _alerts(AlertConfig(event_class="firmware"), packets) == []  # no spasm-like
+    scored = _alerts(AlertConfig(event_threshold=0.5, firmware_min=0), packets)
     assert [a["details"]["n"] for a in scored] == [3]
+    # The default still needs 2 members the sensor itself called spasm-like.
+    assert _alerts(AlertConfig(event_threshold=0.5), packets) == []
     # The members' scores must add up: 3 x 0.9 = 2.7 < 3, so the alarm waits for the 4th.
-    high = AlertConfig(event_class="scored", event_threshold=0.5, event_sum_min=3.0)
+    high = AlertConfig(event_threshold=0.5, event_sum_min=3.0, firmware_min=0)
     assert [a["details"]["n"] for a in _alerts(high, packets)] == [4]
-    higher = AlertConfig(event_class="scored", event_threshold=0.5, event_sum_min=3.7)
+    higher = AlertConfig(event_threshold=0.5, event_sum_min=3.7, firmware_min=0)
     assert _alerts(higher, packets) == []
     spasms = [(ev(100.0 + 8 * i, seq=2 * i + 1), ()) for i in range(4)]
-    assert _alerts(AlertConfig(event_class="scored", event_threshold=0.5),
+    assert _alerts(AlertConfig(event_threshold=0.5),
                    _packets(spasms)) == []  # spasm_like events the host scores low
+    assert _alerts(AlertConfig(event_class="firmware"), _packets(spasms)) != []
+
+
+def test_without_a_detail_record_the_sensors_class_holds(monkeypatch) -> None:
+    monkeypatch.setattr(event_model, "predict", lambda f: 0.0)  # would set every event aside
+    spasms = [(ev(100.0 + 8 * i, seq=2 * i + 1), ()) for i in range(4)]
+    no_details = [p for p in _packets(spasms) if wire.peek_kind(p) == wire.KIND_EVENT]
+    assert [a["details"]["n"] for a in _alerts(AlertConfig(), no_details)] == [3]
 
 
 def test_host_recall_counts_what_the_host_counted_not_what_it_set_aside(monkeypatch) -> None:
@@ -117,9 +127,9 @@ def test_host_recall_counts_what_the_host_counted_not_what_it_set_aside(monkeypa
     trace = Trace(t=np.arange(0.0, 200.0, 1.0), acc=np.zeros((200, 3)), meta={}, source="x")
     labels = [Label(100.0, 101.0, "spasm")]
     packets = _packets([(ev(100.0, seq=1), ())])
-    fw = score_trace(trace, labels, AlertConfig(), packets=packets)
+    fw = score_trace(trace, labels, AlertConfig(event_class="firmware"), packets=packets)
     assert fw.spasms_found == 1 and fw.spasms_found_host == 1
-    scored = score_trace(trace, labels, AlertConfig(event_class="scored"), packets=packets)
+    scored = score_trace(trace, labels, AlertConfig(), packets=packets)
     assert scored.spasms_found == 1 and scored.spasms_found_host == 0
 
 

@@ -26,12 +26,21 @@ from spasmwatch.host.monitor import event_model  # noqa: E402
 from spasmwatch.host.monitor.alerts import AlertConfig  # noqa: E402
 
 
+def _value(v: str) -> object:
+    for kind in (int, float):
+        try:
+            return kind(v)
+        except ValueError:
+            pass
+    return v
+
+
 def _settings(c: str) -> AlertConfig:
     kw: dict[str, object] = {"event_class": "scored"}
     for item in c.split(","):
         k, v = item.split("=", 1)
-        kw[k] = float(v) if v.replace(".", "", 1).isdigit() else v
-    return AlertConfig(**kw)
+        kw[k] = _value(v)
+    return AlertConfig(**kw)  # type: ignore[arg-type]
 
 
 def _model(a: argparse.Namespace, names: list[str], x, y, train, tag: str):  # type: ignore[no-untyped-def]
@@ -115,11 +124,7 @@ def main() -> None:
         spec.loader.exec_module(mod)
         event_model.predict = mod.predict
         for c in a.configs:
-            kw: dict[str, object] = {"event_class": "scored"}
-            for item in c.split(","):
-                k, v = item.split("=", 1)
-                kw[k] = float(v) if v.replace(".", "", 1).isdigit() else v
-            s, _ = evaluate_folder(suite, AlertConfig(**kw), cache_dir=a.cache)
+            s, _ = evaluate_folder(suite, _settings(c), cache_dir=a.cache)
             print(line(suite.name, c, s), flush=True)
         for mode in a.modes if not a.configs else []:
             event_model.predict = original

@@ -22,7 +22,14 @@ from spasmwatch.host.monitor.engine import Engine
 from spasmwatch.simulator import real_data as rd
 from spasmwatch.simulator.traceio import Trace
 
-MODES = ("count", "rules", "learned")
+MODES = ("count", "rules", "learned", "rules+scored", "learned+scored")
+
+
+def config(mode: str) -> AlertConfig:
+    """``rules``/``learned`` with the firmware's classes, ``+scored`` with the host's."""
+    evidence, _, scored = mode.partition("+")
+    return AlertConfig(evidence=evidence,  # type: ignore[arg-type]
+                       event_class="scored" if scored else "firmware")
 
 
 def with_still_warmup(trace: Trace, seconds: float = 20.0) -> Trace:
@@ -58,7 +65,7 @@ def main() -> None:
             n += 1
             hours += trace.duration / 3600.0
             for mode in MODES:
-                eng = Engine(AlertConfig(evidence=mode), t0=0.0)
+                eng = Engine(config(mode), t0=0.0)
                 outs = [o for p in packets for o in eng.feed_packet(p)] + eng.finish()
                 for o in outs:
                     if isinstance(o, Alert) and o.level in ("alarm", "warning"):

@@ -1,6 +1,7 @@
 """Score several generated suites in several host evidence modes: one line per suite x mode.
 
-The figures of docs/evaluation.md ("Results, round 4") come from this command. The
+The figures of docs/evaluation.md ("Results, round 4" and "round 5") come from this
+command. The
 detector runs once per trace (its packets are cached in ``--cache``, keyed by the trace
 and the firmware code, see ``host/evaluate.py``); every mode replays only the host.
 
@@ -18,11 +19,14 @@ from spasmwatch.host.evaluate import Summary, evaluate_folder
 from spasmwatch.host.monitor.alerts import AlertConfig
 
 #: "before" = round 2's host rule exactly (spasm-like count, jerk bursts as warnings).
-MODES = {
-    "rules": {"evidence": "rules"},
-    "learned": {"evidence": "learned"},
-    "count": {"evidence": "count"},
-    "before": {"evidence": "count", "burst_level": "warning"},
+MODES: dict[str, dict[str, object]] = {
+    "rules": {"evidence": "rules", "event_class": "firmware"},
+    "learned": {"evidence": "learned", "event_class": "firmware"},
+    "count": {"evidence": "count", "event_class": "firmware"},
+    "before": {"evidence": "count", "event_class": "firmware", "burst_level": "warning"},
+    # Round 5: the host's event score decides which events count (event_evidence.py).
+    "rules+scored": {"evidence": "rules", "event_class": "scored"},
+    "learned+scored": {"evidence": "learned", "event_class": "scored"},
 }
 
 
@@ -51,7 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     out: dict[str, dict[str, object]] = {}
     for suite in args.suites:
         for mode in args.modes:
-            s, _ = evaluate_folder(suite, AlertConfig(**MODES[mode]), cache_dir=args.cache)
+            cfg = AlertConfig(**MODES[mode])  # type: ignore[arg-type]
+            s, _ = evaluate_folder(suite, cfg, cache_dir=args.cache)
             print(line(suite.name, mode, s), flush=True)
             if args.verbose:
                 print("   missed:", s.missed)

@@ -65,10 +65,13 @@ class SpasmChain:
     alarmed: bool = False
     score: float | None = None
     score_sum: float = 0.0  # the members' event scores ("scored" mode), re-classed ones too
+    n_firmware: int = 0  # members the firmware itself called spasm-like
 
     def add(self, ev: Event, reclassed: bool = False, event_score: float = 0.0) -> None:
         self.count += 1
         self.score_sum += event_score
+        if ev.cls == "spasm_like":
+            self.n_firmware += 1
         self.start = min(self.start, ev.t)
         self.end = max(self.end, ev.end)
         if len(self.members) < _CHAIN_MEMBERS:
@@ -136,13 +139,17 @@ class SpasmChainDetector:
         self._take_detail(ev)
         spasm = ev.cls == "spasm_like"
         if cfg.event_class == "scored":
+            # Scored only with its detail record: the model was trained on events that had
+            # one. Without (an older sensor, a lost detail packet) the sensor's class holds.
             d = self.detail_of(ev)
-            self.last_score = p = event_score(self.context.features(ev, d))
+            self.last_score = None
+            if d is not None:
+                self.last_score = p = event_score(self.context.features(ev, d))
+                self.scores[(ev.seq, ev.t_ms)] = p
+                if len(self.scores) > _DETAILS_KEEP:
+                    del self.scores[next(iter(self.scores))]
+                spasm = p >= cfg.event_threshold
             self.context.push(ev, d)
-            self.scores[(ev.seq, ev.t_ms)] = p
-            if len(self.scores) > _DETAILS_KEEP:
-                del self.scores[next(iter(self.scores))]
-            spasm = p >= cfg.event_threshold
         if spasm:
             self.counted.append((ev.t, ev.end))
         else:
@@ -200,7 +207,8 @@ class SpasmChainDetector:
                 ch.count >= cfg.alarm_min_spasms
                 and ch.n_spasm_like >= self.ev_cfg.min_spasm_like_alarm
                 and (ok or sure)
-                and (cfg.event_class != "scored" or ch.score_sum >= cfg.event_sum_min)
+                and (cfg.event_class != "scored" or (ch.score_sum >= cfg.event_sum_min
+                                                     and ch.n_firmware >= cfg.firmware_min))
             )
             e = self.ev_cfg
             sharp = feats.median_peaks <= e.warn_max_peaks and feats.median_fill <= e.warn_max_fill
