@@ -81,7 +81,10 @@ def test_packet_cache_gives_the_same_scores(tmp_path) -> None:  # type: ignore[n
         assert (s.detected, s.false_alarms, s.event_recall, s.host_event_recall) == (
             first.detected, first.false_alarms, first.event_recall, first.host_event_recall)
     assert first.benign_hours == round(300 / 3600, 3)
-    assert first.host_event_recall >= first.event_recall
+    # With the sensor's classes the host only adds (re-classing); its event score may also
+    # set a spasm-like event aside, so there host recall can be lower.
+    fw, _ = evaluate_folder(data, AlertConfig(event_class="firmware"), cache_dir=cache)
+    assert fw.host_event_recall >= fw.event_recall
     assert [s.benign for s in scores] == [True, False]  # hiccups, spasm-cluster (by name)
     counted, _ = evaluate_folder(data, AlertConfig(evidence="count"), cache_dir=cache)
     assert counted.host_event_recall == counted.event_recall  # no re-classing by count

@@ -138,7 +138,7 @@ class SpasmChainDetector:
         judged = cfg.evidence != "count"
         self._take_detail(ev)
         spasm = ev.cls == "spasm_like"
-        if cfg.event_class == "scored":
+        if cfg.event_class == "scored" and judged:  # "count" is rounds 1-2's rule, as it was
             # Scored only with its detail record: the model was trained on events that had
             # one. Without (an older sensor, a lost detail packet) the sensor's class holds.
             d = self.detail_of(ev)
@@ -213,6 +213,10 @@ class SpasmChainDetector:
             e = self.ev_cfg
             sharp = feats.median_peaks <= e.warn_max_peaks and feats.median_fill <= e.warn_max_fill
             warn = ch.count >= cfg.warn_spasms and ch.n_spasm_like >= 2 and ok and sharp
+            if cfg.event_class == "scored":
+                # Like the alarm: the score never makes a warning out of movements the
+                # sensor itself did not call spasm-like (a pair needs both).
+                warn = warn and ch.n_firmware >= min(cfg.firmware_min, ch.count)
         if alarm and not ch.alarmed:
             ch.alarmed = True
             return [self._alarm(ch, known_at, cluster_id)]
