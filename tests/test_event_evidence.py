@@ -153,3 +153,22 @@ def test_config_refuses_unknown_event_classes() -> None:
 
 
 assert event_evidence.FEATURES is FEATURES
+
+
+def test_evaluate_cli_takes_the_event_class(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import io
+    import json
+
+    from spasmwatch.host.cli import main as cli
+    from spasmwatch.simulator.scenarios import simulate_to_dir
+
+    simulate_to_dir("spasm-cluster", tmp_path, seed=3, rate_hz=50.0, duration_s=300)
+    got = {}
+    for kind in ("scored", "firmware"):
+        out = io.StringIO()
+        assert cli.main(["evaluate", str(tmp_path), "--json", "--event-class", kind], out) == 0
+        got[kind] = json.loads(out.getvalue())
+    fw = got["firmware"]
+    assert fw["host_event_recall"] >= fw["event_recall"]  # with the sensor's classes
+    assert got["scored"]["event_recall"] == fw["event_recall"]  # the detector is the same
+    assert cli.main(["evaluate", str(tmp_path), "--event-class", "guess"], io.StringIO()) == 2

@@ -21,6 +21,8 @@ def cmd_evaluate(args: argparse.Namespace, out: TextIO) -> int:
     cfg = alert_config(args)
     if args.evidence:
         cfg.evidence = args.evidence
+    if args.event_class:
+        cfg.event_class = args.event_class
     cache = Path(args.cache) if args.cache else None
     summary, scores = evaluate_folder(folder, cfg, cache_dir=cache)
     if summary.traces == 0:
@@ -48,6 +50,11 @@ def register(sub: Any) -> None:
     e.add_argument(
         "--evidence", choices=("count", "rules", "learned"),
         help="how spasm chains are judged: count (rounds 1-2), rules (default), learned",
+    )
+    e.add_argument(
+        "--event-class", choices=("scored", "firmware"),
+        help="which events count as spasm-like: scored (default, the host's event score) "
+             "or firmware (the sensor's own class, rounds 1-4)",
     )
     e.add_argument(
         "--cache", metavar="DIR",
