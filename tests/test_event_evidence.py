@@ -172,3 +172,14 @@ def test_evaluate_cli_takes_the_event_class(tmp_path) -> None:  # type: ignore[n
     assert fw["host_event_recall"] >= fw["event_recall"]  # with the sensor's classes
     assert got["scored"]["event_recall"] == fw["event_recall"]  # the detector is the same
     assert cli.main(["evaluate", str(tmp_path), "--event-class", "guess"], io.StringIO()) == 2
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 7])
+def test_the_demo_nights_give_one_alarm_for_their_cluster(seed: int) -> None:
+    """README: `demo` (mixed-night) seeds 1, 2, 3 and 7 alarm once, for the cluster, with
+    the default settings (seeds 1 and 7 also alarmed on a settling stretch before round 5)."""
+    from spasmwatch.simulator import scenarios
+
+    trace, labels = scenarios.generate("mixed-night", seed)
+    s = score_trace(trace, labels, AlertConfig())
+    assert (s.alarms, s.detected, s.clusters, s.false_alarms) == (1, 1, 1, 0)
