@@ -49,7 +49,7 @@ def chain_rows(path: Path, cache: Path | None, min_members: int, show: bool,
                det_cfg: DetectorConfig | None = None) -> list[str]:
     trace = read_trace(path)
     labels = sorted(load_labels_for(path) or [], key=lambda lb: lb.start)
-    cfg = AlertConfig(evidence="rules")
+    cfg = AlertConfig(evidence="rules", event_class="firmware")  # the round-4 recipe
     engine = Engine(cfg, t0=float(trace.t[0]))
     det = engine.spasms
     rows: list[str] = []

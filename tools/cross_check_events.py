@@ -128,7 +128,8 @@ def main() -> None:
             print(line(suite.name, c, s), flush=True)
         for mode in a.modes if not a.configs else []:
             event_model.predict = original
-            s, _ = evaluate_folder(suite, AlertConfig(evidence=mode), cache_dir=a.cache)
+            s, _ = evaluate_folder(suite, AlertConfig(evidence=mode, event_class="firmware"),
+                                   cache_dir=a.cache)
             print(line(suite.name, f"{mode}/fw", s), flush=True)
             event_model.predict = mod.predict
             for th in a.thresholds:

@@ -55,12 +55,14 @@ def main() -> None:
         own = cluster_model.predict
         cluster_model.predict = mod.predict  # type: ignore[assignment]
         try:
-            s, _ = evaluate_folder(held, AlertConfig(evidence="learned"), cache_dir=a.cache)
+            s, _ = evaluate_folder(held, AlertConfig(evidence="learned", event_class="firmware"),
+                                  cache_dir=a.cache)
         finally:
             cluster_model.predict = own  # type: ignore[assignment]
         print(f"{held.name}: learned (trained on {', '.join(t.name for t in train)}): "
               f"{_fmt(s)}", flush=True)
-        s, _ = evaluate_folder(held, AlertConfig(evidence="rules"), cache_dir=a.cache)
+        s, _ = evaluate_folder(held, AlertConfig(evidence="rules", event_class="firmware"),
+                              cache_dir=a.cache)
         print(f"{held.name}: rules: {_fmt(s)}", flush=True)
 
 

@@ -34,7 +34,7 @@ from eval_real import with_still_warmup  # noqa: E402
 
 def events_of(packets: list[bytes], t0: float) -> Iterator[tuple[Event, Detail | None]]:
     """Every event of a packet stream with its detail record, as the monitor sees them."""
-    eng = Engine(AlertConfig(), t0=t0)
+    eng = Engine(AlertConfig(event_class="firmware"), t0=t0)  # events and details only
     for p in packets:
         for o in eng.feed_packet(p):
             if isinstance(o, EventOutput):
