@@ -100,6 +100,11 @@ def test_scored_class_follows_the_threshold_not_the_firmware(monkeypatch) -> Non
     assert _alerts(AlertConfig(event_class="firmware"), packets) == []  # no spasm-like
     scored = _alerts(AlertConfig(event_threshold=0.5, firmware_min=0), packets)
     assert [a["details"]["n"] for a in scored] == [3]
+    # The record says how the members were counted: by the host's score, none by the
+    # sensor, and each member's score.
+    d = scored[0]["details"]
+    assert d["event_class"] == "scored" and d["n_sensor_spasm_like"] == 0
+    assert sorted(d["event_scores"].values()) == [0.9, 0.9, 0.9]
     # The default still needs 2 members the sensor itself called spasm-like.
     assert _alerts(AlertConfig(event_threshold=0.5), packets) == []
     # The members' scores must add up: 3 x 0.9 = 2.7 < 3, so the alarm waits for the 4th.

@@ -236,6 +236,10 @@ class SpasmChainDetector:
             "spasm_gap_s": self.cfg.spasm_gap_s, "n_spasm_like": ch.n_spasm_like,
             "reclassed_seqs": list(ch.reclassed), "evidence": self.cfg.evidence,
             "score": None if ch.score is None else round(ch.score, 3),
+            # Round 5: how the members were counted, for the record and the clinician.
+            "event_class": self.cfg.event_class, "n_sensor_spasm_like": ch.n_firmware,
+            "event_scores": {str(e.seq): round(self.scores[(e.seq, e.t_ms)], 3)
+                             for e in ch.events if (e.seq, e.t_ms) in self.scores},
         }
         return onsets, seqs, details
 
