@@ -113,15 +113,7 @@ def main() -> None:
         return
     for suite in a.suites:
         train = groups != suite.name
-        model = tem.fit(x[train], y[train], a)
-        path = a.work / f"event_model_without_{suite.name}.py"
-        a.out, a.data_name = str(path), a.data
-        tem.export(names, model, argparse.Namespace(**{**vars(a), "data": a.data}),
-                   int(train.sum()), int(y[train].sum()))
-        spec = importlib.util.spec_from_file_location(path.stem, path)
-        assert spec and spec.loader
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
+        mod = _model(a, names, x, y, train, suite.name)
         event_model.predict = mod.predict
         for c in a.configs:
             s, _ = evaluate_folder(suite, _settings(c), cache_dir=a.cache)

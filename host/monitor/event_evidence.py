@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 from spasmwatch.firmware import wire
 from spasmwatch.host.monitor import event_model
+from spasmwatch.host.monitor.cluster_evidence import unit
 from spasmwatch.host.monitor.records import Detail, Event
 
 _CLASS = {"jerk": 0.0, "spasm_like": 1.0, "movement": 2.0}
@@ -44,14 +45,6 @@ FEATURES: tuple[str, ...] = (
     "since_spasm_s", "log_peak_vs_spasm", "log_dur_vs_spasm", "ratio_vs_spasm",
     "axis_vs_spasm", "n_recent_spasm",
 )
-
-
-def _unit(d: Detail | None) -> tuple[float, float, float] | None:
-    if d is None:
-        return None
-    x, y, z = d.direction
-    n = math.sqrt(x * x + y * y + z * z)
-    return None if n == 0 else (x / n, y / n, z / n)
 
 
 class EventContext:
@@ -91,7 +84,8 @@ class EventContext:
         ls = self.last_spasm
         if ls is not None and ev.t - ls[0].end <= _WINDOW_S:
             se, sd = ls
-            u, v = _unit(d), _unit(sd)
+            u = unit(d.direction) if d is not None else None
+            v = unit(sd.direction) if sd is not None else None
             axis = -1.0
             if u is not None and v is not None:
                 axis = abs(u[0] * v[0] + u[1] * v[1] + u[2] * v[2])

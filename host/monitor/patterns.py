@@ -107,7 +107,6 @@ class SpasmChainDetector:
         self._detail: Detail | None = None  # the latest detail, waiting for its event
         self.details: dict[tuple[int, int], Detail] = {}  # (event seq, t_ms) -> detail
         self.context = EventContext()  # round 5: the events before, for the event score
-        self.last_score: float | None = None  # the latest event's score ("scored" only)
         self.scores: dict[tuple[int, int], float] = {}  # (seq, t_ms) -> score, bounded
 
     def add_detail(self, d: Detail) -> None:
@@ -142,9 +141,8 @@ class SpasmChainDetector:
             # Scored only with its detail record: the model was trained on events that had
             # one. Without (an older sensor, a lost detail packet) the sensor's class holds.
             d = self.detail_of(ev)
-            self.last_score = None
             if d is not None:
-                self.last_score = p = event_score(self.context.features(ev, d))
+                p = event_score(self.context.features(ev, d))
                 self.scores[(ev.seq, ev.t_ms)] = p
                 if len(self.scores) > _DETAILS_KEEP:
                     del self.scores[next(iter(self.scores))]
