@@ -100,9 +100,7 @@ def main() -> None:
                     help="instead: leave each real source out of training in turn and "
                          "count the alarms and warnings its recordings raise with these "
                          "settings (event_class=scored implied)")
-    ap.add_argument("--trees", type=int, default=20)
-    ap.add_argument("--depth", type=int, default=7)
-    ap.add_argument("--leaf", type=int, default=10)
+    tem.add_model_args(ap)
     a = ap.parse_args()
     names, groups, x, y = tem.load(a.data)
     a.work.mkdir(parents=True, exist_ok=True)
