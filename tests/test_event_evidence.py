@@ -105,7 +105,7 @@ def test_scored_class_follows_the_threshold_not_the_firmware(monkeypatch) -> Non
     d = scored[0]["details"]
     assert d["event_class"] == "scored" and d["n_sensor_spasm_like"] == 0
     assert sorted(d["event_scores"].values()) == [0.9, 0.9, 0.9]
-    # The default still needs 2 members the sensor itself called spasm-like.
+    # The default still needs a member the sensor itself called spasm-like (firmware_min).
     assert _alerts(AlertConfig(event_threshold=0.5), packets) == []
     # The members' scores must add up: 3 x 0.9 = 2.7 < 3, so the alarm waits for the 4th.
     high = AlertConfig(event_threshold=0.5, event_sum_min=3.0, firmware_min=0)

@@ -6,8 +6,8 @@ and the left-out suite is scored through the whole host with ``event_class = "sc
 at each threshold and evidence mode, beside the firmware's classes. This is how the
 threshold and mode are chosen without a held-out suite.
 
-    python tools/cross_check_events.py out/events.tsv --cache out/cache \
-        --suites out/r3_tune37 out/r4_tune53 out/classic7
+    python tools/cross_check_events.py out/events6.tsv --cache out/cache \
+        --suites out/r3_tune37 out/r4_tune53 out/classic7 out/r6_tune*
 """
 
 from __future__ import annotations

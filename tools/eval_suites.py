@@ -1,21 +1,28 @@
 """Score several generated suites in several host evidence modes: one line per suite x mode.
 
-The figures of docs/evaluation.md ("Results, round 4" and "round 5") come from this
-command. The
-detector runs once per trace (its packets are cached in ``--cache``, keyed by the trace
-and the firmware code, see ``host/evaluate.py``); every mode replays only the host.
+The figures of docs/evaluation.md ("Results, round 4" to "round 6") come from this
+command. The detector runs once per trace (its packets are cached in ``--cache``, keyed
+by the trace and the firmware code, see ``host/evaluate.py``); every mode replays only
+the host. ``--set`` changes settings on top of every mode, ``--event-model`` scores with
+another generated event model (an earlier round's, from git), so an earlier default can
+be scored with today's code:
 
     python tools/eval_suites.py out/r3_tune37 out/classic7 --modes rules learned \
         --cache out/cache [--json out/scores.json]
+    git show 9a4f3cd:host/monitor/event_model.py > out/event_model_round5.py
+    python tools/eval_suites.py out/r6_final127 --modes rules+scored --cache out/cache \
+        --event-model out/event_model_round5.py --set event_threshold=0.45,firmware_min=2
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 from pathlib import Path
 
 from spasmwatch.host.evaluate import Summary, evaluate_folder
+from spasmwatch.host.monitor import event_model
 from spasmwatch.host.monitor.alerts import AlertConfig
 
 #: "before" = round 2's host rule exactly (spasm-like count, jerk bursts as warnings).
@@ -44,6 +51,34 @@ def line(name: str, mode: str, s: Summary) -> str:
     )
 
 
+def settings(text: str) -> dict[str, object]:
+    """``K=V,K=V`` as AlertConfig keywords (numbers where they parse as numbers)."""
+    out: dict[str, object] = {}
+    for item in filter(None, text.split(",")):
+        k, _, v = item.partition("=")
+        value: object = v
+        for kind in (int, float):
+            try:
+                value = kind(v)
+                break
+            except ValueError:
+                pass
+        out[k.strip()] = value
+    return out
+
+
+def use_event_model(path: Path) -> None:
+    """Score events with the generated model module at ``path`` (same FEATURES)."""
+    spec = importlib.util.spec_from_file_location("event_model_under_test", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"{path}: not a Python module")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    if tuple(mod.FEATURES) != tuple(event_model.FEATURES):
+        raise SystemExit(f"{path}: its FEATURES are not today's event_evidence.FEATURES")
+    event_model.predict = mod.predict
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("suites", nargs="+", type=Path)
@@ -51,11 +86,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None, help="write every summary here")
     ap.add_argument("--verbose", action="store_true", help="list missed / false-alarm traces")
+    ap.add_argument("--set", default="", metavar="K=V,K=V",
+                    help="AlertConfig settings on top of every mode")
+    ap.add_argument("--event-model", type=Path, default=None,
+                    help="a generated event model module to score with instead")
     args = ap.parse_args(argv)
+    extra = settings(args.set)
+    if args.event_model is not None:
+        use_event_model(args.event_model)
     out: dict[str, dict[str, object]] = {}
     for suite in args.suites:
         for mode in args.modes:
-            cfg = AlertConfig(**MODES[mode])  # type: ignore[arg-type]
+            cfg = AlertConfig(**{**MODES[mode], **extra})  # type: ignore[arg-type]
             s, _ = evaluate_folder(suite, cfg, cache_dir=args.cache)
             print(line(suite.name, mode, s), flush=True)
             if args.verbose:

@@ -1,20 +1,21 @@
 """Train the learned event scorer and export it as plain Python (no runtime dependency).
 
-Data recipe (docs/evaluation.md, round 5): the rows of tools/event_dataset.py from the
+Data recipe (docs/evaluation.md, round 6): the rows of tools/event_dataset.py from the
 tuning suites only (never a held-out suite) plus every event of the real adult
-recordings as negatives. Model: a random forest of shallow trees (scikit-learn, a
-dev-only dependency: ``pip install scikit-learn``), exported to
-``host/monitor/event_model.py`` as nested ``if`` statements over
-``event_evidence.FEATURES``; its ``predict`` returns the mean leaf probability.
-Deterministic (fixed ``random_state``).
+recordings as negatives. Model (scikit-learn, a dev-only dependency: ``pip install
+scikit-learn``), exported to ``host/monitor/event_model.py`` as nested ``if`` statements
+over ``event_evidence.FEATURES``: by default (round 6) gradient-boosted trees, whose
+``predict`` is the logistic of the trees' sum; ``--kind forest`` is round 5's random
+forest of shallow trees (the mean leaf probability). Deterministic (fixed
+``random_state``, no early stopping).
 
 ``--check`` trains once per tuning suite on the others (plus the real recordings) and
 prints the left-out suite's event recall and false positives at several thresholds:
 how the model choice is made without looking at a held-out suite.
 
-    python tools/event_dataset.py out/r3_tune37 out/r4_tune53 out/classic7 --real \
-        --cache out/cache --out out/events.tsv
-    python tools/train_event_model.py out/events.tsv [--check]
+    python tools/event_dataset.py out/r3_tune37 out/r4_tune53 out/classic7 out/r6_tune* \
+        --real --cache out/cache --out out/events6.tsv
+    python tools/train_event_model.py out/events6.tsv [--check]
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def load(path: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
 def fit(x: np.ndarray, y: np.ndarray, a: argparse.Namespace):  # type: ignore[no-untyped-def]
     from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 
-    if getattr(a, "kind", "forest") == "boosted":
+    if getattr(a, "kind", "boosted") == "boosted":
         # No early stopping: its validation split would make the model depend on it.
         return HistGradientBoostingClassifier(
             max_iter=a.iters, max_leaf_nodes=a.leaves, learning_rate=a.rate,
@@ -112,7 +113,7 @@ def boosted_module(model, names: list[str], doc: list[str]) -> str:  # type: ign
 
 
 def export(names: list[str], model, a: argparse.Namespace, n: int, n_pos: int) -> None:  # type: ignore[no-untyped-def]
-    if getattr(a, "kind", "forest") == "boosted":
+    if getattr(a, "kind", "boosted") == "boosted":
         what = [f"Gradient-boosted trees (scikit-learn's HistGradientBoostingClassifier), "
                 f"{a.iters} trees", f"of <= {a.leaves} leaves, learning rate {a.rate},"]
     else:
@@ -127,7 +128,7 @@ def export(names: list[str], model, a: argparse.Namespace, n: int, n_pos: int) -
         "host/monitor/event_evidence.py (FEATURES, in that order).",
         '"""',
     ]
-    if getattr(a, "kind", "forest") == "boosted":
+    if getattr(a, "kind", "boosted") == "boosted":
         Path(a.out).write_text(boosted_module(model, names, doc))
         return
     Path(a.out).write_text(forest_module(
@@ -136,7 +137,8 @@ def export(names: list[str], model, a: argparse.Namespace, n: int, n_pos: int) -
 
 def add_model_args(ap: argparse.ArgumentParser) -> None:
     """The model's settings (shared with tools/cross_check_events.py)."""
-    ap.add_argument("--kind", choices=("forest", "boosted"), default="forest")
+    ap.add_argument("--kind", choices=("forest", "boosted"), default="boosted",
+                    help="boosted (round 6, shipped) or forest (round 5)")
     ap.add_argument("--trees", type=int, default=20, help="forest: trees")
     ap.add_argument("--depth", type=int, default=7, help="forest: depth")
     ap.add_argument("--leaf", type=int, default=10, help="forest: samples per leaf")
