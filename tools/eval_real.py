@@ -1,6 +1,6 @@
 """Real recordings (adults, no spasms) through the detector and every host evidence mode.
 
-Each recording is preceded by 20 s of its first sample held still (the worst case, see
+Each recording is preceded by 20 s (``--still``) of its first sample held still (the worst case, see
 tests/test_detector_real.py); the detector runs once per recording and its packets go to
 one host engine per mode. Prints alarms and warnings per source and mode.
 
@@ -60,7 +60,7 @@ def main() -> None:
         n = 0
         hours = 0.0
         for rec in fn():
-            trace = with_still_warmup(rec.trace)
+            trace = with_still_warmup(rec.trace, a.still)
             packets = trace_packets(trace, det_cfg)
             n += 1
             hours += trace.duration / 3600.0

@@ -41,10 +41,29 @@ def load(path: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     return names, groups, x, y
 
 
+def with_unknown_state(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every event whose arousal state is known, once more with the state unknown.
+
+    The sensor reports the state "unknown" for its first minute after power-on. In the
+    suites almost no event falls there, while nearly every real recording (shorter than
+    that minute) does: a model would learn "unknown state = not a spasm", set aside
+    every spasm in the first minute of a sensor and pass the real recordings for the
+    wrong reason. The copies make the unknown state uninformative.
+    """
+    from spasmwatch.host.monitor.event_evidence import FEATURES
+
+    k = FEATURES.index("state")
+    known = x[:, k] != 0.0
+    copies = x[known].copy()
+    copies[:, k] = 0.0
+    return np.concatenate([x, copies]), np.concatenate([y, y[known]])
+
+
 def fit(x: np.ndarray, y: np.ndarray, a: argparse.Namespace):  # type: ignore[no-untyped-def]
     from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 
     if getattr(a, "kind", "boosted") == "boosted":
+        x, y = with_unknown_state(x, y)
         # No early stopping: its validation split would make the model depend on it.
         return HistGradientBoostingClassifier(
             max_iter=a.iters, max_leaf_nodes=a.leaves, learning_rate=a.rate,

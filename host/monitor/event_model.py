@@ -51,9207 +51,9207 @@ FEATURES = (
     'n_recent_spasm',
 )
 
-_BASE = -1.6855887322731788
+_BASE = -1.5878697240877029
 
 
 def _t0(f: list[float]) -> float:
     if f[38] <= 1.5:  # n_recent_spasm
-        if f[33] <= 36.648:  # since_spasm_s
+        if f[33] <= 29.868:  # since_spasm_s
             if f[4] <= 5.84037:  # log_peak
                 if f[27] <= 0.5:  # fail_cut
-                    return -0.05013521301395488
+                    return -0.05174888244564988
                 else:
-                    return 0.09753862859519463
+                    return 0.09594195653617948
             else:
-                if f[0] <= 1.5:  # cls
-                    if f[1] <= 0.5:  # state
-                        return -0.1185335227984536
-                    else:
-                        if f[37] <= 0.668897:  # axis_vs_spasm
-                            return 0.18375533825194323
-                        else:
-                            return 0.44219336730461656
+                if f[2] <= 1.5:  # peaks
+                    return 0.2973370308409731
                 else:
-                    return 0.08441157805774546
+                    return 0.07588259701811945
         else:
-            return -0.0986319545143277
+            return -0.09697153761979183
     else:
         if f[4] <= 5.84037:  # log_peak
             if f[27] <= 0.5:  # fail_cut
                 if f[4] <= 5.46369:  # log_peak
-                    if f[33] <= 0.828:  # since_spasm_s
-                        return 0.15873821816972475
+                    if f[33] <= 0.784:  # since_spasm_s
+                        return 0.14899722897329168
                     else:
-                        return -0.03307273244435468
+                        return -0.03923326400322064
                 else:
-                    if f[37] <= 0.9254:  # axis_vs_spasm
-                        return 0.06954246560701337
+                    if f[37] <= 0.92388:  # axis_vs_spasm
+                        return 0.05672241500308333
                     else:
-                        return 0.2793995091063583
+                        return 0.25279835179917515
             else:
-                if f[33] <= 13.58:  # since_spasm_s
-                    return 0.36896015460901366
+                if f[33] <= 13.096:  # since_spasm_s
+                    return 0.3408762007443813
                 else:
-                    return 0.05244135334026589
+                    return 0.049229467437572255
         else:
             if f[2] <= 1.5:  # peaks
-                return 0.5609548325674872
+                if f[37] <= 0.772861:  # axis_vs_spasm
+                    return 0.43579580728306005
+                else:
+                    return 0.5556171441064225
             else:
-                return 0.32053347391170117
+                if f[37] <= 0.807396:  # axis_vs_spasm
+                    return 0.21748916629061515
+                else:
+                    return 0.39507528044658125
 
 
 def _t1(f: list[float]) -> float:
-    if f[33] <= 20.908:  # since_spasm_s
+    if f[33] <= 21.22:  # since_spasm_s
         if f[4] <= 5.792714999999999:  # log_peak
             if f[27] <= 0.5:  # fail_cut
                 if f[4] <= 5.46369:  # log_peak
-                    return -0.025981201510875213
+                    if f[33] <= 0.784:  # since_spasm_s
+                        return 0.08276232857454097
+                    else:
+                        return -0.04652501494476011
                 else:
                     if f[2] <= 1.5:  # peaks
-                        return 0.17036689226375284
+                        return 0.15615306243561222
                     else:
-                        return 0.020984781693538637
+                        return 0.013735208410664982
             else:
-                if f[34] <= -0.737599:  # log_peak_vs_spasm
-                    return 0.25540983300289727
+                if f[34] <= -0.81575:  # log_peak_vs_spasm
+                    return 0.24764215662671019
                 else:
-                    return 0.0862345686800802
-        else:
-            if f[1] <= 0.5:  # state
-                return -0.1213069677106899
-            else:
-                if f[2] <= 1.5:  # peaks
-                    if f[37] <= 0.704444:  # axis_vs_spasm
-                        return 0.27248246827590233
-                    else:
-                        return 0.37737190618626293
-                else:
-                    if f[38] <= 2.5:  # n_recent_spasm
-                        if f[1] <= 2.5:  # state
-                            return 0.18214190178637243
-                        else:
-                            return 0.004345352629943055
-                    else:
-                        return 0.3049823789046192
-    else:
-        if f[33] <= 46.316:  # since_spasm_s
-            if f[4] <= 5.92936:  # log_peak
-                return -0.053453119510086
-            else:
-                if f[1] <= 2.5:  # state
-                    return 0.15436908728470064
-                else:
-                    return -0.06114935621189217
-        else:
-            return -0.0976974334830237
-
-
-def _t2(f: list[float]) -> float:
-    if f[33] <= 22.956:  # since_spasm_s
-        if f[4] <= 5.792714999999999:  # log_peak
-            if f[27] <= 0.5:  # fail_cut
-                if f[37] <= 0.891167:  # axis_vs_spasm
-                    return -0.022655765989514492
-                else:
-                    return 0.06490384873134956
-            else:
-                if f[38] <= 2.5:  # n_recent_spasm
-                    return 0.10207748561214627
-                else:
-                    return 0.23755653512769884
-        else:
-            if f[1] <= 0.5:  # state
-                return -0.11907680533007084
-            else:
-                if f[23] <= 0.5:  # fail_not_prominent
-                    if f[37] <= 0.64102:  # axis_vs_spasm
-                        if f[7] <= 212.0:  # exc_mg
-                            return 0.09395883429044846
-                        else:
-                            return 0.2348559514990578
-                    else:
-                        return 0.2784890347490299
-                else:
-                    if f[34] <= -0.0317487:  # log_peak_vs_spasm
-                        return 0.15675911467883563
-                    else:
-                        return 0.02520386469127346
-    else:
-        if f[36] <= 0.287356:  # ratio_vs_spasm
-            return -0.09640335761406654
-        else:
-            if f[4] <= 5.84037:  # log_peak
-                return -0.05913357378481803
-            else:
-                if f[1] <= 2.5:  # state
-                    if f[9] <= 0.221154:  # exc_ratio
-                        return -0.0541076941364145
-                    else:
-                        return 0.151101876346745
-                else:
-                    return -0.06933652243294046
-
-
-def _t3(f: list[float]) -> float:
-    if f[33] <= 24.288:  # since_spasm_s
-        if f[4] <= 5.792714999999999:  # log_peak
-            if f[27] <= 0.5:  # fail_cut
-                if f[38] <= 2.5:  # n_recent_spasm
-                    if f[1] <= 2.5:  # state
-                        return -0.0024300364605376514
-                    else:
-                        return -0.08023633911876912
-                else:
-                    if f[33] <= 0.62:  # since_spasm_s
-                        return 0.23766113249765494
-                    else:
-                        if f[37] <= 0.961146:  # axis_vs_spasm
-                            return 0.01579426306964292
-                        else:
-                            return 0.18582085832249892
-            else:
-                if f[34] <= -0.538997:  # log_peak_vs_spasm
-                    return 0.15742744603046072
-                else:
-                    return 0.021100293673099648
-        else:
-            if f[1] <= 0.5:  # state
-                return -0.11710408650630288
-            else:
-                if f[2] <= 1.5:  # peaks
-                    return 0.22010269648748362
-                else:
-                    if f[38] <= 1.5:  # n_recent_spasm
-                        return 0.04280784387832415
-                    else:
-                        return 0.16072506538779416
-    else:
-        if f[36] <= 0.287356:  # ratio_vs_spasm
-            return -0.09361420666855441
-        else:
-            if f[4] <= 5.742675:  # log_peak
-                return -0.06099577806966629
-            else:
-                if f[1] <= 2.5:  # state
-                    return 0.07370613665494999
-                else:
-                    return -0.07089540138217028
-
-
-def _t4(f: list[float]) -> float:
-    if f[33] <= 24.288:  # since_spasm_s
-        if f[4] <= 5.63438:  # log_peak
-            if f[27] <= 0.5:  # fail_cut
-                if f[33] <= 0.716:  # since_spasm_s
-                    if f[34] <= -1.16315:  # log_peak_vs_spasm
-                        return 0.19288096631822554
-                    else:
-                        return 0.015658877568559975
-                else:
-                    return -0.02611473655069396
-            else:
-                if f[38] <= 2.5:  # n_recent_spasm
-                    return 0.05990271306178512
-                else:
-                    return 0.16288704451944613
-        else:
-            if f[2] <= 1.5:  # peaks
-                if f[1] <= 0.5:  # state
-                    return -0.11613871543993555
-                else:
-                    if f[37] <= 0.67798:  # axis_vs_spasm
-                        return 0.13543324399168585
-                    else:
-                        return 0.2032039568843756
-            else:
-                if f[38] <= 1.5:  # n_recent_spasm
-                    return 0.022642871978424708
-                else:
-                    if f[7] <= 180.0:  # exc_mg
-                        return 0.055368411493632974
-                    else:
-                        return 0.16235266067740126
-    else:
-        if f[36] <= 0.402632:  # ratio_vs_spasm
-            return -0.09064017293783701
-        else:
-            if f[1] <= 2.5:  # state
-                if f[34] <= -0.632523:  # log_peak_vs_spasm
-                    return -0.06154901065516597
-                else:
-                    return 0.04445067943906501
-            else:
-                return -0.08552929548878832
-
-
-def _t5(f: list[float]) -> float:
-    if f[33] <= 28.264:  # since_spasm_s
-        if f[4] <= 5.97105:  # log_peak
-            if f[38] <= 2.5:  # n_recent_spasm
-                if f[1] <= 2.5:  # state
-                    if f[4] <= 5.27791:  # log_peak
-                        return -0.019335596859547256
-                    else:
-                        if f[37] <= 0.67798:  # axis_vs_spasm
-                            return 0.009522777649251178
-                        else:
-                            return 0.09275514261031242
-                else:
-                    return -0.06769666178727256
-            else:
-                if f[6] <= 66.0:  # tilt_mg
-                    return 0.036728999028383655
-                else:
-                    return 0.1314603808205132
-        else:
-            if f[0] <= 1.5:  # cls
-                if f[1] <= 0.5:  # state
-                    return -0.11447242012185672
-                else:
-                    return 0.18115676252389962
-            else:
-                if f[5] <= 5.843275:  # log_energy
-                    return 0.12319505497117551
-                else:
-                    return 0.006808685889727927
-    else:
-        if f[37] <= 0.419079:  # axis_vs_spasm
-            if f[7] <= 98.0:  # exc_mg
-                return -0.10341210987489227
-            else:
-                if f[0] <= 1.5:  # cls
-                    if f[4] <= 5.742675:  # log_peak
-                        return -0.052620290785877835
-                    else:
-                        return 0.08183711101042294
-                else:
-                    return -0.08584443179184026
-        else:
-            return -0.026849612276834176
-
-
-def _t6(f: list[float]) -> float:
-    if f[33] <= 28.264:  # since_spasm_s
-        if f[4] <= 5.57549:  # log_peak
-            if f[27] <= 0.5:  # fail_cut
-                if f[33] <= 0.716:  # since_spasm_s
-                    return 0.07393277681514686
-                else:
-                    return -0.031457241027157024
-            else:
-                if f[34] <= -1.01473:  # log_peak_vs_spasm
-                    return 0.12284186390353057
-                else:
-                    return 0.026651215549937008
-        else:
-            if f[38] <= 2.5:  # n_recent_spasm
-                if f[37] <= 0.754095:  # axis_vs_spasm
-                    if f[1] <= 2.5:  # state
-                        if f[1] <= 0.5:  # state
-                            return -0.11774113748721704
-                        else:
-                            return 0.06351080834526686
-                    else:
-                        return -0.043481490623663625
-                else:
-                    if f[1] <= 0.5:  # state
-                        return -0.11640730733960261
-                    else:
-                        if f[9] <= 0.1875:  # exc_ratio
-                            return -0.03106175546009862
-                        else:
-                            if f[1] <= 2.5:  # state
-                                return 0.14129845879671826
-                            else:
-                                return 0.047366520005168285
-            else:
-                if f[7] <= 188.0:  # exc_mg
-                    return 0.1065759188019531
-                else:
-                    return 0.17537312142296732
-    else:
-        if f[36] <= 0.287356:  # ratio_vs_spasm
-            return -0.08557174531776547
-        else:
-            return -0.0336068947704501
-
-
-def _t7(f: list[float]) -> float:
-    if f[33] <= 28.264:  # since_spasm_s
-        if f[4] <= 5.97105:  # log_peak
-            if f[27] <= 0.5:  # fail_cut
-                if f[37] <= 0.746752:  # axis_vs_spasm
-                    return -0.029206942732226182
-                else:
-                    if f[38] <= 1.5:  # n_recent_spasm
-                        return -0.010371705459100313
-                    else:
-                        return 0.07194219723093397
-            else:
-                return 0.0844317414460777
-        else:
-            if f[23] <= 0.5:  # fail_not_prominent
-                if f[1] <= 0.5:  # state
-                    return -0.11384181505097063
-                else:
-                    return 0.13701928629840351
-            else:
-                return 0.031614349026891655
-    else:
-        if f[7] <= 102.0:  # exc_mg
-            return -0.09506873421294718
-        else:
-            if f[0] <= 1.5:  # cls
-                if f[4] <= 5.792714999999999:  # log_peak
-                    return -0.034441760603584955
-                else:
-                    if f[14] <= 0.13:  # hold_s
-                        return -0.04492329768687945
-                    else:
-                        return 0.17072542255458628
-            else:
-                if f[1] <= 0.5:  # state
-                    return -0.10975919019986598
-                else:
-                    if f[1] <= 2.5:  # state
-                        if f[9] <= 0.269231:  # exc_ratio
-                            return -0.08651072553917186
-                        else:
-                            return 0.026215831442316335
-                    else:
-                        return -0.10204242178417307
-
-
-def _t8(f: list[float]) -> float:
-    if f[33] <= 30.14:  # since_spasm_s
-        if f[4] <= 5.57549:  # log_peak
-            if f[27] <= 0.5:  # fail_cut
-                if f[30] <= -0.893818:  # log_peak_vs_prev
-                    return 0.02833383264825818
-                else:
-                    return -0.037795875046672964
-            else:
-                return 0.06116108537855613
+                    return 0.08932922122827909
         else:
             if f[2] <= 1.5:  # peaks
                 if f[13] <= 0.21000000000000002:  # rise_s
-                    return 0.1287263556703436
+                    return 0.33517401083053744
                 else:
-                    return 0.0165793321270326
+                    return 0.1605068615707065
             else:
-                if f[11] <= 0.198143:  # fill
-                    return 0.09320457536733709
+                if f[38] <= 2.5:  # n_recent_spasm
+                    if f[0] <= 1.5:  # cls
+                        return 0.2129025509827372
+                    else:
+                        return 0.07036027762049075
                 else:
-                    return 0.018693793047007586
+                    return 0.27814762502443724
+    else:
+        if f[33] <= 47.42:  # since_spasm_s
+            if f[4] <= 5.92936:  # log_peak
+                return -0.059317265211447645
+            else:
+                if f[0] <= 1.5:  # cls
+                    return 0.1972117557240386
+                else:
+                    return 0.019844296824534608
+        else:
+            return -0.09837424338817098
+
+
+def _t2(f: list[float]) -> float:
+    if f[33] <= 21.22:  # since_spasm_s
+        if f[4] <= 5.792714999999999:  # log_peak
+            if f[27] <= 0.5:  # fail_cut
+                if f[37] <= 0.891935:  # axis_vs_spasm
+                    return -0.026766945193091942
+                else:
+                    if f[38] <= 1.5:  # n_recent_spasm
+                        return -0.010739835116113206
+                    else:
+                        return 0.10306282683225283
+            else:
+                if f[38] <= 2.5:  # n_recent_spasm
+                    return 0.09852216706618377
+                else:
+                    return 0.22753016894882136
+        else:
+            if f[38] <= 1.5:  # n_recent_spasm
+                if f[0] <= 1.5:  # cls
+                    if f[37] <= 0.705159:  # axis_vs_spasm
+                        return 0.07714464378996749
+                    else:
+                        return 0.24818867009233903
+                else:
+                    return 0.05778180135877749
+            else:
+                if f[23] <= 0.5:  # fail_not_prominent
+                    return 0.26746861232513836
+                else:
+                    return 0.14517578990532262
+    else:
+        if f[33] <= 47.42:  # since_spasm_s
+            if f[4] <= 5.742675:  # log_peak
+                return -0.06183860419018562
+            else:
+                return 0.05410666742929585
+        else:
+            if f[7] <= 102.0:  # exc_mg
+                return -0.10955270133894873
+            else:
+                if f[0] <= 1.5:  # cls
+                    return 0.008502686075860083
+                else:
+                    return -0.09259734069472693
+
+
+def _t3(f: list[float]) -> float:
+    if f[33] <= 23.824:  # since_spasm_s
+        if f[4] <= 5.792714999999999:  # log_peak
+            if f[27] <= 0.5:  # fail_cut
+                if f[38] <= 2.5:  # n_recent_spasm
+                    return -0.029948816458514185
+                else:
+                    if f[33] <= 0.592:  # since_spasm_s
+                        return 0.20330231909794808
+                    else:
+                        return 0.026797620326852064
+            else:
+                if f[34] <= -0.534082:  # log_peak_vs_spasm
+                    return 0.15240932831466292
+                else:
+                    return 0.013569685656906716
+        else:
+            if f[2] <= 1.5:  # peaks
+                if f[37] <= 0.672129:  # axis_vs_spasm
+                    return 0.14845727153712499
+                else:
+                    return 0.22736632543235033
+            else:
+                if f[38] <= 1.5:  # n_recent_spasm
+                    return 0.04154658037373597
+                else:
+                    if f[7] <= 180.0:  # exc_mg
+                        return 0.06690672300214277
+                    else:
+                        return 0.17730120240328232
+    else:
+        if f[37] <= 0.418712:  # axis_vs_spasm
+            if f[7] <= 110.0:  # exc_mg
+                return -0.1065651344310875
+            else:
+                if f[0] <= 1.5:  # cls
+                    return 0.013070152245653777
+                else:
+                    return -0.0874640956546798
+        else:
+            if f[4] <= 5.429195:  # log_peak
+                return -0.07047837601471084
+            else:
+                return 0.01508394935450682
+
+
+def _t4(f: list[float]) -> float:
+    if f[33] <= 24.46:  # since_spasm_s
+        if f[4] <= 5.63438:  # log_peak
+            if f[27] <= 0.5:  # fail_cut
+                if f[33] <= 0.784:  # since_spasm_s
+                    if f[30] <= -1.14513:  # log_peak_vs_prev
+                        return 0.15610125072944114
+                    else:
+                        return -0.001367821589992371
+                else:
+                    if f[37] <= 0.891935:  # axis_vs_spasm
+                        return -0.045616471289260226
+                    else:
+                        return 0.020562202217694364
+            else:
+                if f[34] <= -0.798508:  # log_peak_vs_spasm
+                    return 0.13442767765243752
+                else:
+                    return 0.022506429466569593
+        else:
+            if f[2] <= 1.5:  # peaks
+                if f[38] <= 1.5:  # n_recent_spasm
+                    return 0.11651413451903335
+                else:
+                    return 0.19534046522009615
+            else:
+                if f[37] <= 0.696797:  # axis_vs_spasm
+                    return 0.033717563316283054
+                else:
+                    return 0.1205375133396144
+    else:
+        if f[36] <= 0.395085:  # ratio_vs_spasm
+            if f[7] <= 102.0:  # exc_mg
+                return -0.10570863418754715
+            else:
+                return -0.07277759302006036
+        else:
+            if f[4] <= 5.84037:  # log_peak
+                return -0.059121980217221294
+            else:
+                if f[0] <= 1.5:  # cls
+                    return 0.1305099717758735
+                else:
+                    return -0.010693526931424072
+
+
+def _t5(f: list[float]) -> float:
+    if f[33] <= 25.884:  # since_spasm_s
+        if f[4] <= 5.97105:  # log_peak
+            if f[27] <= 0.5:  # fail_cut
+                if f[4] <= 5.429195:  # log_peak
+                    if f[30] <= -1.14513:  # log_peak_vs_prev
+                        if f[29] <= 0.548:  # gap_prev_s
+                            return 0.18670735239076433
+                        else:
+                            return 0.0024869054339706487
+                    else:
+                        return -0.051114579851924816
+                else:
+                    if f[37] <= 0.680758:  # axis_vs_spasm
+                        return -0.013501883483596877
+                    else:
+                        if f[2] <= 1.5:  # peaks
+                            return 0.1514324551033933
+                        else:
+                            return 0.047528499360709124
+            else:
+                return 0.09844386504174808
+        else:
+            if f[23] <= 0.5:  # fail_not_prominent
+                if f[5] <= 6.816585:  # log_energy
+                    return 0.16637480883656794
+                else:
+                    return -0.08174768094363989
+            else:
+                return 0.04752915566304158
+    else:
+        if f[7] <= 102.0:  # exc_mg
+            return -0.09869468839706969
+        else:
+            if f[0] <= 1.5:  # cls
+                if f[4] <= 5.792714999999999:  # log_peak
+                    return -0.05044579552149812
+                else:
+                    if f[14] <= 0.13:  # hold_s
+                        return -0.05352525603512684
+                    else:
+                        return 0.14677953963965693
+            else:
+                return -0.07383394226974725
+
+
+def _t6(f: list[float]) -> float:
+    if f[33] <= 29.012:  # since_spasm_s
+        if f[4] <= 5.97105:  # log_peak
+            if f[38] <= 2.5:  # n_recent_spasm
+                if f[4] <= 5.35641:  # log_peak
+                    if f[30] <= -1.18562:  # log_peak_vs_prev
+                        return 0.039945858453936944
+                    else:
+                        return -0.051920906627619515
+                else:
+                    if f[34] <= -0.321584:  # log_peak_vs_spasm
+                        return 0.06422131921996231
+                    else:
+                        return -0.014368072524227761
+            else:
+                if f[6] <= 66.0:  # tilt_mg
+                    return 0.02779651679209807
+                else:
+                    return 0.11974362592335348
+        else:
+            if f[0] <= 1.5:  # cls
+                if f[14] <= 0.15000000000000002:  # hold_s
+                    return 0.0893764990524456
+                else:
+                    return 0.17024981966939157
+            else:
+                if f[5] <= 5.843275:  # log_energy
+                    return 0.10745229079828474
+                else:
+                    return -0.000930559724802337
+    else:
+        if f[7] <= 102.0:  # exc_mg
+            return -0.09750200305415971
+        else:
+            if f[0] <= 1.5:  # cls
+                if f[7] <= 220.0:  # exc_mg
+                    return -0.020822775263223823
+                else:
+                    if f[29] <= 7.972:  # gap_prev_s
+                        return 0.19043806272172262
+                    else:
+                        return -0.055733052434755126
+            else:
+                return -0.07304119425174956
+
+
+def _t7(f: list[float]) -> float:
+    if f[33] <= 28.16:  # since_spasm_s
+        if f[4] <= 5.57549:  # log_peak
+            if f[27] <= 0.5:  # fail_cut
+                if f[33] <= 0.784:  # since_spasm_s
+                    return 0.04960115973580679
+                else:
+                    return -0.032710128183403984
+            else:
+                return 0.06754150989583708
+        else:
+            if f[38] <= 2.5:  # n_recent_spasm
+                if f[37] <= 0.672129:  # axis_vs_spasm
+                    return 0.007552930850795338
+                else:
+                    if f[13] <= 0.19:  # rise_s
+                        if f[14] <= 0.09:  # hold_s
+                            return 0.017695237158798113
+                        else:
+                            if f[2] <= 1.5:  # peaks
+                                return 0.15548144310518608
+                            else:
+                                return 0.073837617261056
+                    else:
+                        return 0.038028614234091325
+            else:
+                if f[7] <= 188.0:  # exc_mg
+                    return 0.09304792895238218
+                else:
+                    return 0.1617241870863624
     else:
         if f[7] <= 86.0:  # exc_mg
-            return -0.0961897548888837
+            return -0.09783045980409932
         else:
-            if f[1] <= 0.5:  # state
-                return -0.10899403341826963
-            else:
-                if f[1] <= 2.5:  # state
-                    if f[24] <= 0.5:  # fail_impulse
-                        if f[4] <= 5.92936:  # log_peak
-                            return 0.004778483007175836
-                        else:
-                            if f[7] <= 1008.0:  # exc_mg
-                                if f[2] <= 1.5:  # peaks
-                                    return 0.29036294732498885
-                                else:
-                                    return 0.10217444008143561
-                            else:
-                                return -0.10191640100188522
-                    else:
-                        return -0.09095520372900934
+            if f[0] <= 1.5:  # cls
+                if f[5] <= 4.672655:  # log_energy
+                    return -0.03762981545328811
                 else:
-                    return -0.09867761219781368
+                    if f[29] <= 7.972:  # gap_prev_s
+                        return 0.12367584095021432
+                    else:
+                        return -0.03925389337768668
+            else:
+                return -0.07056577855219802
+
+
+def _t8(f: list[float]) -> float:
+    if f[33] <= 36.952:  # since_spasm_s
+        if f[4] <= 5.92936:  # log_peak
+            if f[27] <= 0.5:  # fail_cut
+                if f[37] <= 0.737108:  # axis_vs_spasm
+                    return -0.03567161709204005
+                else:
+                    if f[4] <= 5.393465:  # log_peak
+                        return -0.010195364940451642
+                    else:
+                        if f[29] <= 3.388:  # gap_prev_s
+                            return 0.030997954347906077
+                        else:
+                            return 0.13331378622136228
+            else:
+                return 0.07045829360116125
+        else:
+            if f[23] <= 0.5:  # fail_not_prominent
+                if f[34] <= 0.916291:  # log_peak_vs_spasm
+                    if f[32] <= 2.5:  # n_recent
+                        return -0.061858237222303325
+                    else:
+                        return 0.1278556664481801
+                else:
+                    return -0.008280385528993016
+            else:
+                return 0.026786104476261202
+    else:
+        if f[9] <= 0.229167:  # exc_ratio
+            return -0.1040962128995284
+        else:
+            if f[32] <= 1.5:  # n_recent
+                return -0.10063613581719609
+            else:
+                if f[4] <= 5.529305:  # log_peak
+                    return -0.07553464399072363
+                else:
+                    if f[0] <= 1.5:  # cls
+                        if f[2] <= 1.5:  # peaks
+                            return 0.15656601197871745
+                        else:
+                            return -0.007341689588871842
+                    else:
+                        return -0.04828676365243964
 
 
 def _t9(f: list[float]) -> float:
     if f[38] <= 1.5:  # n_recent_spasm
-        if f[37] <= 0.419079:  # axis_vs_spasm
-            if f[7] <= 102.0:  # exc_mg
-                return -0.09282499814978173
+        if f[37] <= 0.487794:  # axis_vs_spasm
+            if f[7] <= 110.0:  # exc_mg
+                return -0.09156772422564033
             else:
-                if f[1] <= 0.5:  # state
-                    return -0.10829587679196273
+                if f[0] <= 1.5:  # cls
+                    if f[4] <= 5.742675:  # log_peak
+                        return -0.05635607710450157
+                    else:
+                        if f[16] <= 0.195312:  # rise_frac
+                            return 0.10000461156961873
+                        else:
+                            return -0.025894015608105465
+                else:
+                    return -0.06424646702966018
+        else:
+            if f[4] <= 5.57549:  # log_peak
+                return -0.03338999373307659
+            else:
+                if f[9] <= 0.184783:  # exc_ratio
+                    return -0.09419465062866633
                 else:
                     if f[1] <= 2.5:  # state
-                        if f[9] <= 0.260417:  # exc_ratio
-                            return -0.08253286382328906
+                        if f[13] <= 0.19:  # rise_s
+                            return 0.09076667743149196
                         else:
-                            if f[9] <= 1.13043:  # exc_ratio
-                                if f[2] <= 1.5:  # peaks
-                                    return 0.15518107873899786
-                                else:
-                                    return 0.024972971265755445
-                            else:
-                                return -0.06649031073951422
+                            return 0.013335769083116684
                     else:
-                        return -0.09789547186861514
-        else:
-            if f[1] <= 2.5:  # state
-                if f[7] <= 132.0:  # exc_mg
-                    return -0.015811298902979113
-                else:
-                    if f[1] <= 0.5:  # state
-                        return -0.11631938797804027
-                    else:
-                        return 0.07279614270017867
-            else:
-                return -0.06640367192033524
+                        return -0.056641081191366106
     else:
         if f[7] <= 180.0:  # exc_mg
-            if f[37] <= 0.880328:  # axis_vs_spasm
-                return 0.00811674465158817
+            if f[37] <= 0.839058:  # axis_vs_spasm
+                if f[10] <= 1.21053:  # tilt_frac
+                    return -0.004564093267847934
+                else:
+                    return 0.14988779673457037
             else:
-                return 0.08658764804523073
+                return 0.07473939254121574
         else:
-            if f[14] <= 1.47:  # hold_s
-                return 0.1323328822582121
+            if f[2] <= 1.5:  # peaks
+                return 0.13574238290325916
             else:
-                return 0.06534247026254673
+                return 0.07581115649004384
 
 
 def _t10(f: list[float]) -> float:
-    if f[33] <= 18.108:  # since_spasm_s
-        if f[7] <= 148.0:  # exc_mg
-            if f[1] <= 2.5:  # state
-                if f[10] <= 1.21739:  # tilt_frac
-                    return 0.017686140078195453
+    if f[33] <= 36.952:  # since_spasm_s
+        if f[4] <= 5.97105:  # log_peak
+            if f[38] <= 2.5:  # n_recent_spasm
+                if f[1] <= 2.5:  # state
+                    if f[4] <= 5.27791:  # log_peak
+                        return -0.02993416120777749
+                    else:
+                        return 0.02183036470375127
                 else:
-                    return 0.16392290614880178
+                    return -0.07415684523352487
             else:
-                return -0.05206815678713808
+                if f[6] <= 66.0:  # tilt_mg
+                    return 0.01912472649361026
+                else:
+                    return 0.08295680145805627
         else:
             if f[38] <= 2.5:  # n_recent_spasm
-                if f[37] <= 0.73041:  # axis_vs_spasm
-                    return 0.00880941884819076
+                if f[0] <= 1.5:  # cls
+                    return 0.08944082651285305
                 else:
-                    return 0.08136464710210695
+                    return 0.018719595922962996
             else:
-                return 0.11925328031178783
+                return 0.12458469475755099
     else:
-        if f[37] <= 0.620532:  # axis_vs_spasm
-            if f[7] <= 86.0:  # exc_mg
-                return -0.09515317962947505
-            else:
-                if f[1] <= 0.5:  # state
-                    return -0.10733699670376828
-                else:
-                    if f[1] <= 2.5:  # state
-                        if f[9] <= 0.235294:  # exc_ratio
-                            return -0.09085165869228064
-                        else:
-                            if f[4] <= 5.792714999999999:  # log_peak
-                                return -0.012905506507478837
-                            else:
-                                if f[0] <= 1.5:  # cls
-                                    if f[9] <= 0.543478:  # exc_ratio
-                                        return 0.1024983623259651
-                                    else:
-                                        return 0.40016546064043057
-                                else:
-                                    return 0.029159622791323416
-                    else:
-                        return -0.09635959752848758
+        if f[9] <= 0.229167:  # exc_ratio
+            return -0.10155370203655707
         else:
-            return 0.003246728516100916
+            if f[32] <= 1.5:  # n_recent
+                return -0.09760970901524114
+            else:
+                if f[1] <= 2.5:  # state
+                    if f[4] <= 5.529305:  # log_peak
+                        return -0.06153187368458918
+                    else:
+                        if f[1] <= 0.5:  # state
+                            if f[0] <= 1.5:  # cls
+                                return 0.05177287714005451
+                            else:
+                                return -0.05189480199899743
+                        else:
+                            return 0.09754745863817671
+                else:
+                    return -0.1034516299545115
 
 
 def _t11(f: list[float]) -> float:
-    if f[38] <= 1.5:  # n_recent_spasm
-        if f[36] <= 0.287356:  # ratio_vs_spasm
-            if f[13] <= 0.07:  # rise_s
-                return -0.09595136877368315
+    if f[37] <= 0.497436:  # axis_vs_spasm
+        if f[36] <= 0.395085:  # ratio_vs_spasm
+            if f[7] <= 102.0:  # exc_mg
+                return -0.09425443638195359
             else:
-                if f[1] <= 0.5:  # state
-                    return -0.10651041892486923
+                if f[0] <= 1.5:  # cls
+                    return 0.011080785917403664
                 else:
-                    if f[2] <= 1.5:  # peaks
-                        if f[29] <= 9.296:  # gap_prev_s
-                            if f[1] <= 2.5:  # state
-                                return 0.16813141703570847
-                            else:
-                                return -0.08516366749689568
-                        else:
-                            return -0.05088063781168128
-                    else:
-                        return -0.057357019442935045
+                    return -0.06925023736838123
         else:
-            if f[1] <= 2.5:  # state
-                if f[7] <= 164.0:  # exc_mg
-                    return -0.015136339550100117
-                else:
-                    if f[1] <= 0.5:  # state
-                        return -0.11457834777728029
-                    else:
-                        return 0.05848895237107232
+            if f[6] <= 86.0:  # tilt_mg
+                return -0.03611556300262224
             else:
-                return -0.06639923956259032
+                if f[38] <= 3.5:  # n_recent_spasm
+                    return 0.010188229002116952
+                else:
+                    return 0.11241661194968573
     else:
-        if f[4] <= 5.97105:  # log_peak
-            if f[27] <= 0.5:  # fail_cut
-                if f[37] <= 0.783792:  # axis_vs_spasm
-                    return -0.014688479285217612
+        if f[4] <= 5.92936:  # log_peak
+            if f[38] <= 1.5:  # n_recent_spasm
+                return -0.015142824317390233
+            else:
+                if f[11] <= 0.195312:  # fill
+                    return 0.08788403581116128
                 else:
-                    return 0.050175630001050624
-            else:
-                return 0.07460463699831588
+                    return 0.028040843768815018
         else:
-            if f[2] <= 4.5:  # peaks
-                return 0.10817182367362121
+            if f[2] <= 3.5:  # peaks
+                if f[38] <= 2.5:  # n_recent_spasm
+                    if f[32] <= 1.5:  # n_recent
+                        return -0.11602069710585863
+                    else:
+                        if f[23] <= 0.5:  # fail_not_prominent
+                            if f[29] <= 9.76:  # gap_prev_s
+                                return 0.09962616508684313
+                            else:
+                                return -0.07418273521239513
+                        else:
+                            return 0.018896914312415185
+                else:
+                    return 0.1291814757259466
             else:
-                return -0.04413509899007411
+                return -0.015943961162200617
 
 
 def _t12(f: list[float]) -> float:
-    if f[33] <= 30.14:  # since_spasm_s
-        if f[4] <= 5.429195:  # log_peak
-            if f[30] <= -1.17272:  # log_peak_vs_prev
-                return 0.04840140230906678
+    if f[33] <= 18.084:  # since_spasm_s
+        if f[7] <= 148.0:  # exc_mg
+            if f[10] <= 1.21053:  # tilt_frac
+                if f[38] <= 1.5:  # n_recent_spasm
+                    return -0.03367185638289929
+                else:
+                    if f[37] <= 0.910984:  # axis_vs_spasm
+                        return -0.002070096311052673
+                    else:
+                        return 0.06041515438256714
             else:
-                return -0.03176913002962288
+                return 0.12777879780236948
         else:
             if f[2] <= 1.5:  # peaks
-                if f[37] <= 0.67798:  # axis_vs_spasm
-                    return 0.0464480800484281
+                if f[13] <= 0.19:  # rise_s
+                    return 0.11375816235139909
                 else:
-                    return 0.10992456644841445
+                    return 0.024813390545271683
             else:
-                if f[34] <= -0.133531:  # log_peak_vs_spasm
-                    if f[1] <= 0.5:  # state
-                        return -0.12360080904854293
-                    else:
-                        return 0.05675900720569593
+                if f[38] <= 3.5:  # n_recent_spasm
+                    return 0.025711777267180463
                 else:
-                    if f[1] <= 2.5:  # state
-                        return 0.010817624713437085
-                    else:
-                        return -0.0737003173862917
+                    return 0.10340056957825783
     else:
-        if f[9] <= 0.221154:  # exc_ratio
-            return -0.09862913244634414
-        else:
-            if f[1] <= 0.5:  # state
-                return -0.10588499127337968
+        if f[37] <= 0.627052:  # axis_vs_spasm
+            if f[7] <= 86.0:  # exc_mg
+                return -0.09219143216117667
             else:
-                if f[1] <= 2.5:  # state
-                    if f[4] <= 5.393465:  # log_peak
-                        return -0.05666815421320831
+                if f[0] <= 1.5:  # cls
+                    if f[7] <= 220.0:  # exc_mg
+                        return -0.033313889816348426
                     else:
-                        if f[29] <= 9.968:  # gap_prev_s
-                            if f[2] <= 1.5:  # peaks
-                                return 0.15072333361094453
-                            else:
-                                return 0.03696096907021784
-                        else:
-                            return -0.04128328187394667
+                        return 0.06221256753138841
                 else:
-                    return -0.09431805108736085
+                    return -0.05952453763509755
+        else:
+            if f[4] <= 5.099565:  # log_peak
+                return -0.061355214123547254
+            else:
+                if f[2] <= 1.5:  # peaks
+                    return 0.07175088879741696
+                else:
+                    return -0.009110639938883317
 
 
 def _t13(f: list[float]) -> float:
-    if f[37] <= 0.50351:  # axis_vs_spasm
-        if f[36] <= 0.402632:  # ratio_vs_spasm
-            if f[7] <= 102.0:  # exc_mg
-                return -0.09104502043814165
-            else:
-                if f[1] <= 0.5:  # state
-                    return -0.10528264493851905
-                else:
-                    if f[1] <= 2.5:  # state
-                        if f[9] <= 0.269231:  # exc_ratio
-                            return -0.07905228954235409
-                        else:
-                            if f[32] <= 1.5:  # n_recent
-                                return -0.06395401193984875
-                            else:
-                                if f[0] <= 1.5:  # cls
-                                    return 0.16590295467650168
-                                else:
-                                    return 0.043282736456646986
-                    else:
-                        return -0.10118072613411587
+    if f[37] <= 0.204353:  # axis_vs_spasm
+        if f[13] <= 0.07:  # rise_s
+            return -0.08918980281033723
         else:
-            return -0.013094177146470515
+            if f[2] <= 1.5:  # peaks
+                if f[32] <= 2.5:  # n_recent
+                    return -0.07397570846696865
+                else:
+                    if f[16] <= 0.192308:  # rise_frac
+                        return 0.10350254990478436
+                    else:
+                        return -0.010108204674012813
+            else:
+                return -0.054099522926372205
     else:
-        if f[4] <= 5.429195:  # log_peak
-            if f[30] <= -1.01473:  # log_peak_vs_prev
-                return 0.048233408985507
+        if f[4] <= 5.57549:  # log_peak
+            if f[30] <= -1.05605:  # log_peak_vs_prev
+                return 0.04550774343698097
             else:
-                return -0.026984826238772214
-        else:
-            if f[0] <= 1.5:  # cls
-                if f[14] <= 0.33:  # hold_s
-                    return 0.06222159108827824
+                if f[4] <= 5.049525:  # log_peak
+                    return -0.05955193328022984
                 else:
-                    return 0.1290574783497216
-            else:
-                if f[32] <= 4.5:  # n_recent
-                    return -0.08586111956139854
-                else:
-                    if f[1] <= 2.5:  # state
-                        return 0.05616200489132796
+                    if f[30] <= -0.660357:  # log_peak_vs_prev
+                        return 0.07317643496754832
                     else:
-                        return -0.015415298709037673
+                        return -0.010522171078076055
+        else:
+            if f[38] <= 2.5:  # n_recent_spasm
+                if f[1] <= 2.5:  # state
+                    if f[9] <= 0.184783:  # exc_ratio
+                        return -0.07493051653812348
+                    else:
+                        if f[13] <= 0.19:  # rise_s
+                            if f[14] <= 0.29000000000000004:  # hold_s
+                                return 0.03954609345438116
+                            else:
+                                return 0.09736663931520378
+                        else:
+                            return 0.011774707930909144
+                else:
+                    return -0.04281410508249722
+            else:
+                return 0.09650439362566013
 
 
 def _t14(f: list[float]) -> float:
-    if f[38] <= 1.5:  # n_recent_spasm
-        if f[37] <= 0.419079:  # axis_vs_spasm
-            if f[1] <= 0.5:  # state
-                return -0.10518634771793622
-            else:
-                if f[7] <= 110.0:  # exc_mg
-                    return -0.08001032659151082
+    if f[33] <= 40.636:  # since_spasm_s
+        if f[7] <= 164.0:  # exc_mg
+            if f[10] <= 1.21053:  # tilt_frac
+                if f[37] <= 0.850263:  # axis_vs_spasm
+                    return -0.022384877752178053
                 else:
-                    if f[1] <= 2.5:  # state
-                        if f[9] <= 0.221154:  # exc_ratio
-                            return -0.08822303529371572
-                        else:
-                            if f[9] <= 1.53846:  # exc_ratio
-                                return 0.04095952888268919
-                            else:
-                                return -0.09601184588617648
-                    else:
-                        return -0.08977288547184581
+                    return 0.024046480605163408
+            else:
+                return 0.11930696030746335
         else:
-            if f[1] <= 2.5:  # state
-                if f[1] <= 0.5:  # state
-                    return -0.11592406116757832
-                else:
-                    if f[9] <= 0.18:  # exc_ratio
-                        return -0.09814691213622526
+            if f[0] <= 1.5:  # cls
+                if f[14] <= 0.16999999999999998:  # hold_s
+                    if f[16] <= 0.199219:  # rise_frac
+                        return 0.08974650370500586
                     else:
-                        return 0.02676343716791227
+                        return -0.056909483011250574
+                else:
+                    if f[7] <= 212.0:  # exc_mg
+                        return 0.04518620662881235
+                    else:
+                        return 0.11770226471064692
             else:
-                return -0.05749034414725062
+                if f[11] <= 0.208333:  # fill
+                    return 0.06109793996216685
+                else:
+                    return 0.0023765215747184594
     else:
-        if f[7] <= 196.0:  # exc_mg
-            if f[37] <= 0.916355:  # axis_vs_spasm
-                if f[27] <= 0.5:  # fail_cut
-                    return -0.009399466801636008
-                else:
-                    return 0.05584140276578395
-            else:
-                return 0.06828632217376854
+        if f[9] <= 0.21875:  # exc_ratio
+            return -0.09869241802319567
         else:
-            if f[13] <= 0.19:  # rise_s
-                return 0.10556175240753218
+            if f[32] <= 1.5:  # n_recent
+                return -0.09243793166430592
             else:
-                return 0.044244668624779215
+                if f[1] <= 2.5:  # state
+                    if f[4] <= 5.393465:  # log_peak
+                        return -0.05780840950343866
+                    else:
+                        if f[1] <= 0.5:  # state
+                            return -0.017395471434130134
+                        else:
+                            return 0.08412489045106336
+                else:
+                    return -0.10166321868196185
 
 
 def _t15(f: list[float]) -> float:
-    if f[33] <= 18.108:  # since_spasm_s
-        if f[23] <= 0.5:  # fail_not_prominent
-            if f[2] <= 1.5:  # peaks
-                return 0.09181130566759338
+    if f[38] <= 1.5:  # n_recent_spasm
+        if f[37] <= 0.418712:  # axis_vs_spasm
+            if f[9] <= 0.21875:  # exc_ratio
+                return -0.09774927171566579
             else:
-                if f[7] <= 212.0:  # exc_mg
-                    return -0.011014490233707652
-                else:
-                    return 0.06377518317788573
-        else:
-            if f[10] <= 1.13043:  # tilt_frac
-                if f[1] <= 0.5:  # state
-                    return -0.12276439485357936
+                if f[32] <= 1.5:  # n_recent
+                    return -0.0916239205391838
                 else:
                     if f[1] <= 2.5:  # state
-                        return 0.017874577444101963
-                    else:
-                        return -0.03712097313060225
-            else:
-                return 0.10853408003623964
-    else:
-        if f[13] <= 0.07:  # rise_s
-            return -0.07954924025423943
-        else:
-            if f[1] <= 0.5:  # state
-                return -0.1047311616522378
-            else:
-                if f[2] <= 1.5:  # peaks
-                    if f[16] <= 0.182292:  # rise_frac
-                        return 0.09987503048193852
-                    else:
-                        return 0.0016337525136221297
-                else:
-                    if f[1] <= 2.5:  # state
-                        if f[29] <= 8.344:  # gap_prev_s
-                            if f[7] <= 280.0:  # exc_mg
-                                return -0.015300140427616099
-                            else:
-                                return 0.0862450213471544
+                        if f[4] <= 5.529305:  # log_peak
+                            return -0.047971459816685685
                         else:
-                            return -0.08131222621175692
+                            if f[1] <= 0.5:  # state
+                                return -0.018203590589235548
+                            else:
+                                return 0.06462537127056153
                     else:
-                        return -0.08528655781801248
+                        return -0.0968211548818419
+        else:
+            if f[1] <= 2.5:  # state
+                if f[7] <= 132.0:  # exc_mg
+                    return -0.017027759363240476
+                else:
+                    return 0.030391426542941965
+            else:
+                return -0.07100562715457907
+    else:
+        if f[4] <= 6.04956:  # log_peak
+            if f[27] <= 0.5:  # fail_cut
+                if f[37] <= 0.696797:  # axis_vs_spasm
+                    return -0.019808210284340395
+                else:
+                    return 0.03199061876195867
+            else:
+                return 0.061469412383170045
+        else:
+            if f[2] <= 4.5:  # peaks
+                if f[34] <= 1.09861:  # log_peak_vs_spasm
+                    return 0.0920764414901602
+                else:
+                    return -0.10113900250735566
+            else:
+                return -0.04871858994792547
 
 
 def _t16(f: list[float]) -> float:
-    if f[37] <= 0.50351:  # axis_vs_spasm
-        if f[1] <= 0.5:  # state
-            return -0.1053433331701007
+    if f[37] <= 0.538918:  # axis_vs_spasm
+        if f[9] <= 0.195652:  # exc_ratio
+            return -0.09724052038016694
         else:
-            if f[7] <= 122.0:  # exc_mg
-                if f[9] <= 0.195652:  # exc_ratio
-                    return -0.09793759207435115
-                else:
-                    return -0.0464085071501634
+            if f[32] <= 1.5:  # n_recent
+                return -0.08901132931555959
             else:
                 if f[1] <= 2.5:  # state
-                    if f[29] <= 8.652:  # gap_prev_s
-                        if f[2] <= 6.5:  # peaks
-                            return 0.04496467929627207
-                        else:
-                            return -0.0652178849106785
+                    if f[4] <= 5.23622:  # log_peak
+                        return -0.04627147175133451
                     else:
-                        return -0.05782990820991803
-                else:
-                    return -0.06408609531487654
-    else:
-        if f[38] <= 2.5:  # n_recent_spasm
-            if f[1] <= 2.5:  # state
-                if f[1] <= 0.5:  # state
-                    return -0.11664912536192128
-                else:
-                    if f[29] <= 9.648:  # gap_prev_s
-                        if f[7] <= 106.0:  # exc_mg
-                            return -0.0013095587691969496
-                        else:
-                            if f[13] <= 0.15000000000000002:  # rise_s
-                                return 0.08080779265718314
+                        if f[2] <= 1.5:  # peaks
+                            if f[13] <= 0.05:  # rise_s
+                                return -0.051807741669595155
                             else:
-                                return 0.03181844561278243
-                    else:
-                        return -0.07969486809752796
+                                if f[13] <= 0.11:  # rise_s
+                                    return 0.1517309143096508
+                                else:
+                                    return 0.03517240210296478
+                        else:
+                            return -0.010215727344122481
+                else:
+                    return -0.07887722849247553
+    else:
+        if f[2] <= 1.5:  # peaks
+            if f[13] <= 0.05:  # rise_s
+                return -0.02626544491754315
             else:
-                return -0.037524432476253776
+                if f[13] <= 0.21000000000000002:  # rise_s
+                    return 0.09608975962068231
+                else:
+                    return -0.012162568553709424
         else:
-            if f[4] <= 5.92936:  # log_peak
-                return 0.04253257742559771
+            if f[1] <= 2.5:  # state
+                if f[14] <= 0.31:  # hold_s
+                    return -0.013255114031461793
+                else:
+                    if f[2] <= 7.5:  # peaks
+                        return 0.03751020556189884
+                    else:
+                        return -0.07918576833874102
             else:
-                return 0.10412415300100951
+                return -0.048786520367447885
 
 
 def _t17(f: list[float]) -> float:
     if f[38] <= 1.5:  # n_recent_spasm
-        if f[9] <= 0.217391:  # exc_ratio
-            return -0.089004190656243
+        if f[9] <= 0.21875:  # exc_ratio
+            return -0.08839310447637407
         else:
-            if f[1] <= 0.5:  # state
-                return -0.10475049592395978
+            if f[32] <= 2.5:  # n_recent
+                return -0.07576132440774971
             else:
                 if f[1] <= 2.5:  # state
-                    if f[4] <= 5.099565:  # log_peak
-                        return -0.04857944782602394
+                    if f[4] <= 5.57549:  # log_peak
+                        if f[27] <= 0.5:  # fail_cut
+                            return -0.035802628637036864
+                        else:
+                            return 0.03539229600733775
                     else:
                         if f[2] <= 1.5:  # peaks
                             if f[13] <= 0.21000000000000002:  # rise_s
-                                return 0.07907898816845871
+                                return 0.07865271748598775
                             else:
-                                return -0.03978905403892043
+                                return -0.024651478545710627
                         else:
-                            if f[2] <= 7.5:  # peaks
-                                return 0.016377075839710875
+                            if f[1] <= 0.5:  # state
+                                return -0.0185459039209503
                             else:
-                                return -0.0851945142112112
+                                return 0.041872929974013755
                 else:
-                    return -0.07013206565776439
+                    return -0.07997280367245549
     else:
-        if f[4] <= 6.04956:  # log_peak
-            if f[10] <= 1.21739:  # tilt_frac
-                if f[4] <= 5.27791:  # log_peak
-                    if f[30] <= -0.99164:  # log_peak_vs_prev
-                        return 0.028030279111624992
-                    else:
-                        return -0.043600895410640716
+        if f[7] <= 196.0:  # exc_mg
+            if f[37] <= 0.919827:  # axis_vs_spasm
+                if f[27] <= 0.5:  # fail_cut
+                    return -0.01102869939337884
                 else:
-                    return 0.029006718469944986
+                    return 0.046450096317764325
             else:
-                return 0.1192856809851327
+                return 0.0550430469044117
         else:
-            if f[34] <= 0.904456:  # log_peak_vs_spasm
-                if f[23] <= 0.5:  # fail_not_prominent
-                    return 0.09544510681838393
+            if f[14] <= 1.47:  # hold_s
+                if f[14] <= 0.16999999999999998:  # hold_s
+                    return 0.007178837775253959
                 else:
-                    return 0.013791771834979628
+                    return 0.10320170098656188
             else:
-                return -0.0916803058033828
+                return 0.030875154809125477
 
 
 def _t18(f: list[float]) -> float:
-    if f[37] <= 0.547425:  # axis_vs_spasm
-        if f[1] <= 0.5:  # state
-            return -0.10477360874671225
-        else:
-            if f[9] <= 0.208333:  # exc_ratio
-                return -0.0914596921081147
+    if f[33] <= 18.084:  # since_spasm_s
+        if f[38] <= 3.5:  # n_recent_spasm
+            if f[37] <= 0.751691:  # axis_vs_spasm
+                return -0.008686016546543362
             else:
-                if f[1] <= 2.5:  # state
-                    if f[4] <= 5.23622:  # log_peak
-                        return -0.03904560047642149
+                if f[23] <= 0.5:  # fail_not_prominent
+                    if f[33] <= 2.904:  # since_spasm_s
+                        return -0.027285975580316736
                     else:
-                        if f[7] <= 1376.0:  # exc_mg
-                            if f[7] <= 228.0:  # exc_mg
-                                return 0.005245056372519343
-                            else:
-                                if f[14] <= 0.16999999999999998:  # hold_s
-                                    return -0.05299458638448103
-                                else:
-                                    return 0.0824935560991989
+                        if f[29] <= 10.824:  # gap_prev_s
+                            return 0.07922406774551655
                         else:
-                            return -0.11616834570447046
+                            return -0.13611957796649507
                 else:
-                    return -0.06586258433542347
+                    return 0.010406057989785104
+        else:
+            if f[23] <= 0.5:  # fail_not_prominent
+                return 0.11010747414311534
+            else:
+                return 0.041066126323686836
     else:
-        if f[38] <= 2.5:  # n_recent_spasm
-            if f[4] <= 5.35641:  # log_peak
-                return -0.023009249240126754
-            else:
-                if f[13] <= 0.19:  # rise_s
-                    if f[14] <= 0.09:  # hold_s
-                        return -0.03417701525706881
-                    else:
-                        if f[2] <= 1.5:  # peaks
-                            return 0.0877859337740369
-                        else:
-                            return 0.022654776095943754
-                else:
-                    return -0.0067153813142184875
+        if f[13] <= 0.07:  # rise_s
+            return -0.07462309730135294
         else:
-            if f[4] <= 5.885854999999999:  # log_peak
-                return 0.03603976045788274
+            if f[2] <= 1.5:  # peaks
+                if f[13] <= 0.19:  # rise_s
+                    if f[14] <= 0.35:  # hold_s
+                        if f[29] <= 9.432:  # gap_prev_s
+                            return 0.055162393850659554
+                        else:
+                            return -0.058097661456540675
+                    else:
+                        return 0.12326954188958138
+                else:
+                    return -0.05727807023118431
             else:
-                return 0.09460872559785051
+                if f[29] <= 7.972:  # gap_prev_s
+                    if f[1] <= 2.5:  # state
+                        return -0.016439299316961253
+                    else:
+                        return -0.0853485502173338
+                else:
+                    return -0.08451547765201811
 
 
 def _t19(f: list[float]) -> float:
-    if f[37] <= 0.405521:  # axis_vs_spasm
-        if f[1] <= 0.5:  # state
-            return -0.10397073962421377
+    if f[36] <= 0.280382:  # ratio_vs_spasm
+        if f[13] <= 0.07:  # rise_s
+            return -0.08552061605354924
         else:
-            if f[7] <= 74.0:  # exc_mg
-                return -0.07372320409217145
-            else:
-                if f[1] <= 2.5:  # state
-                    if f[9] <= 0.208333:  # exc_ratio
-                        return -0.08366317090056351
+            if f[2] <= 1.5:  # peaks
+                if f[5] <= 5.745875:  # log_energy
+                    if f[16] <= 0.16129:  # rise_frac
+                        return 0.1247420591146752
                     else:
-                        if f[29] <= 9.968:  # gap_prev_s
-                            return 0.024153973916006568
-                        else:
-                            return -0.05341128869713374
+                        return 0.002361371738712652
                 else:
-                    return -0.06445983715639818
+                    return -0.08936454911981116
+            else:
+                return -0.050678527219209825
     else:
         if f[38] <= 2.5:  # n_recent_spasm
             if f[1] <= 2.5:  # state
-                if f[1] <= 0.5:  # state
-                    return -0.11477831274640325
-                else:
-                    if f[29] <= 9.648:  # gap_prev_s
-                        if f[13] <= 0.05:  # rise_s
-                            return -0.02044760607344427
-                        else:
-                            if f[13] <= 0.15000000000000002:  # rise_s
-                                return 0.07012753922211713
-                            else:
-                                return 0.016974704722007357
+                if f[11] <= 0.210013:  # fill
+                    if f[4] <= 5.35641:  # log_peak
+                        return -0.01271382363379115
                     else:
-                        return -0.07826937266547365
-            else:
-                return -0.035899129517472525
-        else:
-            if f[2] <= 1.5:  # peaks
-                if f[13] <= 0.05:  # rise_s
-                    return 0.0026466983146693625
+                        return 0.05252457176410781
                 else:
-                    return 0.10066007724440725
+                    if f[37] <= 0.92388:  # axis_vs_spasm
+                        if f[29] <= 7.972:  # gap_prev_s
+                            return -0.009825697353016288
+                        else:
+                            return -0.07370690971354328
+                    else:
+                        if f[13] <= 0.07:  # rise_s
+                            return -0.031554734870765384
+                        else:
+                            if f[32] <= 1.5:  # n_recent
+                                return -0.12966015936506903
+                            else:
+                                return 0.05186516052323112
             else:
-                return 0.030329620192893404
+                return -0.05540374743565121
+        else:
+            if f[7] <= 196.0:  # exc_mg
+                return 0.023367306639378665
+            else:
+                return 0.08069101285115012
 
 
 def _t20(f: list[float]) -> float:
-    if f[33] <= 13.2:  # since_spasm_s
-        if f[11] <= 0.208436:  # fill
-            return 0.06227864930124503
+    if f[37] <= 0.497436:  # axis_vs_spasm
+        if f[9] <= 0.195652:  # exc_ratio
+            return -0.09418861624772273
         else:
-            if f[33] <= 3.508:  # since_spasm_s
-                return -0.01691674100489827
+            if f[32] <= 1.5:  # n_recent
+                return -0.0831927662113924
             else:
-                if f[26] <= 0.5:  # fail_flat
-                    if f[3] <= 2.24:  # dur_s
-                        return 0.0542764492058501
-                    else:
-                        return -0.04292904549023805
-                else:
-                    return -0.0170286206500445
-    else:
-        if f[37] <= 0.863801:  # axis_vs_spasm
-            if f[7] <= 74.0:  # exc_mg
-                return -0.07663071670821524
-            else:
-                if f[1] <= 0.5:  # state
-                    return -0.10304403939545821
-                else:
-                    if f[1] <= 2.5:  # state
-                        if f[9] <= 0.221154:  # exc_ratio
-                            return -0.07742814698800306
+                if f[1] <= 2.5:  # state
+                    if f[11] <= 0.265067:  # fill
+                        if f[1] <= 0.5:  # state
+                            return -0.002153521977044192
                         else:
-                            if f[29] <= 8.344:  # gap_prev_s
-                                if f[36] <= 0.0:  # ratio_vs_spasm
-                                    if f[0] <= 1.5:  # cls
-                                        return 0.10886632234501499
-                                    else:
-                                        return 0.02202434970527821
-                                else:
-                                    return -0.007031102970996739
-                            else:
-                                return -0.04823892897284748
+                            return 0.050651089007722076
                     else:
-                        return -0.07101944066008173
-        else:
-            if f[4] <= 5.147220000000001:  # log_peak
-                return -0.04550279066007335
+                        return -0.02586934258432182
+                else:
+                    return -0.07285145629274474
+    else:
+        if f[2] <= 1.5:  # peaks
+            if f[13] <= 0.05:  # rise_s
+                return -0.023137928778208805
             else:
-                return 0.04320382994516134
+                if f[16] <= 0.15625:  # rise_frac
+                    return 0.09525799027085353
+                else:
+                    if f[37] <= 0.897202:  # axis_vs_spasm
+                        return 0.002400675367669764
+                    else:
+                        return 0.07585149571810165
+        else:
+            if f[10] <= 1.21053:  # tilt_frac
+                if f[1] <= 2.5:  # state
+                    if f[7] <= 204.0:  # exc_mg
+                        if f[30] <= -0.609766:  # log_peak_vs_prev
+                            return 0.028123426613183202
+                        else:
+                            return -0.016567207582299206
+                    else:
+                        return 0.03376969225277712
+                else:
+                    return -0.04485806568315253
+            else:
+                return 0.10878993470812977
 
 
 def _t21(f: list[float]) -> float:
-    if f[37] <= 0.67798:  # axis_vs_spasm
-        if f[1] <= 0.5:  # state
-            return -0.10442846724347743
+    if f[38] <= 1.5:  # n_recent_spasm
+        if f[9] <= 0.21875:  # exc_ratio
+            return -0.08305458169578815
         else:
-            if f[13] <= 0.07:  # rise_s
-                if f[9] <= 0.382353:  # exc_ratio
-                    return -0.08179018899170498
-                else:
-                    return -0.026975320645953267
+            if f[32] <= 1.5:  # n_recent
+                return -0.08421353252799926
             else:
-                if f[13] <= 0.11:  # rise_s
-                    if f[9] <= 0.18:  # exc_ratio
-                        return -0.07133608362088273
-                    else:
-                        return 0.09971426493132386
-                else:
-                    if f[1] <= 2.5:  # state
-                        if f[29] <= 8.344:  # gap_prev_s
-                            if f[7] <= 312.0:  # exc_mg
-                                if f[27] <= 0.5:  # fail_cut
-                                    return -0.014541413162053438
-                                else:
-                                    return 0.06277571144317314
-                            else:
-                                if f[7] <= 1312.0:  # exc_mg
-                                    return 0.07962097319569
-                                else:
-                                    return -0.12569416725836668
+                if f[1] <= 2.5:  # state
+                    if f[1] <= 0.5:  # state
+                        if f[4] <= 5.099565:  # log_peak
+                            return -0.05533227511572825
                         else:
-                            return -0.06578259478484538
+                            if f[0] <= 1.5:  # cls
+                                if f[14] <= 0.31:  # hold_s
+                                    return -0.007138882645574909
+                                else:
+                                    return 0.06126288749596322
+                            else:
+                                return -0.021544510156630132
                     else:
-                        return -0.05380759878387528
-    else:
-        if f[2] <= 1.5:  # peaks
-            if f[13] <= 0.05:  # rise_s
-                return -0.02292027033597377
-            else:
-                if f[13] <= 0.21000000000000002:  # rise_s
-                    return 0.08487598391022959
+                        if f[7] <= 140.0:  # exc_mg
+                            return 0.0008118389061893722
+                        else:
+                            return 0.05964335070546514
                 else:
-                    return -0.021419820798957635
+                    return -0.07173529420880415
+    else:
+        if f[7] <= 296.0:  # exc_mg
+            if f[11] <= 0.208333:  # fill
+                return 0.04881045665779594
+            else:
+                if f[37] <= 0.919827:  # axis_vs_spasm
+                    if f[33] <= 18.084:  # since_spasm_s
+                        return -0.0008579402142862311
+                    else:
+                        return -0.06315680128711461
+                else:
+                    return 0.039329550221753405
         else:
-            return 0.008588880653489726
+            if f[5] <= 6.705445:  # log_energy
+                return 0.08375658346327744
+            else:
+                return -0.06496101106495399
 
 
 def _t22(f: list[float]) -> float:
-    if f[38] <= 1.5:  # n_recent_spasm
-        if f[9] <= 0.18:  # exc_ratio
-            return -0.09744417754114094
-        else:
-            if f[1] <= 0.5:  # state
-                return -0.10342126493639059
+    if f[37] <= 0.672129:  # axis_vs_spasm
+        if f[13] <= 0.07:  # rise_s
+            if f[37] <= 0.067596:  # axis_vs_spasm
+                return -0.08015304047244495
             else:
-                if f[1] <= 2.5:  # state
-                    if f[29] <= 9.296:  # gap_prev_s
-                        if f[2] <= 7.5:  # peaks
-                            if f[4] <= 5.57549:  # log_peak
-                                if f[27] <= 0.5:  # fail_cut
-                                    return -0.02092676963725999
-                                else:
-                                    return 0.06910378569437166
+                return -0.029516597009326313
+        else:
+            if f[13] <= 0.11:  # rise_s
+                if f[9] <= 0.184783:  # exc_ratio
+                    return -0.06121068599742213
+                else:
+                    return 0.08840647963719081
+            else:
+                if f[29] <= 8.484:  # gap_prev_s
+                    if f[2] <= 6.5:  # peaks
+                        if f[1] <= 2.5:  # state
+                            if f[1] <= 0.5:  # state
+                                return -0.013182005721115473
                             else:
-                                if f[29] <= 3.152:  # gap_prev_s
-                                    return 0.022142817552676736
-                                else:
-                                    return 0.0879298620654358
+                                return 0.031605207418015174
                         else:
-                            return -0.08593014351603037
+                            return -0.057563254272707115
                     else:
-                        return -0.05876956101041031
+                        return -0.08115812874815694
                 else:
-                    return -0.06073300077392864
-    else:
-        if f[7] <= 196.0:  # exc_mg
-            return 0.00852067275418125
-        else:
-            if f[34] <= 0.904456:  # log_peak_vs_spasm
-                if f[14] <= 1.47:  # hold_s
-                    if f[14] <= 0.16999999999999998:  # hold_s
-                        if f[13] <= 0.19:  # rise_s
-                            return 0.05158878221963539
-                        else:
-                            return -0.16547341436300392
-                    else:
-                        return 0.09305704612847171
-                else:
-                    return 0.024923618715001764
-            else:
-                return -0.10114902172276588
-
-
-def _t23(f: list[float]) -> float:
-    if f[37] <= 0.783792:  # axis_vs_spasm
-        if f[1] <= 0.5:  # state
-            return -0.10463891050395452
-        else:
-            if f[9] <= 0.18:  # exc_ratio
-                return -0.09189026563113095
-            else:
-                if f[1] <= 2.5:  # state
-                    if f[11] <= 0.247036:  # fill
-                        if f[7] <= 228.0:  # exc_mg
-                            return 0.008164284307480455
-                        else:
-                            return 0.06507971014372033
-                    else:
-                        if f[29] <= 8.08:  # gap_prev_s
-                            return -0.004611267182776677
-                        else:
-                            return -0.06487350302695127
-                else:
-                    if f[34] <= -0.0317487:  # log_peak_vs_spasm
-                        if f[6] <= 59.0:  # tilt_mg
-                            return -0.061781168600726126
-                        else:
-                            return 0.006826571261746292
-                    else:
-                        return -0.08356528229055274
+                    return -0.07643311388507451
     else:
         if f[2] <= 1.5:  # peaks
             if f[5] <= 3.2769700000000004:  # log_energy
-                return -0.05641208843028825
+                return -0.049475420589215134
             else:
                 if f[13] <= 0.21000000000000002:  # rise_s
-                    return 0.07582100695312917
-                else:
-                    return -0.018768538324339026
-        else:
-            if f[2] <= 8.5:  # peaks
-                if f[14] <= 0.29000000000000004:  # hold_s
-                    return -0.017742510689945833
-                else:
-                    return 0.026948576372942547
-            else:
-                return -0.10813726651417013
-
-
-def _t24(f: list[float]) -> float:
-    if f[38] <= 1.5:  # n_recent_spasm
-        if f[9] <= 0.18:  # exc_ratio
-            return -0.09515774351248718
-        else:
-            if f[1] <= 0.5:  # state
-                return -0.10298777181512289
-            else:
-                if f[1] <= 2.5:  # state
-                    if f[32] <= 1.5:  # n_recent
-                        return -0.06987948706347677
+                    if f[8] <= 10.5:  # still_s
+                        return 0.07555376018002945
                     else:
-                        if f[2] <= 7.5:  # peaks
-                            if f[4] <= 4.88234:  # log_peak
-                                return -0.044324588729441776
-                            else:
-                                if f[14] <= 0.13:  # hold_s
-                                    return -0.02601474179824413
-                                else:
-                                    if f[0] <= 1.5:  # cls
-                                        if f[4] <= 6.122335:  # log_peak
-                                            return 0.027630520117383397
-                                        else:
-                                            return 0.10806135121174934
-                                    else:
-                                        if f[10] <= 1.13043:  # tilt_frac
-                                            return 0.007882644795046663
-                                        else:
-                                            return 0.1372098475711661
-                        else:
-                            return -0.08356379112162302
+                        return -0.070734699381058
                 else:
-                    return -0.055838656019688994
+                    return -0.020523465053532045
+        else:
+            if f[10] <= 1.16:  # tilt_frac
+                return 0.0032164287738930884
+            else:
+                return 0.09409162081153916
+
+
+def _t23(f: list[float]) -> float:
+    if f[33] <= 13.82:  # since_spasm_s
+        if f[11] <= 0.208333:  # fill
+            if f[4] <= 5.57549:  # log_peak
+                return 0.015767142904896305
+            else:
+                return 0.06628660677261684
+        else:
+            if f[33] <= 3.476:  # since_spasm_s
+                if f[34] <= -0.478036:  # log_peak_vs_spasm
+                    if f[33] <= 0.68:  # since_spasm_s
+                        return 0.05417719961878308
+                    else:
+                        return -0.017983365543197613
+                else:
+                    return -0.053882612952431234
+            else:
+                if f[26] <= 0.5:  # fail_flat
+                    if f[3] <= 2.24:  # dur_s
+                        return 0.04872103040283682
+                    else:
+                        return -0.03869165574237342
+                else:
+                    return -0.015769716217630875
     else:
-        if f[38] <= 3.5:  # n_recent_spasm
-            if f[37] <= 0.819865:  # axis_vs_spasm
-                return -0.007028008635263316
-            else:
-                return 0.03586578464916467
-        else:
-            if f[23] <= 0.5:  # fail_not_prominent
-                return 0.09830605107653478
-            else:
-                return 0.032809360617403464
-
-
-def _t25(f: list[float]) -> float:
-    if f[1] <= 0.5:  # state
-        return -0.10648329017659858
-    else:
-        if f[13] <= 0.05:  # rise_s
-            if f[33] <= 46.316:  # since_spasm_s
-                return -0.023007514008460492
-            else:
-                return -0.0750303691737294
-        else:
-            if f[2] <= 1.5:  # peaks
-                if f[16] <= 0.15625:  # rise_frac
-                    if f[9] <= 0.181818:  # exc_ratio
-                        return -0.05509807275478328
-                    else:
-                        return 0.08436282203338381
-                else:
-                    if f[37] <= 0.896589:  # axis_vs_spasm
-                        if f[15] <= 0.401786:  # hold_frac
-                            return -0.03855296640051026
-                        else:
-                            return 0.02868560486093379
-                    else:
-                        return 0.0667681434310932
-            else:
-                if f[10] <= 1.13043:  # tilt_frac
-                    if f[2] <= 7.5:  # peaks
-                        if f[1] <= 2.5:  # state
-                            if f[7] <= 212.0:  # exc_mg
-                                if f[27] <= 0.5:  # fail_cut
-                                    return -0.015165900392519175
-                                else:
-                                    return 0.040346127149527594
-                            else:
-                                return 0.03543751581892187
-                        else:
-                            if f[34] <= -0.0645385:  # log_peak_vs_spasm
-                                return -0.013261208818782885
-                            else:
-                                return -0.08284353866890726
-                    else:
-                        return -0.0878014223424971
-                else:
-                    return 0.09457549759478268
-
-
-def _t26(f: list[float]) -> float:
-    if f[1] <= 0.5:  # state
-        return -0.10601912382896908
-    else:
-        if f[38] <= 3.5:  # n_recent_spasm
-            if f[9] <= 0.18:  # exc_ratio
-                return -0.08537389511421233
-            else:
-                if f[1] <= 2.5:  # state
-                    if f[29] <= 9.296:  # gap_prev_s
-                        if f[4] <= 6.122335:  # log_peak
-                            if f[10] <= 1.13043:  # tilt_frac
-                                if f[37] <= 0.9209:  # axis_vs_spasm
-                                    return -0.005722925828816324
-                                else:
-                                    return 0.030775427857044235
-                            else:
-                                return 0.0891393878557305
-                        else:
-                            if f[29] <= 1.904:  # gap_prev_s
-                                if f[30] <= 0.481838:  # log_peak_vs_prev
-                                    if f[1] <= 1.5:  # state
-                                        return -0.09863685119121149
-                                    else:
-                                        return 0.009072899328649329
-                                else:
-                                    if f[5] <= 7.27285:  # log_energy
-                                        return 0.05723041030873095
-                                    else:
-                                        return -0.11047129335002587
-                            else:
-                                return 0.08002486479733006
-                    else:
-                        return -0.05480781497007814
-                else:
-                    if f[33] <= 49.936:  # since_spasm_s
-                        return -0.02490314015390724
-                    else:
-                        return -0.09539538560282695
-        else:
-            if f[23] <= 0.5:  # fail_not_prominent
-                return 0.09309432360549302
-            else:
-                return 0.029640761745307893
-
-
-def _t27(f: list[float]) -> float:
-    if f[1] <= 0.5:  # state
-        return -0.10558194439358325
-    else:
-        if f[7] <= 140.0:  # exc_mg
-            if f[34] <= -0.0645385:  # log_peak_vs_spasm
-                if f[10] <= 1.29032:  # tilt_frac
-                    if f[1] <= 2.5:  # state
-                        return 0.004451993695536366
-                    else:
-                        return -0.03912285494224359
-                else:
-                    return 0.10603908796083193
-            else:
-                if f[13] <= 0.07:  # rise_s
-                    return -0.08342587588859131
-                else:
-                    if f[2] <= 1.5:  # peaks
-                        return 0.036532051290974636
-                    else:
-                        return -0.04989664391482088
-        else:
-            if f[0] <= 1.5:  # cls
-                if f[14] <= 0.16999999999999998:  # hold_s
-                    if f[16] <= 0.201613:  # rise_frac
-                        return 0.052484452740751524
-                    else:
-                        if f[3] <= 0.528:  # dur_s
-                            return -0.008932413044510099
-                        else:
-                            return -0.1789067268736862
-                else:
-                    if f[7] <= 212.0:  # exc_mg
-                        return 0.023506522834753348
-                    else:
-                        return 0.09675345481118051
-            else:
-                if f[11] <= 0.208436:  # fill
-                    return 0.027759879481510513
-                else:
-                    if f[5] <= 6.6238399999999995:  # log_energy
-                        return -0.007932261777560843
-                    else:
-                        return -0.08481593616079414
-
-
-def _t28(f: list[float]) -> float:
-    if f[1] <= 0.5:  # state
-        return -0.10517057703614414
-    else:
-        if f[37] <= 0.863801:  # axis_vs_spasm
-            if f[9] <= 0.18:  # exc_ratio
-                return -0.08424086624362581
-            else:
-                if f[11] <= 0.198143:  # fill
-                    if f[4] <= 5.92936:  # log_peak
-                        return 0.005637641704575868
-                    else:
-                        return 0.048305487600878674
-                else:
-                    if f[1] <= 2.5:  # state
-                        if f[29] <= 9.296:  # gap_prev_s
-                            if f[2] <= 9.5:  # peaks
-                                if f[26] <= 0.5:  # fail_flat
-                                    if f[29] <= 1.904:  # gap_prev_s
-                                        return -0.0038101080956235256
-                                    else:
-                                        return 0.033017111144831635
-                                else:
-                                    return -0.017560735493501303
-                            else:
-                                return -0.10053654719473713
-                        else:
-                            return -0.057271066025266215
-                    else:
-                        return -0.047176814456779875
-        else:
-            if f[0] <= 1.5:  # cls
-                if f[13] <= 0.05:  # rise_s
-                    return -0.019406419245154058
-                else:
-                    if f[14] <= 0.31:  # hold_s
-                        return 0.043542458058720784
-                    else:
-                        return 0.09617458925837519
-            else:
-                if f[32] <= 7.5:  # n_recent
-                    return -0.041992142349238704
-                else:
-                    return 0.02089694815344946
-
-
-def _t29(f: list[float]) -> float:
-    if f[1] <= 0.5:  # state
-        return -0.10478393858047759
-    else:
-        if f[38] <= 3.5:  # n_recent_spasm
-            if f[13] <= 0.07:  # rise_s
-                if f[9] <= 0.238636:  # exc_ratio
-                    return -0.0824059848244485
-                else:
-                    return -0.021281202885657775
-            else:
-                if f[13] <= 0.11:  # rise_s
-                    if f[15] <= 0.3:  # hold_frac
-                        return 0.02258283861630684
-                    else:
-                        if f[27] <= 0.5:  # fail_cut
-                            return 0.13327786887954618
-                        else:
-                            return -0.016918301659731443
-                else:
-                    if f[37] <= 0.942784:  # axis_vs_spasm
-                        if f[2] <= 6.5:  # peaks
-                            if f[1] <= 2.5:  # state
-                                if f[27] <= 0.5:  # fail_cut
-                                    if f[7] <= 280.0:  # exc_mg
-                                        return -0.01626764636681464
-                                    else:
-                                        if f[14] <= 0.16999999999999998:  # hold_s
-                                            return -0.10988386963308638
-                                        else:
-                                            if f[9] <= 1.66667:  # exc_ratio
-                                                return 0.06793689245249267
-                                            else:
-                                                return -0.08430930344956433
-                                else:
-                                    return 0.037817580957053454
-                            else:
-                                return -0.03848568856730466
-                        else:
-                            return -0.07274854539697626
-                    else:
-                        return 0.03907000556068341
-        else:
-            return 0.05015644303715229
-
-
-def _t30(f: list[float]) -> float:
-    if f[1] <= 0.5:  # state
-        return -0.1044210201544355
-    else:
-        if f[9] <= 0.177632:  # exc_ratio
-            return -0.07705810607518926
-        else:
-            if f[4] <= 5.3179300000000005:  # log_peak
-                if f[30] <= -1.01473:  # log_peak_vs_prev
-                    if f[29] <= 0.504:  # gap_prev_s
-                        return 0.15125271543231122
-                    else:
-                        return 0.0028836830029468218
-                else:
-                    if f[4] <= 4.88234:  # log_peak
-                        return -0.06614241248222218
-                    else:
-                        return -0.020805148005411916
-            else:
-                if f[0] <= 1.5:  # cls
-                    if f[14] <= 0.33:  # hold_s
-                        if f[13] <= 0.13:  # rise_s
-                            if f[13] <= 0.05:  # rise_s
-                                return -0.03132016645700025
-                            else:
-                                return 0.07870909995411049
-                        else:
-                            if f[1] <= 1.5:  # state
-                                return 0.023254751860188844
-                            else:
-                                return -0.04626153796823085
-                    else:
-                        return 0.07502797180926493
-                else:
-                    if f[34] <= -0.325422:  # log_peak_vs_spasm
-                        if f[27] <= 0.5:  # fail_cut
-                            return 0.006142594573222848
-                        else:
-                            return 0.07168828744109706
-                    else:
-                        if f[1] <= 2.5:  # state
-                            return -0.0029466194036899575
-                        else:
-                            return -0.06000928481601438
-
-
-def _t31(f: list[float]) -> float:
-    if f[29] <= 10.744:  # gap_prev_s
-        if f[1] <= 0.5:  # state
-            return -0.10507589875363199
-        else:
-            if f[37] <= 0.863801:  # axis_vs_spasm
-                if f[9] <= 0.18:  # exc_ratio
-                    return -0.0756980988415753
-                else:
-                    if f[1] <= 2.5:  # state
-                        if f[7] <= 312.0:  # exc_mg
-                            if f[2] <= 6.5:  # peaks
-                                if f[27] <= 0.5:  # fail_cut
-                                    if f[13] <= 0.13:  # rise_s
-                                        if f[13] <= 0.07:  # rise_s
-                                            return -0.018496685157131182
-                                        else:
-                                            return 0.06280043371112845
-                                    else:
-                                        return -0.01546445173962095
-                                else:
-                                    return 0.03819854741548631
-                            else:
-                                return -0.07377381775702306
-                        else:
-                            if f[7] <= 1312.0:  # exc_mg
-                                return 0.04629806616985524
-                            else:
-                                return -0.12534505496604353
-                    else:
-                        if f[34] <= -0.0645385:  # log_peak_vs_spasm
-                            return -0.0062160948795536705
-                        else:
-                            return -0.06703375791351124
-            else:
-                if f[2] <= 1.5:  # peaks
-                    if f[5] <= 3.23849:  # log_energy
-                        return -0.043079756217383726
-                    else:
-                        return 0.06284481150773676
-                else:
-                    return 0.011406656915172446
-    else:
-        return -0.06767095647982861
-
-
-def _t32(f: list[float]) -> float:
-    if f[1] <= 0.5:  # state
-        return -0.10374038761432486
-    else:
-        if f[38] <= 3.5:  # n_recent_spasm
-            if f[9] <= 0.18:  # exc_ratio
-                return -0.07389507498804102
-            else:
-                if f[1] <= 2.5:  # state
-                    if f[32] <= 2.5:  # n_recent
-                        return -0.04517977810714408
-                    else:
-                        if f[2] <= 9.5:  # peaks
-                            if f[11] <= 0.211702:  # fill
-                                if f[4] <= 6.011075:  # log_peak
-                                    return 0.0144049809223177
-                                else:
-                                    return 0.06130279066855846
-                            else:
-                                if f[15] <= 0.340909:  # hold_frac
-                                    return -0.01670270561862787
-                                else:
-                                    if f[10] <= 0.235294:  # tilt_frac
-                                        return 0.05829341740076106
-                                    else:
-                                        return 0.0042839604146716875
-                        else:
-                            return -0.09274647716321861
-                else:
-                    if f[34] <= -0.0317487:  # log_peak_vs_spasm
-                        if f[4] <= 5.63438:  # log_peak
-                            return -0.034770828775343036
-                        else:
-                            return 0.037427469659503096
-                    else:
-                        return -0.06517548509319464
-        else:
-            if f[23] <= 0.5:  # fail_not_prominent
-                return 0.0791572454737644
-            else:
-                if f[27] <= 0.5:  # fail_cut
-                    return -0.0008481125151794874
-                else:
-                    return 0.0695505376231039
-
-
-def _t33(f: list[float]) -> float:
-    if f[1] <= 0.5:  # state
-        return -0.10344446155849757
-    else:
-        if f[13] <= 0.05:  # rise_s
-            if f[30] <= -1.17272:  # log_peak_vs_prev
-                return 0.017601599826151445
-            else:
-                return -0.03919211867228534
+        if f[13] <= 0.07:  # rise_s
+            return -0.06200677288574396
         else:
             if f[13] <= 0.13:  # rise_s
                 if f[14] <= 0.21000000000000002:  # hold_s
-                    if f[9] <= 0.157609:  # exc_ratio
-                        return -0.08284986892672855
-                    else:
-                        return 0.014433114674258854
+                    return -0.004710887936378763
                 else:
-                    if f[4] <= 5.23622:  # log_peak
-                        return -0.009784194408685137
-                    else:
-                        if f[29] <= 0.76:  # gap_prev_s
-                            return 0.03910591309778319
-                        else:
-                            return 0.1146809000235687
+                    return 0.0825968393582392
             else:
-                if f[37] <= 0.942784:  # axis_vs_spasm
-                    if f[27] <= 0.5:  # fail_cut
-                        if f[7] <= 280.0:  # exc_mg
-                            return -0.025417961582146282
+                if f[29] <= 8.484:  # gap_prev_s
+                    if f[1] <= 2.5:  # state
+                        if f[1] <= 0.5:  # state
+                            return -0.02393763640513893
                         else:
-                            if f[14] <= 0.16999999999999998:  # hold_s
-                                return -0.10157403081201125
-                            else:
-                                if f[0] <= 1.5:  # cls
-                                    return 0.0841816490251685
-                                else:
-                                    return 0.0004198273865687754
+                            return 0.021938953670695534
                     else:
-                        if f[5] <= 5.579275:  # log_energy
-                            return 0.03969717662600592
-                        else:
-                            return -0.060722488318888025
+                        return -0.07315432001522806
                 else:
-                    return 0.03401922562093711
+                    return -0.07477159893837756
+
+
+def _t24(f: list[float]) -> float:
+    if f[37] <= 0.672129:  # axis_vs_spasm
+        if f[9] <= 0.178571:  # exc_ratio
+            return -0.09306458061585142
+        else:
+            if f[29] <= 8.484:  # gap_prev_s
+                if f[1] <= 2.5:  # state
+                    if f[6] <= 504.0:  # tilt_mg
+                        if f[7] <= 220.0:  # exc_mg
+                            if f[27] <= 0.5:  # fail_cut
+                                return -0.02142511821807395
+                            else:
+                                if f[9] <= 0.29:  # exc_ratio
+                                    return -0.07477478483700888
+                                else:
+                                    return 0.0505529358417525
+                        else:
+                            if f[1] <= 0.5:  # state
+                                return 0.009102755132985689
+                            else:
+                                return 0.07457770162827265
+                    else:
+                        return -0.10103257622732925
+                else:
+                    return -0.05680700507435449
+            else:
+                return -0.06520994793568756
+    else:
+        if f[2] <= 1.5:  # peaks
+            if f[13] <= 0.05:  # rise_s
+                return -0.01758684458315236
+            else:
+                if f[13] <= 0.19:  # rise_s
+                    return 0.07451842394781606
+                else:
+                    return -0.0028551665251504376
+        else:
+            if f[29] <= 10.824:  # gap_prev_s
+                if f[34] <= -0.122602:  # log_peak_vs_spasm
+                    return 0.018755078574775597
+                else:
+                    return -0.01711334013973786
+            else:
+                return -0.09720650175199358
+
+
+def _t25(f: list[float]) -> float:
+    if f[38] <= 1.5:  # n_recent_spasm
+        if f[9] <= 0.184783:  # exc_ratio
+            return -0.09086618197302565
+        else:
+            if f[32] <= 1.5:  # n_recent
+                return -0.07894260312924459
+            else:
+                if f[1] <= 2.5:  # state
+                    if f[4] <= 5.099565:  # log_peak
+                        return -0.03948082836246132
+                    else:
+                        if f[2] <= 7.5:  # peaks
+                            if f[1] <= 0.5:  # state
+                                if f[6] <= 360.0:  # tilt_mg
+                                    return 0.003534343208192264
+                                else:
+                                    return -0.08653320771548938
+                            else:
+                                return 0.040203416893598326
+                        else:
+                            return -0.0827111802962653
+                else:
+                    return -0.06491555731593074
+    else:
+        if f[7] <= 296.0:  # exc_mg
+            if f[38] <= 3.5:  # n_recent_spasm
+                if f[37] <= 0.793556:  # axis_vs_spasm
+                    return -0.011921442077262727
+                else:
+                    return 0.021213882791125387
+            else:
+                if f[23] <= 0.5:  # fail_not_prominent
+                    return 0.08194179064156501
+                else:
+                    if f[27] <= 0.5:  # fail_cut
+                        return -0.003189491479887758
+                    else:
+                        return 0.07637471359656442
+        else:
+            if f[5] <= 6.705445:  # log_energy
+                return 0.07334691530998765
+            else:
+                return -0.0577550278927364
+
+
+def _t26(f: list[float]) -> float:
+    if f[38] <= 2.5:  # n_recent_spasm
+        if f[9] <= 0.178571:  # exc_ratio
+            return -0.08830033796305042
+        else:
+            if f[29] <= 9.432:  # gap_prev_s
+                if f[1] <= 2.5:  # state
+                    if f[1] <= 0.5:  # state
+                        if f[32] <= 2.5:  # n_recent
+                            return -0.07309357716523637
+                        else:
+                            if f[37] <= 0.861196:  # axis_vs_spasm
+                                return -0.01529878535114383
+                            else:
+                                return 0.02335631701646302
+                    else:
+                        if f[7] <= 212.0:  # exc_mg
+                            if f[2] <= 6.5:  # peaks
+                                return 0.016758875713823677
+                            else:
+                                return -0.08218189451519024
+                        else:
+                            return 0.05691231741494273
+                else:
+                    return -0.05231752282569533
+            else:
+                return -0.06428034912472162
+    else:
+        if f[7] <= 296.0:  # exc_mg
+            if f[2] <= 1.5:  # peaks
+                if f[23] <= 0.5:  # fail_not_prominent
+                    return 0.07911162311447559
+                else:
+                    return 0.005552814822350479
+            else:
+                if f[27] <= 0.5:  # fail_cut
+                    if f[33] <= 0.508:  # since_spasm_s
+                        return 0.08192279871940439
+                    else:
+                        return -0.01993808276349943
+                else:
+                    return 0.05430492783131901
+        else:
+            return 0.08244595892180094
+
+
+def _t27(f: list[float]) -> float:
+    if f[37] <= 0.861196:  # axis_vs_spasm
+        if f[9] <= 0.178571:  # exc_ratio
+            return -0.08704788779295403
+        else:
+            if f[11] <= 0.198143:  # fill
+                return 0.019224378667235923
+            else:
+                if f[29] <= 9.432:  # gap_prev_s
+                    if f[1] <= 2.5:  # state
+                        if f[2] <= 7.5:  # peaks
+                            if f[6] <= 504.0:  # tilt_mg
+                                if f[26] <= 0.5:  # fail_flat
+                                    if f[29] <= 1.98:  # gap_prev_s
+                                        if f[9] <= 0.482759:  # exc_ratio
+                                            return -0.033517878460787846
+                                        else:
+                                            return 0.016737544017024233
+                                    else:
+                                        if f[2] <= 1.5:  # peaks
+                                            return 0.07168707820898715
+                                        else:
+                                            return 0.012009210225631778
+                                else:
+                                    return -0.023516479331349496
+                            else:
+                                return -0.10387732317487891
+                        else:
+                            return -0.0833541611628177
+                    else:
+                        return -0.053997313635498194
+                else:
+                    return -0.06726909216055608
+    else:
+        if f[0] <= 1.5:  # cls
+            if f[4] <= 5.3179300000000005:  # log_peak
+                return -0.00990816401796109
+            else:
+                return 0.0703379671313734
+        else:
+            if f[32] <= 7.5:  # n_recent
+                return -0.046259923130437974
+            else:
+                return 0.01837074268209041
+
+
+def _t28(f: list[float]) -> float:
+    if f[13] <= 0.05:  # rise_s
+        if f[37] <= 0.067596:  # axis_vs_spasm
+            return -0.07191271061396916
+        else:
+            return -0.02240511691288309
+    else:
+        if f[13] <= 0.13:  # rise_s
+            if f[14] <= 0.11:  # hold_s
+                if f[38] <= 1.5:  # n_recent_spasm
+                    return -0.06153985080510574
+                else:
+                    return 0.06381377059395998
+            else:
+                if f[4] <= 5.23622:  # log_peak
+                    return -0.01087529244734972
+                else:
+                    if f[29] <= 0.764:  # gap_prev_s
+                        if f[30] <= 0.587787:  # log_peak_vs_prev
+                            return -0.01803044015496489
+                        else:
+                            return 0.06510931309562114
+                    else:
+                        return 0.1079617459657428
+        else:
+            if f[37] <= 0.940458:  # axis_vs_spasm
+                if f[10] <= 1.21053:  # tilt_frac
+                    if f[2] <= 7.5:  # peaks
+                        if f[6] <= 504.0:  # tilt_mg
+                            if f[26] <= 0.5:  # fail_flat
+                                return -0.00045670387600934745
+                            else:
+                                if f[33] <= 0.888:  # since_spasm_s
+                                    return 0.047909424911504433
+                                else:
+                                    return -0.044386618208505736
+                        else:
+                            return -0.10316609865144206
+                    else:
+                        return -0.0841270648422473
+                else:
+                    return 0.08982792936423814
+            else:
+                return 0.03637612667263836
+
+
+def _t29(f: list[float]) -> float:
+    if f[38] <= 3.5:  # n_recent_spasm
+        if f[9] <= 0.178571:  # exc_ratio
+            return -0.08187864223482375
+        else:
+            if f[29] <= 9.76:  # gap_prev_s
+                if f[1] <= 2.5:  # state
+                    if f[1] <= 0.5:  # state
+                        if f[32] <= 2.5:  # n_recent
+                            return -0.06858398642843351
+                        else:
+                            if f[2] <= 1.5:  # peaks
+                                if f[23] <= 0.5:  # fail_not_prominent
+                                    if f[14] <= 0.37:  # hold_s
+                                        return 0.02224406948691493
+                                    else:
+                                        return 0.08258724400573682
+                                else:
+                                    return -0.014232552003293882
+                            else:
+                                if f[10] <= 1.16:  # tilt_frac
+                                    return -0.015904650797875588
+                                else:
+                                    return 0.07099536778220611
+                    else:
+                        if f[7] <= 312.0:  # exc_mg
+                            if f[2] <= 7.5:  # peaks
+                                return 0.018945272153814363
+                            else:
+                                return -0.08694566899696127
+                        else:
+                            return 0.0668612479212315
+                else:
+                    if f[34] <= -0.0317487:  # log_peak_vs_spasm
+                        return -0.015570931048261126
+                    else:
+                        return -0.08029095850645712
+            else:
+                return -0.06065666647202246
+    else:
+        if f[23] <= 0.5:  # fail_not_prominent
+            return 0.08207368759603556
+        else:
+            return 0.022304283942727914
+
+
+def _t30(f: list[float]) -> float:
+    if f[13] <= 0.05:  # rise_s
+        if f[30] <= -1.18562:  # log_peak_vs_prev
+            return 0.01657638605800132
+        else:
+            return -0.04408227333936152
+    else:
+        if f[13] <= 0.13:  # rise_s
+            if f[14] <= 0.11:  # hold_s
+                if f[38] <= 1.5:  # n_recent_spasm
+                    return -0.05588708294261721
+                else:
+                    return 0.058820314660107224
+            else:
+                if f[23] <= 0.5:  # fail_not_prominent
+                    return 0.08386020536015343
+                else:
+                    return 0.019187420846804224
+        else:
+            if f[37] <= 0.947584:  # axis_vs_spasm
+                if f[10] <= 1.11765:  # tilt_frac
+                    if f[7] <= 1312.0:  # exc_mg
+                        if f[2] <= 9.5:  # peaks
+                            if f[7] <= 280.0:  # exc_mg
+                                if f[27] <= 0.5:  # fail_cut
+                                    return -0.024955055722623104
+                                else:
+                                    return 0.035155540344059835
+                            else:
+                                if f[14] <= 0.16999999999999998:  # hold_s
+                                    return -0.11935364994396742
+                                else:
+                                    if f[0] <= 1.5:  # cls
+                                        return 0.08129094693152433
+                                    else:
+                                        return 0.0011483567529420857
+                        else:
+                            return -0.09840665925470159
+                    else:
+                        return -0.1086214627092092
+                else:
+                    return 0.060173372478134105
+            else:
+                return 0.03424637828503336
+
+
+def _t31(f: list[float]) -> float:
+    if f[9] <= 0.178571:  # exc_ratio
+        return -0.0762597117540222
+    else:
+        if f[4] <= 5.3179300000000005:  # log_peak
+            if f[34] <= -1.20397:  # log_peak_vs_spasm
+                if f[29] <= 0.548:  # gap_prev_s
+                    return 0.08384419595662107
+                else:
+                    return -0.00022945515568743733
+            else:
+                return -0.0386041073391469
+        else:
+            if f[6] <= 392.0:  # tilt_mg
+                if f[2] <= 1.5:  # peaks
+                    if f[29] <= 3.284:  # gap_prev_s
+                        if f[16] <= 0.15625:  # rise_frac
+                            return 0.03983225727726811
+                        else:
+                            return -0.017112952674914323
+                    else:
+                        if f[29] <= 9.432:  # gap_prev_s
+                            return 0.08906713552099549
+                        else:
+                            return -0.00024120912148965648
+                else:
+                    if f[34] <= -0.122602:  # log_peak_vs_spasm
+                        if f[27] <= 0.5:  # fail_cut
+                            return 0.008385514309801093
+                        else:
+                            return 0.05758491050641454
+                    else:
+                        if f[14] <= 0.29000000000000004:  # hold_s
+                            return -0.05643422221054028
+                        else:
+                            if f[2] <= 6.5:  # peaks
+                                if f[1] <= 2.5:  # state
+                                    return 0.014064118662969345
+                                else:
+                                    return -0.06936833069272083
+                            else:
+                                return -0.06886931632769987
+            else:
+                return -0.08314418482379465
+
+
+def _t32(f: list[float]) -> float:
+    if f[29] <= 9.76:  # gap_prev_s
+        if f[13] <= 0.05:  # rise_s
+            if f[9] <= 0.236842:  # exc_ratio
+                return -0.07768394741518664
+            else:
+                return -0.017465693047330165
+        else:
+            if f[13] <= 0.11:  # rise_s
+                if f[14] <= 0.16999999999999998:  # hold_s
+                    if f[29] <= 3.596:  # gap_prev_s
+                        return -0.027282484543328895
+                    else:
+                        return 0.09422322601289423
+                else:
+                    if f[27] <= 0.5:  # fail_cut
+                        return 0.10959528209467909
+                    else:
+                        return -0.016280767344236637
+            else:
+                if f[10] <= 0.215909:  # tilt_frac
+                    if f[13] <= 0.21000000000000002:  # rise_s
+                        return 0.0629315729193068
+                    else:
+                        if f[15] <= 0.345395:  # hold_frac
+                            return -0.06985459917059915
+                        else:
+                            return 0.038757066585882544
+                else:
+                    if f[10] <= 1.21053:  # tilt_frac
+                        if f[37] <= 0.951212:  # axis_vs_spasm
+                            if f[27] <= 0.5:  # fail_cut
+                                return -0.017398502814527577
+                            else:
+                                if f[5] <= 5.579275:  # log_energy
+                                    return 0.030941578071512228
+                                else:
+                                    return -0.05571853212613403
+                        else:
+                            return 0.025808521190165926
+                    else:
+                        return 0.08391520690014509
+    else:
+        return -0.057651541658404463
+
+
+def _t33(f: list[float]) -> float:
+    if f[9] <= 0.178571:  # exc_ratio
+        return -0.07220408958800116
+    else:
+        if f[4] <= 5.049525:  # log_peak
+            if f[30] <= -1.18562:  # log_peak_vs_prev
+                if f[29] <= 0.548:  # gap_prev_s
+                    return 0.11565880174876081
+                else:
+                    return -0.0004510989619895076
+            else:
+                return -0.04759925958975908
+        else:
+            if f[0] <= 1.5:  # cls
+                if f[14] <= 0.31:  # hold_s
+                    if f[13] <= 0.13:  # rise_s
+                        if f[13] <= 0.05:  # rise_s
+                            return -0.035989352277535434
+                        else:
+                            return 0.06592167386450529
+                    else:
+                        return -0.018955790710689674
+                else:
+                    if f[10] <= 0.462963:  # tilt_frac
+                        return 0.07572818726358296
+                    else:
+                        if f[13] <= 0.11:  # rise_s
+                            return 0.08572433021054661
+                        else:
+                            return 0.004593992139787128
+            else:
+                if f[32] <= 3.5:  # n_recent
+                    return -0.060209594692557857
+                else:
+                    if f[16] <= 0.795455:  # rise_frac
+                        if f[2] <= 9.5:  # peaks
+                            if f[1] <= 2.5:  # state
+                                return 0.005375800975626772
+                            else:
+                                return -0.03405901507778024
+                        else:
+                            return -0.09379076704949903
+                    else:
+                        return 0.05883163248223975
 
 
 def _t34(f: list[float]) -> float:
-    if f[29] <= 10.744:  # gap_prev_s
-        if f[1] <= 0.5:  # state
-            return -0.10395876262382693
+    if f[38] <= 3.5:  # n_recent_spasm
+        if f[9] <= 0.16:  # exc_ratio
+            return -0.08639390329240054
         else:
-            if f[11] <= 0.208436:  # fill
-                if f[7] <= 264.0:  # exc_mg
-                    if f[3] <= 1.76:  # dur_s
-                        return 0.04806370758858037
-                    else:
-                        if f[10] <= 1.17241:  # tilt_frac
-                            return -0.006464229501606685
+            if f[9] <= 1.22727:  # exc_ratio
+                if f[7] <= 140.0:  # exc_mg
+                    if f[34] <= -0.111226:  # log_peak_vs_spasm
+                        if f[29] <= 9.76:  # gap_prev_s
+                            return 0.0028382277089660643
                         else:
-                            return 0.0943440030001282
+                            return -0.08795050220858953
+                    else:
+                        if f[13] <= 0.07:  # rise_s
+                            return -0.06857780472901576
+                        else:
+                            return -0.022478909634690777
                 else:
-                    return 0.054195479309073896
-            else:
-                if f[10] <= 0.212963:  # tilt_frac
-                    if f[29] <= 3.308:  # gap_prev_s
-                        if f[9] <= 0.522727:  # exc_ratio
-                            return -0.017013946955766943
-                        else:
-                            return 0.062285082072401333
+                    if f[33] <= 2.764:  # since_spasm_s
+                        return -0.028860661338183186
                     else:
-                        return 0.06687114211842343
-                else:
-                    if f[34] <= -0.133531:  # log_peak_vs_spasm
-                        if f[33] <= 0.524:  # since_spasm_s
-                            return 0.052471749209491485
-                        else:
-                            return -0.0031662694138735476
-                    else:
-                        if f[1] <= 2.5:  # state
-                            if f[9] <= 0.208333:  # exc_ratio
-                                return -0.07244041091744258
+                        if f[13] <= 0.19:  # rise_s
+                            if f[14] <= 0.11:  # hold_s
+                                return -0.036177352655977234
                             else:
-                                if f[33] <= 2.452:  # since_spasm_s
-                                    return -0.08237439518927447
+                                if f[14] <= 1.23:  # hold_s
+                                    if f[29] <= 0.944:  # gap_prev_s
+                                        return 0.030565177813213912
+                                    else:
+                                        return 0.08150710212724963
                                 else:
-                                    return -0.000915151670738105
+                                    return 0.007713393301552134
                         else:
-                            return -0.07087036856020285
+                            if f[14] <= 0.16999999999999998:  # hold_s
+                                return -0.09540752302115049
+                            else:
+                                return 0.0045016583958755975
+            else:
+                return -0.053540597960662906
     else:
-        return -0.06285665022873818
+        if f[7] <= 280.0:  # exc_mg
+            return 0.025693567046691613
+        else:
+            return 0.09388578132204434
 
 
 def _t35(f: list[float]) -> float:
-    if f[29] <= 9.296:  # gap_prev_s
-        if f[38] <= 3.5:  # n_recent_spasm
-            if f[13] <= 0.05:  # rise_s
-                return -0.028598695302851074
+    if f[11] <= 0.208333:  # fill
+        if f[4] <= 5.84037:  # log_peak
+            if f[10] <= 1.16:  # tilt_frac
+                return -0.0026220597547027043
             else:
-                if f[13] <= 0.13:  # rise_s
-                    if f[29] <= 3.108:  # gap_prev_s
-                        if f[30] <= 0.364643:  # log_peak_vs_prev
-                            if f[14] <= 0.13:  # hold_s
-                                return -0.08023480728258213
-                            else:
-                                return 0.0021290126433804197
-                        else:
-                            return 0.04889303606503969
-                    else:
-                        if f[4] <= 5.147220000000001:  # log_peak
-                            return -0.017905304592820546
-                        else:
-                            if f[30] <= 1.57735:  # log_peak_vs_prev
-                                return 0.12142505237900783
-                            else:
-                                return -0.04987487890868849
+                if f[6] <= 110.0:  # tilt_mg
+                    return -0.13962322504266905
                 else:
-                    if f[2] <= 6.5:  # peaks
-                        if f[37] <= 0.946483:  # axis_vs_spasm
-                            if f[16] <= 0.666667:  # rise_frac
-                                return -0.013421525102546218
-                            else:
-                                return 0.024782199719081258
-                        else:
-                            return 0.03054240522664552
-                    else:
-                        return -0.06092317029771432
+                    return 0.11219192311386733
         else:
-            if f[7] <= 280.0:  # exc_mg
-                return 0.024515849675632737
+            if f[29] <= 0.668:  # gap_prev_s
+                return 0.010674149401173165
             else:
-                return 0.09645007234912646
+                if f[9] <= 0.148438:  # exc_ratio
+                    return -0.11363849538210649
+                else:
+                    return 0.06726583412563324
     else:
-        if f[1] <= 1.5:  # state
-            return -0.02601943150111259
+        if f[5] <= 6.013525:  # log_energy
+            if f[10] <= 0.34:  # tilt_frac
+                if f[15] <= 0.340909:  # hold_frac
+                    if f[16] <= 0.202206:  # rise_frac
+                        return 0.010597856253793798
+                    else:
+                        return -0.044477583802327955
+                else:
+                    if f[0] <= 1.5:  # cls
+                        return 0.06959910460192673
+                    else:
+                        return 0.006203446157432545
+            else:
+                if f[6] <= 90.0:  # tilt_mg
+                    if f[34] <= -0.139762:  # log_peak_vs_spasm
+                        return -0.011686611283596868
+                    else:
+                        return -0.04918726086755786
+                else:
+                    if f[14] <= 1.47:  # hold_s
+                        return 0.028191764598686275
+                    else:
+                        return -0.01597223361854987
         else:
-            return -0.09772345774985519
+            return -0.054775235977540374
 
 
 def _t36(f: list[float]) -> float:
-    if f[1] <= 0.5:  # state
-        return -0.10294355422959228
-    else:
-        if f[9] <= 0.157609:  # exc_ratio
-            return -0.08358550212324226
+    if f[29] <= 10.824:  # gap_prev_s
+        if f[37] <= 0.861196:  # axis_vs_spasm
+            if f[9] <= 0.178571:  # exc_ratio
+                return -0.0705839126172952
+            else:
+                if f[1] <= 2.5:  # state
+                    if f[1] <= 0.5:  # state
+                        if f[6] <= 504.0:  # tilt_mg
+                            return -0.007347424635345378
+                        else:
+                            return -0.09558706587708665
+                    else:
+                        if f[7] <= 312.0:  # exc_mg
+                            return 0.009468352665377483
+                        else:
+                            return 0.05656969808993634
+                else:
+                    if f[34] <= -0.0870114:  # log_peak_vs_spasm
+                        return -0.011837883266506925
+                    else:
+                        return -0.07746619141147026
         else:
             if f[2] <= 1.5:  # peaks
-                if f[13] <= 0.05:  # rise_s
-                    return -0.023226701166089693
+                if f[32] <= 2.5:  # n_recent
+                    return -0.1230230876986082
                 else:
-                    if f[13] <= 0.19:  # rise_s
-                        if f[14] <= 0.37:  # hold_s
-                            if f[29] <= 3.308:  # gap_prev_s
-                                return 0.005395077771340457
-                            else:
-                                if f[29] <= 9.296:  # gap_prev_s
-                                    return 0.09044672884443147
-                                else:
-                                    return -0.038136887274422465
-                        else:
-                            return 0.07599913370316567
+                    if f[5] <= 3.23849:  # log_energy
+                        return -0.03715793286189792
                     else:
-                        return -0.028647806846655573
+                        if f[29] <= 2.9:  # gap_prev_s
+                            return 0.0369000930230717
+                        else:
+                            return 0.08731288602441203
             else:
-                if f[10] <= 1.17241:  # tilt_frac
-                    if f[8] <= 6.5:  # still_s
-                        if f[2] <= 9.5:  # peaks
-                            if f[1] <= 2.5:  # state
-                                return 0.0021096109488439566
-                            else:
-                                if f[34] <= -0.0317487:  # log_peak_vs_spasm
-                                    if f[4] <= 5.63438:  # log_peak
-                                        return -0.028827421127396793
-                                    else:
-                                        return 0.03860075788836456
-                                else:
-                                    return -0.07217503933631979
-                        else:
-                            return -0.08994524893553456
-                    else:
-                        return -0.05396408267270289
-                else:
-                    return 0.06950625340796193
+                return 0.005875728350347302
+    else:
+        if f[30] <= 0.194156:  # log_peak_vs_prev
+            return -0.08088680622332867
+        else:
+            if f[4] <= 6.485865:  # log_peak
+                return 0.029951767152549737
+            else:
+                return -0.09912620426288908
 
 
 def _t37(f: list[float]) -> float:
-    if f[1] <= 0.5:  # state
-        return -0.10270317188945975
-    else:
-        if f[9] <= 0.177632:  # exc_ratio
-            return -0.0638685078094251
-        else:
-            if f[4] <= 5.049525:  # log_peak
-                if f[29] <= 0.964:  # gap_prev_s
-                    if f[30] <= -0.867501:  # log_peak_vs_prev
-                        return 0.07725833050928653
-                    else:
-                        return -0.02602042130387787
+    if f[38] <= 3.5:  # n_recent_spasm
+        if f[2] <= 7.5:  # peaks
+            if f[13] <= 0.07:  # rise_s
+                if f[9] <= 0.233333:  # exc_ratio
+                    return -0.07188826471042152
                 else:
-                    return -0.04368078118521118
+                    return -0.015783809165687442
             else:
-                if f[0] <= 1.5:  # cls
-                    if f[14] <= 0.31:  # hold_s
-                        if f[1] <= 1.5:  # state
-                            if f[29] <= 3.8:  # gap_prev_s
-                                return -0.006827558942052153
+                if f[13] <= 0.11:  # rise_s
+                    if f[26] <= 0.5:  # fail_flat
+                        if f[9] <= 0.265625:  # exc_ratio
+                            return -0.013114112022514685
+                        else:
+                            if f[29] <= 0.392:  # gap_prev_s
+                                return 0.0005316720561118529
                             else:
-                                return 0.08233635276586757
-                        else:
-                            return -0.02001894725439195
+                                return 0.10732924971986091
                     else:
-                        if f[10] <= 0.289474:  # tilt_frac
-                            return 0.08542479407412015
+                        if f[4] <= 5.147220000000001:  # log_peak
+                            return 0.027729663725837246
                         else:
-                            return 0.03741694093913469
+                            return 0.18510608854911992
                 else:
-                    if f[16] <= 0.795455:  # rise_frac
-                        if f[7] <= 1312.0:  # exc_mg
-                            if f[2] <= 9.5:  # peaks
-                                if f[9] <= 0.483333:  # exc_ratio
-                                    return -0.01525827584439475
+                    if f[9] <= 1.89474:  # exc_ratio
+                        if f[1] <= 2.5:  # state
+                            if f[1] <= 0.5:  # state
+                                if f[32] <= 1.5:  # n_recent
+                                    return -0.07693224396399793
                                 else:
-                                    return 0.009607261392619295
+                                    return -0.005116331225077465
                             else:
-                                return -0.08719894002620161
+                                return 0.017360669707264652
                         else:
-                            return -0.11563300400234106
+                            return -0.037124196532594946
                     else:
-                        return 0.05168499745806193
+                        return -0.09314840790577499
+        else:
+            return -0.07400223392212693
+    else:
+        if f[7] <= 280.0:  # exc_mg
+            return 0.02227808398591646
+        else:
+            return 0.0886023651422324
 
 
 def _t38(f: list[float]) -> float:
-    if f[32] <= 2.5:  # n_recent
-        return -0.05218350371373498
-    else:
-        if f[2] <= 1.5:  # peaks
-            if f[13] <= 0.07:  # rise_s
-                if f[30] <= -1.49962:  # log_peak_vs_prev
-                    return 0.05285195863066591
+    if f[29] <= 9.432:  # gap_prev_s
+        if f[11] <= 0.208333:  # fill
+            if f[4] <= 5.92936:  # log_peak
+                if f[10] <= 1.16:  # tilt_frac
+                    return 0.0011460855634336938
                 else:
-                    return -0.025225084155561184
-            else:
-                if f[13] <= 0.19:  # rise_s
-                    if f[29] <= 2.008:  # gap_prev_s
-                        if f[7] <= 264.0:  # exc_mg
-                            if f[13] <= 0.11:  # rise_s
-                                return 0.06271855543634856
-                            else:
-                                return -0.01742271162992381
-                        else:
-                            return 0.06302953514355769
+                    if f[6] <= 132.0:  # tilt_mg
+                        return -0.04664625342869925
                     else:
-                        if f[34] <= 1.08401:  # log_peak_vs_spasm
-                            return 0.07494707626897151
-                        else:
-                            return -0.0833763573297585
+                        return 0.12355558249529733
+            else:
+                if f[29] <= 0.764:  # gap_prev_s
+                    return 0.012266872203103282
                 else:
-                    return -0.02658159055709144
+                    return 0.06873210483754195
         else:
-            if f[10] <= 1.21739:  # tilt_frac
-                if f[9] <= 0.205357:  # exc_ratio
-                    return -0.0785890250069202
-                else:
-                    if f[29] <= 6.984:  # gap_prev_s
-                        if f[1] <= 2.5:  # state
-                            return 0.0032208632637808193
-                        else:
-                            if f[34] <= -0.0645385:  # log_peak_vs_spasm
-                                return -0.0071421731551706185
-                            else:
-                                return -0.06727422036416701
+            if f[10] <= 0.232759:  # tilt_frac
+                if f[29] <= 3.44:  # gap_prev_s
+                    if f[15] <= 0.345395:  # hold_frac
+                        return -0.03265554093734462
                     else:
-                        return -0.05169259093623333
+                        if f[30] <= 0.646627:  # log_peak_vs_prev
+                            return 0.004747412496728327
+                        else:
+                            return 0.0767598330911484
+                else:
+                    return 0.06588782275837865
             else:
-                return 0.07108861010800081
+                if f[34] <= -0.139762:  # log_peak_vs_spasm
+                    return 0.00048634121333346076
+                else:
+                    if f[33] <= 2.904:  # since_spasm_s
+                        return -0.08115765705220873
+                    else:
+                        if f[7] <= 59.0:  # exc_mg
+                            return -0.07119188992324418
+                        else:
+                            if f[1] <= 2.5:  # state
+                                return -0.008973465349623656
+                            else:
+                                return -0.07296205821813587
+    else:
+        return -0.0475809744167015
 
 
 def _t39(f: list[float]) -> float:
-    if f[1] <= 0.5:  # state
-        return -0.1025280265333918
+    if f[9] <= 0.157895:  # exc_ratio
+        return -0.07982482823124816
     else:
-        if f[11] <= 0.208436:  # fill
-            if f[4] <= 5.35641:  # log_peak
-                return -0.014083580100284737
-            else:
-                if f[38] <= 2.5:  # n_recent_spasm
-                    return 0.016602867024273448
+        if f[6] <= 488.0:  # tilt_mg
+            if f[2] <= 1.5:  # peaks
+                if f[13] <= 0.05:  # rise_s
+                    return -0.018276641578199054
                 else:
-                    return 0.05615255508059206
-        else:
-            if f[37] <= 0.938876:  # axis_vs_spasm
-                if f[15] <= 0.340909:  # hold_frac
-                    if f[34] <= -0.462624:  # log_peak_vs_spasm
-                        return 0.0016727539760927922
-                    else:
-                        return -0.04136539115131047
-                else:
-                    if f[10] <= 0.339286:  # tilt_frac
-                        if f[0] <= 1.5:  # cls
-                            if f[7] <= 212.0:  # exc_mg
-                                return 0.024265381771755856
+                    if f[13] <= 0.19:  # rise_s
+                        if f[8] <= 2.5:  # still_s
+                            if f[7] <= 296.0:  # exc_mg
+                                if f[13] <= 0.11:  # rise_s
+                                    return 0.0503440046355974
+                                else:
+                                    return -0.010927860013217477
                             else:
-                                return 0.09413865443716085
+                                return 0.07060752146121259
                         else:
-                            return -0.0034294387777200905
+                            if f[4] <= 6.7427:  # log_peak
+                                return 0.08281964133982535
+                            else:
+                                if f[29] <= 9.432:  # gap_prev_s
+                                    return 0.059426532868266914
+                                else:
+                                    return -0.09097089638701272
                     else:
-                        return -0.013332818743727687
+                        return -0.022603495132503957
             else:
-                if f[29] <= 3.688:  # gap_prev_s
-                    if f[30] <= 0.544727:  # log_peak_vs_prev
-                        if f[34] <= -0.538997:  # log_peak_vs_spasm
-                            return 0.022416007656016906
+                if f[29] <= 6.928:  # gap_prev_s
+                    if f[10] <= 1.21053:  # tilt_frac
+                        if f[2] <= 9.5:  # peaks
+                            if f[14] <= 0.29000000000000004:  # hold_s
+                                return -0.01982121041254964
+                            else:
+                                return 0.004073902722817623
                         else:
-                            return -0.049766376591074295
+                            return -0.08646967864822205
                     else:
-                        return 0.05070099465791446
+                        return 0.07192571677384783
                 else:
-                    if f[4] <= 5.147220000000001:  # log_peak
-                        return -0.05663969240649445
-                    else:
-                        return 0.07372784076957524
+                    return -0.05058687089538449
+        else:
+            return -0.09177703669422316
 
 
 def _t40(f: list[float]) -> float:
-    if f[1] <= 0.5:  # state
-        return -0.10231761195588385
-    else:
-        if f[9] <= 0.157609:  # exc_ratio
-            return -0.07736300480454618
+    if f[38] <= 4.5:  # n_recent_spasm
+        if f[9] <= 0.157895:  # exc_ratio
+            return -0.07969243201354155
         else:
-            if f[2] <= 1.5:  # peaks
-                if f[13] <= 0.05:  # rise_s
-                    return -0.01832607638616688
-                else:
-                    if f[13] <= 0.19:  # rise_s
-                        if f[29] <= 2.96:  # gap_prev_s
-                            if f[7] <= 244.0:  # exc_mg
-                                return 0.003052388103187956
-                            else:
-                                return 0.05860874321089126
+            if f[6] <= 488.0:  # tilt_mg
+                if f[4] <= 5.049525:  # log_peak
+                    if f[34] <= -1.17499:  # log_peak_vs_spasm
+                        if f[29] <= 1.08:  # gap_prev_s
+                            return 0.049508459901535795
                         else:
-                            if f[29] <= 9.296:  # gap_prev_s
-                                return 0.08131837569469652
+                            return -0.017376809787364576
+                    else:
+                        return -0.048349466901769056
+                else:
+                    if f[2] <= 6.5:  # peaks
+                        if f[33] <= 2.904:  # since_spasm_s
+                            if f[34] <= -0.534082:  # log_peak_vs_spasm
+                                return 0.009946115093423628
                             else:
-                                if f[1] <= 1.5:  # state
-                                    if f[4] <= 6.485865:  # log_peak
-                                        if f[30] <= 0.424883:  # log_peak_vs_prev
-                                            return 0.018388532686216413
-                                        else:
-                                            return 0.28421939915406175
+                                return -0.04110629330302978
+                        else:
+                            if f[2] <= 1.5:  # peaks
+                                if f[15] <= 0.349265:  # hold_frac
+                                    if f[11] <= 0.228938:  # fill
+                                        return 0.04354307144037978
                                     else:
-                                        return -0.06176261223045282
+                                        return -0.012338978922962674
                                 else:
-                                    return -0.09585888129634475
+                                    if f[10] <= 0.275:  # tilt_frac
+                                        return 0.09153562679136258
+                                    else:
+                                        return 0.03427960687408257
+                            else:
+                                if f[16] <= 0.866168:  # rise_frac
+                                    return -0.0009737544040388665
+                                else:
+                                    return 0.07103931023027567
                     else:
-                        return -0.024741163532921495
+                        return -0.05028988205005186
             else:
-                if f[10] <= 1.17241:  # tilt_frac
-                    if f[8] <= 6.5:  # still_s
-                        if f[30] <= -0.693147:  # log_peak_vs_prev
-                            return 0.01669933184611606
-                        else:
-                            return -0.010285673876929809
-                    else:
-                        return -0.04764215109066542
-                else:
-                    return 0.05819211783141984
+                return -0.08943516516011901
+    else:
+        return 0.05531770548705355
 
 
 def _t41(f: list[float]) -> float:
     if f[32] <= 1.5:  # n_recent
-        return -0.06423141012800243
+        return -0.06019195632480574
     else:
-        if f[2] <= 7.5:  # peaks
-            if f[4] <= 5.049525:  # log_peak
-                if f[30] <= -1.17272:  # log_peak_vs_prev
-                    if f[29] <= 0.544:  # gap_prev_s
-                        return 0.12618332050057524
+        if f[37] <= 0.947584:  # axis_vs_spasm
+            if f[2] <= 9.5:  # peaks
+                if f[11] <= 0.243056:  # fill
+                    if f[10] <= 0.462963:  # tilt_frac
+                        return 0.0356214882191728
                     else:
-                        return 0.0005158742338570195
-                else:
-                    return -0.03894465054835922
-            else:
-                if f[14] <= 0.09:  # hold_s
-                    return -0.0318939811113036
-                else:
-                    if f[13] <= 0.13:  # rise_s
-                        if f[0] <= 1.5:  # cls
-                            return 0.06745164822076465
-                        else:
-                            return 0.012776406163632119
-                    else:
-                        if f[27] <= 0.5:  # fail_cut
-                            if f[4] <= 6.122335:  # log_peak
-                                return -0.017393339630503813
-                            else:
-                                if f[14] <= 0.16999999999999998:  # hold_s
-                                    return -0.048870389570205515
+                        if f[16] <= 0.735294:  # rise_frac
+                            if f[13] <= 0.11:  # rise_s
+                                if f[13] <= 0.07:  # rise_s
+                                    return -0.004809612061804785
                                 else:
-                                    if f[29] <= 1.976:  # gap_prev_s
-                                        return 0.01159959417688907
+                                    if f[27] <= 0.5:  # fail_cut
+                                        return 0.10663465725599851
                                     else:
-                                        return 0.08150250077831189
-                        else:
-                            if f[5] <= 5.198255:  # log_energy
-                                if f[11] <= 0.555556:  # fill
-                                    return 0.06017033585471152
-                                else:
-                                    return -0.13287260252875618
+                                        return -0.02869720571354198
                             else:
-                                return -0.03751837314054472
+                                return -0.014795301574576914
+                        else:
+                            return 0.0578136027046298
+                else:
+                    if f[15] <= 0.270833:  # hold_frac
+                        if f[7] <= 236.0:  # exc_mg
+                            return -0.01817532069214
+                        else:
+                            return -0.08450630925115274
+                    else:
+                        if f[10] <= 0.208333:  # tilt_frac
+                            return 0.03374816005576084
+                        else:
+                            return -0.00951851529261718
+            else:
+                return -0.08528606108386645
         else:
-            return -0.06510440170697661
+            if f[2] <= 2.5:  # peaks
+                return 0.03993974058533681
+            else:
+                if f[14] <= 0.16999999999999998:  # hold_s
+                    return -0.12334434324290806
+                else:
+                    return 0.010063233768402784
 
 
 def _t42(f: list[float]) -> float:
-    if f[1] <= 0.5:  # state
-        return -0.10217098179463752
-    else:
-        if f[38] <= 4.5:  # n_recent_spasm
-            if f[9] <= 0.16:  # exc_ratio
-                return -0.074691992947775
-            else:
-                if f[1] <= 2.5:  # state
-                    if f[7] <= 1312.0:  # exc_mg
-                        if f[7] <= 392.0:  # exc_mg
-                            if f[2] <= 7.5:  # peaks
-                                if f[34] <= 0.0444518:  # log_peak_vs_spasm
-                                    if f[4] <= 5.393465:  # log_peak
-                                        if f[30] <= -0.767255:  # log_peak_vs_prev
-                                            if f[29] <= 0.504:  # gap_prev_s
-                                                return 0.11000597368692216
-                                            else:
-                                                return 0.0036120068601136392
-                                        else:
-                                            return -0.01832567483563954
-                                    else:
-                                        if f[29] <= 1.904:  # gap_prev_s
-                                            return 0.004714520992484241
-                                        else:
-                                            return 0.0367333597244976
-                                else:
-                                    return -0.01719628561367507
-                            else:
-                                return -0.07046406782240985
-                        else:
-                            return 0.047044181392005086
+    if f[29] <= 9.432:  # gap_prev_s
+        if f[1] <= 2.5:  # state
+            if f[1] <= 0.5:  # state
+                if f[32] <= 2.5:  # n_recent
+                    if f[7] <= 504.0:  # exc_mg
+                        return -0.017247565365080274
                     else:
-                        return -0.11724114307884462
+                        return -0.11538430386830274
                 else:
-                    if f[33] <= 49.936:  # since_spasm_s
-                        if f[32] <= 7.5:  # n_recent
-                            return -0.10734788651545478
+                    if f[7] <= 312.0:  # exc_mg
+                        if f[34] <= -0.122602:  # log_peak_vs_spasm
+                            return 0.0038637957209135586
                         else:
-                            return -0.006182688941614458
+                            if f[32] <= 6.5:  # n_recent
+                                if f[23] <= 0.5:  # fail_not_prominent
+                                    return 0.055267375224602656
+                                else:
+                                    return -0.03016169238294962
+                            else:
+                                return -0.02948569992916002
                     else:
-                        return -0.08877603167215532
+                        if f[27] <= 0.5:  # fail_cut
+                            if f[14] <= 0.16999999999999998:  # hold_s
+                                return -0.05043083937848275
+                            else:
+                                return 0.050462748028990305
+                        else:
+                            return -0.0335748454411244
+            else:
+                if f[7] <= 312.0:  # exc_mg
+                    if f[9] <= 0.15:  # exc_ratio
+                        return -0.07894888225512442
+                    else:
+                        return 0.012779813040163844
+                else:
+                    return 0.053973896222841725
         else:
-            return 0.05262056066060468
+            if f[34] <= -0.0317487:  # log_peak_vs_spasm
+                return -0.006944973797468278
+            else:
+                return -0.06618341815681687
+    else:
+        return -0.04153248808233783
 
 
 def _t43(f: list[float]) -> float:
-    if f[1] <= 0.5:  # state
-        return -0.1019868127243187
-    else:
-        if f[37] <= 0.938876:  # axis_vs_spasm
-            if f[11] <= 0.264333:  # fill
-                if f[10] <= 0.464286:  # tilt_frac
-                    if f[9] <= 0.52:  # exc_ratio
-                        return 0.005148706617450626
-                    else:
-                        return 0.05792849137840217
-                else:
-                    if f[16] <= 0.735294:  # rise_frac
-                        if f[13] <= 0.11:  # rise_s
-                            if f[13] <= 0.07:  # rise_s
-                                return -0.00809060636942156
-                            else:
-                                if f[0] <= 0.5:  # cls
-                                    return 0.1938373955183655
-                                else:
-                                    return 0.054124125532780724
-                        else:
-                            if f[30] <= -0.254892:  # log_peak_vs_prev
-                                return 0.008965647893053028
-                            else:
-                                return -0.027415517852793697
-                    else:
-                        return 0.05115005568961609
-            else:
-                if f[5] <= 6.013525:  # log_energy
-                    if f[15] <= 0.240385:  # hold_frac
-                        return -0.036303980277931754
-                    else:
-                        return -0.005798914436425336
-                else:
-                    return -0.07518749174723022
+    if f[38] <= 4.5:  # n_recent_spasm
+        if f[9] <= 0.157895:  # exc_ratio
+            return -0.07551044741350754
         else:
-            if f[2] <= 2.5:  # peaks
-                return 0.035449179801083884
-            else:
-                if f[14] <= 0.16999999999999998:  # hold_s
-                    return -0.11579891999282386
+            if f[9] <= 1.22727:  # exc_ratio
+                if f[7] <= 196.0:  # exc_mg
+                    if f[5] <= 5.63795:  # log_energy
+                        if f[27] <= 0.5:  # fail_cut
+                            if f[9] <= 0.3125:  # exc_ratio
+                                if f[29] <= 3.44:  # gap_prev_s
+                                    return -0.008308470209793377
+                                else:
+                                    if f[13] <= 0.05:  # rise_s
+                                        return -0.04444424768366227
+                                    else:
+                                        return 0.07875499991103382
+                            else:
+                                return -0.01708797005847978
+                        else:
+                            if f[9] <= 0.29:  # exc_ratio
+                                return -0.06187878097448102
+                            else:
+                                if f[36] <= 0.949206:  # ratio_vs_spasm
+                                    return 0.07359412554515932
+                                else:
+                                    return 0.010299827322131427
+                    else:
+                        return -0.09939203827884863
                 else:
-                    return 0.006498297674402344
+                    if f[14] <= 0.15000000000000002:  # hold_s
+                        if f[16] <= 0.199219:  # rise_frac
+                            return 0.0048989200800138594
+                        else:
+                            return -0.10684184134680126
+                    else:
+                        if f[0] <= 1.5:  # cls
+                            return 0.05303400201696097
+                        else:
+                            return 0.007863530268440541
+            else:
+                return -0.04130476964690264
+    else:
+        return 0.04941670456481967
 
 
 def _t44(f: list[float]) -> float:
-    if f[29] <= 10.744:  # gap_prev_s
-        if f[37] <= 0.863801:  # axis_vs_spasm
-            if f[6] <= 90.0:  # tilt_mg
-                if f[1] <= 1.5:  # state
-                    if f[2] <= 1.5:  # peaks
-                        return 0.03035213039908187
-                    else:
-                        return -0.013773585130204574
+    if f[7] <= 1312.0:  # exc_mg
+        if f[4] <= 4.996845:  # log_peak
+            if f[29] <= 0.5:  # gap_prev_s
+                if f[30] <= -0.864997:  # log_peak_vs_prev
+                    return 0.12024516803143803
                 else:
-                    return -0.020434078816573747
+                    return -0.028210806336999062
             else:
-                if f[36] <= 1.58568:  # ratio_vs_spasm
-                    if f[6] <= 360.0:  # tilt_mg
-                        return 0.026516591008863895
-                    else:
-                        return -0.06024363568388502
-                else:
-                    return -0.0175258218510291
+                return -0.032890703196667107
         else:
-            if f[33] <= 3.36:  # since_spasm_s
-                return -0.012332276122611808
+            if f[9] <= 0.184783:  # exc_ratio
+                return -0.05014332375215389
             else:
-                if f[14] <= 2.75:  # hold_s
-                    if f[4] <= 4.88234:  # log_peak
-                        return -0.027885253782491404
+                if f[2] <= 1.5:  # peaks
+                    if f[29] <= 2.94:  # gap_prev_s
+                        if f[13] <= 0.19:  # rise_s
+                            if f[7] <= 244.0:  # exc_mg
+                                return -0.002545629093476073
+                            else:
+                                return 0.044110421534439295
+                        else:
+                            return -0.041790095475227246
                     else:
-                        return 0.03734940877860739
+                        return 0.05126095083816519
                 else:
-                    return -0.03229978592649873
+                    if f[34] <= -0.41871:  # log_peak_vs_spasm
+                        if f[27] <= 0.5:  # fail_cut
+                            return -0.0023755018218364395
+                        else:
+                            if f[11] <= 0.488281:  # fill
+                                return 0.05432335190546599
+                            else:
+                                return -0.08418514915617067
+                    else:
+                        if f[14] <= 0.29000000000000004:  # hold_s
+                            return -0.03899314509233904
+                        else:
+                            if f[10] <= 0.466667:  # tilt_frac
+                                return 0.017908916617920028
+                            else:
+                                return -0.01797419407640999
     else:
-        if f[1] <= 1.5:  # state
-            if f[30] <= 0.162519:  # log_peak_vs_prev
-                return -0.06273986428314977
-            else:
-                if f[4] <= 6.485865:  # log_peak
-                    if f[14] <= 1.19:  # hold_s
-                        return 0.14576406355559504
-                    else:
-                        return -0.05055551744060019
-                else:
-                    return -0.09345334738741364
-        else:
-            return -0.10067661703890814
+        return -0.10712179434684406
 
 
 def _t45(f: list[float]) -> float:
-    if f[1] <= 0.5:  # state
-        return -0.10186133654726262
-    else:
-        if f[9] <= 0.15:  # exc_ratio
-            return -0.07980073659138696
-        else:
-            if f[11] <= 0.177894:  # fill
-                if f[4] <= 5.885854999999999:  # log_peak
-                    if f[3] <= 1.376:  # dur_s
-                        return 0.07922847121328702
-                    else:
-                        return -0.0011423173737387883
+    if f[2] <= 9.5:  # peaks
+        if f[6] <= 504.0:  # tilt_mg
+            if f[1] <= 2.5:  # state
+                if f[9] <= 0.148438:  # exc_ratio
+                    return -0.07656916579061235
                 else:
-                    if f[29] <= 0.944:  # gap_prev_s
-                        return 0.015235843604472131
-                    else:
-                        return 0.0684574940384584
-            else:
-                if f[1] <= 2.5:  # state
-                    if f[32] <= 3.5:  # n_recent
-                        return -0.03312255448851161
-                    else:
-                        if f[2] <= 11.5:  # peaks
-                            if f[15] <= 0.998264:  # hold_frac
-                                return 0.009834325402700921
-                            else:
-                                return -0.015682203844101045
+                    if f[1] <= 0.5:  # state
+                        if f[32] <= 1.5:  # n_recent
+                            return -0.06293495102337762
                         else:
-                            return -0.09170739025954136
-                else:
-                    if f[32] <= 7.5:  # n_recent
-                        return -0.10221355576820808
-                    else:
-                        if f[34] <= -0.0317487:  # log_peak_vs_spasm
-                            if f[4] <= 4.996845:  # log_peak
-                                return -0.04633551548666978
+                            if f[37] <= 0.947584:  # axis_vs_spasm
+                                return -0.0044213408138009044
                             else:
-                                if f[5] <= 3.3497500000000002:  # log_energy
-                                    return 0.31672617551772003
+                                return 0.02253423311331638
+                    else:
+                        if f[7] <= 424.0:  # exc_mg
+                            if f[10] <= 1.11765:  # tilt_frac
+                                if f[1] <= 1.5:  # state
+                                    if f[29] <= 3.816:  # gap_prev_s
+                                        return 0.009707186970259251
+                                    else:
+                                        return 0.0491313421968052
                                 else:
-                                    return 0.0060097885896198385
+                                    if f[29] <= 7.5:  # gap_prev_s
+                                        return 0.00727599357111965
+                                    else:
+                                        return -0.07801979208028775
+                            else:
+                                return 0.06186070165180907
                         else:
-                            return -0.052062841300301956
+                            return 0.07252737143325297
+            else:
+                if f[34] <= -0.0317487:  # log_peak_vs_spasm
+                    if f[4] <= 5.63438:  # log_peak
+                        return -0.0275980814987892
+                    else:
+                        return 0.028430725895553885
+                else:
+                    return -0.06257401371470735
+        else:
+            return -0.08904858652799319
+    else:
+        return -0.08275402779158092
 
 
 def _t46(f: list[float]) -> float:
-    if f[1] <= 0.5:  # state
-        return -0.10170099614468353
-    else:
-        if f[38] <= 4.5:  # n_recent_spasm
-            if f[9] <= 0.1875:  # exc_ratio
-                return -0.04816214673014807
+    if f[11] <= 0.192901:  # fill
+        if f[14] <= 1.25:  # hold_s
+            if f[15] <= 0.127315:  # hold_frac
+                return -0.003392798730789895
             else:
-                if f[4] <= 5.049525:  # log_peak
-                    if f[34] <= -1.16315:  # log_peak_vs_spasm
-                        if f[29] <= 0.524:  # gap_prev_s
-                            return 0.08547251234632369
-                        else:
-                            return -0.0034923657114960226
+                if f[7] <= 220.0:  # exc_mg
+                    if f[3] <= 1.376:  # dur_s
+                        return 0.07169890028550756
                     else:
-                        return -0.044025129840620646
+                        return 0.0019670119206010783
                 else:
-                    if f[33] <= 2.908:  # since_spasm_s
-                        if f[34] <= -0.538997:  # log_peak_vs_spasm
-                            return 0.00885005198978215
-                        else:
-                            return -0.04557132340318036
-                    else:
-                        if f[2] <= 1.5:  # peaks
-                            if f[13] <= 0.19:  # rise_s
-                                if f[9] <= 0.483333:  # exc_ratio
-                                    if f[1] <= 1.5:  # state
-                                        return 0.050911613644747326
-                                    else:
-                                        return 0.00013087006696669713
-                                else:
-                                    return 0.06198974216903472
-                            else:
-                                if f[9] <= 0.315789:  # exc_ratio
-                                    return 0.10401496080526638
-                                else:
-                                    return -0.033881780921698794
-                        else:
-                            if f[16] <= 0.866168:  # rise_frac
-                                return -0.0022640269804886444
-                            else:
-                                return 0.06202878633541891
+                    return 0.08088887362713564
         else:
-            return 0.0468837119187361
+            return 0.0009620610066991132
+    else:
+        if f[5] <= 6.013525:  # log_energy
+            if f[15] <= 0.340909:  # hold_frac
+                if f[34] <= -0.446287:  # log_peak_vs_spasm
+                    return 0.008530616283059426
+                else:
+                    if f[29] <= 3.704:  # gap_prev_s
+                        return -0.042428484198489824
+                    else:
+                        if f[29] <= 8.204:  # gap_prev_s
+                            if f[9] <= 0.354839:  # exc_ratio
+                                return 0.06040139177557309
+                            else:
+                                return -0.029988436099859336
+                        else:
+                            return -0.05267943312067504
+            else:
+                if f[4] <= 6.190185:  # log_peak
+                    return -0.003133246051964281
+                else:
+                    if f[29] <= 1.184:  # gap_prev_s
+                        return 0.0136352308540451
+                    else:
+                        return 0.09129402304831158
+        else:
+            if f[11] <= 0.299043:  # fill
+                return -0.018668599023209536
+            else:
+                return -0.08706277211234364
 
 
 def _t47(f: list[float]) -> float:
-    if f[32] <= 1.5:  # n_recent
-        return -0.05650870909570153
-    else:
-        if f[2] <= 9.5:  # peaks
-            if f[7] <= 312.0:  # exc_mg
-                if f[1] <= 1.5:  # state
-                    if f[29] <= 3.8:  # gap_prev_s
-                        if f[30] <= -0.867501:  # log_peak_vs_prev
-                            return 0.04806818152891499
-                        else:
-                            return -0.00907369562546639
+    if f[29] <= 10.824:  # gap_prev_s
+        if f[37] <= 0.861196:  # axis_vs_spasm
+            if f[9] <= 0.5:  # exc_ratio
+                if f[2] <= 5.5:  # peaks
+                    if f[16] <= 0.866168:  # rise_frac
+                        return -0.011405712111969328
                     else:
-                        if f[4] <= 5.147220000000001:  # log_peak
-                            return -0.039720770199587155
-                        else:
-                            return 0.05942638746634385
+                        return 0.07943605891295374
                 else:
-                    if f[34] <= -0.0645385:  # log_peak_vs_spasm
-                        if f[29] <= 9.648:  # gap_prev_s
-                            if f[27] <= 0.5:  # fail_cut
-                                return -0.004159609670040986
-                            else:
-                                return 0.02721725691474034
-                        else:
-                            return -0.09501755677202078
-                    else:
-                        return -0.03173950853725798
+                    return -0.08001117245823045
             else:
-                if f[6] <= 392.0:  # tilt_mg
-                    if f[14] <= 0.16999999999999998:  # hold_s
-                        return -0.04839931494223672
-                    else:
-                        if f[23] <= 0.5:  # fail_not_prominent
-                            if f[34] <= 0.693147:  # log_peak_vs_spasm
-                                return 0.08310883857102999
-                            else:
-                                return -0.024520433872578677
+                if f[36] <= 1.5817:  # ratio_vs_spasm
+                    if f[26] <= 0.5:  # fail_flat
+                        if f[9] <= 1.55556:  # exc_ratio
+                            return 0.03242329918830626
                         else:
-                            return 0.006495129632916203
+                            return -0.09406633404252632
+                    else:
+                        return -0.025265372816699768
                 else:
-                    return -0.06481950116399837
+                    if f[30] <= -1.18562:  # log_peak_vs_prev
+                        return 0.03203343634669736
+                    else:
+                        return -0.02136136430922654
         else:
-            return -0.08037946022250507
+            if f[33] <= 3.744:  # since_spasm_s
+                if f[32] <= 4.5:  # n_recent
+                    return -0.08991829771430618
+                else:
+                    if f[7] <= 180.0:  # exc_mg
+                        return -0.023761142593666195
+                    else:
+                        return 0.0322563422895613
+            else:
+                if f[9] <= 0.892857:  # exc_ratio
+                    return 0.03047683066227676
+                else:
+                    return -0.028230946416505767
+    else:
+        if f[30] <= 0.194156:  # log_peak_vs_prev
+            return -0.0718829099740971
+        else:
+            return -0.0006074136900586876
 
 
 def _t48(f: list[float]) -> float:
-    if f[1] <= 0.5:  # state
-        return -0.1015947102318348
-    else:
-        if f[9] <= 0.15:  # exc_ratio
-            return -0.07502726377722768
+    if f[13] <= 0.05:  # rise_s
+        if f[30] <= -1.18562:  # log_peak_vs_prev
+            return 0.020479967643395564
         else:
-            if f[1] <= 2.5:  # state
-                if f[7] <= 1312.0:  # exc_mg
-                    if f[7] <= 392.0:  # exc_mg
-                        if f[2] <= 5.5:  # peaks
-                            if f[10] <= 1.29032:  # tilt_frac
-                                if f[34] <= 0.693147:  # log_peak_vs_spasm
-                                    if f[36] <= 0.826667:  # ratio_vs_spasm
-                                        if f[7] <= 140.0:  # exc_mg
-                                            return 0.00262007522668275
-                                        else:
-                                            return 0.03843910562143174
-                                    else:
-                                        if f[30] <= -0.374693:  # log_peak_vs_prev
-                                            return 0.015999489490353215
-                                        else:
-                                            return -0.01303514852264006
-                                else:
-                                    return -0.04514557626027042
-                            else:
-                                return 0.08330763767265195
-                        else:
-                            if f[9] <= 0.391304:  # exc_ratio
-                                return -0.10306041884019057
-                            else:
-                                return -0.005171387592088777
-                    else:
-                        return 0.0421792979450454
-                else:
-                    return -0.11477304261056061
+            if f[9] <= 0.5:  # exc_ratio
+                return -0.04245096023148116
             else:
-                if f[33] <= 49.936:  # since_spasm_s
-                    if f[32] <= 7.5:  # n_recent
-                        return -0.09979364391139749
-                    else:
-                        return -0.003703008445465757
+                return -0.002030798745172524
+    else:
+        if f[13] <= 0.11:  # rise_s
+            if f[9] <= 0.25:  # exc_ratio
+                if f[35] <= -0.550046:  # log_dur_vs_spasm
+                    return 0.0742073740174594
                 else:
-                    return -0.08608324459609401
+                    return -0.029137393662017758
+            else:
+                if f[29] <= 0.696:  # gap_prev_s
+                    if f[27] <= 0.5:  # fail_cut
+                        return 0.03794479439321333
+                    else:
+                        return -0.0701688757472682
+                else:
+                    if f[4] <= 5.147220000000001:  # log_peak
+                        return -0.010117090771160662
+                    else:
+                        return 0.108398935260271
+        else:
+            if f[37] <= 0.986748:  # axis_vs_spasm
+                if f[34] <= 0.040822:  # log_peak_vs_spasm
+                    if f[10] <= 1.28:  # tilt_frac
+                        return -0.0012326364056110123
+                    else:
+                        return 0.06778995785065751
+                else:
+                    if f[10] <= 0.434783:  # tilt_frac
+                        if f[7] <= 456.0:  # exc_mg
+                            return -0.015333794134051724
+                        else:
+                            return 0.048286252987142675
+                    else:
+                        return -0.0486800746821183
+            else:
+                return 0.04076560622474882
 
 
 def _t49(f: list[float]) -> float:
-    if f[29] <= 10.744:  # gap_prev_s
-        if f[37] <= 0.896589:  # axis_vs_spasm
-            if f[34] <= 0.693147:  # log_peak_vs_spasm
-                if f[30] <= 1.0116:  # log_peak_vs_prev
-                    if f[32] <= 2.5:  # n_recent
-                        if f[29] <= 2.96:  # gap_prev_s
-                            return -0.07674083045178921
+    if f[2] <= 9.5:  # peaks
+        if f[4] <= 4.88234:  # log_peak
+            if f[30] <= -1.05605:  # log_peak_vs_prev
+                if f[29] <= 1.08:  # gap_prev_s
+                    return 0.0726111261906138
+                else:
+                    return -0.016813093248955514
+            else:
+                return -0.0529074872936988
+        else:
+            if f[6] <= 392.0:  # tilt_mg
+                if f[33] <= 2.904:  # since_spasm_s
+                    if f[34] <= -0.534082:  # log_peak_vs_spasm
+                        if f[35] <= 1.82161:  # log_dur_vs_spasm
+                            return -0.0004109318753499113
                         else:
-                            return 0.018766002824666797
+                            return 0.16195073395792073
                     else:
-                        if f[30] <= -0.262364:  # log_peak_vs_prev
-                            return 0.00785473082722867
+                        return -0.035671219347352526
+                else:
+                    if f[33] <= 7.56:  # since_spasm_s
+                        return 0.02616884754958089
+                    else:
+                        if f[9] <= 0.182692:  # exc_ratio
+                            return -0.05441033150451709
                         else:
-                            if f[14] <= 0.31:  # hold_s
-                                return -0.026596042053508934
-                            else:
-                                if f[10] <= 0.464286:  # tilt_frac
-                                    return 0.0225392440923406
+                            if f[2] <= 1.5:  # peaks
+                                if f[29] <= 2.008:  # gap_prev_s
+                                    return 0.001902391660696947
                                 else:
-                                    return -0.011758906501706733
-                else:
-                    return 0.02574749161928321
+                                    if f[4] <= 6.6642:  # log_peak
+                                        return 0.05286864529003393
+                                    else:
+                                        return -0.01594133160595907
+                            else:
+                                if f[36] <= 2.20062:  # ratio_vs_spasm
+                                    return 0.0001561239083790966
+                                else:
+                                    return -0.04235038813429731
             else:
-                return -0.04526073288015108
-        else:
-            if f[0] <= 1.5:  # cls
-                return 0.0363857621481722
-            else:
-                if f[32] <= 7.5:  # n_recent
-                    return -0.045558286084153486
-                else:
-                    return 0.010959727351177886
+                return -0.06351574564577207
     else:
-        if f[1] <= 1.5:  # state
-            if f[30] <= 0.162519:  # log_peak_vs_prev
-                return -0.056568454340303914
-            else:
-                if f[4] <= 6.485865:  # log_peak
-                    return 0.08047886306285158
-                else:
-                    return -0.09151892574145937
-        else:
-            return -0.0966558058398469
+        return -0.07777548761313492
 
 
 def _t50(f: list[float]) -> float:
-    if f[1] <= 0.5:  # state
-        return -0.10148422863499645
-    else:
-        if f[13] <= 0.05:  # rise_s
-            return -0.017573865253817846
-        else:
-            if f[13] <= 0.11:  # rise_s
-                if f[14] <= 0.16999999999999998:  # hold_s
-                    if f[31] <= -0.215111:  # log_dur_vs_prev
-                        return 0.04561455240318718
-                    else:
-                        return -0.03249099139697636
+    if f[1] <= 2.5:  # state
+        if f[32] <= 1.5:  # n_recent
+            if f[7] <= 504.0:  # exc_mg
+                if f[30] <= 0.550046:  # log_peak_vs_prev
+                    return -0.044952823351354844
                 else:
-                    if f[27] <= 0.5:  # fail_cut
-                        return 0.08273080793479227
-                    else:
-                        return -0.018245700355868085
+                    return 0.08018764177267936
             else:
-                if f[10] <= 0.212963:  # tilt_frac
-                    if f[16] <= 0.226385:  # rise_frac
-                        return 0.05588193846086284
-                    else:
-                        if f[15] <= 0.5:  # hold_frac
-                            return -0.03599773938927675
+                return -0.10971746454323493
+        else:
+            if f[7] <= 312.0:  # exc_mg
+                if f[5] <= 5.843275:  # log_energy
+                    if f[10] <= 1.11765:  # tilt_frac
+                        if f[9] <= 0.152778:  # exc_ratio
+                            return -0.06244928557402033
                         else:
-                            return 0.054178431696969676
-                else:
-                    if f[27] <= 0.5:  # fail_cut
-                        if f[4] <= 6.268635:  # log_peak
-                            if f[33] <= 0.448:  # since_spasm_s
-                                if f[34] <= -0.510826:  # log_peak_vs_spasm
-                                    return 0.09470007635805597
-                                else:
-                                    return -0.03805999415168607
+                            if f[4] <= 6.122335:  # log_peak
+                                return -0.0025749840411820654
                             else:
-                                return -0.01998613191686228
-                        else:
-                            return 0.017118596427870305
+                                return 0.019376201518589604
                     else:
-                        if f[5] <= 5.579275:  # log_energy
-                            return 0.028804711711631348
+                        if f[6] <= 132.0:  # tilt_mg
+                            return -0.00020966249470002422
                         else:
-                            return -0.04194370043249218
+                            return 0.07612540216637603
+                else:
+                    return -0.06040844270851223
+            else:
+                if f[14] <= 0.16999999999999998:  # hold_s
+                    return -0.054296695834673
+                else:
+                    if f[0] <= 1.5:  # cls
+                        return 0.07152296913542439
+                    else:
+                        if f[11] <= 0.213068:  # fill
+                            return 0.04329878860803963
+                        else:
+                            return -0.011689468038208903
+    else:
+        if f[33] <= 50.692:  # since_spasm_s
+            return -0.015924605029980447
+        else:
+            return -0.09239036320240235
 
 
 def _t51(f: list[float]) -> float:
-    if f[6] <= 504.0:  # tilt_mg
-        if f[7] <= 312.0:  # exc_mg
-            if f[5] <= 5.843275:  # log_energy
-                if f[10] <= 1.17241:  # tilt_frac
-                    if f[1] <= 1.5:  # state
-                        if f[29] <= 3.688:  # gap_prev_s
-                            return -0.0027579212209851325
-                        else:
-                            if f[4] <= 5.147220000000001:  # log_peak
-                                return -0.04378901498993774
-                            else:
-                                if f[2] <= 3.5:  # peaks
-                                    return 0.06102589374751166
-                                else:
-                                    return -0.03726877263292741
-                    else:
-                        if f[29] <= 8.956:  # gap_prev_s
-                            if f[34] <= -0.0645385:  # log_peak_vs_spasm
-                                if f[4] <= 5.393465:  # log_peak
-                                    return -0.0130192119824799
-                                else:
-                                    return 0.012423275242302786
-                            else:
-                                return -0.02420924669418835
-                        else:
-                            return -0.08414166279392148
-                else:
-                    return 0.04396736340291636
-            else:
-                return -0.06514462901847053
+    if f[29] <= 9.432:  # gap_prev_s
+        if f[11] <= 0.164631:  # fill
+            return 0.01934924902688759
         else:
-            if f[29] <= 0.66:  # gap_prev_s
-                return -0.0007917564528198527
-            else:
-                if f[14] <= 0.16999999999999998:  # hold_s
-                    return -0.05431502017047551
-                else:
-                    if f[14] <= 2.3099999999999996:  # hold_s
-                        return 0.07908654950806161
+            if f[34] <= 0.040822:  # log_peak_vs_spasm
+                if f[4] <= 5.393465:  # log_peak
+                    if f[30] <= -0.887303:  # log_peak_vs_prev
+                        if f[29] <= 0.452:  # gap_prev_s
+                            return 0.09407711040027128
+                        else:
+                            if f[31] <= 1.72277:  # log_dur_vs_prev
+                                return 0.002801254600762782
+                            else:
+                                return 0.1920342455311176
                     else:
-                        return 0.00916230576971846
+                        return -0.023192206713827976
+                else:
+                    if f[29] <= 3.284:  # gap_prev_s
+                        if f[9] <= 0.482759:  # exc_ratio
+                            return -0.012560234687845721
+                        else:
+                            if f[32] <= 2.5:  # n_recent
+                                return -0.06566578066914333
+                            else:
+                                return 0.023036379791651355
+                    else:
+                        if f[13] <= 0.16999999999999998:  # rise_s
+                            return 0.06689333673650022
+                        else:
+                            if f[4] <= 5.92936:  # log_peak
+                                return -0.014089937572758749
+                            else:
+                                return 0.06551906779808657
+            else:
+                if f[38] <= 4.5:  # n_recent_spasm
+                    if f[33] <= 2.616:  # since_spasm_s
+                        return -0.06851449558717472
+                    else:
+                        return -0.015212560949869886
+                else:
+                    return 0.10285713909100691
     else:
-        return -0.08980622051681891
+        return -0.03471533877621019
 
 
 def _t52(f: list[float]) -> float:
-    if f[1] <= 0.5:  # state
-        return -0.10136720763135512
-    else:
-        if f[9] <= 0.15:  # exc_ratio
-            return -0.07142178263446594
-        else:
-            if f[11] <= 0.177894:  # fill
-                return 0.016999763581216538
-            else:
-                if f[33] <= 2.908:  # since_spasm_s
-                    if f[34] <= -0.538997:  # log_peak_vs_spasm
-                        if f[33] <= 0.716:  # since_spasm_s
-                            return 0.0374430148648469
-                        else:
-                            return -0.02214897788026772
-                    else:
-                        return -0.050046429243793905
+    if f[7] <= 1312.0:  # exc_mg
+        if f[1] <= 2.5:  # state
+            if f[1] <= 0.5:  # state
+                if f[32] <= 1.5:  # n_recent
+                    return -0.057265042271347426
                 else:
-                    if f[4] <= 4.836155:  # log_peak
-                        if f[29] <= 0.944:  # gap_prev_s
-                            return 0.027991212826610403
+                    if f[10] <= 0.215909:  # tilt_frac
+                        if f[15] <= 0.425347:  # hold_frac
+                            if f[16] <= 0.220588:  # rise_frac
+                                return 0.02769225712513364
+                            else:
+                                return -0.041939761573989834
                         else:
-                            return -0.05014806882680084
+                            if f[14] <= 0.51:  # hold_s
+                                return 0.08506692856899377
+                            else:
+                                return 0.012800168525720466
                     else:
-                        if f[15] <= 0.340909:  # hold_frac
-                            if f[34] <= -0.446287:  # log_peak_vs_spasm
-                                return 0.017447841424439624
-                            else:
-                                return -0.019698708434630202
+                        if f[11] <= 0.164631:  # fill
+                            return 0.011481247571986644
                         else:
-                            if f[14] <= 0.67:  # hold_s
-                                if f[7] <= 196.0:  # exc_mg
-                                    if f[15] <= 0.503472:  # hold_frac
-                                        return -0.012137077817473346
-                                    else:
-                                        if f[6] <= 12.5:  # tilt_mg
-                                            return 0.17002492762400256
-                                        else:
-                                            return 0.02874367891302287
-                                else:
-                                    return 0.0774024143415477
+                            if f[34] <= -0.41871:  # log_peak_vs_spasm
+                                return 0.0002131874605710567
                             else:
-                                return -0.0032610765802532854
+                                return -0.017963786960884562
+            else:
+                if f[7] <= 392.0:  # exc_mg
+                    if f[34] <= 0.635989:  # log_peak_vs_spasm
+                        return 0.01071928415035536
+                    else:
+                        return -0.038712821677212184
+                else:
+                    return 0.058242288469147835
+        else:
+            if f[33] <= 50.692:  # since_spasm_s
+                if f[32] <= 7.5:  # n_recent
+                    return -0.10560555353826231
+                else:
+                    return -0.009408985764830749
+            else:
+                return -0.09099078991427108
+    else:
+        return -0.10573672290425434
 
 
 def _t53(f: list[float]) -> float:
-    if f[32] <= 1.5:  # n_recent
-        return -0.05042523859006187
-    else:
-        if f[2] <= 9.5:  # peaks
-            if f[38] <= 4.5:  # n_recent_spasm
-                if f[9] <= 0.140625:  # exc_ratio
-                    return -0.08290996446853155
+    if f[2] <= 7.5:  # peaks
+        if f[4] <= 4.88234:  # log_peak
+            if f[30] <= -1.14513:  # log_peak_vs_prev
+                if f[29] <= 1.08:  # gap_prev_s
+                    return 0.06541222983697356
                 else:
-                    if f[1] <= 2.5:  # state
-                        if f[36] <= 0.538177:  # ratio_vs_spasm
-                            if f[5] <= 3.449865:  # log_energy
-                                return -0.029794655993014254
-                            else:
-                                if f[4] <= 6.961785:  # log_peak
-                                    return 0.03273326538768142
-                                else:
-                                    return -0.037153429683984905
-                        else:
-                            if f[32] <= 4.5:  # n_recent
-                                return -0.0410825423815813
-                            else:
-                                if f[33] <= 13.2:  # since_spasm_s
-                                    if f[33] <= 3.944:  # since_spasm_s
-                                        return -0.0021494884927568798
-                                    else:
-                                        return 0.021552151417583692
-                                else:
-                                    if f[36] <= 2.28655:  # ratio_vs_spasm
-                                        return -0.007058003371201126
-                                    else:
-                                        return -0.059044573478646493
-                    else:
-                        if f[33] <= 49.936:  # since_spasm_s
-                            if f[32] <= 7.5:  # n_recent
-                                return -0.09833530074291635
-                            else:
-                                return -0.00392566369956709
-                        else:
-                            return -0.08294141165965309
+                    return -0.015594854471906717
             else:
-                return 0.03891863068708451
+                return -0.046282794137271765
         else:
-            return -0.07409246577781248
+            if f[33] <= 2.904:  # since_spasm_s
+                return -0.013959091895875582
+            else:
+                if f[38] <= 4.5:  # n_recent_spasm
+                    if f[37] <= 0.887202:  # axis_vs_spasm
+                        if f[14] <= 0.09:  # hold_s
+                            return -0.03663830196432108
+                        else:
+                            if f[32] <= 7.5:  # n_recent
+                                if f[30] <= 0.0487902:  # log_peak_vs_prev
+                                    return -0.011793990372071302
+                                else:
+                                    if f[33] <= 50.692:  # since_spasm_s
+                                        return 0.005971700387205882
+                                    else:
+                                        if f[6] <= 360.0:  # tilt_mg
+                                            return 0.07713973658994033
+                                        else:
+                                            return -0.08511393775636265
+                            else:
+                                if f[30] <= -0.287682:  # log_peak_vs_prev
+                                    return 0.022004094242828207
+                                else:
+                                    if f[13] <= 0.13:  # rise_s
+                                        return 0.012003135822833765
+                                    else:
+                                        return -0.02041346171913213
+                    else:
+                        return 0.022071190495409884
+                else:
+                    return 0.07175671190535522
+    else:
+        return -0.052245046294974395
 
 
 def _t54(f: list[float]) -> float:
-    if f[1] <= 0.5:  # state
-        return -0.10127129868057201
-    else:
-        if f[34] <= 0.904456:  # log_peak_vs_spasm
-            if f[30] <= 1.27507:  # log_peak_vs_prev
-                if f[7] <= 212.0:  # exc_mg
-                    if f[34] <= -0.341749:  # log_peak_vs_spasm
-                        if f[29] <= 9.648:  # gap_prev_s
-                            return 0.0066253841227639325
-                        else:
-                            return -0.08057932489183273
-                    else:
-                        if f[29] <= 3.688:  # gap_prev_s
-                            if f[24] <= 0.5:  # fail_impulse
-                                return -0.02332273009819251
-                            else:
-                                if f[30] <= 0.41871:  # log_peak_vs_prev
-                                    return -0.09120182049427406
-                                else:
-                                    return 0.004912427180583317
-                        else:
-                            if f[1] <= 1.5:  # state
-                                if f[13] <= 0.05:  # rise_s
-                                    return -0.04152932564941726
-                                else:
-                                    if f[2] <= 1.5:  # peaks
-                                        return 0.0980901113325997
-                                    else:
-                                        return 0.016657234477072385
-                            else:
-                                return -0.0191112599299201
-                else:
-                    if f[0] <= 1.5:  # cls
-                        if f[14] <= 0.15000000000000002:  # hold_s
-                            return -0.07202724489055995
-                        else:
-                            return 0.05623932132291393
-                    else:
-                        return 0.0015230291029055933
-            else:
-                return 0.038006582986193804
+    if f[7] <= 1312.0:  # exc_mg
+        if f[13] <= 0.05:  # rise_s
+            return -0.015472578575458446
         else:
-            return -0.047483405725708194
+            if f[13] <= 0.11:  # rise_s
+                if f[34] <= -0.0317487:  # log_peak_vs_spasm
+                    return 0.06072044513754502
+                else:
+                    if f[9] <= 0.314815:  # exc_ratio
+                        return -0.01863172121264942
+                    else:
+                        if f[23] <= 0.5:  # fail_not_prominent
+                            return 0.08286845629901211
+                        else:
+                            return -0.02893410800614887
+            else:
+                if f[30] <= 1.2771:  # log_peak_vs_prev
+                    if f[27] <= 0.5:  # fail_cut
+                        if f[7] <= 280.0:  # exc_mg
+                            if f[6] <= 39.0:  # tilt_mg
+                                return 0.004760550230182631
+                            else:
+                                if f[33] <= 0.68:  # since_spasm_s
+                                    return 0.02815155351866046
+                                else:
+                                    return -0.02684361732066245
+                        else:
+                            if f[32] <= 3.5:  # n_recent
+                                return -0.05456190418792855
+                            else:
+                                return 0.030278981321239812
+                    else:
+                        if f[5] <= 5.198255:  # log_energy
+                            if f[11] <= 0.488281:  # fill
+                                return 0.03496114483859724
+                            else:
+                                return -0.07348544165712721
+                        else:
+                            return -0.03137044984766701
+                else:
+                    return 0.03318076006374915
+    else:
+        return -0.10527017953864688
 
 
 def _t55(f: list[float]) -> float:
-    if f[7] <= 1312.0:  # exc_mg
-        if f[2] <= 9.5:  # peaks
-            if f[7] <= 424.0:  # exc_mg
-                if f[34] <= 0.074108:  # log_peak_vs_spasm
-                    if f[4] <= 5.393465:  # log_peak
-                        if f[30] <= -0.693147:  # log_peak_vs_prev
-                            if f[29] <= 0.496:  # gap_prev_s
-                                return 0.08111690931023081
-                            else:
-                                if f[31] <= 2.01045:  # log_dur_vs_prev
-                                    return -0.005773780842020616
-                                else:
-                                    return 0.2369013585243217
-                        else:
-                            if f[4] <= 4.836155:  # log_peak
-                                return -0.059095055330179794
-                            else:
-                                return -0.013960798725126032
-                    else:
-                        if f[29] <= 3.108:  # gap_prev_s
-                            if f[9] <= 0.479167:  # exc_ratio
-                                if f[30] <= 0.41871:  # log_peak_vs_prev
-                                    return -0.026397433323604527
-                                else:
-                                    return 0.013297462214912162
-                            else:
-                                return 0.01939744712505832
-                        else:
-                            if f[37] <= 0.934745:  # axis_vs_spasm
-                                return 0.019670220217307646
-                            else:
-                                return 0.0685748214942665
-                else:
-                    return -0.018865469702368007
-            else:
-                if f[27] <= 0.5:  # fail_cut
-                    return 0.04919452550100252
-                else:
-                    return -0.028336605857265603
+    if f[3] <= 5.76:  # dur_s
+        if f[9] <= 0.145:  # exc_ratio
+            return -0.0751309573390751
         else:
-            return -0.07116548453867148
+            if f[4] <= 5.393465:  # log_peak
+                if f[30] <= -0.887303:  # log_peak_vs_prev
+                    if f[29] <= 0.488:  # gap_prev_s
+                        return 0.07824619199935356
+                    else:
+                        if f[31] <= 1.72277:  # log_dur_vs_prev
+                            return -0.0015822068196591531
+                        else:
+                            return 0.15796890674816122
+                else:
+                    if f[4] <= 4.836155:  # log_peak
+                        return -0.05320797894972301
+                    else:
+                        return -0.013531790869560216
+            else:
+                if f[34] <= 0.040822:  # log_peak_vs_spasm
+                    if f[29] <= 1.908:  # gap_prev_s
+                        if f[9] <= 0.484375:  # exc_ratio
+                            return -0.010278062679319008
+                        else:
+                            return 0.019547606086180915
+                    else:
+                        if f[29] <= 8.78:  # gap_prev_s
+                            return 0.03121484827939
+                        else:
+                            return -0.015632029595380823
+                else:
+                    if f[4] <= 6.268635:  # log_peak
+                        return -0.030471430378693362
+                    else:
+                        if f[34] <= 0.793231:  # log_peak_vs_spasm
+                            if f[23] <= 0.5:  # fail_not_prominent
+                                return 0.03939594257021939
+                            else:
+                                return -0.04187033661674185
+                        else:
+                            return -0.037843323130564335
     else:
-        return -0.10901873592703455
+        return -0.05320070621784531
 
 
 def _t56(f: list[float]) -> float:
-    if f[29] <= 10.744:  # gap_prev_s
-        if f[33] <= 2.908:  # since_spasm_s
-            if f[34] <= -0.538997:  # log_peak_vs_spasm
-                if f[35] <= 1.67398:  # log_dur_vs_spasm
-                    if f[33] <= 0.448:  # since_spasm_s
-                        return 0.04687675286972242
+    if f[2] <= 9.5:  # peaks
+        if f[1] <= 2.5:  # state
+            if f[1] <= 0.5:  # state
+                if f[32] <= 1.5:  # n_recent
+                    if f[7] <= 504.0:  # exc_mg
+                        return -0.01776913913373516
                     else:
-                        return -0.015257867023949765
+                        return -0.1110091606485914
                 else:
-                    return 0.1215043081240346
+                    return -0.0022408563889984657
             else:
-                return -0.03481417000534597
-        else:
-            if f[33] <= 13.2:  # since_spasm_s
-                if f[34] <= 0.904456:  # log_peak_vs_spasm
-                    if f[4] <= 5.92936:  # log_peak
-                        if f[34] <= -0.0444518:  # log_peak_vs_spasm
-                            return 0.014910095053765317
-                        else:
-                            return -0.048273832313055334
-                    else:
-                        if f[23] <= 0.5:  # fail_not_prominent
-                            return 0.0473426847818686
-                        else:
-                            if f[32] <= 6.5:  # n_recent
-                                return -0.12075155226388862
+                if f[7] <= 424.0:  # exc_mg
+                    if f[1] <= 1.5:  # state
+                        if f[2] <= 1.5:  # peaks
+                            if f[29] <= 3.816:  # gap_prev_s
+                                return 0.017489672896503508
                             else:
-                                return 0.016711986664400755
-                else:
-                    return -0.07978851361232636
-            else:
-                if f[1] <= 1.5:  # state
-                    if f[32] <= 7.5:  # n_recent
-                        if f[29] <= 0.944:  # gap_prev_s
-                            return -0.0027813674963985766
+                                if f[5] <= 3.15677:  # log_energy
+                                    return -0.0515627607553513
+                                else:
+                                    return 0.08460790390269503
                         else:
-                            return 0.062436737489626595
+                            return 0.008659954879258183
                     else:
-                        return -0.01145385384140523
+                        if f[29] <= 8.78:  # gap_prev_s
+                            return 0.005248541628018695
+                        else:
+                            return -0.09029394443922117
                 else:
-                    return -0.01266748956337331
+                    if f[7] <= 1312.0:  # exc_mg
+                        return 0.056845841749685044
+                    else:
+                        return -0.10908519761403022
+        else:
+            if f[33] <= 50.692:  # since_spasm_s
+                if f[32] <= 7.5:  # n_recent
+                    return -0.10294657401167834
+                else:
+                    return -0.008067444495484133
+            else:
+                return -0.08968146760542473
     else:
-        return -0.03697233500358527
+        return -0.07036805376395518
 
 
 def _t57(f: list[float]) -> float:
-    if f[1] <= 0.5:  # state
-        return -0.1011896408110063
-    else:
-        if f[11] <= 0.229167:  # fill
-            if f[36] <= 1.53535:  # ratio_vs_spasm
-                if f[7] <= 180.0:  # exc_mg
-                    if f[3] <= 1.76:  # dur_s
-                        if f[14] <= 0.47:  # hold_s
-                            if f[9] <= 0.305556:  # exc_ratio
-                                return 0.0546715402740389
-                            else:
-                                return -0.022108337377443343
-                        else:
-                            return 0.05882558820813514
-                    else:
-                        if f[9] <= 0.339286:  # exc_ratio
-                            return -0.06000667717233282
-                        else:
-                            return -0.00019021966353099926
-                else:
-                    if f[34] <= 0.780159:  # log_peak_vs_spasm
-                        if f[33] <= 14.364:  # since_spasm_s
-                            return 0.056737079295446836
-                        else:
-                            return 0.017727769630927048
-                    else:
-                        return -0.03375576480379592
-            else:
-                return -0.010102686479886477
+    if f[38] <= 5.5:  # n_recent_spasm
+        if f[9] <= 0.15:  # exc_ratio
+            return -0.06839566061564299
         else:
-            if f[3] <= 5.504:  # dur_s
-                if f[15] <= 0.347222:  # hold_frac
-                    if f[34] <= -0.446287:  # log_peak_vs_spasm
-                        return 0.006711808376693386
+            if f[11] <= 0.164631:  # fill
+                if f[3] <= 1.6320000000000001:  # dur_s
+                    if f[34] <= 0.916291:  # log_peak_vs_spasm
+                        return 0.07299066976626296
                     else:
-                        return -0.03033452531974893
+                        return -0.1450613026533247
+                else:
+                    if f[7] <= 212.0:  # exc_mg
+                        if f[16] <= 0.677083:  # rise_frac
+                            return -0.01772885483386793
+                        else:
+                            return 0.06822967272889362
+                    else:
+                        if f[14] <= 2.21:  # hold_s
+                            return 0.060857553424848866
+                        else:
+                            return 0.0015545229973953118
+            else:
+                if f[15] <= 0.340909:  # hold_frac
+                    if f[34] <= -0.446287:  # log_peak_vs_spasm
+                        return 0.00695727316496174
+                    else:
+                        if f[33] <= 4.012:  # since_spasm_s
+                            return -0.0654012762216667
+                        else:
+                            return -0.0179005540264375
                 else:
                     if f[10] <= 0.160714:  # tilt_frac
-                        return 0.05295105304400987
+                        if f[3] <= 0.944:  # dur_s
+                            return 0.0880153778506515
+                        else:
+                            return 0.016114060143491052
                     else:
-                        return -0.0017358086063892593
-            else:
-                return -0.08913414554865796
+                        if f[15] <= 1.00446:  # hold_frac
+                            return 0.003650528252965661
+                        else:
+                            return -0.01963143934957909
+    else:
+        return 0.06743955831055723
 
 
 def _t58(f: list[float]) -> float:
-    if f[32] <= 1.5:  # n_recent
-        return -0.04637331304086136
-    else:
+    if f[7] <= 1312.0:  # exc_mg
         if f[1] <= 2.5:  # state
-            if f[9] <= 0.184211:  # exc_ratio
-                if f[35] <= -0.182322:  # log_dur_vs_spasm
-                    return 0.023991167774930676
-                else:
-                    return -0.06627752951413977
-            else:
-                if f[36] <= 0.826667:  # ratio_vs_spasm
-                    if f[11] <= 0.241127:  # fill
-                        return 0.032755388974419784
+            if f[1] <= 0.5:  # state
+                if f[17] <= 0.5:  # fail_warmup
+                    if f[38] <= 3.5:  # n_recent_spasm
+                        return -0.005125216453726232
                     else:
-                        return 0.006106866206360026
-                else:
-                    if f[37] <= 0.988104:  # axis_vs_spasm
-                        if f[30] <= -0.602175:  # log_peak_vs_prev
-                            if f[31] <= 1.62268:  # log_dur_vs_prev
-                                if f[29] <= 0.82:  # gap_prev_s
-                                    if f[26] <= 0.5:  # fail_flat
-                                        return -0.0002707298938442914
-                                    else:
-                                        return 0.08091844912615254
-                                else:
-                                    return -0.002542973882559905
-                            else:
-                                return 0.12103948908768623
+                        if f[34] <= -0.81575:  # log_peak_vs_spasm
+                            return -0.005888228351227546
                         else:
-                            if f[37] <= 0.525162:  # axis_vs_spasm
-                                return -0.02870294737053766
-                            else:
-                                return -0.003190157462480902
-                    else:
-                        return 0.04312621390535715
-        else:
-            if f[33] <= 49.936:  # since_spasm_s
-                if f[32] <= 7.5:  # n_recent
-                    return -0.09341815991427693
+                            return 0.042014988697168604
                 else:
-                    return -0.004466123644304649
+                    return -0.10363116855089699
             else:
-                return -0.08132756178777284
+                if f[7] <= 456.0:  # exc_mg
+                    if f[34] <= 0.916291:  # log_peak_vs_spasm
+                        if f[6] <= 126.0:  # tilt_mg
+                            return 0.004695413257464164
+                        else:
+                            if f[36] <= 0.96:  # ratio_vs_spasm
+                                return 0.07477290297345134
+                            else:
+                                if f[14] <= 3.0700000000000003:  # hold_s
+                                    return 0.021355646495991372
+                                else:
+                                    return -0.027185808707126564
+                    else:
+                        return -0.05558271165726825
+                else:
+                    return 0.05703576613927072
+        else:
+            if f[33] <= 50.692:  # since_spasm_s
+                if f[32] <= 7.5:  # n_recent
+                    return -0.0997151875761466
+                else:
+                    if f[14] <= 0.29000000000000004:  # hold_s
+                        return -0.036229308926362995
+                    else:
+                        return 0.0033373411084527127
+            else:
+                return -0.0882622732399176
+    else:
+        return -0.10421052612710102
 
 
 def _t59(f: list[float]) -> float:
-    if f[1] <= 0.5:  # state
-        return -0.10109597774170216
-    else:
-        if f[7] <= 1312.0:  # exc_mg
-            if f[7] <= 424.0:  # exc_mg
-                if f[5] <= 5.843275:  # log_energy
-                    if f[1] <= 1.5:  # state
-                        return 0.010990123544421353
-                    else:
-                        if f[29] <= 8.08:  # gap_prev_s
-                            if f[32] <= 7.5:  # n_recent
-                                return -0.03619959449355796
-                            else:
-                                if f[27] <= 0.5:  # fail_cut
-                                    if f[13] <= 0.15000000000000002:  # rise_s
-                                        if f[7] <= 244.0:  # exc_mg
-                                            return 0.0005855757460386494
-                                        else:
-                                            return 0.05106494517936429
-                                    else:
-                                        return -0.015450244500810222
-                                else:
-                                    if f[34] <= -0.367725:  # log_peak_vs_spasm
-                                        if f[36] <= 0.942928:  # ratio_vs_spasm
-                                            return 0.09410653993685636
-                                        else:
-                                            if f[15] <= 1.0432:  # hold_frac
-                                                return 0.023577614996877105
-                                            else:
-                                                return -0.10385160501575735
-                                    else:
-                                        return -0.025061449797826253
+    if f[2] <= 9.5:  # peaks
+        if f[6] <= 504.0:  # tilt_mg
+            if f[10] <= 1.28:  # tilt_frac
+                if f[4] <= 4.996845:  # log_peak
+                    if f[29] <= 0.984:  # gap_prev_s
+                        if f[30] <= -0.864997:  # log_peak_vs_prev
+                            return 0.046390908803538466
                         else:
-                            return -0.07085367299105416
+                            return -0.02057287762761857
+                    else:
+                        return -0.032286848587030244
                 else:
-                    return -0.040369750307149344
+                    if f[33] <= 2.904:  # since_spasm_s
+                        return -0.01394443888252977
+                    else:
+                        if f[2] <= 1.5:  # peaks
+                            if f[29] <= 4.64:  # gap_prev_s
+                                return 0.009054652191069407
+                            else:
+                                if f[4] <= 6.7427:  # log_peak
+                                    return 0.06432762631108568
+                                else:
+                                    return -0.031725434806628004
+                        else:
+                            if f[9] <= 0.204545:  # exc_ratio
+                                if f[35] <= -1.32567:  # log_dur_vs_spasm
+                                    if f[11] <= 0.793651:  # fill
+                                        return 0.08906460783739917
+                                    else:
+                                        return 1.3945124104471216
+                                else:
+                                    return -0.08550567113405495
+                            else:
+                                if f[16] <= 0.866168:  # rise_frac
+                                    return -0.0008099400126447845
+                                else:
+                                    return 0.05374160835676739
             else:
-                if f[29] <= 1.432:  # gap_prev_s
-                    return 0.008157974724413137
-                else:
-                    return 0.08336715201208567
+                return 0.055077289353977404
         else:
-            return -0.10903361871244321
+            return -0.07695768161486989
+    else:
+        return -0.06719664198015488
 
 
 def _t60(f: list[float]) -> float:
-    if f[32] <= 2.5:  # n_recent
-        if f[29] <= 0.66:  # gap_prev_s
-            return -0.08946530800001477
-        else:
-            if f[30] <= 0.470004:  # log_peak_vs_prev
-                return -0.03942759860735693
+    if f[29] <= 10.824:  # gap_prev_s
+        if f[37] <= 0.951212:  # axis_vs_spasm
+            if f[29] <= 0.068:  # gap_prev_s
+                return -0.020911537563394804
             else:
-                return 0.033352568274279536
-    else:
-        if f[1] <= 2.5:  # state
-            if f[7] <= 392.0:  # exc_mg
-                if f[5] <= 6.534975:  # log_energy
-                    if f[10] <= 1.29032:  # tilt_frac
-                        return 0.0021745875061746456
+                if f[4] <= 6.122335:  # log_peak
+                    if f[30] <= -0.223144:  # log_peak_vs_prev
+                        return 0.008044539071192685
                     else:
-                        return 0.06284060259866017
+                        return -0.013251959641851344
                 else:
-                    return -0.08445872894063146
-            else:
-                if f[6] <= 392.0:  # tilt_mg
-                    return 0.041478286001810145
-                else:
-                    return -0.04960779903152961
+                    return 0.01617918484000106
         else:
-            if f[33] <= 49.936:  # since_spasm_s
-                if f[32] <= 7.5:  # n_recent
-                    return -0.0888656706496022
-                else:
-                    if f[34] <= 0.200671:  # log_peak_vs_spasm
-                        if f[4] <= 5.3179300000000005:  # log_peak
-                            return -0.02425378594520345
+            if f[30] <= 0.550046:  # log_peak_vs_prev
+                if f[29] <= 3.816:  # gap_prev_s
+                    if f[34] <= -0.34484:  # log_peak_vs_spasm
+                        return 0.015680914971857512
+                    else:
+                        if f[14] <= 0.15000000000000002:  # hold_s
+                            return -0.11628019358997854
                         else:
-                            if f[38] <= 0.5:  # n_recent_spasm
-                                if f[16] <= 0.75:  # rise_frac
-                                    return 0.08363005791565264
-                                else:
-                                    return 1.0506358962972937
-                            else:
-                                return 0.009525875479995637
+                            return -0.02945294256272654
+                else:
+                    if f[4] <= 5.46369:  # log_peak
+                        return -0.008500849643186212
                     else:
-                        return -0.04537643332252547
+                        return 0.0887453151529402
             else:
-                return -0.078534360332327
+                return 0.048936412758882636
+    else:
+        if f[30] <= 0.194156:  # log_peak_vs_prev
+            return -0.06357007466781521
+        else:
+            if f[4] <= 6.485865:  # log_peak
+                if f[32] <= 3.5:  # n_recent
+                    if f[7] <= 188.0:  # exc_mg
+                        return 0.10911092764366491
+                    else:
+                        return 0.3443677908282696
+                else:
+                    return -0.023942889398547825
+            else:
+                return -0.09279850118473809
 
 
 def _t61(f: list[float]) -> float:
-    if f[1] <= 0.5:  # state
-        return -0.10101845079856914
-    else:
-        if f[9] <= 0.140625:  # exc_ratio
-            return -0.07521435542294244
-        else:
-            if f[33] <= 2.908:  # since_spasm_s
-                return -0.012570500410630764
-            else:
-                if f[4] <= 4.836155:  # log_peak
-                    return -0.03083790012716238
-                else:
-                    if f[36] <= 1.88462:  # ratio_vs_spasm
-                        if f[9] <= 0.5:  # exc_ratio
-                            if f[2] <= 4.5:  # peaks
-                                if f[37] <= 0.791478:  # axis_vs_spasm
-                                    if f[13] <= 0.05:  # rise_s
-                                        return -0.038493545294002146
-                                    else:
-                                        if f[13] <= 0.11:  # rise_s
-                                            return 0.033032915401258515
-                                        else:
-                                            return -0.006758957407423523
-                                else:
-                                    if f[15] <= 0.40483:  # hold_frac
-                                        if f[11] <= 0.201613:  # fill
-                                            return 0.04436898468655673
-                                        else:
-                                            return -0.007784753544177137
-                                    else:
-                                        return 0.04140457862066913
-                            else:
-                                return -0.053286708163647056
+    if f[34] <= 0.635989:  # log_peak_vs_spasm
+        if f[30] <= 1.2771:  # log_peak_vs_prev
+            if f[10] <= 1.4:  # tilt_frac
+                if f[32] <= 2.5:  # n_recent
+                    if f[7] <= 488.0:  # exc_mg
+                        if f[30] <= 0.470004:  # log_peak_vs_prev
+                            return -0.03547710253884414
                         else:
-                            if f[26] <= 0.5:  # fail_flat
-                                if f[14] <= 1.07:  # hold_s
-                                    return 0.05888084670768018
-                                else:
-                                    return 0.015360010615544727
-                            else:
-                                return -0.019236606364631176
+                            return 0.064434299285626
                     else:
-                        return -0.01730957799205678
+                        return -0.1102004169501481
+                else:
+                    if f[7] <= 280.0:  # exc_mg
+                        if f[30] <= -0.37949:  # log_peak_vs_prev
+                            return 0.008638969572368552
+                        else:
+                            if f[13] <= 0.13:  # rise_s
+                                if f[13] <= 0.07:  # rise_s
+                                    return -0.022546004221704594
+                                else:
+                                    return 0.0385796524132618
+                            else:
+                                if f[27] <= 0.5:  # fail_cut
+                                    return -0.023688809094163543
+                                else:
+                                    return 0.017107870030477024
+                    else:
+                        if f[29] <= 1.06:  # gap_prev_s
+                            return -0.0017977788940807815
+                        else:
+                            if f[9] <= 1.05882:  # exc_ratio
+                                if f[14] <= 0.16999999999999998:  # hold_s
+                                    return -0.06621242912490431
+                                else:
+                                    return 0.09286980405556251
+                            else:
+                                return -0.011301360856307141
+            else:
+                return 0.07505087357887674
+        else:
+            return 0.035835542064129124
+    else:
+        return -0.029113770016847902
 
 
 def _t62(f: list[float]) -> float:
     if f[7] <= 1312.0:  # exc_mg
-        if f[38] <= 5.5:  # n_recent_spasm
-            if f[33] <= 2.908:  # since_spasm_s
-                if f[30] <= -0.189242:  # log_peak_vs_prev
-                    if f[35] <= 1.79176:  # log_dur_vs_spasm
-                        return -0.006473080420274977
-                    else:
-                        return 0.09649209850356659
-                else:
-                    return -0.037202353962348486
-            else:
-                if f[4] <= 4.836155:  # log_peak
-                    return -0.029477614585678887
-                else:
-                    if f[33] <= 7.552:  # since_spasm_s
-                        return 0.01930967234672407
-                    else:
-                        if f[14] <= 0.09:  # hold_s
-                            return -0.03317885322538138
-                        else:
-                            if f[13] <= 0.19:  # rise_s
-                                if f[10] <= 0.289474:  # tilt_frac
-                                    if f[5] <= 3.31402:  # log_energy
-                                        return 0.47031924918361706
-                                    else:
-                                        return 0.03674483449949837
-                                else:
-                                    return 0.005392347631225935
-                            else:
-                                if f[13] <= 0.33:  # rise_s
-                                    return -0.038042265112784905
-                                else:
-                                    if f[9] <= 0.25:  # exc_ratio
-                                        return -0.09009835078211453
-                                    else:
-                                        if f[38] <= 0.5:  # n_recent_spasm
-                                            return 0.03566671593260816
-                                        else:
-                                            return -0.006500482016920377
+        if f[9] <= 0.140625:  # exc_ratio
+            return -0.07424911118761106
         else:
-            return 0.061592102193061486
+            if f[1] <= 2.5:  # state
+                if f[17] <= 0.5:  # fail_warmup
+                    if f[33] <= 2.904:  # since_spasm_s
+                        if f[32] <= 2.5:  # n_recent
+                            return -0.0998509598999167
+                        else:
+                            return -0.005658470068854032
+                    else:
+                        if f[36] <= 2.73125:  # ratio_vs_spasm
+                            if f[9] <= 0.5:  # exc_ratio
+                                if f[2] <= 4.5:  # peaks
+                                    if f[13] <= 0.05:  # rise_s
+                                        return -0.020293406960799818
+                                    else:
+                                        if f[29] <= 0.116:  # gap_prev_s
+                                            return -0.02653515190677293
+                                        else:
+                                            return 0.014322983122500335
+                                else:
+                                    return -0.050249122640711325
+                            else:
+                                if f[10] <= 0.462963:  # tilt_frac
+                                    return 0.04177450764842336
+                                else:
+                                    if f[29] <= 5.14:  # gap_prev_s
+                                        return 0.013245574212046658
+                                    else:
+                                        return -0.031055290105365497
+                        else:
+                            return -0.0382121610154759
+                else:
+                    return -0.10333648145366557
+            else:
+                if f[34] <= -0.0606246:  # log_peak_vs_spasm
+                    return -0.0029985488848585677
+                else:
+                    return -0.05001728733439764
     else:
-        return -0.10687922565656952
+        return -0.1035649236061989
 
 
 def _t63(f: list[float]) -> float:
-    if f[1] <= 0.5:  # state
-        return -0.10093553814401512
-    else:
-        if f[15] <= 1.0432:  # hold_frac
-            if f[6] <= 90.0:  # tilt_mg
-                if f[15] <= 0.46875:  # hold_frac
-                    if f[1] <= 1.5:  # state
-                        return 0.0019018967955333197
-                    else:
-                        return -0.019399745344746155
+    if f[11] <= 0.243056:  # fill
+        if f[4] <= 5.97105:  # log_peak
+            if f[13] <= 0.11:  # rise_s
+                if f[13] <= 0.05:  # rise_s
+                    return -0.005625358176128938
                 else:
-                    if f[2] <= 3.5:  # peaks
-                        if f[10] <= 0.289474:  # tilt_frac
-                            if f[14] <= 0.67:  # hold_s
-                                return 0.0585605732242678
-                            else:
-                                return -0.0014166548657915268
-                        else:
-                            return 0.005997073936386543
-                    else:
-                        if f[9] <= 0.388889:  # exc_ratio
-                            return -0.06884004666649113
-                        else:
-                            return -0.0046430929323709675
+                    return 0.06724420274659137
             else:
-                if f[38] <= 3.5:  # n_recent_spasm
-                    if f[36] <= 1.88462:  # ratio_vs_spasm
-                        if f[34] <= 0.074108:  # log_peak_vs_spasm
-                            if f[29] <= 0.56:  # gap_prev_s
-                                return -0.0004818750693060426
-                            else:
-                                if f[14] <= 1.69:  # hold_s
-                                    return 0.0605320698464634
-                                else:
-                                    return 0.01512152449100723
-                        else:
-                            return -0.009583729867674296
-                    else:
-                        return -0.018225216980075048
+                if f[27] <= 0.5:  # fail_cut
+                    return -0.01950010579423093
                 else:
-                    return 0.05331904302322785
+                    if f[29] <= 4.64:  # gap_prev_s
+                        return 0.03294131687164318
+                    else:
+                        return -0.05655217361532432
         else:
-            return -0.018189951437715433
+            if f[29] <= 1.08:  # gap_prev_s
+                return 0.004846020634629566
+            else:
+                if f[34] <= 0.693147:  # log_peak_vs_spasm
+                    return 0.05296553190897512
+                else:
+                    return -0.04226815594319025
+    else:
+        if f[5] <= 6.013525:  # log_energy
+            if f[15] <= 0.270833:  # hold_frac
+                if f[7] <= 236.0:  # exc_mg
+                    return -0.012342168334477578
+                else:
+                    if f[16] <= 0.199219:  # rise_frac
+                        return 0.015339662375144279
+                    else:
+                        return -0.11215677037101023
+            else:
+                if f[4] <= 6.122335:  # log_peak
+                    if f[6] <= 12.5:  # tilt_mg
+                        return 0.050178799721305456
+                    else:
+                        return -0.005465529292376576
+                else:
+                    return 0.03157850752172525
+        else:
+            return -0.04696542211837221
 
 
 def _t64(f: list[float]) -> float:
-    if f[32] <= 2.5:  # n_recent
-        if f[33] <= 1.832:  # since_spasm_s
-            return -0.11683383174858389
-        else:
-            return -0.01855003726147843
-    else:
-        if f[2] <= 1.5:  # peaks
-            if f[29] <= 2.96:  # gap_prev_s
-                if f[30] <= -1.49962:  # log_peak_vs_prev
-                    return 0.05992764961806249
-                else:
-                    if f[30] <= 0.489548:  # log_peak_vs_prev
-                        return -0.020131575558501792
-                    else:
-                        return 0.015203548377591539
+    if f[29] <= 9.432:  # gap_prev_s
+        if f[38] <= 5.5:  # n_recent_spasm
+            if f[33] <= 3.476:  # since_spasm_s
+                return -0.010786673542184471
             else:
-                if f[4] <= 4.88234:  # log_peak
-                    return -0.036039668193032635
-                else:
-                    if f[30] <= 0.223144:  # log_peak_vs_prev
-                        return 0.06449456411690324
+                if f[33] <= 13.096:  # since_spasm_s
+                    if f[34] <= 0.916291:  # log_peak_vs_spasm
+                        return 0.015147565847028675
                     else:
-                        return 0.012272910943688079
-        else:
-            if f[29] <= 6.808:  # gap_prev_s
-                if f[24] <= 0.5:  # fail_impulse
-                    if f[15] <= 1.0432:  # hold_frac
-                        if f[27] <= 0.5:  # fail_cut
-                            if f[7] <= 264.0:  # exc_mg
-                                return -0.0070314221086358875
-                            else:
-                                return 0.025978145125827613
+                        return -0.0832006007980995
+                else:
+                    if f[38] <= 0.5:  # n_recent_spasm
+                        if f[24] <= 0.5:  # fail_impulse
+                            return 0.01778134550550525
                         else:
-                            return 0.01899707792742275
+                            if f[13] <= 0.07:  # rise_s
+                                return -0.0803126597176773
+                            else:
+                                if f[26] <= 0.5:  # fail_flat
+                                    if f[2] <= 1.5:  # peaks
+                                        return 0.042253948155091675
+                                    else:
+                                        return -0.08322792649956702
+                                else:
+                                    return 0.22499277865734393
                     else:
-                        return -0.0277942947208032
+                        return -0.015376584881144687
+        else:
+            return 0.060596822363999686
+    else:
+        if f[1] <= 1.5:  # state
+            if f[4] <= 6.579005:  # log_peak
+                if f[30] <= 0.496437:  # log_peak_vs_prev
+                    return -0.028256068816844296
                 else:
-                    if f[35] <= -0.747214:  # log_dur_vs_spasm
-                        return 0.07181104890567172
+                    if f[32] <= 6.5:  # n_recent
+                        return 0.1433318831783613
                     else:
-                        return -0.06185821259475103
+                        return -0.03090531648400052
             else:
-                return -0.03989467457997223
+                return -0.07795481517148396
+        else:
+            return -0.0868133145108557
 
 
 def _t65(f: list[float]) -> float:
     if f[3] <= 5.76:  # dur_s
-        if f[11] <= 0.152588:  # fill
-            if f[38] <= 3.5:  # n_recent_spasm
-                if f[16] <= 0.711496:  # rise_frac
-                    if f[4] <= 5.92936:  # log_peak
+        if f[7] <= 312.0:  # exc_mg
+            if f[34] <= 0.040822:  # log_peak_vs_spasm
+                if f[4] <= 5.393465:  # log_peak
+                    if f[30] <= -0.693147:  # log_peak_vs_prev
+                        if f[29] <= 0.5:  # gap_prev_s
+                            if f[33] <= 4.012:  # since_spasm_s
+                                return 0.04622149303529437
+                            else:
+                                return 0.1673077418761813
+                        else:
+                            if f[31] <= 2.04665:  # log_dur_vs_prev
+                                return -0.0039565514767493535
+                            else:
+                                return 0.2633682907621844
+                    else:
+                        return -0.018785117284710343
+                else:
+                    if f[9] <= 0.184783:  # exc_ratio
+                        return -0.044561349386457276
+                    else:
                         if f[13] <= 0.11:  # rise_s
-                            if f[13] <= 0.05:  # rise_s
-                                return -0.015671973177814144
+                            if f[13] <= 0.07:  # rise_s
+                                return 0.0051266329755769195
                             else:
-                                return 0.08874901301106285
+                                return 0.06414194656649137
                         else:
-                            return -0.028629720053396125
-                    else:
-                        return 0.027624776335487034
-                else:
-                    if f[32] <= 2.5:  # n_recent
-                        return 0.48391126937055495
-                    else:
-                        return 0.06732828496741212
+                            if f[27] <= 0.5:  # fail_cut
+                                if f[34] <= -0.735707:  # log_peak_vs_spasm
+                                    return -0.028335949176696403
+                                else:
+                                    return 0.006013976244481475
+                            else:
+                                return 0.03636388864453256
             else:
-                return 0.0715158060291201
+                return -0.017847703319349498
         else:
-            if f[6] <= 12.5:  # tilt_mg
-                return 0.032936948382271757
+            if f[32] <= 4.5:  # n_recent
+                return -0.03648863734966215
             else:
-                if f[3] <= 0.11:  # dur_s
-                    return -0.05071080082067691
-                else:
-                    if f[1] <= 2.5:  # state
-                        if f[32] <= 3.5:  # n_recent
-                            if f[33] <= 29.228:  # since_spasm_s
-                                return -0.060485008087949745
-                            else:
-                                return -0.0023618312713470473
-                        else:
-                            return 0.003528438141228765
-                    else:
-                        if f[33] <= 46.316:  # since_spasm_s
-                            return -0.011284567746133047
-                        else:
-                            return -0.07709597252828813
+                return 0.025312491725230646
     else:
-        return -0.048863043817833074
+        return -0.04510908915939978
 
 
 def _t66(f: list[float]) -> float:
-    if f[6] <= 504.0:  # tilt_mg
-        if f[9] <= 0.140625:  # exc_ratio
-            return -0.07142217349993209
-        else:
-            if f[2] <= 1.5:  # peaks
-                if f[29] <= 2.008:  # gap_prev_s
-                    if f[13] <= 0.19:  # rise_s
-                        if f[30] <= 1.27507:  # log_peak_vs_prev
-                            if f[30] <= -1.49962:  # log_peak_vs_prev
-                                return 0.058750385218834494
-                            else:
-                                return -0.007557859022186342
-                        else:
-                            if f[34] <= 1.08401:  # log_peak_vs_spasm
-                                return 0.06473565978174334
-                            else:
-                                return -0.09898507896418274
+    if f[7] <= 1312.0:  # exc_mg
+        if f[16] <= 0.666667:  # rise_frac
+            if f[13] <= 0.19:  # rise_s
+                if f[7] <= 212.0:  # exc_mg
+                    if f[6] <= 12.5:  # tilt_mg
+                        return 0.038591294726856656
                     else:
-                        return -0.04702544026840807
+                        return -0.004201638504579426
                 else:
-                    if f[13] <= 0.05:  # rise_s
-                        return -0.01894667319962372
+                    if f[14] <= 0.11:  # hold_s
+                        if f[5] <= 5.533265:  # log_energy
+                            return -0.09256122578649649
+                        else:
+                            return 0.028167140689053474
                     else:
-                        return 0.03401804560346155
+                        if f[14] <= 0.83:  # hold_s
+                            if f[29] <= 0.944:  # gap_prev_s
+                                if f[30] <= 0.485508:  # log_peak_vs_prev
+                                    return -0.02153642637365977
+                                else:
+                                    return 0.05413391178171184
+                            else:
+                                if f[9] <= 0.25:  # exc_ratio
+                                    return -0.020947728902920924
+                                else:
+                                    return 0.0902690535194941
+                        else:
+                            return 0.00012845527768579857
             else:
-                if f[16] <= 0.75:  # rise_frac
-                    if f[9] <= 0.205357:  # exc_ratio
-                        if f[35] <= -0.287682:  # log_dur_vs_spasm
-                            if f[16] <= 0.5:  # rise_frac
-                                return 0.026201824461535052
-                            else:
-                                return 0.5306297734542635
-                        else:
-                            return -0.09626618517914196
-                    else:
-                        return -0.004886334047033353
+                if f[9] <= 0.526316:  # exc_ratio
+                    return -0.025787720404892352
                 else:
-                    if f[11] <= 0.117808:  # fill
-                        return 0.12847114070662904
+                    if f[15] <= 1.0119:  # hold_frac
+                        return 0.007417577022296545
                     else:
-                        return 0.015573346665271302
+                        return -0.04386315198362965
+        else:
+            if f[11] <= 0.1125:  # fill
+                return 0.1493867376763809
+            else:
+                return 0.012659049379335674
     else:
-        return -0.07755330015328125
+        return -0.10281315842142187
 
 
 def _t67(f: list[float]) -> float:
-    if f[1] <= 0.5:  # state
-        return -0.10088944080135881
-    else:
-        if f[34] <= 0.074108:  # log_peak_vs_spasm
-            if f[4] <= 5.393465:  # log_peak
-                if f[30] <= -0.362905:  # log_peak_vs_prev
-                    if f[31] <= 1.69168:  # log_dur_vs_prev
-                        if f[29] <= 0.804:  # gap_prev_s
-                            return 0.026905743737800542
-                        else:
-                            return -0.008067607136334493
-                    else:
-                        return 0.09503346144478686
-                else:
-                    return -0.021941102388214895
+    if f[17] <= 0.5:  # fail_warmup
+        if f[4] <= 4.836155:  # log_peak
+            if f[29] <= 1.08:  # gap_prev_s
+                return 0.020493071800400813
             else:
+                return -0.040443770438881005
+        else:
+            if f[36] <= 1.93333:  # ratio_vs_spasm
                 if f[9] <= 0.5:  # exc_ratio
                     if f[2] <= 5.5:  # peaks
-                        if f[16] <= 0.888158:  # rise_frac
-                            if f[29] <= 3.308:  # gap_prev_s
-                                return -0.0077631168816009915
+                        if f[29] <= 3.44:  # gap_prev_s
+                            if f[34] <= -0.169899:  # log_peak_vs_spasm
+                                if f[10] <= 0.555556:  # tilt_frac
+                                    return -0.002309970000463964
+                                else:
+                                    return 0.035465061651117485
                             else:
-                                return 0.020966677512586917
+                                if f[30] <= 1.2771:  # log_peak_vs_prev
+                                    return -0.0281919890717654
+                                else:
+                                    return 0.02140971832625456
                         else:
-                            return 0.08625536689058019
+                            if f[37] <= 0.915496:  # axis_vs_spasm
+                                return 0.005592095733374184
+                            else:
+                                return 0.05259601050790195
                     else:
-                        return -0.06705536221898499
+                        return -0.0605621380954166
                 else:
-                    if f[36] <= 1.35484:  # ratio_vs_spasm
-                        return 0.03941365471943274
+                    if f[26] <= 0.5:  # fail_flat
+                        if f[3] <= 0.848:  # dur_s
+                            return 0.0733288628807821
+                        else:
+                            if f[9] <= 1.55556:  # exc_ratio
+                                return 0.01750488151771198
+                            else:
+                                return -0.092211518908746
                     else:
-                        return 0.003079786506451406
-        else:
-            if f[4] <= 6.268635:  # log_peak
-                return -0.030106313552587118
+                        return -0.014732029342275377
             else:
-                if f[34] <= 0.780159:  # log_peak_vs_spasm
-                    if f[23] <= 0.5:  # fail_not_prominent
-                        return 0.033453226159305814
-                    else:
-                        return -0.031737799698429006
-                else:
-                    return -0.033707978230174115
+                return -0.01619747588760985
+    else:
+        return -0.10294626867967266
 
 
 def _t68(f: list[float]) -> float:
-    if f[29] <= 10.744:  # gap_prev_s
-        if f[33] <= 2.908:  # since_spasm_s
-            return -0.010912517544124516
+    if f[29] <= 9.432:  # gap_prev_s
+        if f[9] <= 0.125:  # exc_ratio
+            return -0.094392780082064
         else:
-            if f[36] <= 3.20949:  # ratio_vs_spasm
-                if f[13] <= 0.15000000000000002:  # rise_s
-                    if f[13] <= 0.07:  # rise_s
-                        if f[9] <= 0.238636:  # exc_ratio
-                            return -0.053661137213279024
-                        else:
-                            return 0.005544223803258606
+            if f[33] <= 3.604:  # since_spasm_s
+                if f[32] <= 2.5:  # n_recent
+                    return -0.087998721679871
+                else:
+                    return -0.005654487687718933
+            else:
+                if f[33] <= 7.36:  # since_spasm_s
+                    return 0.018815945664801076
+                else:
+                    if f[36] <= 2.20062:  # ratio_vs_spasm
+                        return 0.00255258116174157
                     else:
-                        if f[13] <= 0.11:  # rise_s
-                            if f[26] <= 0.5:  # fail_flat
-                                if f[38] <= 1.5:  # n_recent_spasm
-                                    if f[29] <= 0.724:  # gap_prev_s
-                                        return -0.039445323610758476
-                                    else:
-                                        if f[14] <= 0.13:  # hold_s
-                                            return -0.03726428256237707
-                                        else:
-                                            return 0.08572595305194952
-                                else:
-                                    return 0.07510187102863498
-                            else:
-                                return 0.1254045148037481
-                        else:
-                            return 0.011473797043642488
-                else:
-                    return -0.0018291646124377185
-            else:
-                return -0.047347618735918334
+                        return -0.028304305308013922
     else:
-        if f[1] <= 1.5:  # state
-            if f[4] <= 6.485865:  # log_peak
-                if f[30] <= 0.523248:  # log_peak_vs_prev
-                    return -0.024915034372165017
-                else:
-                    return 0.09980402136145025
-            else:
-                return -0.08677104333286684
+        if f[34] <= -0.534082:  # log_peak_vs_spasm
+            return -0.08294721965432174
         else:
-            return -0.08887124628413534
+            if f[4] <= 6.485865:  # log_peak
+                if f[30] <= 0.725937:  # log_peak_vs_prev
+                    return -0.010546425645346457
+                else:
+                    if f[33] <= 34.668:  # since_spasm_s
+                        return -0.07074703653981568
+                    else:
+                        if f[31] <= -1.01857:  # log_dur_vs_prev
+                            return -0.06656397468380627
+                        else:
+                            if f[26] <= 0.5:  # fail_flat
+                                return 0.10624123148141024
+                            else:
+                                if f[6] <= 37.0:  # tilt_mg
+                                    if f[10] <= 0.434783:  # tilt_frac
+                                        return 0.7069590697193798
+                                    else:
+                                        return 2.230585403385148
+                                else:
+                                    return 0.2148256301389589
+            else:
+                return -0.07646438361950206
 
 
 def _t69(f: list[float]) -> float:
-    if f[7] <= 1312.0:  # exc_mg
-        if f[16] <= 1.0119:  # rise_frac
-            if f[2] <= 14.5:  # peaks
-                if f[6] <= 12.5:  # tilt_mg
-                    return 0.0309998921449206
+    if f[1] <= 2.5:  # state
+        if f[1] <= 0.5:  # state
+            if f[17] <= 0.5:  # fail_warmup
+                if f[5] <= 5.843275:  # log_energy
+                    return -0.0010819868835430441
                 else:
-                    if f[14] <= 0.29000000000000004:  # hold_s
-                        if f[9] <= 0.3125:  # exc_ratio
-                            return 0.0063266127844604425
-                        else:
-                            if f[30] <= -0.274437:  # log_peak_vs_prev
-                                if f[29] <= 1.124:  # gap_prev_s
-                                    return 0.04883028143474517
-                                else:
-                                    return -0.01779699220186215
-                            else:
-                                return -0.03485653265771869
+                    if f[11] <= 0.305707:  # fill
+                        return -0.012964086506153202
                     else:
-                        if f[14] <= 0.67:  # hold_s
-                            if f[26] <= 0.5:  # fail_flat
-                                if f[13] <= 0.21000000000000002:  # rise_s
-                                    if f[16] <= 0.226385:  # rise_frac
-                                        return 0.0373892427579922
-                                    else:
-                                        return 0.13782230989348926
-                                else:
-                                    return -0.0013687894806397125
-                            else:
-                                if f[11] <= 0.185033:  # fill
-                                    if f[3] <= 1.6320000000000001:  # dur_s
-                                        return 0.16360502452873235
-                                    else:
-                                        return -0.00684931723824679
-                                else:
-                                    return -0.019703891216635575
-                        else:
-                            return -0.003617614766056561
+                        return -0.07545573801804306
             else:
-                return -0.08474850224729472
+                return -0.10268181173245838
         else:
-            return 0.07678821823829844
+            if f[38] <= 0.5:  # n_recent_spasm
+                if f[9] <= 0.2875:  # exc_ratio
+                    if f[13] <= 0.07:  # rise_s
+                        return -0.07269046841552983
+                    else:
+                        if f[26] <= 0.5:  # fail_flat
+                            return -0.029061804273821785
+                        else:
+                            return 0.11171336614323518
+                else:
+                    if f[34] <= -0.658056:  # log_peak_vs_spasm
+                        return -0.016940729628911463
+                    else:
+                        if f[10] <= 1.05556:  # tilt_frac
+                            return 0.047075811004197936
+                        else:
+                            return 0.17685699274955657
+            else:
+                if f[32] <= 4.5:  # n_recent
+                    return -0.028846782619503953
+                else:
+                    return 0.006914813560302213
     else:
-        return -0.10533512319730094
+        if f[33] <= 50.692:  # since_spasm_s
+            if f[32] <= 7.5:  # n_recent
+                return -0.09638877929518505
+            else:
+                return -0.006550333767262245
+        else:
+            return -0.08631568975616971
 
 
 def _t70(f: list[float]) -> float:
-    if f[1] <= 0.5:  # state
-        return -0.10081462775887262
-    else:
-        if f[29] <= 9.296:  # gap_prev_s
-            if f[33] <= 2.908:  # since_spasm_s
-                if f[32] <= 2.5:  # n_recent
-                    return -0.0960279420420824
-                else:
-                    if f[33] <= 0.828:  # since_spasm_s
-                        return 0.009434461086362353
-                    else:
-                        return -0.018706271125238233
-            else:
-                if f[36] <= 2.67955:  # ratio_vs_spasm
-                    if f[37] <= 0.869869:  # axis_vs_spasm
-                        if f[30] <= -0.223144:  # log_peak_vs_prev
-                            return 0.01511019229690869
-                        else:
-                            if f[4] <= 5.57549:  # log_peak
-                                return -0.020146529678017135
-                            else:
-                                if f[9] <= 0.483333:  # exc_ratio
-                                    if f[36] <= 0.963719:  # ratio_vs_spasm
-                                        return 0.004974817967494119
-                                    else:
-                                        return -0.044199207867414735
-                                else:
-                                    return 0.02076823845599868
-                    else:
-                        return 0.017956993726264223
-                else:
-                    return -0.030402212794240515
+    if f[11] <= 0.243056:  # fill
+        if f[10] <= 0.462963:  # tilt_frac
+            return 0.021811942187284133
         else:
-            if f[1] <= 1.5:  # state
-                if f[4] <= 6.579005:  # log_peak
-                    if f[30] <= 0.523248:  # log_peak_vs_prev
-                        return -0.010762553378004278
-                    else:
-                        return 0.08239694297345518
-                else:
-                    return -0.07321001100061048
+            if f[36] <= 0.96:  # ratio_vs_spasm
+                return 0.014452984881663071
             else:
-                return -0.07654617284106768
+                if f[30] <= -0.804373:  # log_peak_vs_prev
+                    if f[31] <= 1.61682:  # log_dur_vs_prev
+                        return 0.004233137726702034
+                    else:
+                        return 0.135509014512386
+                else:
+                    return -0.018134293654602427
+    else:
+        if f[15] <= 0.4375:  # hold_frac
+            if f[34] <= -0.489548:  # log_peak_vs_spasm
+                return 0.004608032447611466
+            else:
+                if f[33] <= 4.012:  # since_spasm_s
+                    return -0.059809205078748574
+                else:
+                    return -0.01877596703008588
+        else:
+            if f[14] <= 0.63:  # hold_s
+                if f[7] <= 140.0:  # exc_mg
+                    if f[6] <= 16.5:  # tilt_mg
+                        return 0.04578794962983936
+                    else:
+                        return -0.004140784290314719
+                else:
+                    if f[16] <= 0.297619:  # rise_frac
+                        if f[16] <= 0.183824:  # rise_frac
+                            return 0.047791778128146216
+                        else:
+                            return 0.12124559563578485
+                    else:
+                        if f[8] <= 28.5:  # still_s
+                            return 0.009510047307026238
+                        else:
+                            return 0.5665810169270106
+            else:
+                return -0.011653362148250426
 
 
 def _t71(f: list[float]) -> float:
-    if f[7] <= 1376.0:  # exc_mg
-        if f[9] <= 0.140625:  # exc_ratio
-            if f[29] <= 0.008:  # gap_prev_s
-                if f[2] <= 2.5:  # peaks
-                    return 2.4701300990433612
-                else:
-                    return -0.10416424392216701
+    if f[37] <= 0.984307:  # axis_vs_spasm
+        if f[29] <= 7.972:  # gap_prev_s
+            if f[29] <= 0.112:  # gap_prev_s
+                return -0.015010996375043476
             else:
-                return -0.07505573570402908
-        else:
-            if f[38] <= 5.5:  # n_recent_spasm
-                if f[34] <= 0.074108:  # log_peak_vs_spasm
-                    if f[4] <= 4.996845:  # log_peak
-                        if f[34] <= -1.16315:  # log_peak_vs_spasm
-                            if f[29] <= 0.568:  # gap_prev_s
-                                return 0.06399311571943397
-                            else:
-                                return -0.005687060834738151
+                if f[4] <= 6.122335:  # log_peak
+                    if f[30] <= -0.370374:  # log_peak_vs_prev
+                        if f[31] <= 1.90509:  # log_dur_vs_prev
+                            return 0.006384629810462144
                         else:
-                            if f[1] <= 2.5:  # state
-                                return -0.022264458146965933
-                            else:
-                                return -0.08284487091331896
+                            return 0.09226427229021839
                     else:
-                        return 0.005488940102190168
+                        return -0.00842511230950093
                 else:
-                    if f[4] <= 6.268635:  # log_peak
-                        return -0.027865111270616933
+                    if f[29] <= 1.908:  # gap_prev_s
+                        if f[30] <= 0.526093:  # log_peak_vs_prev
+                            return -0.028522512289670367
+                        else:
+                            return 0.03477485476111316
                     else:
                         if f[34] <= 0.693147:  # log_peak_vs_spasm
-                            if f[23] <= 0.5:  # fail_not_prominent
-                                if f[16] <= 0.201613:  # rise_frac
-                                    return 0.05685356691201807
-                                else:
-                                    return 0.0016949956109179416
-                            else:
-                                return -0.031468459569929566
+                            return 0.05236150308814276
                         else:
-                            return -0.023233163916528216
+                            return -0.02381466726955193
+        else:
+            if f[1] <= 1.5:  # state
+                return -0.010905001605145972
             else:
-                return 0.05244978160030625
+                return -0.07030142812834571
     else:
-        return -0.10566318900790157
+        if f[30] <= 0.538997:  # log_peak_vs_prev
+            if f[29] <= 3.816:  # gap_prev_s
+                if f[9] <= 0.384615:  # exc_ratio
+                    if f[31] <= -0.446287:  # log_dur_vs_prev
+                        return 0.04788965617530538
+                    else:
+                        return -0.11902643982910018
+                else:
+                    return 0.01851061897350831
+            else:
+                return 0.05897761352299555
+        else:
+            return 0.05921851499743128
 
 
 def _t72(f: list[float]) -> float:
-    if f[1] <= 0.5:  # state
-        return -0.10075095696712669
-    else:
-        if f[14] <= 0.09:  # hold_s
-            return -0.018368094524277605
-        else:
-            if f[13] <= 0.13:  # rise_s
-                if f[13] <= 0.05:  # rise_s
-                    return -0.005288606743276678
+    if f[4] <= 7.71382:  # log_peak
+        if f[11] <= 0.153186:  # fill
+            if f[3] <= 1.376:  # dur_s
+                if f[9] <= 0.241667:  # exc_ratio
+                    return 0.006260390038415057
                 else:
-                    if f[29] <= 0.76:  # gap_prev_s
-                        if f[30] <= 0.146603:  # log_peak_vs_prev
-                            return -0.046768847050941545
-                        else:
-                            return 0.012595410876017704
-                    else:
-                        if f[4] <= 5.3179300000000005:  # log_peak
-                            return 0.002648773601413506
-                        else:
-                            if f[30] <= 1.79176:  # log_peak_vs_prev
-                                return 0.06281173561913782
-                            else:
-                                return -0.051746084213954296
+                    return 0.14299330560345894
             else:
-                if f[27] <= 0.5:  # fail_cut
-                    if f[7] <= 424.0:  # exc_mg
-                        if f[37] <= 0.997573:  # axis_vs_spasm
-                            return -0.0117738877475788
-                        else:
-                            return 0.08790821445704639
-                    else:
-                        return 0.035038095509806085
+                if f[7] <= 110.0:  # exc_mg
+                    return -0.042518610528092186
                 else:
-                    if f[11] <= 0.555556:  # fill
-                        if f[5] <= 5.198255:  # log_energy
-                            if f[29] <= 5.44:  # gap_prev_s
-                                return 0.0372250183851837
+                    return 0.017698532501598346
+        else:
+            if f[34] <= 0.040822:  # log_peak_vs_spasm
+                return 0.0008608716163122669
+            else:
+                if f[38] <= 4.5:  # n_recent_spasm
+                    if f[33] <= 25.176:  # since_spasm_s
+                        if f[10] <= 0.444444:  # tilt_frac
+                            if f[15] <= 0.3125:  # hold_frac
+                                return -0.03302281754922864
                             else:
-                                return -0.04390811125765707
+                                if f[4] <= 6.08661:  # log_peak
+                                    return -0.03521333248302635
+                                else:
+                                    return 0.032397654433141916
                         else:
-                            return -0.023421286449535183
+                            if f[9] <= 0.296296:  # exc_ratio
+                                return 0.014409925734655455
+                            else:
+                                return -0.05627159440748774
                     else:
-                        return -0.10675158698622633
+                        if f[30] <= 0.646627:  # log_peak_vs_prev
+                            return 0.04604324548046826
+                        else:
+                            if f[5] <= 3.78393:  # log_energy
+                                return 0.43255348489126827
+                            else:
+                                return -0.03841649063122459
+                else:
+                    return 0.0945621176083538
+    else:
+        return -0.10646893867255003
 
 
 def _t73(f: list[float]) -> float:
-    if f[32] <= 1.5:  # n_recent
-        if f[8] <= 2.5:  # still_s
-            return -0.0923852000548902
+    if f[4] <= 4.836155:  # log_peak
+        if f[30] <= -1.34547:  # log_peak_vs_prev
+            if f[36] <= 0.920455:  # ratio_vs_spasm
+                return -0.030227053614848072
+            else:
+                return 0.05073158282578255
         else:
-            return -0.009905878867946315
+            return -0.03791007607272037
     else:
-        if f[1] <= 1.5:  # state
-            if f[5] <= 5.843275:  # log_energy
-                if f[36] <= 0.605313:  # ratio_vs_spasm
-                    if f[32] <= 7.5:  # n_recent
-                        return 0.048914724206953836
-                    else:
-                        return 0.0007158039911210426
+        if f[16] <= 0.666667:  # rise_frac
+            if f[13] <= 0.19:  # rise_s
+                if f[33] <= 2.616:  # since_spasm_s
+                    return -0.017950679767182995
                 else:
-                    return 0.0036288695338371926
-            else:
-                return -0.05599776042666604
-        else:
-            if f[29] <= 8.08:  # gap_prev_s
-                if f[7] <= 280.0:  # exc_mg
-                    if f[34] <= -0.416894:  # log_peak_vs_spasm
-                        if f[27] <= 0.5:  # fail_cut
-                            return -0.0043420220791928745
+                    if f[14] <= 0.09:  # hold_s
+                        return -0.01850027493817603
+                    else:
+                        if f[10] <= 0.287037:  # tilt_frac
+                            return 0.033317320085151314
                         else:
-                            if f[4] <= 4.996845:  # log_peak
-                                return -0.02339666235056763
-                            else:
-                                if f[11] <= 0.488281:  # fill
-                                    if f[35] <= 0.81831:  # log_dur_vs_spasm
-                                        return 0.060536159243570864
-                                    else:
-                                        return -0.0037408283931652415
+                            if f[13] <= 0.11:  # rise_s
+                                if f[13] <= 0.07:  # rise_s
+                                    return 0.005265911999258887
                                 else:
-                                    return -0.07652953237663479
-                    else:
-                        return -0.015735177788616054
-                else:
-                    if f[38] <= 3.5:  # n_recent_spasm
-                        return 0.009443663619800462
-                    else:
-                        return 0.07334803378534675
+                                    if f[26] <= 0.5:  # fail_flat
+                                        return 0.030275953667219753
+                                    else:
+                                        return 0.11753449566469575
+                            else:
+                                if f[7] <= 280.0:  # exc_mg
+                                    return -0.008866838406690888
+                                else:
+                                    return 0.04030651228389249
             else:
-                return -0.059965123913083375
+                if f[11] <= 0.283062:  # fill
+                    return 6.774922624650754e-05
+                else:
+                    return -0.027453777249016733
+        else:
+            if f[11] <= 0.1125:  # fill
+                return 0.14269240132948355
+            else:
+                return 0.014907455773930559
 
 
 def _t74(f: list[float]) -> float:
-    if f[7] <= 1376.0:  # exc_mg
-        if f[9] <= 0.140625:  # exc_ratio
-            return -0.0649998076406496
-        else:
-            if f[6] <= 12.5:  # tilt_mg
-                if f[2] <= 4.5:  # peaks
-                    return 0.04082431893313089
+    if f[2] <= 9.5:  # peaks
+        if f[17] <= 0.5:  # fail_warmup
+            if f[6] <= 392.0:  # tilt_mg
+                if f[7] <= 424.0:  # exc_mg
+                    if f[5] <= 5.843275:  # log_energy
+                        if f[36] <= 0.832579:  # ratio_vs_spasm
+                            if f[6] <= 98.0:  # tilt_mg
+                                return 0.0013724888371016957
+                            else:
+                                return 0.03656560763402919
+                        else:
+                            if f[30] <= -0.370374:  # log_peak_vs_prev
+                                return 0.008598444499697952
+                            else:
+                                if f[14] <= 0.33:  # hold_s
+                                    return -0.028791499297296
+                                else:
+                                    return -0.0027643921192774903
+                    else:
+                        return -0.0328608808323095
                 else:
-                    return -0.09063268853597257
+                    if f[32] <= 3.5:  # n_recent
+                        if f[30] <= 1.0116:  # log_peak_vs_prev
+                            return -0.09017765636823205
+                        else:
+                            if f[10] <= 0.482143:  # tilt_frac
+                                return 0.035451016173874084
+                            else:
+                                return 0.49630221176426015
+                    else:
+                        if f[27] <= 0.5:  # fail_cut
+                            return 0.05711752678519663
+                        else:
+                            return -0.016276739705811956
             else:
-                if f[11] <= 0.264333:  # fill
-                    if f[10] <= 0.464286:  # tilt_frac
-                        if f[29] <= 0.076:  # gap_prev_s
-                            return -0.013497760880865054
-                        else:
-                            return 0.028770608826067603
-                    else:
-                        if f[13] <= 0.11:  # rise_s
-                            if f[13] <= 0.07:  # rise_s
-                                return 0.0004959276198801378
-                            else:
-                                if f[27] <= 0.5:  # fail_cut
-                                    return 0.08149560779221036
-                                else:
-                                    return -0.043482368447449786
-                        else:
-                            if f[13] <= 0.31:  # rise_s
-                                if f[9] <= 0.2625:  # exc_ratio
-                                    return 0.07602707971760723
-                                else:
-                                    return -0.02115415473582675
-                            else:
-                                return 0.01353913805515501
-                else:
-                    if f[15] <= 0.267857:  # hold_frac
-                        if f[34] <= -0.538997:  # log_peak_vs_spasm
-                            return 0.010899566205966348
-                        else:
-                            return -0.03963364618168119
-                    else:
-                        return -0.001815560580193997
+                return -0.04493763427676793
+        else:
+            return -0.1024876812409497
     else:
-        return -0.10517493434595988
+        if f[11] <= 0.108507:  # fill
+            return 0.5812776269139236
+        else:
+            return -0.06319517726314382
 
 
 def _t75(f: list[float]) -> float:
-    if f[1] <= 0.5:  # state
-        return -0.1006880080883609
-    else:
-        if f[1] <= 2.5:  # state
-            return 0.002422811402729301
-        else:
-            if f[33] <= 51.692:  # since_spasm_s
-                if f[32] <= 7.5:  # n_recent
-                    return -0.08668367649677511
-                else:
-                    if f[34] <= 0.470004:  # log_peak_vs_spasm
-                        if f[14] <= 0.29000000000000004:  # hold_s
-                            return -0.022093048217910246
-                        else:
-                            if f[33] <= 3.508:  # since_spasm_s
-                                return -0.020413401837926
-                            else:
-                                if f[4] <= 5.35641:  # log_peak
-                                    return -0.016057550909145207
-                                else:
-                                    if f[2] <= 6.5:  # peaks
-                                        if f[34] <= -0.385662:  # log_peak_vs_spasm
-                                            return 0.06903390110431766
-                                        else:
-                                            if f[27] <= 0.5:  # fail_cut
-                                                if f[4] <= 5.742675:  # log_peak
-                                                    if f[37] <= 0.287188:  # axis_vs_spasm
-                                                        return 0.1765295147628504
-                                                    else:
-                                                        return -0.048143165783405745
-                                                else:
-                                                    return 0.05661258071469871
-                                            else:
-                                                return -0.05876990063434228
-                                    else:
-                                        return -0.07492898932330026
-                    else:
-                        if f[10] <= 0.305556:  # tilt_frac
-                            return 0.011406929657095466
-                        else:
-                            return -0.11141872151256489
-            else:
-                return -0.07713369642028084
-
-
-def _t76(f: list[float]) -> float:
-    if f[6] <= 880.0:  # tilt_mg
-        if f[2] <= 14.5:  # peaks
-            if f[36] <= 1.88462:  # ratio_vs_spasm
-                if f[9] <= 0.5:  # exc_ratio
-                    if f[16] <= 0.509259:  # rise_frac
-                        if f[13] <= 0.21000000000000002:  # rise_s
-                            if f[13] <= 0.07:  # rise_s
-                                if f[34] <= -0.162519:  # log_peak_vs_spasm
-                                    return -0.0016990594998091758
-                                else:
-                                    return -0.042722577853552955
-                            else:
-                                if f[29] <= 0.112:  # gap_prev_s
-                                    return -0.03393890034928776
-                                else:
-                                    return 0.008151615524146429
-                        else:
-                            return -0.03048078074276038
-                    else:
-                        return 0.019686548801641463
-                else:
-                    if f[26] <= 0.5:  # fail_flat
-                        if f[33] <= 2.3:  # since_spasm_s
-                            return -0.012153890613340889
-                        else:
-                            if f[14] <= 0.67:  # hold_s
-                                if f[31] <= 1.46968:  # log_dur_vs_prev
-                                    return 0.05689547308802528
-                                else:
-                                    return -0.0353072919718982
-                            else:
-                                return 0.014923731824928274
-                    else:
-                        return -0.015102526505047807
-            else:
-                if f[30] <= -1.38629:  # log_peak_vs_prev
-                    return 0.036867165640972484
-                else:
-                    return -0.020609898116480927
-        else:
-            return -0.08136719660827617
-    else:
-        return -0.11187187007657971
-
-
-def _t77(f: list[float]) -> float:
-    if f[32] <= 3.5:  # n_recent
-        if f[1] <= 1.5:  # state
-            if f[8] <= 2.5:  # still_s
-                return -0.036859947797444954
-            else:
-                if f[32] <= 0.5:  # n_recent
-                    return -0.0468634444805475
-                else:
-                    if f[14] <= 0.33:  # hold_s
-                        return -0.0006073890739594665
-                    else:
-                        if f[2] <= 2.5:  # peaks
-                            if f[13] <= 0.03:  # rise_s
-                                return -0.07638228604666299
-                            else:
-                                return 0.12813592268870352
-                        else:
-                            return 0.00895868290374432
-        else:
-            return -0.09177150223166443
-    else:
-        if f[29] <= 10.744:  # gap_prev_s
-            if f[7] <= 296.0:  # exc_mg
-                return -0.00014546388752823135
-            else:
-                if f[29] <= 1.104:  # gap_prev_s
-                    if f[31] <= 1.05605:  # log_dur_vs_prev
-                        return -0.009974613895884358
-                    else:
-                        return 0.0415367905413188
-                else:
-                    if f[14] <= 0.16999999999999998:  # hold_s
-                        if f[13] <= 0.21000000000000002:  # rise_s
-                            return 0.0065984140781392185
-                        else:
-                            return -0.16243775869730506
-                    else:
-                        if f[14] <= 2.1900000000000004:  # hold_s
-                            return 0.08496248853828081
-                        else:
-                            return 1.244142267349257e-05
-        else:
-            return -0.04448177368828134
-
-
-def _t78(f: list[float]) -> float:
-    if f[30] <= -2.46243:  # log_peak_vs_prev
-        return -0.09155848074395967
-    else:
-        if f[34] <= 0.074108:  # log_peak_vs_spasm
-            if f[36] <= 1.88462:  # ratio_vs_spasm
-                return 0.004837008189906828
-            else:
-                return -0.010625347979415754
-        else:
-            if f[38] <= 4.5:  # n_recent_spasm
-                if f[38] <= 0.5:  # n_recent_spasm
-                    if f[37] <= 0.957487:  # axis_vs_spasm
-                        return 0.04717164293769376
-                    else:
-                        return -0.08689676156130799
-                else:
-                    if f[7] <= 592.0:  # exc_mg
-                        if f[34] <= 1.08401:  # log_peak_vs_spasm
-                            if f[9] <= 0.310345:  # exc_ratio
-                                if f[13] <= 0.61:  # rise_s
-                                    return 0.013826303004788746
-                                else:
-                                    return -0.08835512234852504
-                            else:
-                                if f[37] <= 0.961146:  # axis_vs_spasm
-                                    if f[8] <= 19.5:  # still_s
-                                        if f[14] <= 0.37:  # hold_s
-                                            return -0.060405094374033755
-                                        else:
-                                            return -0.021395418266934543
-                                    else:
-                                        return 0.15952971088852494
-                                else:
-                                    return 0.017017584357772616
-                        else:
-                            return -0.07478114273058291
-                    else:
-                        if f[6] <= 408.0:  # tilt_mg
-                            return 0.06753673107656932
-                        else:
-                            return -0.08377702549459748
-            else:
-                return 0.10401900327860854
-
-
-def _t79(f: list[float]) -> float:
-    if f[1] <= 0.5:  # state
-        return -0.10063042814341985
-    else:
-        if f[10] <= 1.29032:  # tilt_frac
-            if f[1] <= 1.5:  # state
-                if f[5] <= 5.888635:  # log_energy
-                    return 0.009047137366784813
-                else:
-                    return -0.05278333305648922
-            else:
-                if f[29] <= 8.08:  # gap_prev_s
-                    if f[37] <= 0.9923:  # axis_vs_spasm
-                        if f[4] <= 6.122335:  # log_peak
-                            if f[23] <= 0.5:  # fail_not_prominent
-                                if f[30] <= -0.074108:  # log_peak_vs_prev
-                                    return 0.027972238227947754
-                                else:
-                                    if f[7] <= 212.0:  # exc_mg
-                                        return -0.04942345092860684
-                                    else:
-                                        return -0.0046786392986370075
-                            else:
-                                if f[29] <= 0.568:  # gap_prev_s
-                                    if f[32] <= 7.5:  # n_recent
-                                        return -0.06297033928772301
-                                    else:
-                                        return 0.018963568356862956
-                                else:
-                                    return -0.007604275606767604
-                        else:
-                            if f[29] <= 1.976:  # gap_prev_s
-                                return -0.000844649476788481
-                            else:
-                                return 0.04042725463868647
-                    else:
-                        return 0.04168700762451188
-                else:
-                    return -0.058277705112666923
-        else:
-            if f[7] <= 49.0:  # exc_mg
-                return -0.19995567487099764
-            else:
-                return 0.04994423614103395
-
-
-def _t80(f: list[float]) -> float:
     if f[7] <= 1312.0:  # exc_mg
-        if f[9] <= 0.12069:  # exc_ratio
-            return -0.08929145878522679
+        if f[9] <= 0.140625:  # exc_ratio
+            if f[29] <= 0.008:  # gap_prev_s
+                if f[2] <= 2.5:  # peaks
+                    if f[10] <= 0.533333:  # tilt_frac
+                        return 3.9885701594465717
+                    else:
+                        return -0.10034483747741814
+                else:
+                    return -0.10202891279780886
+            else:
+                return -0.0734534778920784
         else:
             if f[6] <= 12.5:  # tilt_mg
                 if f[2] <= 4.5:  # peaks
-                    return 0.035056062640803375
+                    return 0.040790320998359025
                 else:
-                    return -0.08739584459961378
+                    return -0.09135063286900995
             else:
                 if f[3] <= 0.09:  # dur_s
-                    return -0.04743184700964157
+                    return -0.04993928950605733
                 else:
-                    if f[38] <= 0.5:  # n_recent_spasm
-                        if f[9] <= 0.258065:  # exc_ratio
-                            if f[13] <= 0.07:  # rise_s
-                                return -0.07658912645705773
-                            else:
-                                if f[26] <= 0.5:  # fail_flat
-                                    return -0.025733657546316315
-                                else:
-                                    if f[9] <= 0.140625:  # exc_ratio
-                                        return 1.3751132488258637
-                                    else:
-                                        return 0.12290796357707057
+                    if f[1] <= 2.5:  # state
+                        if f[1] <= 0.5:  # state
+                            return -0.0031402017673424704
                         else:
-                            return 0.016810270699445476
+                            if f[38] <= 0.5:  # n_recent_spasm
+                                if f[9] <= 0.258621:  # exc_ratio
+                                    return -0.03816731103660917
+                                else:
+                                    return 0.03607499239825119
+                            else:
+                                if f[7] <= 592.0:  # exc_mg
+                                    return 0.002837219412761201
+                                else:
+                                    return 0.07341133728073837
                     else:
-                        if f[33] <= 13.2:  # since_spasm_s
-                            if f[32] <= 4.5:  # n_recent
-                                return -0.04300310883325266
-                            else:
-                                if f[33] <= 3.944:  # since_spasm_s
-                                    return -0.005609797254644496
-                                else:
-                                    return 0.014807402645498128
+                        if f[33] <= 50.692:  # since_spasm_s
+                            return -0.00956726152087463
                         else:
-                            if f[30] <= 0.146603:  # log_peak_vs_prev
-                                return -0.0006784347993175331
-                            else:
-                                return -0.031016882625616738
+                            return -0.08568671236555449
     else:
-        return -0.10310166287191658
+        return -0.10195858948435915
+
+
+def _t76(f: list[float]) -> float:
+    if f[37] <= 0.947584:  # axis_vs_spasm
+        if f[29] <= 0.068:  # gap_prev_s
+            return -0.018367058965632756
+        else:
+            if f[29] <= 7.972:  # gap_prev_s
+                return 0.00157434601591223
+            else:
+                if f[1] <= 1.5:  # state
+                    return -0.011075956636264215
+                else:
+                    return -0.0681729990795067
+    else:
+        if f[30] <= 0.550046:  # log_peak_vs_prev
+            if f[34] <= -0.223144:  # log_peak_vs_spasm
+                if f[31] <= 0.597837:  # log_dur_vs_prev
+                    if f[4] <= 5.429195:  # log_peak
+                        if f[36] <= 0.369501:  # ratio_vs_spasm
+                            if f[7] <= 27.5:  # exc_mg
+                                return 0.992730062610203
+                            else:
+                                return 0.15574223217972788
+                        else:
+                            return -0.023062154512547534
+                    else:
+                        if f[29] <= 3.76:  # gap_prev_s
+                            return 0.004336024786752155
+                        else:
+                            return 0.09241620435308356
+                else:
+                    return 0.05055889789446233
+            else:
+                if f[29] <= 3.916:  # gap_prev_s
+                    if f[31] <= -0.430783:  # log_dur_vs_prev
+                        return 0.00011374307690707307
+                    else:
+                        if f[14] <= 0.15000000000000002:  # hold_s
+                            return -0.134048905882729
+                        else:
+                            return -0.04664797384780611
+                else:
+                    return 0.03735678258563859
+        else:
+            return 0.04069498735532299
+
+
+def _t77(f: list[float]) -> float:
+    if f[9] <= 0.140625:  # exc_ratio
+        return -0.06614940330025987
+    else:
+        if f[14] <= 1.47:  # hold_s
+            if f[11] <= 0.206801:  # fill
+                if f[38] <= 2.5:  # n_recent_spasm
+                    return 0.010269605020573643
+                else:
+                    return 0.04943108040826362
+            else:
+                if f[15] <= 0.47619:  # hold_frac
+                    if f[10] <= 0.823529:  # tilt_frac
+                        return -0.013190739189848462
+                    else:
+                        return 0.05667016320381155
+                else:
+                    if f[10] <= 0.220588:  # tilt_frac
+                        if f[14] <= 0.51:  # hold_s
+                            if f[33] <= 44.428:  # since_spasm_s
+                                return 0.04854368099575509
+                            else:
+                                if f[31] <= 0.0953102:  # log_dur_vs_prev
+                                    return 0.10774278065213323
+                                else:
+                                    if f[31] <= 0.389465:  # log_dur_vs_prev
+                                        if f[7] <= 78.0:  # exc_mg
+                                            return 1.2805278711101618
+                                        else:
+                                            return 0.43365771479773035
+                                    else:
+                                        return 0.21992950935437797
+                        else:
+                            return 0.0005747191051856447
+                    else:
+                        return 0.006945157955048135
+        else:
+            if f[29] <= 4.876:  # gap_prev_s
+                if f[9] <= 0.32:  # exc_ratio
+                    return -0.0650608892295385
+                else:
+                    return -0.0003969303156796729
+            else:
+                return -0.04097784785616695
+
+
+def _t78(f: list[float]) -> float:
+    if f[4] <= 7.65493:  # log_peak
+        if f[4] <= 4.836155:  # log_peak
+            if f[29] <= 1.08:  # gap_prev_s
+                if f[34] <= -1.38629:  # log_peak_vs_spasm
+                    return 0.0510085110396577
+                else:
+                    return -0.021537372229678563
+            else:
+                return -0.03684354332226327
+        else:
+            if f[36] <= 1.93333:  # ratio_vs_spasm
+                if f[34] <= -0.122602:  # log_peak_vs_spasm
+                    if f[32] <= 4.5:  # n_recent
+                        return -0.04704060849094705
+                    else:
+                        if f[7] <= 180.0:  # exc_mg
+                            if f[10] <= 0.526316:  # tilt_frac
+                                return -0.0017473937552246407
+                            else:
+                                if f[15] <= 0.992647:  # hold_frac
+                                    return 0.035193727913561804
+                                else:
+                                    return -0.012258739636022704
+                        else:
+                            if f[13] <= 0.16999999999999998:  # rise_s
+                                return 0.056984870561851066
+                            else:
+                                return 0.01229902167512355
+                else:
+                    if f[32] <= 7.5:  # n_recent
+                        if f[33] <= 14.936:  # since_spasm_s
+                            return -0.012940833447641393
+                        else:
+                            return 0.02748210744238655
+                    else:
+                        if f[4] <= 6.08661:  # log_peak
+                            return -0.027078216415724523
+                        else:
+                            return -0.00019577374217148865
+            else:
+                return -0.013915687802156901
+    else:
+        return -0.0920550470916442
+
+
+def _t79(f: list[float]) -> float:
+    if f[17] <= 0.5:  # fail_warmup
+        if f[30] <= -2.45101:  # log_peak_vs_prev
+            return -0.08704864213544641
+        else:
+            if f[38] <= 5.5:  # n_recent_spasm
+                if f[31] <= -3.01945:  # log_dur_vs_prev
+                    return -0.05451595181473511
+                else:
+                    if f[2] <= 14.5:  # peaks
+                        if f[36] <= 1.55556:  # ratio_vs_spasm
+                            if f[6] <= 114.0:  # tilt_mg
+                                if f[15] <= 0.46875:  # hold_frac
+                                    return -0.006958241654758098
+                                else:
+                                    if f[16] <= 0.0904605:  # rise_frac
+                                        return -0.015144490150395654
+                                    else:
+                                        if f[16] <= 0.297619:  # rise_frac
+                                            return 0.039564338208918054
+                                        else:
+                                            return 0.0045459469748897465
+                            else:
+                                if f[5] <= 4.41855:  # log_energy
+                                    if f[9] <= 0.95:  # exc_ratio
+                                        return 0.08104126371258047
+                                    else:
+                                        return -0.03500438623895165
+                                else:
+                                    return 0.01055823258980517
+                        else:
+                            if f[30] <= -1.38629:  # log_peak_vs_prev
+                                return 0.031199974767127926
+                            else:
+                                return -0.01401972826049438
+                    else:
+                        return -0.07992288352776533
+            else:
+                if f[4] <= 5.689995:  # log_peak
+                    return 0.012945714914336538
+                else:
+                    return 0.11558539980452308
+    else:
+        return -0.10231197413052809
+
+
+def _t80(f: list[float]) -> float:
+    if f[6] <= 880.0:  # tilt_mg
+        if f[17] <= 0.5:  # fail_warmup
+            if f[9] <= 0.140625:  # exc_ratio
+                return -0.0621941623144861
+            else:
+                if f[6] <= 11.5:  # tilt_mg
+                    return 0.03080926813302052
+                else:
+                    if f[4] <= 5.049525:  # log_peak
+                        if f[29] <= 4.08:  # gap_prev_s
+                            if f[34] <= -1.17499:  # log_peak_vs_spasm
+                                return 0.015960507172883137
+                            else:
+                                return -0.022717731114438835
+                        else:
+                            return -0.04939772365745596
+                    else:
+                        if f[13] <= 0.13:  # rise_s
+                            if f[0] <= 1.5:  # cls
+                                if f[13] <= 0.05:  # rise_s
+                                    return -0.009077721444533058
+                                else:
+                                    return 0.04407428540028265
+                            else:
+                                return -0.00014188665419299522
+                        else:
+                            if f[13] <= 0.31:  # rise_s
+                                if f[13] <= 0.19:  # rise_s
+                                    if f[4] <= 6.122335:  # log_peak
+                                        return -0.009380904850026392
+                                    else:
+                                        return 0.026781128831299197
+                                else:
+                                    if f[30] <= -0.149532:  # log_peak_vs_prev
+                                        return 0.004521266320417423
+                                    else:
+                                        return -0.044705945434406695
+                            else:
+                                return 0.009532143110600778
+        else:
+            return -0.1021786366712699
+    else:
+        return -0.10590169416139579
 
 
 def _t81(f: list[float]) -> float:
-    if f[11] <= 0.148438:  # fill
-        if f[38] <= 3.5:  # n_recent_spasm
-            if f[7] <= 102.0:  # exc_mg
-                if f[0] <= 0.5:  # cls
-                    return 0.026036176328742517
-                else:
-                    return -0.07060407338385037
+    if f[34] <= 0.635989:  # log_peak_vs_spasm
+        if f[30] <= 1.2771:  # log_peak_vs_prev
+            if f[10] <= 1.4:  # tilt_frac
+                return -0.0007737368882616771
             else:
-                if f[14] <= 1.43:  # hold_s
-                    if f[14] <= 0.37:  # hold_s
-                        if f[13] <= 0.16999999999999998:  # rise_s
-                            if f[34] <= 1.08401:  # log_peak_vs_spasm
-                                return 0.04330752231405326
+                return 0.05973535957822599
+        else:
+            if f[9] <= 0.6:  # exc_ratio
+                if f[36] <= 1.09037:  # ratio_vs_spasm
+                    if f[29] <= 6.16:  # gap_prev_s
+                        if f[29] <= 0.116:  # gap_prev_s
+                            return -0.013348080506098321
+                        else:
+                            if f[11] <= 0.240385:  # fill
+                                return 0.0951308701381496
                             else:
-                                return -0.14827109456747864
+                                return 0.02743133100398545
+                    else:
+                        if f[4] <= 6.485865:  # log_peak
+                            return 0.043820154037707316
                         else:
-                            return -0.057235538092423155
-                    else:
-                        return 0.06239624072047402
+                            return -0.10474026123333019
                 else:
-                    if f[16] <= 0.5:  # rise_frac
-                        return -0.015254612910678714
+                    if f[15] <= 0.282258:  # hold_frac
+                        if f[15] <= 0.1875:  # hold_frac
+                            return -0.01804113260144798
+                        else:
+                            if f[13] <= 0.13:  # rise_s
+                                return -0.8499214434008682
+                            else:
+                                return -0.14985741481215495
                     else:
-                        return 0.05225665895931412
-        else:
-            return 0.0658622228400137
-    else:
-        if f[1] <= 2.5:  # state
-            return 0.0006783566544037662
-        else:
-            if f[34] <= -0.307485:  # log_peak_vs_spasm
-                return 0.0005794747470526925
+                        return 0.011417664284936214
             else:
-                if f[4] <= 5.63438:  # log_peak
-                    return -0.07404689047189092
-                else:
-                    if f[27] <= 0.5:  # fail_cut
-                        if f[6] <= 9.5:  # tilt_mg
-                            return 0.5579198575860765
-                        else:
-                            return -0.008223353015831573
-                    else:
-                        return -0.09312926597137784
+                return 0.08880205215605189
+    else:
+        if f[30] <= 0.725937:  # log_peak_vs_prev
+            if f[33] <= 16.588:  # since_spasm_s
+                return -0.041374548223839486
+            else:
+                return 0.04923271612789487
+        else:
+            return -0.042393977880297494
 
 
 def _t82(f: list[float]) -> float:
-    if f[32] <= 1.5:  # n_recent
-        if f[29] <= 3.152:  # gap_prev_s
-            return -0.08696597659657684
+    if f[7] <= 1312.0:  # exc_mg
+        if f[30] <= -2.45101:  # log_peak_vs_prev
+            return -0.08287662668664723
         else:
-            return -0.008393387335067568
-    else:
-        if f[36] <= 0.826667:  # ratio_vs_spasm
-            return 0.0066966505751235765
-        else:
-            if f[37] <= 0.988104:  # axis_vs_spasm
-                if f[30] <= -0.602175:  # log_peak_vs_prev
-                    if f[31] <= 1.73113:  # log_dur_vs_prev
-                        if f[29] <= 0.496:  # gap_prev_s
-                            if f[26] <= 0.5:  # fail_flat
-                                return -0.0008850463800138049
-                            else:
-                                return 0.0991392938701006
-                        else:
-                            if f[15] <= 1.0432:  # hold_frac
-                                return 0.0028603141409423603
-                            else:
-                                return -0.056460970216376985
-                    else:
-                        return 0.11092095510630995
-                else:
-                    if f[14] <= 0.37:  # hold_s
-                        if f[13] <= 0.33:  # rise_s
-                            if f[13] <= 0.21000000000000002:  # rise_s
-                                return -0.021098212454640122
-                            else:
-                                if f[7] <= 220.0:  # exc_mg
-                                    return -0.03446611793040464
+            if f[37] <= 0.99776:  # axis_vs_spasm
+                if f[34] <= 0.040822:  # log_peak_vs_spasm
+                    if f[4] <= 5.393465:  # log_peak
+                        if f[29] <= 4.5:  # gap_prev_s
+                            if f[30] <= -0.887303:  # log_peak_vs_prev
+                                if f[31] <= 1.90509:  # log_dur_vs_prev
+                                    if f[29] <= 0.452:  # gap_prev_s
+                                        return 0.062284874892074696
+                                    else:
+                                        if f[33] <= 3.604:  # since_spasm_s
+                                            return -0.00863786065267221
+                                        else:
+                                            if f[15] <= 0.8:  # hold_frac
+                                                if f[34] <= -1.05605:  # log_peak_vs_spasm
+                                                    return 0.09264228154447966
+                                                else:
+                                                    return -0.014318813608438077
+                                            else:
+                                                return -0.010032158828477194
                                 else:
-                                    return -0.16103769074446617
+                                    return 0.17292202862620198
+                            else:
+                                return -0.0095423326986185
                         else:
-                            return 0.06468661306891064
+                            if f[10] <= 0.333333:  # tilt_frac
+                                return 0.03204970091234055
+                            else:
+                                return -0.04146841244758698
                     else:
-                        if f[4] <= 5.57549:  # log_peak
-                            return -0.020451816739907924
-                        else:
-                            return 0.010001824069182718
+                        return 0.006898052145058887
+                else:
+                    if f[4] <= 6.268635:  # log_peak
+                        return -0.022525994122396142
+                    else:
+                        return 0.0036541526284521474
             else:
-                return 0.028270976264927517
+                return 0.038560338039196895
+    else:
+        return -0.10119993864583475
 
 
 def _t83(f: list[float]) -> float:
-    if f[3] <= 5.76:  # dur_s
-        if f[7] <= 456.0:  # exc_mg
-            if f[34] <= 1.08401:  # log_peak_vs_spasm
-                if f[1] <= 1.5:  # state
-                    if f[2] <= 1.5:  # peaks
-                        if f[29] <= 3.8:  # gap_prev_s
-                            if f[4] <= 4.54307:  # log_peak
-                                return 0.1288058763305446
-                            else:
-                                return -0.0029669635008111317
-                        else:
-                            return 0.04613138049081852
-                    else:
-                        return -0.00021088511704290462
-                else:
-                    if f[32] <= 7.5:  # n_recent
-                        if f[33] <= 5.508:  # since_spasm_s
-                            return 0.017830734809087114
-                        else:
-                            return -0.054309131157478666
-                    else:
-                        if f[30] <= 1.64223:  # log_peak_vs_prev
-                            if f[34] <= 0.200671:  # log_peak_vs_spasm
-                                return 0.0009254722453306595
-                            else:
-                                if f[13] <= 0.11:  # rise_s
-                                    return 0.02104179965901407
-                                else:
-                                    return -0.04128644760400197
-                        else:
-                            return 0.0575680681629979
-            else:
-                return -0.06241119800753221
+    if f[4] <= 7.71382:  # log_peak
+        if f[33] <= 2.904:  # since_spasm_s
+            return -0.009161885790500255
         else:
-            if f[10] <= 0.586207:  # tilt_frac
-                if f[5] <= 6.051914999999999:  # log_energy
-                    return 0.08086392278370896
+            if f[33] <= 12.412:  # since_spasm_s
+                if f[13] <= 0.15000000000000002:  # rise_s
+                    return 0.021222042343036505
                 else:
-                    return 0.00779175608183592
+                    if f[34] <= -1.56862:  # log_peak_vs_spasm
+                        return 0.05813020933377236
+                    else:
+                        return -0.002357256043117119
             else:
-                return -0.030848594390595452
+                if f[32] <= 6.5:  # n_recent
+                    if f[34] <= -0.169899:  # log_peak_vs_spasm
+                        return -0.055523353750830264
+                    else:
+                        if f[14] <= 0.07:  # hold_s
+                            return -0.07385907764543935
+                        else:
+                            if f[30] <= 0.0:  # log_peak_vs_prev
+                                return -0.003453315857129829
+                            else:
+                                if f[29] <= 0.912:  # gap_prev_s
+                                    return 0.006898517768244718
+                                else:
+                                    if f[4] <= 6.84998:  # log_peak
+                                        if f[4] <= 5.393465:  # log_peak
+                                            return -0.004284230713013545
+                                        else:
+                                            return 0.08464865506695696
+                                    else:
+                                        return -0.05878657229344242
+                else:
+                    if f[30] <= 0.13815:  # log_peak_vs_prev
+                        return 0.0027919777334310825
+                    else:
+                        if f[4] <= 5.92936:  # log_peak
+                            return -0.031453701296148814
+                        else:
+                            return -0.003919002949905064
     else:
-        return -0.038114993106690045
+        return -0.10005130185223077
 
 
 def _t84(f: list[float]) -> float:
-    if f[16] <= 1.0119:  # rise_frac
-        if f[1] <= 0.5:  # state
-            return -0.10058907730752958
-        else:
-            if f[36] <= 1.88462:  # ratio_vs_spasm
-                if f[6] <= 114.0:  # tilt_mg
-                    if f[33] <= 3.36:  # since_spasm_s
-                        if f[35] <= -1.22595:  # log_dur_vs_spasm
-                            return 0.023974503391132933
-                        else:
-                            return -0.02176647159399725
+    if f[37] <= 0.487794:  # axis_vs_spasm
+        if f[32] <= 7.5:  # n_recent
+            if f[1] <= 1.5:  # state
+                if f[29] <= 0.596:  # gap_prev_s
+                    if f[32] <= 4.5:  # n_recent
+                        return -0.04512080393085328
                     else:
-                        return 0.0008970180858858391
+                        return 0.026632858165891195
                 else:
-                    if f[14] <= 1.41:  # hold_s
-                        if f[29] <= 0.66:  # gap_prev_s
-                            if f[11] <= 0.213272:  # fill
-                                return 0.03854544554016681
-                            else:
-                                if f[13] <= 0.19:  # rise_s
-                                    if f[30] <= 0.0984401:  # log_peak_vs_prev
-                                        return -0.06456560758814199
-                                    else:
-                                        return 0.03693365163305864
-                                else:
-                                    return -0.07174115091021463
-                        else:
-                            return 0.05593039690576791
+                    if f[4] <= 5.393465:  # log_peak
+                        return -0.0035399811348494716
                     else:
-                        return 0.004237292808406574
+                        if f[4] <= 6.533519999999999:  # log_peak
+                            return 0.05332479038441771
+                        else:
+                            return -0.01578816476498595
             else:
-                if f[30] <= -1.38629:  # log_peak_vs_prev
-                    if f[4] <= 4.663259999999999:  # log_peak
-                        return 0.12665932834256005
-                    else:
-                        return 0.014437954478637813
-                else:
-                    if f[29] <= 2.78:  # gap_prev_s
-                        return -0.009070385045196762
-                    else:
-                        return -0.04493280230852321
+                return -0.034128006422834534
+        else:
+            return -0.0125889927134051
     else:
-        return 0.06503708270437636
+        if f[0] <= 1.5:  # cls
+            if f[13] <= 0.15000000000000002:  # rise_s
+                return 0.027420927452449007
+            else:
+                if f[14] <= 0.39:  # hold_s
+                    if f[29] <= 0.116:  # gap_prev_s
+                        return -0.11214837069414357
+                    else:
+                        return -0.011334485874881768
+                else:
+                    return 0.021539211628464807
+        else:
+            if f[32] <= 4.5:  # n_recent
+                return -0.05729772813169413
+            else:
+                if f[11] <= 0.755208:  # fill
+                    if f[29] <= 10.44:  # gap_prev_s
+                        return 0.0038078986781790794
+                    else:
+                        return -0.08704662069633105
+                else:
+                    return -0.0608380746404798
 
 
 def _t85(f: list[float]) -> float:
-    if f[14] <= 0.07:  # hold_s
-        if f[34] <= -0.341749:  # log_peak_vs_spasm
-            if f[32] <= 6.5:  # n_recent
-                return -0.10063907269016568
+    if f[16] <= 0.441176:  # rise_frac
+        if f[13] <= 0.19:  # rise_s
+            if f[33] <= 3.044:  # since_spasm_s
+                return -0.014864120047404143
             else:
-                return 0.04259082010896423
-        else:
-            return -0.048622657723723484
-    else:
-        if f[38] <= 0.5:  # n_recent_spasm
-            if f[7] <= 45.0:  # exc_mg
-                if f[33] <= 46.316:  # since_spasm_s
-                    if f[36] <= 0.7:  # ratio_vs_spasm
-                        if f[16] <= 0.416667:  # rise_frac
-                            return 0.0734361715476303
-                        else:
-                            return 0.5538686555412347
-                    else:
-                        return -0.05284999419108758
+                if f[14] <= 0.27:  # hold_s
+                    return -0.00573779606111355
                 else:
-                    return -0.07100464865556688
-            else:
-                if f[34] <= -1.06087:  # log_peak_vs_spasm
-                    return -0.04117834393207146
-                else:
-                    if f[8] <= 0.5:  # still_s
-                        if f[9] <= 0.3125:  # exc_ratio
-                            if f[33] <= 39.124:  # since_spasm_s
-                                return 0.03033628631769053
+                    if f[14] <= 0.67:  # hold_s
+                        if f[38] <= 2.5:  # n_recent_spasm
+                            if f[36] <= 1.60702:  # ratio_vs_spasm
+                                if f[9] <= 0.473684:  # exc_ratio
+                                    return 0.008289733681594634
+                                else:
+                                    if f[3] <= 0.784:  # dur_s
+                                        if f[8] <= 82.5:  # still_s
+                                            return 0.10663891354896118
+                                        else:
+                                            return 1.2763105208267198
+                                    else:
+                                        return 0.04188731314513834
                             else:
-                                return -0.07200889339648668
+                                return -0.020427290214788132
                         else:
-                            return 0.01246155244462123
+                            return 0.06476757304831533
                     else:
-                        return 0.027179681128335083
+                        return -0.0025081456626572817
         else:
-            if f[33] <= 28.264:  # since_spasm_s
-                if f[8] <= 10.5:  # still_s
-                    return 0.0006038027860677219
-                else:
-                    return -0.06423884626981703
+            if f[30] <= 0.040822:  # log_peak_vs_prev
+                return 0.004190623302097358
             else:
-                return -0.03202357864159111
+                if f[3] <= 0.72:  # dur_s
+                    return -0.09416490130009841
+                else:
+                    if f[16] <= 0.3:  # rise_frac
+                        return -0.03171269390844206
+                    else:
+                        return 0.012054470561481187
+    else:
+        if f[11] <= 0.1125:  # fill
+            return 0.09215925604858166
+        else:
+            return 0.006513358707261033
 
 
 def _t86(f: list[float]) -> float:
-    if f[30] <= -2.46243:  # log_peak_vs_prev
-        return -0.08784514411116273
-    else:
-        if f[32] <= 2.5:  # n_recent
-            if f[29] <= 0.568:  # gap_prev_s
-                return -0.07922510619565537
-            else:
-                if f[30] <= 0.19671:  # log_peak_vs_prev
-                    if f[10] <= 1.05263:  # tilt_frac
-                        return -0.044868914150712653
-                    else:
-                        return 0.19204633650656158
-                else:
-                    if f[14] <= 0.09:  # hold_s
-                        return -0.0771785332317412
-                    else:
-                        if f[14] <= 3.09:  # hold_s
-                            if f[36] <= 0.92236:  # ratio_vs_spasm
-                                if f[3] <= 4.032:  # dur_s
-                                    return 0.02483911270149105
-                                else:
-                                    return 0.2980990011666718
-                            else:
-                                return 0.20559875664144334
-                        else:
-                            return -0.0871394838004842
+    if f[29] <= 10.824:  # gap_prev_s
+        if f[35] <= -0.550046:  # log_dur_vs_spasm
+            return 0.00934835440279633
         else:
-            if f[2] <= 14.5:  # peaks
-                if f[1] <= 1.5:  # state
-                    if f[32] <= 7.5:  # n_recent
-                        if f[37] <= 0.0289251:  # axis_vs_spasm
-                            return 0.054230171174601174
-                        else:
-                            return 0.004081069716224304
-                    else:
-                        return -0.00016365939652276054
+            return -0.0015609899837621727
+    else:
+        if f[34] <= -0.735707:  # log_peak_vs_spasm
+            return -0.10230352257590669
+        else:
+            if f[4] <= 6.485865:  # log_peak
+                if f[30] <= 0.194156:  # log_peak_vs_prev
+                    return -0.03376858263584984
                 else:
-                    if f[29] <= 6.984:  # gap_prev_s
-                        return -0.00012085823140754536
+                    if f[8] <= 25.5:  # still_s
+                        return 0.0008594094739897533
                     else:
-                        return -0.037433529723925864
+                        if f[10] <= 0.6:  # tilt_frac
+                            if f[13] <= 0.15000000000000002:  # rise_s
+                                if f[2] <= 2.5:  # peaks
+                                    if f[11] <= 0.178261:  # fill
+                                        return 0.3116814456391508
+                                    else:
+                                        return -0.011736392287011038
+                                else:
+                                    if f[14] <= 0.16999999999999998:  # hold_s
+                                        return 1.7498843238562267
+                                    else:
+                                        return -0.10638029057154044
+                            else:
+                                if f[31] <= 0.750306:  # log_dur_vs_prev
+                                    if f[32] <= 3.5:  # n_recent
+                                        if f[14] <= 0.25:  # hold_s
+                                            return 0.9186517159317532
+                                        else:
+                                            return 0.4282451430675889
+                                    else:
+                                        return 0.18005507399906368
+                                else:
+                                    return 0.04421414182492508
+                        else:
+                            return -0.06907622410144766
             else:
-                return -0.08363019684605097
+                return -0.07929382690430864
 
 
 def _t87(f: list[float]) -> float:
-    if f[6] <= 880.0:  # tilt_mg
-        if f[10] <= 1.40741:  # tilt_frac
-            if f[4] <= 4.88234:  # log_peak
-                if f[30] <= -1.17272:  # log_peak_vs_prev
-                    if f[29] <= 1.084:  # gap_prev_s
-                        if f[33] <= 3.508:  # since_spasm_s
-                            return 0.03148856053731762
-                        else:
-                            return 0.12823431500620683
-                    else:
-                        return -0.010459605152733337
-                else:
-                    return -0.034677133444080424
+    if f[17] <= 0.5:  # fail_warmup
+        if f[1] <= 2.5:  # state
+            if f[1] <= 0.5:  # state
+                return -0.0027548459887251874
             else:
-                if f[33] <= 2.764:  # since_spasm_s
-                    if f[13] <= 1.51:  # rise_s
-                        if f[35] <= -1.38629:  # log_dur_vs_spasm
-                            if f[37] <= 0.713462:  # axis_vs_spasm
-                                return 0.1211983955825866
+                if f[7] <= 456.0:  # exc_mg
+                    if f[1] <= 1.5:  # state
+                        if f[5] <= 5.843275:  # log_energy
+                            if f[2] <= 1.5:  # peaks
+                                if f[29] <= 3.816:  # gap_prev_s
+                                    return 0.016108651282102048
+                                else:
+                                    return 0.057895581742282355
                             else:
-                                return -0.008319813306712344
+                                if f[14] <= 0.13:  # hold_s
+                                    return -0.03727521608194644
+                                else:
+                                    return 0.013617025697355904
                         else:
-                            if f[29] <= 0.052:  # gap_prev_s
-                                return -0.08127557425985237
-                            else:
-                                return -0.01658472293128758
+                            return -0.06475026565143462
                     else:
-                        if f[5] <= 5.9736:  # log_energy
-                            return 0.05148557455969806
+                        if f[32] <= 5.5:  # n_recent
+                            return -0.06282386723750985
                         else:
-                            return -0.06253323050443627
+                            return 0.0022060400779119276
                 else:
-                    if f[38] <= 4.5:  # n_recent_spasm
-                        return 0.0026963651873184932
-                    else:
-                        return 0.05077548943727544
+                    return 0.03806551891122489
         else:
-            if f[9] <= 0.44:  # exc_ratio
-                return 0.00020400689980661503
+            if f[33] <= 50.692:  # since_spasm_s
+                if f[32] <= 7.5:  # n_recent
+                    return -0.09247275652545554
+                else:
+                    if f[34] <= 0.268264:  # log_peak_vs_spasm
+                        if f[6] <= 59.0:  # tilt_mg
+                            return -0.023905766801163783
+                        else:
+                            return 0.01590996879940775
+                    else:
+                        return -0.05234873444172462
             else:
-                return 0.12422231741226973
+                return -0.08265606515881951
     else:
-        return -0.11170302935204435
+        return -0.10204633644901351
 
 
 def _t88(f: list[float]) -> float:
-    if f[9] <= 0.143519:  # exc_ratio
-        return -0.05595920098994252
-    else:
-        if f[6] <= 11.5:  # tilt_mg
-            if f[11] <= 0.531113:  # fill
-                if f[3] <= 0.46399999999999997:  # dur_s
-                    return -0.07500332656746483
+    if f[2] <= 14.5:  # peaks
+        if f[4] <= 4.836155:  # log_peak
+            if f[30] <= -1.34547:  # log_peak_vs_prev
+                if f[36] <= 1.53377:  # ratio_vs_spasm
+                    return -0.007220193872519769
                 else:
-                    return 0.022381928721113525
+                    return 0.05918757948781947
             else:
-                return 0.06405320535966276
+                return -0.03236878749290408
         else:
-            if f[11] <= 0.264333:  # fill
-                if f[10] <= 0.464286:  # tilt_frac
-                    return 0.01758623882349949
-                else:
-                    if f[13] <= 0.11:  # rise_s
-                        if f[13] <= 0.05:  # rise_s
-                            if f[29] <= 0.124:  # gap_prev_s
-                                return 0.035683561589782996
-                            else:
-                                return -0.020868386960791217
-                        else:
-                            if f[27] <= 0.5:  # fail_cut
-                                return 0.060908683573909196
-                            else:
-                                return -0.024113088036653116
+            if f[33] <= 4.012:  # since_spasm_s
+                if f[35] <= -1.23214:  # log_dur_vs_spasm
+                    if f[11] <= 0.588235:  # fill
+                        return 0.08015755331971364
                     else:
-                        if f[30] <= -0.254892:  # log_peak_vs_prev
-                            if f[16] <= 0.0537109:  # rise_frac
-                                return -0.04479566203456889
-                            else:
-                                if f[29] <= 0.82:  # gap_prev_s
-                                    return 0.053794300908036934
-                                else:
-                                    return 0.007629302352275412
+                        if f[15] <= 0.286458:  # hold_frac
+                            return 0.21557317578853025
                         else:
-                            return -0.017805781353366874
-            else:
-                if f[5] <= 6.12453:  # log_energy
-                    return -0.0035879033342929353
+                            return -0.03783586276443387
                 else:
-                    return -0.0569090052941723
+                    if f[11] <= 0.265067:  # fill
+                        if f[35] <= -0.575364:  # log_dur_vs_spasm
+                            return 0.06822454172542795
+                        else:
+                            if f[13] <= 0.49:  # rise_s
+                                return -0.012701413508775553
+                            else:
+                                return 0.025293019161523635
+                    else:
+                        if f[5] <= 3.4811249999999996:  # log_energy
+                            if f[31] <= -0.93827:  # log_dur_vs_prev
+                                return -0.11939096138956698
+                            else:
+                                return 0.11847469883464463
+                        else:
+                            return -0.03160601102315558
+            else:
+                if f[33] <= 7.56:  # since_spasm_s
+                    return 0.019528486376524542
+                else:
+                    return 0.000183762700644265
+    else:
+        return -0.07696379384663647
 
 
 def _t89(f: list[float]) -> float:
-    if f[1] <= 0.5:  # state
-        return -0.1005355800902537
-    else:
-        if f[30] <= -2.46243:  # log_peak_vs_prev
-            return -0.08415672125110905
+    if f[6] <= 880.0:  # tilt_mg
+        if f[9] <= 0.121094:  # exc_ratio
+            return -0.08727587708007051
         else:
-            if f[29] <= 0.112:  # gap_prev_s
-                if f[13] <= 0.09:  # rise_s
-                    if f[37] <= 0.67798:  # axis_vs_spasm
-                        return -0.013966125371807579
-                    else:
-                        if f[10] <= 0.225:  # tilt_frac
-                            return -0.0749514085682068
-                        else:
-                            return 0.058305923148676456
-                else:
-                    return -0.02440340189241715
+            if f[30] <= -2.45101:  # log_peak_vs_prev
+                return -0.0790463634413243
             else:
-                if f[13] <= 0.05:  # rise_s
-                    if f[30] <= -0.602175:  # log_peak_vs_prev
-                        return 0.007695680051391556
-                    else:
-                        return -0.031060312685915338
-                else:
-                    if f[13] <= 0.11:  # rise_s
-                        if f[15] <= 0.390625:  # hold_frac
-                            if f[6] <= 37.0:  # tilt_mg
-                                if f[29] <= 3.688:  # gap_prev_s
-                                    return -0.07301823012554873
-                                else:
-                                    return 0.019184501090142927
+                if f[38] <= 5.5:  # n_recent_spasm
+                    if f[16] <= 0.441176:  # rise_frac
+                        if f[9] <= 0.484375:  # exc_ratio
+                            if f[13] <= 0.21000000000000002:  # rise_s
+                                return -0.003647325233674971
                             else:
-                                return 0.030305455537195165
+                                return -0.03331258468069576
                         else:
-                            if f[4] <= 5.147220000000001:  # log_peak
-                                return 4.1574748768955644e-05
-                            else:
-                                if f[4] <= 6.7427:  # log_peak
-                                    return 0.08504662334803222
+                            if f[4] <= 5.742675:  # log_peak
+                                if f[30] <= 0.159065:  # log_peak_vs_prev
+                                    return 0.004829090250130043
                                 else:
-                                    return -0.06284733939473373
+                                    return -0.024287383718562424
+                            else:
+                                if f[5] <= 5.579275:  # log_energy
+                                    if f[14] <= 0.37:  # hold_s
+                                        return -0.026680582806270076
+                                    else:
+                                        if f[15] <= 0.636161:  # hold_frac
+                                            return 0.07312878712148484
+                                        else:
+                                            return 0.011522825792380306
+                                else:
+                                    return -0.0047643501212445575
                     else:
-                        return 0.0007241892539536004
+                        if f[11] <= 0.119358:  # fill
+                            return 0.07427419177153576
+                        else:
+                            return 0.006258235393748111
+                else:
+                    if f[4] <= 5.689995:  # log_peak
+                        return 0.009424375864357598
+                    else:
+                        return 0.11419865359084774
+    else:
+        return -0.10559830780061108
 
 
 def _t90(f: list[float]) -> float:
-    if f[32] <= 3.5:  # n_recent
-        if f[1] <= 1.5:  # state
-            if f[29] <= 0.66:  # gap_prev_s
-                if f[30] <= 1.0878:  # log_peak_vs_prev
-                    return -0.06490002177314444
-                else:
-                    if f[5] <= 7.60924:  # log_energy
-                        return 0.09116077902516723
-                    else:
-                        if f[4] <= 6.815485:  # log_peak
-                            return 2.2212211596305833
-                        else:
-                            return -0.1006584548600797
-            else:
-                return 0.005288688714043439
-        else:
-            return -0.0847927866768634
+    if f[29] <= 10.824:  # gap_prev_s
+        return 0.000686512126082533
     else:
-        if f[29] <= 10.744:  # gap_prev_s
-            if f[7] <= 296.0:  # exc_mg
-                if f[30] <= -0.374693:  # log_peak_vs_prev
-                    return 0.008011630995191235
-                else:
-                    if f[36] <= 0.975:  # ratio_vs_spasm
-                        return 0.0045851268453726895
-                    else:
-                        return -0.015461702158723343
-            else:
-                if f[29] <= 1.104:  # gap_prev_s
-                    if f[31] <= 1.05605:  # log_dur_vs_prev
-                        return -0.009052849700296439
-                    else:
-                        return 0.03902892463559543
-                else:
-                    if f[14] <= 0.16999999999999998:  # hold_s
-                        return -0.04160304452592633
-                    else:
-                        if f[10] <= 0.695652:  # tilt_frac
-                            return 0.07152708635466945
-                        else:
-                            return -0.014440596024496195
+        if f[34] <= -0.735707:  # log_peak_vs_spasm
+            return -0.09987295380914915
         else:
-            return -0.038127027961127866
+            if f[4] <= 6.485865:  # log_peak
+                if f[10] <= 0.481481:  # tilt_frac
+                    if f[8] <= 22.5:  # still_s
+                        return -0.004359328168048216
+                    else:
+                        if f[10] <= 0.44:  # tilt_frac
+                            if f[10] <= 0.297619:  # tilt_frac
+                                if f[30] <= 0.0487902:  # log_peak_vs_prev
+                                    return -0.04538582963648724
+                                else:
+                                    if f[13] <= 0.15000000000000002:  # rise_s
+                                        return 0.034893049323348545
+                                    else:
+                                        if f[30] <= 0.223144:  # log_peak_vs_prev
+                                            return 0.9164933544387465
+                                        else:
+                                            return 0.24582355366729589
+                            else:
+                                return -0.06659499810682026
+                        else:
+                            if f[30] <= -1.50408:  # log_peak_vs_prev
+                                return 2.3926593897093613
+                            else:
+                                if f[15] <= 0.625:  # hold_frac
+                                    if f[9] <= 0.65625:  # exc_ratio
+                                        if f[3] <= 0.688:  # dur_s
+                                            return 0.4773616206026252
+                                        else:
+                                            return -0.004627472963279053
+                                    else:
+                                        return 0.7552903494201215
+                                else:
+                                    return -0.106568707408106
+                else:
+                    return -0.0303843564578621
+            else:
+                return -0.0757489778037348
 
 
 def _t91(f: list[float]) -> float:
-    if f[9] <= 0.5:  # exc_ratio
-        if f[2] <= 5.5:  # peaks
-            if f[16] <= 0.509259:  # rise_frac
-                return -0.005252896849261053
+    if f[14] <= 0.67:  # hold_s
+        if f[15] <= 0.46131:  # hold_frac
+            if f[6] <= 126.0:  # tilt_mg
+                return -0.006290173017873677
             else:
-                return 0.020414542446696927
-        else:
-            return -0.05393384335727278
-    else:
-        if f[36] <= 1.37143:  # ratio_vs_spasm
-            if f[14] <= 0.27:  # hold_s
-                return -0.04098517905039033
-            else:
-                if f[33] <= 1.672:  # since_spasm_s
-                    if f[31] <= -0.724896:  # log_dur_vs_prev
-                        return 0.07747847867817825
-                    else:
-                        if f[11] <= 0.190907:  # fill
-                            return 0.02834600573439955
-                        else:
-                            return -0.06999881662971663
+                if f[32] <= 2.5:  # n_recent
+                    return -0.0781824773215651
                 else:
-                    if f[4] <= 5.35641:  # log_peak
-                        if f[31] <= -1.02339:  # log_dur_vs_prev
-                            if f[31] <= -1.21194:  # log_dur_vs_prev
-                                return 0.0198677851650893
-                            else:
-                                if f[16] <= 0.0297619:  # rise_frac
-                                    return 0.771440421923547
-                                else:
-                                    return 0.13800101830464062
-                        else:
-                            return -0.010372747031265533
-                    else:
-                        if f[34] <= -0.0909718:  # log_peak_vs_spasm
-                            return 0.05908335929849215
-                        else:
-                            if f[1] <= 2.5:  # state
-                                return 0.028877440976632907
-                            else:
-                                return -0.03158392751773591
+                    return 0.04052158603959404
         else:
-            return -0.004433101196238098
+            if f[7] <= 140.0:  # exc_mg
+                if f[11] <= 0.195312:  # fill
+                    return 0.1395688303686002
+                else:
+                    if f[6] <= 16.5:  # tilt_mg
+                        return 0.03975337360655326
+                    else:
+                        return -0.0013538144885796646
+            else:
+                if f[16] <= 0.3125:  # rise_frac
+                    return 0.06469613913238241
+                else:
+                    return 0.005112095013426313
+    else:
+        if f[9] <= 0.32:  # exc_ratio
+            return -0.05435721101454501
+        else:
+            if f[11] <= 0.328256:  # fill
+                if f[16] <= 0.0862069:  # rise_frac
+                    if f[13] <= 0.11:  # rise_s
+                        return 0.007849560278465858
+                    else:
+                        if f[7] <= 408.0:  # exc_mg
+                            return -0.026226254997251366
+                        else:
+                            return 0.04239195218101415
+                else:
+                    return 0.013600955794555334
+            else:
+                if f[5] <= 5.4679199999999994:  # log_energy
+                    return -0.015568411006918283
+                else:
+                    return -0.07778937774476569
 
 
 def _t92(f: list[float]) -> float:
-    if f[32] <= 1.5:  # n_recent
-        if f[29] <= 3.108:  # gap_prev_s
-            return -0.08344675880129931
-        else:
-            if f[14] <= 0.09:  # hold_s
-                return -0.10741985911398173
+    if f[17] <= 0.5:  # fail_warmup
+        if f[1] <= 2.5:  # state
+            if f[31] <= -3.01945:  # log_dur_vs_prev
+                return -0.05033958385997274
             else:
-                return 0.004707445512775154
-    else:
-        if f[1] <= 1.5:  # state
-            if f[5] <= 5.843275:  # log_energy
-                if f[32] <= 7.5:  # n_recent
-                    if f[23] <= 0.5:  # fail_not_prominent
-                        return 0.036170332358506994
+                if f[38] <= 0.5:  # n_recent_spasm
+                    if f[24] <= 0.5:  # fail_impulse
+                        return 0.017384503552235805
                     else:
-                        if f[4] <= 5.885854999999999:  # log_peak
-                            return 0.00957746198465837
+                        if f[30] <= 0.422857:  # log_peak_vs_prev
+                            return -0.061606441385813906
                         else:
-                            return -0.09839733801911049
+                            return 0.013463038486790339
                 else:
-                    if f[37] <= 0.287188:  # axis_vs_spasm
-                        if f[29] <= 0.004:  # gap_prev_s
-                            if f[10] <= 0.416667:  # tilt_frac
-                                return 0.5888803446695324
+                    if f[9] <= 0.3125:  # exc_ratio
+                        if f[2] <= 3.5:  # peaks
+                            if f[34] <= 0.693147:  # log_peak_vs_spasm
+                                return 0.02819322606966526
                             else:
-                                return 0.029588596196624108
+                                return -0.03733798701955522
                         else:
-                            return -0.030086023163016725
+                            return -0.0660764374204378
                     else:
-                        if f[7] <= 18.5:  # exc_mg
-                            return 0.2766856371937593
+                        if f[33] <= 14.2:  # since_spasm_s
+                            if f[34] <= 0.200671:  # log_peak_vs_spasm
+                                return 0.004420483663254532
+                            else:
+                                return -0.028865191707195793
                         else:
-                            return 0.00710436822930996
-            else:
-                return -0.0450793841642774
+                            if f[7] <= 504.0:  # exc_mg
+                                return -0.022904423685043463
+                            else:
+                                return 0.06365720701605443
         else:
-            if f[32] <= 5.5:  # n_recent
-                return -0.04296633157029782
-            else:
-                if f[37] <= 0.9923:  # axis_vs_spasm
-                    return -0.00206758566094634
+            if f[33] <= 50.692:  # since_spasm_s
+                if f[32] <= 7.5:  # n_recent
+                    return -0.08958022082049055
                 else:
-                    return 0.03623617593844106
+                    return -0.004839652573935273
+            else:
+                return -0.08084408700490729
+    else:
+        return -0.10186673676593605
 
 
 def _t93(f: list[float]) -> float:
-    if f[9] <= 0.12069:  # exc_ratio
-        return -0.0861495158712515
-    else:
-        if f[6] <= 880.0:  # tilt_mg
-            if f[33] <= 3.648:  # since_spasm_s
-                if f[10] <= 1.21739:  # tilt_frac
-                    return -0.008659854517187452
-                else:
-                    return 0.05972933226582201
+    if f[3] <= 5.76:  # dur_s
+        if f[3] <= 4.48:  # dur_s
+            if f[37] <= 0.947584:  # axis_vs_spasm
+                return -0.002082719157062592
             else:
-                if f[33] <= 7.332:  # since_spasm_s
-                    if f[30] <= 0.581922:  # log_peak_vs_prev
-                        return 0.007010617914574355
-                    else:
-                        return 0.03514286819003672
-                else:
-                    if f[36] <= 2.28655:  # ratio_vs_spasm
-                        if f[14] <= 0.07:  # hold_s
-                            if f[16] <= 0.686961:  # rise_frac
-                                return -0.03677040386435944
-                            else:
-                                return 0.3040359764398901
+                if f[30] <= 0.550046:  # log_peak_vs_prev
+                    if f[8] <= 4.5:  # still_s
+                        if f[34] <= -0.276253:  # log_peak_vs_spasm
+                            return 0.010713842576118446
                         else:
-                            if f[30] <= 0.13815:  # log_peak_vs_prev
-                                return 0.010525240615348893
+                            if f[14] <= 0.15000000000000002:  # hold_s
+                                return -0.0869411408266923
                             else:
-                                if f[38] <= 0.5:  # n_recent_spasm
-                                    return 0.010568488015019313
-                                else:
-                                    if f[37] <= 0.961146:  # axis_vs_spasm
-                                        if f[13] <= 0.19:  # rise_s
-                                            if f[4] <= 6.04956:  # log_peak
-                                                return -0.02307005309648137
-                                            else:
-                                                return 0.01280051514703568
-                                        else:
-                                            return -0.040497832451232015
-                                    else:
-                                        return 0.024325117415135978
+                                return -0.021259297435798005
                     else:
-                        return -0.025042650106134257
+                        if f[9] <= 0.8:  # exc_ratio
+                            if f[31] <= -0.693147:  # log_dur_vs_prev
+                                return -0.013643030666264756
+                            else:
+                                return 0.08094805188315457
+                        else:
+                            return -0.060367081842124595
+                else:
+                    return 0.038121075017534235
         else:
-            return -0.11191446052203502
+            if f[10] <= 0.0955882:  # tilt_frac
+                if f[4] <= 6.011075:  # log_peak
+                    return 1.767028913621304
+                else:
+                    return 0.21304881958034635
+            else:
+                return 0.03165877324662545
+    else:
+        if f[11] <= 0.252016:  # fill
+            if f[10] <= 0.966667:  # tilt_frac
+                return -0.01842816395551924
+            else:
+                if f[9] <= 0.571429:  # exc_ratio
+                    return 1.6474163490744111
+                else:
+                    return 0.32040384152578344
+        else:
+            return -0.10213222375448015
 
 
 def _t94(f: list[float]) -> float:
     if f[4] <= 7.71382:  # log_peak
-        if f[1] <= 0.5:  # state
-            return -0.10050668494534597
-        else:
-            if f[6] <= 126.0:  # tilt_mg
-                if f[7] <= 472.0:  # exc_mg
-                    return -0.002765436728766708
+        if f[17] <= 0.5:  # fail_warmup
+            if f[4] <= 4.88234:  # log_peak
+                if f[29] <= 4.64:  # gap_prev_s
+                    if f[34] <= -1.15268:  # log_peak_vs_spasm
+                        return 0.01400521145160508
+                    else:
+                        return -0.029583480586216016
                 else:
-                    return 0.04414160920819949
+                    return -0.058665799799229756
             else:
-                if f[14] <= 1.47:  # hold_s
-                    if f[8] <= 0.5:  # still_s
-                        if f[30] <= 0.961411:  # log_peak_vs_prev
-                            if f[32] <= 6.5:  # n_recent
-                                return -0.060040574327612464
-                            else:
-                                if f[1] <= 2.5:  # state
-                                    return 0.025835406493167148
+                if f[36] <= 1.53377:  # ratio_vs_spasm
+                    if f[9] <= 0.625:  # exc_ratio
+                        if f[2] <= 5.5:  # peaks
+                            if f[16] <= 0.5:  # rise_frac
+                                if f[36] <= 0.832579:  # ratio_vs_spasm
+                                    return 0.006589442586042964
                                 else:
-                                    return -0.03864953716752793
-                        else:
-                            return 0.06236593576004527
-                    else:
-                        return 0.06064527506235121
-                else:
-                    if f[10] <= 1.17241:  # tilt_frac
-                        if f[29] <= 0.856:  # gap_prev_s
-                            return 0.008000283227919116
-                        else:
-                            if f[1] <= 1.5:  # state
-                                return 0.01354299101307156
-                            else:
-                                if f[10] <= 0.71875:  # tilt_frac
-                                    if f[32] <= 7.5:  # n_recent
-                                        return -0.10298285608015785
+                                    if f[37] <= 0.974015:  # axis_vs_spasm
+                                        return -0.013245242753358394
                                     else:
-                                        return 0.026959242595027185
-                                else:
-                                    return -0.04138273378310155
+                                        return 0.026800059482777458
+                            else:
+                                return 0.02290054147019303
+                        else:
+                            if f[9] <= 0.396552:  # exc_ratio
+                                return -0.08105798302953132
+                            else:
+                                return -0.0018356417218127969
                     else:
-                        return 0.053693330126894194
+                        if f[36] <= 0.723982:  # ratio_vs_spasm
+                            if f[32] <= 7.5:  # n_recent
+                                return 0.020523634191973027
+                            else:
+                                return -0.02809535654969299
+                        else:
+                            return 0.03191822094277908
+                else:
+                    return -0.008198465144344495
+        else:
+            return -0.10169419226122985
     else:
-        return -0.10629032746350248
+        return -0.09487691924432619
 
 
 def _t95(f: list[float]) -> float:
-    if f[32] <= 3.5:  # n_recent
-        if f[1] <= 1.5:  # state
-            if f[29] <= 3.108:  # gap_prev_s
-                if f[11] <= 0.431743:  # fill
-                    if f[11] <= 0.137061:  # fill
-                        if f[10] <= 0.96:  # tilt_frac
-                            return 0.006603521699047385
+    if f[6] <= 880.0:  # tilt_mg
+        if f[10] <= 1.4:  # tilt_frac
+            if f[2] <= 1.5:  # peaks
+                if f[29] <= 2.008:  # gap_prev_s
+                    if f[30] <= 0.470004:  # log_peak_vs_prev
+                        if f[30] <= -1.50408:  # log_peak_vs_prev
+                            return 0.04836995755991406
                         else:
-                            if f[29] <= 0.228:  # gap_prev_s
-                                return 0.7200955080084404
-                            else:
-                                return 0.1410212296894423
+                            return -0.026191886402397824
                     else:
-                        return -0.05125564588999885
+                        if f[36] <= 0.752066:  # ratio_vs_spasm
+                            if f[34] <= 1.09861:  # log_peak_vs_spasm
+                                return 0.043676703427145774
+                            else:
+                                return -0.08853145384701722
+                        else:
+                            if f[37] <= 0.380439:  # axis_vs_spasm
+                                if f[9] <= 0.612903:  # exc_ratio
+                                    return -0.11045140674501977
+                                else:
+                                    return 0.0636410930329646
+                            else:
+                                return 0.005146025397722841
                 else:
-                    return 0.02980953942385191
+                    return 0.017632944155122378
             else:
-                if f[32] <= 0.5:  # n_recent
-                    return -0.044701746444968354
-                else:
-                    if f[8] <= 51.5:  # still_s
-                        if f[11] <= 0.199791:  # fill
-                            return 0.07745172270307521
-                        else:
-                            return 0.002189219761979093
+                if f[29] <= 6.588:  # gap_prev_s
+                    if f[24] <= 0.5:  # fail_impulse
+                        return 0.0008425483803084866
                     else:
-                        if f[31] <= -0.724896:  # log_dur_vs_prev
-                            if f[5] <= 3.4811249999999996:  # log_energy
-                                return -0.10082863330116142
-                            else:
-                                return 0.6570750985900327
+                        if f[35] <= -0.784119:  # log_dur_vs_spasm
+                            return 0.0702381308016583
                         else:
-                            return 0.08180414476586417
+                            return -0.05878021074426705
+                else:
+                    return -0.03179475163799185
         else:
-            if f[3] <= 2.368:  # dur_s
-                return -0.1101095266494324
+            if f[7] <= 49.0:  # exc_mg
+                return -0.18459149566704192
             else:
-                return 0.019131825008579552
+                return 0.06529101610304382
     else:
-        if f[29] <= 10.744:  # gap_prev_s
-            return 0.0016546476125557923
-        else:
-            return -0.035481663780363284
+        return -0.10538595438923613
 
 
 def _t96(f: list[float]) -> float:
-    if f[38] <= 5.5:  # n_recent_spasm
-        if f[9] <= 0.15:  # exc_ratio
-            if f[29] <= 0.008:  # gap_prev_s
-                if f[30] <= 0.336472:  # log_peak_vs_prev
-                    return -0.10200155185084646
-                else:
-                    return 0.5895654666399638
-            else:
-                return -0.055308009356996195
-        else:
-            if f[6] <= 11.5:  # tilt_mg
-                if f[27] <= 0.5:  # fail_cut
-                    if f[34] <= -2.122:  # log_peak_vs_spasm
-                        return 0.21619265913257169
-                    else:
-                        if f[29] <= 1.904:  # gap_prev_s
-                            return -0.004805741061893588
-                        else:
-                            if f[10] <= 0.580645:  # tilt_frac
-                                if f[4] <= 4.88234:  # log_peak
-                                    return -0.02304460724639089
-                                else:
-                                    if f[11] <= 0.759549:  # fill
-                                        return 0.05531704619675031
-                                    else:
-                                        return 0.3902480406504508
-                            else:
-                                return 0.5576800448588373
-                else:
-                    return -0.10672014890010013
-            else:
-                if f[3] <= 0.09:  # dur_s
-                    return -0.04107603099891573
-                else:
-                    return -0.0002560231744634194
+    if f[30] <= -2.45101:  # log_peak_vs_prev
+        return -0.07561784142318367
     else:
-        if f[4] <= 5.689995:  # log_peak
-            if f[9] <= 1.21429:  # exc_ratio
-                return -0.020950595712916444
+        if f[32] <= 1.5:  # n_recent
+            if f[8] <= 2.5:  # still_s
+                return -0.08664057236658468
             else:
-                return 0.12575405020393643
+                if f[32] <= 0.5:  # n_recent
+                    return -0.04705340228148047
+                else:
+                    if f[15] <= 0.497685:  # hold_frac
+                        return -0.015477917902404487
+                    else:
+                        if f[5] <= 6.534975:  # log_energy
+                            if f[8] <= 52.5:  # still_s
+                                if f[4] <= 4.4995650000000005:  # log_peak
+                                    if f[7] <= 20.5:  # exc_mg
+                                        return 4.443248483330189
+                                    else:
+                                        return -0.1004102282467295
+                                else:
+                                    if f[15] <= 0.721983:  # hold_frac
+                                        return 0.16079619598317138
+                                    else:
+                                        return -0.02900848451366074
+                            else:
+                                if f[3] <= 1.056:  # dur_s
+                                    if f[31] <= -0.753772:  # log_dur_vs_prev
+                                        return 0.6081955526540141
+                                    else:
+                                        return -0.10594279103193766
+                                else:
+                                    if f[31] <= 0.492476:  # log_dur_vs_prev
+                                        return 3.9507383029384693
+                                    else:
+                                        return -0.10084529566427392
+                        else:
+                            if f[15] <= 0.636161:  # hold_frac
+                                return -0.10676329241703025
+                            else:
+                                return 1.331694723234086
         else:
-            return 0.11458740166748019
+            return 0.0006523515936401632
 
 
 def _t97(f: list[float]) -> float:
-    if f[34] <= 0.074108:  # log_peak_vs_spasm
-        if f[15] <= 1.00694:  # hold_frac
-            if f[6] <= 90.0:  # tilt_mg
-                return -0.0001281043394553827
+    if f[29] <= 10.824:  # gap_prev_s
+        if f[33] <= 4.012:  # since_spasm_s
+            if f[32] <= 2.5:  # n_recent
+                return -0.07190899683415895
             else:
-                if f[36] <= 1.76897:  # ratio_vs_spasm
-                    if f[29] <= 0.964:  # gap_prev_s
-                        if f[30] <= 0.451985:  # log_peak_vs_prev
-                            if f[11] <= 0.298394:  # fill
-                                if f[34] <= -0.804373:  # log_peak_vs_spasm
-                                    return 0.07577018947601522
-                                else:
-                                    return -0.007490441153491974
-                            else:
-                                return -0.07161237810904712
+                if f[7] <= 19.5:  # exc_mg
+                    return 0.20866512087171732
+                else:
+                    return -0.005132902076493955
+        else:
+            if f[36] <= 3.03571:  # ratio_vs_spasm
+                if f[37] <= 0.751691:  # axis_vs_spasm
+                    if f[9] <= 0.5:  # exc_ratio
+                        if f[13] <= 0.07:  # rise_s
+                            return -0.02897100986933908
                         else:
-                            if f[33] <= 1.536:  # since_spasm_s
-                                return -0.16410299813520915
+                            if f[38] <= 0.5:  # n_recent_spasm
+                                return 0.013715037389391106
                             else:
-                                return 0.037513844052678956
+                                return -0.012868985547010084
                     else:
-                        if f[14] <= 2.1900000000000004:  # hold_s
-                            if f[29] <= 5.652:  # gap_prev_s
-                                return 0.06600747020558384
-                            else:
-                                return -0.007053929518863341
-                        else:
-                            return -0.0035277839584075595
+                        return 0.008777657169614574
                 else:
-                    return -0.005193694818832625
-        else:
-            return -0.011404928112547622
-    else:
-        if f[38] <= 4.5:  # n_recent_spasm
-            if f[14] <= 4.49:  # hold_s
-                if f[7] <= 504.0:  # exc_mg
-                    return -0.012991160971809754
-                else:
-                    return 0.03521596833537686
+                    if f[5] <= 2.0126749999999998:  # log_energy
+                        return 1.0631058750330304
+                    else:
+                        return 0.01169783072078438
             else:
-                return -0.09352982713026377
+                return -0.037240962916249
+    else:
+        if f[34] <= -0.735707:  # log_peak_vs_spasm
+            return -0.09692580230858504
         else:
-            return 0.0983455302463744
+            if f[4] <= 6.533519999999999:  # log_peak
+                if f[30] <= 0.162519:  # log_peak_vs_prev
+                    return -0.03532470720463505
+                else:
+                    if f[1] <= 1.5:  # state
+                        return 0.04195702133642918
+                    else:
+                        return -0.07591995063323367
+            else:
+                return -0.07476276176760341
 
 
 def _t98(f: list[float]) -> float:
-    if f[35] <= -0.565314:  # log_dur_vs_spasm
-        if f[9] <= 0.310345:  # exc_ratio
-            if f[16] <= 0.5:  # rise_frac
-                return 0.015278935172618247
-            else:
-                if f[7] <= 25.5:  # exc_mg
-                    return 0.507023382858668
-                else:
-                    if f[38] <= 1.5:  # n_recent_spasm
-                        return 0.13213189118695695
-                    else:
-                        if f[10] <= 0.6:  # tilt_frac
-                            return -0.030950385006501786
-                        else:
-                            if f[36] <= 0.666118:  # ratio_vs_spasm
-                                return 0.03378589164637199
-                            else:
-                                return 0.37412793165846625
-        else:
-            if f[26] <= 0.5:  # fail_flat
-                if f[9] <= 0.470588:  # exc_ratio
-                    if f[16] <= 0.866168:  # rise_frac
-                        return -0.009688043862892362
-                    else:
-                        return 0.11511305042624131
-                else:
-                    if f[38] <= 2.5:  # n_recent_spasm
-                        return 0.02566305026939991
-                    else:
-                        return 0.08804616702832024
-            else:
-                if f[29] <= 1.408:  # gap_prev_s
-                    if f[30] <= -0.693147:  # log_peak_vs_prev
-                        return 0.04276497939355778
-                    else:
-                        return -0.014173891932948574
-                else:
-                    return -0.039000173697165276
-    else:
-        if f[7] <= 45.0:  # exc_mg
-            return -0.06354299981842597
-        else:
-            return -0.0009253233445598975
-
-
-def _t99(f: list[float]) -> float:
-    if f[30] <= -2.46243:  # log_peak_vs_prev
-        return -0.07981448244601541
-    else:
-        if f[1] <= 0.5:  # state
-            return -0.10045888265015897
-        else:
-            if f[1] <= 2.5:  # state
-                return 0.0020228568285470716
-            else:
-                if f[33] <= 53.656:  # since_spasm_s
-                    if f[32] <= 7.5:  # n_recent
-                        return -0.07997351783279902
-                    else:
-                        if f[5] <= 6.534975:  # log_energy
-                            if f[7] <= 296.0:  # exc_mg
-                                if f[14] <= 0.29000000000000004:  # hold_s
-                                    if f[16] <= 0.411932:  # rise_frac
-                                        return -0.03597502711071578
-                                    else:
-                                        if f[7] <= 37.0:  # exc_mg
-                                            return 0.31257014392688165
-                                        else:
-                                            if f[29] <= 1.356:  # gap_prev_s
-                                                if f[4] <= 5.049525:  # log_peak
-                                                    return -0.0769004864513887
-                                                else:
-                                                    if f[34] <= -0.446287:  # log_peak_vs_spasm
-                                                        return 0.2749882490503763
-                                                    else:
-                                                        return 0.031830895865098845
-                                            else:
-                                                return -0.05751271019638519
-                                else:
-                                    return 0.004198370697683476
-                            else:
-                                if f[34] <= 0.470004:  # log_peak_vs_spasm
-                                    return 0.050304787971985766
-                                else:
-                                    return -0.054445144971207005
-                        else:
-                            return -0.07662408207302121
-                else:
-                    return -0.07426180901579187
-
-
-def _t100(f: list[float]) -> float:
-    if f[7] <= 1376.0:  # exc_mg
-        if f[4] <= 7.65493:  # log_peak
-            if f[7] <= 424.0:  # exc_mg
-                if f[5] <= 5.843275:  # log_energy
-                    return 0.00014977913623499196
-                else:
-                    if f[7] <= 172.0:  # exc_mg
-                        return -0.11612296928597865
-                    else:
-                        if f[3] <= 3.392:  # dur_s
-                            if f[13] <= 2.05:  # rise_s
-                                return -0.05839471311367155
-                            else:
-                                return 0.11494387278648868
-                        else:
-                            if f[6] <= 20.5:  # tilt_mg
-                                return 0.3171180757218197
-                            else:
-                                if f[29] <= 0.7:  # gap_prev_s
-                                    return -0.030338958873284267
-                                else:
-                                    if f[34] <= 0.0:  # log_peak_vs_spasm
-                                        if f[10] <= 0.913043:  # tilt_frac
-                                            return 0.07826991741155515
-                                        else:
-                                            return 0.44894263318617905
-                                    else:
-                                        return -0.05474907186088371
-            else:
-                if f[29] <= 1.432:  # gap_prev_s
-                    if f[1] <= 2.5:  # state
-                        return 0.01628214816528416
-                    else:
-                        return -0.03730698929228537
-                else:
-                    if f[6] <= 376.0:  # tilt_mg
-                        return 0.08150845436007273
-                    else:
-                        return -0.06202985922130512
-        else:
-            return -0.08586892693604165
-    else:
-        return -0.10322318047419232
-
-
-def _t101(f: list[float]) -> float:
-    if f[16] <= 1.0119:  # rise_frac
-        if f[13] <= 0.13:  # rise_s
-            if f[13] <= 0.07:  # rise_s
-                return -0.004842785365000012
-            else:
-                if f[2] <= 2.5:  # peaks
-                    if f[30] <= 2.2736:  # log_peak_vs_prev
-                        if f[29] <= 0.684:  # gap_prev_s
-                            return 0.0011325757311956
-                        else:
-                            if f[29] <= 9.296:  # gap_prev_s
-                                if f[13] <= 0.11:  # rise_s
-                                    if f[37] <= 0.9923:  # axis_vs_spasm
-                                        return 0.07729939558837103
-                                    else:
-                                        if f[29] <= 3.964:  # gap_prev_s
-                                            return -0.08162217901324526
-                                        else:
-                                            return 0.13324171721291808
-                                else:
-                                    if f[7] <= 212.0:  # exc_mg
-                                        return 0.006619453947731922
-                                    else:
-                                        return 0.09461641405321523
-                            else:
-                                if f[9] <= 0.298077:  # exc_ratio
-                                    if f[7] <= 47.0:  # exc_mg
-                                        if f[7] <= 39.0:  # exc_mg
-                                            return -0.10157893429081016
-                                        else:
-                                            return 0.6872928189977087
-                                    else:
-                                        return -0.07790158003521952
-                                else:
-                                    return 0.06284712414996382
-                    else:
-                        return -0.12297724399057607
-                else:
-                    return -0.020790957005586364
-        else:
-            return -0.0032800163327126423
-    else:
-        return 0.055013288596885423
-
-
-def _t102(f: list[float]) -> float:
-    if f[32] <= 1.5:  # n_recent
-        if f[29] <= 3.152:  # gap_prev_s
-            return -0.07881451828843353
-        else:
-            if f[14] <= 0.09:  # hold_s
-                return -0.10608033025922298
-            else:
-                return 0.003929091830182822
-    else:
-        if f[1] <= 1.5:  # state
-            if f[5] <= 6.158955:  # log_energy
-                if f[2] <= 1.5:  # peaks
-                    if f[29] <= 3.8:  # gap_prev_s
-                        if f[31] <= -0.325422:  # log_dur_vs_prev
-                            return 0.03184362737436904
-                        else:
-                            if f[30] <= -1.55814:  # log_peak_vs_prev
-                                return 0.1752405241812981
-                            else:
-                                if f[6] <= 4.5:  # tilt_mg
-                                    return 0.35652540034861496
-                                else:
-                                    return -0.024102724450927707
-                    else:
-                        return 0.04227708279741227
-                else:
-                    if f[14] <= 0.13:  # hold_s
-                        return -0.04255100375625784
-                    else:
-                        if f[31] <= 0.587787:  # log_dur_vs_prev
-                            return -0.003745695264238208
-                        else:
-                            return 0.02128685121935384
-            else:
-                return -0.05148120358756501
-        else:
-            if f[29] <= 6.984:  # gap_prev_s
-                if f[37] <= 0.9923:  # axis_vs_spasm
-                    return -0.0018840698515200345
-                else:
-                    return 0.035021071311859636
-            else:
-                return -0.03547549317283665
-
-
-def _t103(f: list[float]) -> float:
-    if f[9] <= 0.114583:  # exc_ratio
-        return -0.09261616683519042
-    else:
-        if f[33] <= 3.648:  # since_spasm_s
-            if f[9] <= 0.705882:  # exc_ratio
-                if f[35] <= -0.591364:  # log_dur_vs_spasm
-                    if f[11] <= 0.26606:  # fill
-                        return 0.07293668176546901
-                    else:
-                        if f[7] <= 19.5:  # exc_mg
-                            return 0.19106270444446663
-                        else:
-                            return -0.007694163615209498
-                else:
-                    if f[15] <= 1.11328:  # hold_frac
-                        return -0.01826887046809881
-                    else:
-                        return -0.10321700412001106
-            else:
-                if f[13] <= 1.63:  # rise_s
-                    return 0.0006756199467897036
-                else:
-                    return 0.05009598804739626
-        else:
-            if f[36] <= 2.67955:  # ratio_vs_spasm
-                if f[33] <= 7.332:  # since_spasm_s
-                    return 0.014182786107488724
-                else:
-                    if f[30] <= 0.13815:  # log_peak_vs_prev
-                        if f[9] <= 0.224138:  # exc_ratio
-                            if f[31] <= -0.753772:  # log_dur_vs_prev
-                                return 0.0255528038661341
-                            else:
-                                return -0.07191438574368454
-                        else:
-                            return 0.01083671158133226
-                    else:
-                        if f[38] <= 0.5:  # n_recent_spasm
-                            return 0.007602844333306787
-                        else:
-                            return -0.014384573878217413
-            else:
-                return -0.026104228833717866
-
-
-def _t104(f: list[float]) -> float:
-    if f[4] <= 4.836155:  # log_peak
-        if f[29] <= 1.084:  # gap_prev_s
-            if f[34] <= -1.38629:  # log_peak_vs_spasm
-                if f[36] <= 1.63765:  # ratio_vs_spasm
-                    return 0.011481319968611396
-                else:
-                    if f[9] <= 0.543478:  # exc_ratio
-                        return 0.30362415657970543
-                    else:
-                        return 0.08161407759238483
-            else:
-                if f[15] <= 0.138889:  # hold_frac
-                    return 0.5740412203844988
-                else:
-                    return -0.0181927463681254
-        else:
-            if f[10] <= 0.518519:  # tilt_frac
-                if f[33] <= 4.076:  # since_spasm_s
-                    if f[33] <= 3.508:  # since_spasm_s
-                        if f[3] <= 0.128:  # dur_s
-                            return 0.1514616504398445
-                        else:
-                            return -0.02617983260020065
-                    else:
-                        return 0.43064455434653487
-                else:
-                    return -0.024399581455405103
-            else:
-                if f[31] <= -0.117783:  # log_dur_vs_prev
-                    return -0.026663080034150945
-                else:
-                    return -0.09213342463049556
-    else:
-        if f[3] <= 0.09:  # dur_s
-            return -0.09319171383763991
-        else:
-            if f[13] <= 0.11:  # rise_s
-                if f[13] <= 0.07:  # rise_s
-                    return -0.0018038548649740847
-                else:
-                    return 0.027766119674779783
-            else:
-                return -0.0013519023961310903
-
-
-def _t105(f: list[float]) -> float:
-    if f[6] <= 880.0:  # tilt_mg
-        if f[6] <= 126.0:  # tilt_mg
-            if f[29] <= 0.112:  # gap_prev_s
-                if f[16] <= 0.0104167:  # rise_frac
-                    return 0.0347568759457551
-                else:
-                    if f[37] <= 0.977514:  # axis_vs_spasm
-                        return -0.03328218179045955
-                    else:
-                        return 0.049312797397617014
-            else:
-                if f[10] <= 0.339286:  # tilt_frac
-                    return 0.008355501605189265
-                else:
-                    if f[29] <= 0.568:  # gap_prev_s
-                        return 0.019319652628096484
-                    else:
-                        return -0.008711113785435853
-        else:
-            if f[14] <= 1.47:  # hold_s
-                if f[8] <= 0.5:  # still_s
-                    if f[31] <= -1.46326:  # log_dur_vs_prev
-                        return -0.08208209268435657
-                    else:
-                        if f[30] <= 0.961411:  # log_peak_vs_prev
-                            if f[4] <= 6.08661:  # log_peak
-                                return 0.03358023209650657
-                            else:
-                                if f[1] <= 1.5:  # state
-                                    return -0.09745131392290102
-                                else:
-                                    return -0.006673224303898487
-                        else:
-                            return 0.06122851151988502
-                else:
-                    return 0.05141922495214771
-            else:
-                if f[10] <= 1.21739:  # tilt_frac
-                    return -0.004173367640910318
-                else:
-                    return 0.06098229748681751
-    else:
-        return -0.11224531012804453
-
-
-def _t106(f: list[float]) -> float:
-    if f[1] <= 0.5:  # state
-        return -0.10042371081183493
-    else:
-        if f[34] <= 1.08401:  # log_peak_vs_spasm
-            if f[30] <= 1.35239:  # log_peak_vs_prev
-                return -0.0003567455060274425
-            else:
-                if f[29] <= 3.852:  # gap_prev_s
-                    if f[29] <= 0.016:  # gap_prev_s
-                        return -0.05763771319664062
-                    else:
-                        if f[9] <= 0.6:  # exc_ratio
-                            if f[36] <= 0.815657:  # ratio_vs_spasm
-                                return 0.06027148671028733
-                            else:
-                                return 0.002484681099300728
-                        else:
-                            return 0.11715888440685314
-                else:
-                    if f[33] <= 10.8:  # since_spasm_s
-                        return 0.08107224179471995
-                    else:
-                        if f[4] <= 6.485865:  # log_peak
-                            return 0.002225947822737403
-                        else:
-                            return -0.09889390151565072
-        else:
-            if f[30] <= 0.875469:  # log_peak_vs_prev
-                if f[38] <= 1.5:  # n_recent_spasm
-                    if f[15] <= 0.877976:  # hold_frac
-                        if f[9] <= 0.714286:  # exc_ratio
-                            return 0.10253420547287162
-                        else:
-                            return -0.10581735027317118
-                    else:
-                        return -0.12422151281202341
-                else:
-                    return -0.13497267933342147
-            else:
-                if f[36] <= 1.0:  # ratio_vs_spasm
-                    return -0.08687234556623626
-                else:
-                    return 0.057874379488741315
-
-
-def _t107(f: list[float]) -> float:
-    if f[2] <= 14.5:  # peaks
-        if f[13] <= 2.4299999999999997:  # rise_s
-            if f[14] <= 2.09:  # hold_s
-                if f[15] <= 0.40483:  # hold_frac
-                    if f[11] <= 0.20715:  # fill
-                        return 0.012215142680606398
-                    else:
-                        if f[34] <= -0.478036:  # log_peak_vs_spasm
-                            return 0.004948600090126459
-                        else:
-                            if f[11] <= 1.15741:  # fill
-                                return -0.020995624516082202
-                            else:
-                                if f[30] <= -0.362905:  # log_peak_vs_prev
-                                    return 2.153703025498703
-                                else:
-                                    return -0.10089538990396574
-                else:
-                    return 0.006670409779127289
-            else:
-                return -0.011017393185096362
-        else:
-            if f[14] <= 0.43:  # hold_s
-                return 0.2827778970508869
-            else:
-                if f[11] <= 0.300926:  # fill
-                    if f[11] <= 0.294519:  # fill
-                        if f[29] <= 3.208:  # gap_prev_s
-                            return 0.031050499465863003
-                        else:
-                            if f[4] <= 5.742675:  # log_peak
-                                return -0.05519365648168553
-                            else:
-                                return 0.0638957968269561
-                    else:
-                        if f[10] <= 0.444444:  # tilt_frac
-                            return -0.13110500683430715
-                        else:
-                            return 0.45238494966399423
-                else:
-                    return -0.08947297774980761
-    else:
-        return -0.06973053702171947
-
-
-def _t108(f: list[float]) -> float:
-    if f[33] <= 3.944:  # since_spasm_s
-        return -0.0063315765875692695
-    else:
-        if f[9] <= 2.33333:  # exc_ratio
-            if f[33] <= 12.456:  # since_spasm_s
-                if f[34] <= 0.904456:  # log_peak_vs_spasm
-                    if f[32] <= 5.5:  # n_recent
-                        return -0.026449748111527033
-                    else:
-                        return 0.013758763574788505
-                else:
-                    return -0.0641414187096387
-            else:
-                if f[38] <= 1.5:  # n_recent_spasm
-                    if f[9] <= 0.235294:  # exc_ratio
-                        if f[31] <= -0.470004:  # log_dur_vs_prev
-                            if f[13] <= 0.07:  # rise_s
-                                return -0.03240074502939604
-                            else:
-                                if f[11] <= 0.6875:  # fill
-                                    if f[29] <= 6.808:  # gap_prev_s
-                                        if f[14] <= 0.13:  # hold_s
-                                            return 0.19549308680725586
-                                        else:
-                                            return -0.009375659353025874
-                                    else:
-                                        return -0.08114981650890904
-                                else:
-                                    return 0.3538533504058469
-                        else:
-                            return -0.052535745546944235
-                    else:
-                        if f[36] <= 0.986842:  # ratio_vs_spasm
-                            return 0.012511324479847263
-                        else:
-                            return -0.007449865926896138
-                else:
-                    if f[29] <= 0.076:  # gap_prev_s
-                        return -0.07811916063060713
-                    else:
-                        return -0.01163834149990036
-        else:
-            return -0.10194177485832874
-
-
-def _t109(f: list[float]) -> float:
-    if f[30] <= -2.46243:  # log_peak_vs_prev
-        return -0.07596637473624006
-    else:
-        if f[1] <= 0.5:  # state
-            return -0.10038612007031636
-        else:
-            if f[9] <= 0.631579:  # exc_ratio
-                if f[2] <= 5.5:  # peaks
-                    if f[16] <= 0.866168:  # rise_frac
-                        return -0.0018927527607802569
-                    else:
-                        return 0.03371968024141067
-                else:
-                    if f[9] <= 0.302632:  # exc_ratio
-                        return -0.095752629297658
-                    else:
-                        return -0.018356961669244
-            else:
-                if f[4] <= 5.689995:  # log_peak
-                    if f[23] <= 0.5:  # fail_not_prominent
-                        return -0.029090660476897373
-                    else:
-                        if f[29] <= 4.92:  # gap_prev_s
-                            if f[10] <= 1.21739:  # tilt_frac
-                                return 0.006579161026330523
-                            else:
-                                return 0.08897544359160048
-                        else:
-                            if f[14] <= 1.03:  # hold_s
-                                if f[36] <= 1.63765:  # ratio_vs_spasm
-                                    return 0.07100948597106949
-                                else:
-                                    return -0.08479115762016487
-                            else:
-                                return -0.08430685002972958
-                else:
-                    if f[0] <= 1.5:  # cls
-                        return 0.06067134210018043
-                    else:
-                        if f[31] <= -0.336472:  # log_dur_vs_prev
-                            return -0.029136762936460142
-                        else:
-                            return 0.023972012198422
-
-
-def _t110(f: list[float]) -> float:
-    if f[4] <= 4.836155:  # log_peak
-        if f[29] <= 1.084:  # gap_prev_s
-            if f[34] <= -1.21924:  # log_peak_vs_spasm
-                if f[31] <= 1.62268:  # log_dur_vs_prev
-                    return 0.03178999583131653
-                else:
-                    return 0.19706978930719332
-            else:
-                if f[1] <= 1.5:  # state
-                    if f[14] <= 0.11:  # hold_s
-                        if f[16] <= 0.120968:  # rise_frac
-                            return -0.05559041505589927
-                        else:
-                            if f[16] <= 0.294118:  # rise_frac
-                                return 0.6874148297261069
-                            else:
-                                return -0.1045415379187435
-                    else:
-                        if f[4] <= 4.4995650000000005:  # log_peak
-                            return 0.6641400160530737
-                        else:
-                            if f[6] <= 86.0:  # tilt_mg
-                                return -0.055825852839314016
-                            else:
-                                return 0.1635416582754556
-                else:
-                    return -0.06026433002790526
-        else:
-            if f[29] <= 4.6:  # gap_prev_s
-                if f[14] <= 0.51:  # hold_s
-                    return -0.002650437743581718
-                else:
-                    return -0.05475332330198162
-            else:
-                return -0.06159827126858815
-    else:
-        if f[3] <= 0.09:  # dur_s
-            return -0.09166015319506542
-        else:
-            if f[13] <= 0.13:  # rise_s
-                return 0.0076360543784553805
-            else:
-                return -0.001970631874862872
-
-
-def _t111(f: list[float]) -> float:
-    if f[33] <= 3.944:  # since_spasm_s
-        return -0.006097888574797252
-    else:
-        if f[13] <= 0.19:  # rise_s
-            if f[14] <= 0.09:  # hold_s
-                return -0.014424589331417006
-            else:
-                return 0.008436343071881352
-        else:
-            if f[13] <= 0.31:  # rise_s
-                if f[30] <= -0.302281:  # log_peak_vs_prev
-                    return 0.016098532269608327
-                else:
-                    if f[9] <= 0.315789:  # exc_ratio
-                        return 0.046891021201413655
-                    else:
-                        if f[27] <= 0.5:  # fail_cut
-                            return -0.05271682166901104
-                        else:
-                            if f[34] <= -1.06087:  # log_peak_vs_spasm
-                                return 0.15904003859996937
-                            else:
-                                return -0.019578512284188415
-            else:
-                if f[9] <= 0.230769:  # exc_ratio
-                    return -0.08111993175807357
-                else:
-                    if f[14] <= 0.39:  # hold_s
-                        return 0.05749728760943106
-                    else:
-                        if f[11] <= 0.337358:  # fill
-                            if f[4] <= 4.94123:  # log_peak
-                                return -0.0634421363745216
-                            else:
-                                if f[16] <= 0.959052:  # rise_frac
-                                    return 0.008830562152076017
-                                else:
-                                    return 0.06539591210141685
-                        else:
-                            if f[5] <= 5.69337:  # log_energy
-                                return -0.012336965896746026
-                            else:
-                                return -0.10093073310642785
-
-
-def _t112(f: list[float]) -> float:
-    if f[1] <= 2.5:  # state
-        return 0.0014812405733067727
-    else:
-        if f[33] <= 55.752:  # since_spasm_s
-            if f[31] <= -3.52636:  # log_dur_vs_prev
-                if f[30] <= -1.04145:  # log_peak_vs_prev
-                    return 0.5852389396061274
-                else:
-                    return -0.10235889293949828
-            else:
-                if f[32] <= 7.5:  # n_recent
-                    return -0.07759661459811527
-                else:
-                    if f[30] <= 1.79176:  # log_peak_vs_prev
-                        if f[34] <= 0.470004:  # log_peak_vs_spasm
-                            if f[14] <= 0.11:  # hold_s
-                                if f[7] <= 204.0:  # exc_mg
-                                    return -0.029922579400057832
-                                else:
-                                    return -0.23777816860701614
-                            else:
-                                if f[4] <= 4.996845:  # log_peak
-                                    return -0.029994231343034083
-                                else:
-                                    if f[38] <= 0.5:  # n_recent_spasm
-                                        if f[16] <= 0.514706:  # rise_frac
-                                            return 0.02726111004016281
-                                        else:
-                                            return 0.22077308727063394
-                                    else:
-                                        return 0.0036746955430196726
-                        else:
-                            return -0.07014452843958631
-                    else:
-                        return 0.1293798231084742
-        else:
-            if f[10] <= 0.0795455:  # tilt_frac
-                if f[10] <= 0.0604839:  # tilt_frac
-                    return -0.10130974308269117
-                else:
-                    return 1.1251451959459915
-            else:
-                return -0.07893985235629059
-
-
-def _t113(f: list[float]) -> float:
-    if f[31] <= 2.66723:  # log_dur_vs_prev
-        if f[1] <= 1.5:  # state
-            if f[5] <= 5.888635:  # log_energy
-                if f[31] <= 0.587787:  # log_dur_vs_prev
-                    return 0.0011268700706889743
-                else:
-                    return 0.021326337139716395
-            else:
-                return -0.03894697940869944
-        else:
-            if f[32] <= 5.5:  # n_recent
-                if f[9] <= 0.527778:  # exc_ratio
-                    return -0.07164179572375338
-                else:
-                    if f[36] <= 1.80117:  # ratio_vs_spasm
-                        return 0.02101865173728821
-                    else:
-                        return -0.10943310393417703
-            else:
-                return -0.00078956560406695
-    else:
-        if f[35] <= 0.887303:  # log_dur_vs_spasm
-            if f[30] <= -0.826679:  # log_peak_vs_prev
-                if f[7] <= 110.0:  # exc_mg
-                    return -0.1003046239118048
-                else:
-                    return 2.5257485790283094
-            else:
-                return -0.046977988144727346
-        else:
-            if f[10] <= 0.441176:  # tilt_frac
-                if f[10] <= 0.15:  # tilt_frac
-                    return -0.09262164127295089
-                else:
-                    if f[15] <= 0.553385:  # hold_frac
-                        return 0.0659637082761128
-                    else:
-                        return 0.2642437019558871
-            else:
-                if f[11] <= 0.134698:  # fill
-                    return 0.059591592057360115
-                else:
-                    return -0.05082735081801785
-
-
-def _t114(f: list[float]) -> float:
-    if f[36] <= 1.53535:  # ratio_vs_spasm
-        if f[6] <= 90.0:  # tilt_mg
-            if f[15] <= 0.494792:  # hold_frac
-                return -0.008114528628733271
-            else:
-                if f[16] <= 0.0911458:  # rise_frac
-                    return -0.014520484428859025
-                else:
-                    if f[16] <= 0.297619:  # rise_frac
-                        if f[15] <= 0.75:  # hold_frac
-                            if f[11] <= 0.36169:  # fill
-                                if f[11] <= 0.247036:  # fill
-                                    return 0.09034639664919147
-                                else:
-                                    return 0.008847152473776152
-                            else:
-                                if f[33] <= 3.648:  # since_spasm_s
-                                    return -0.00215711351728053
-                                else:
-                                    return 0.12429239702132261
-                        else:
-                            return -0.0024574092854942535
-                    else:
-                        if f[35] <= 1.31484:  # log_dur_vs_spasm
-                            if f[9] <= 0.35:  # exc_ratio
-                                if f[2] <= 3.5:  # peaks
-                                    return 0.03432317884549806
-                                else:
-                                    return -0.06068839734016595
-                            else:
-                                return -0.013583108177204465
-                        else:
-                            return 0.10374999701529677
-        else:
-            return 0.010750324953603625
-    else:
-        if f[30] <= -1.38629:  # log_peak_vs_prev
-            return 0.02403853214936992
-        else:
-            if f[9] <= 0.453125:  # exc_ratio
-                return -0.0759839553292892
-            else:
-                return -0.008733208958570856
-
-
-def _t115(f: list[float]) -> float:
-    if f[9] <= 0.114583:  # exc_ratio
-        return -0.08975386804528773
+    if f[9] <= 0.121094:  # exc_ratio
+        return -0.0846211848746956
     else:
         if f[6] <= 12.5:  # tilt_mg
             if f[27] <= 0.5:  # fail_cut
-                if f[9] <= 0.522727:  # exc_ratio
-                    if f[29] <= 3.744:  # gap_prev_s
-                        if f[10] <= 0.3:  # tilt_frac
-                            if f[5] <= 4.060295:  # log_energy
-                                if f[36] <= 1.14286:  # ratio_vs_spasm
-                                    return -0.06259846535475637
-                                else:
-                                    return 0.10025972505840926
-                            else:
-                                return 0.027595756525252774
-                        else:
-                            return 0.07743908789778803
-                    else:
-                        if f[30] <= 1.23214:  # log_peak_vs_prev
-                            if f[31] <= -1.60141:  # log_dur_vs_prev
-                                return -0.04262488134021082
-                            else:
-                                if f[9] <= 0.357143:  # exc_ratio
-                                    return 0.12020048909286295
-                                else:
-                                    return -0.005277560412418332
-                        else:
-                            return -0.15373246929566703
-                else:
-                    if f[9] <= 0.714286:  # exc_ratio
-                        return 0.2153954509131054
-                    else:
-                        return -0.07106747166902963
+                return 0.028134770049737457
             else:
-                return -0.10510489260596867
+                return -0.10841685322074149
         else:
             if f[7] <= 30.5:  # exc_mg
                 if f[16] <= 0.75:  # rise_frac
-                    return -0.06183492492416936
+                    return -0.06406921479203255
                 else:
-                    return 0.23007448308807207
+                    if f[11] <= 0.504032:  # fill
+                        return -0.10225346664134115
+                    else:
+                        return 0.5450453876019133
             else:
-                return -0.00018421400535487806
+                if f[11] <= 0.265067:  # fill
+                    if f[10] <= 0.462963:  # tilt_frac
+                        return 0.015799743335361886
+                    else:
+                        if f[13] <= 0.11:  # rise_s
+                            if f[10] <= 0.558824:  # tilt_frac
+                                if f[9] <= 0.129808:  # exc_ratio
+                                    return 2.36050912169894
+                                else:
+                                    return 0.03756474664728017
+                            else:
+                                return -0.0033304441679903474
+                        else:
+                            if f[30] <= -0.257829:  # log_peak_vs_prev
+                                if f[16] <= 0.0538793:  # rise_frac
+                                    return -0.038863154969117866
+                                else:
+                                    return 0.019996717041046143
+                            else:
+                                return -0.01752788832755078
+                else:
+                    if f[5] <= 6.013525:  # log_energy
+                        return -0.0025881013135966263
+                    else:
+                        return -0.04786756210362092
 
 
-def _t116(f: list[float]) -> float:
+def _t99(f: list[float]) -> float:
     if f[32] <= 1.5:  # n_recent
-        if f[29] <= 1.188:  # gap_prev_s
-            return -0.09291620178946156
+        if f[8] <= 2.5:  # still_s
+            return -0.08309472164899882
         else:
-            if f[15] <= 0.34375:  # hold_frac
-                return -0.05560809490620897
-            else:
-                if f[15] <= 0.359375:  # hold_frac
-                    if f[11] <= 0.400641:  # fill
-                        return -0.06887671287165638
+            if f[7] <= 560.0:  # exc_mg
+                if f[29] <= 15.744:  # gap_prev_s
+                    if f[5] <= 5.69337:  # log_energy
+                        return 0.05111286084961604
                     else:
-                        return 1.4768161778686337
+                        return 0.42278872204668005
                 else:
-                    return 0.0033726098748901056
+                    return -0.022087336367509366
+            else:
+                return -0.11884997846565681
     else:
-        if f[36] <= 0.826667:  # ratio_vs_spasm
-            if f[10] <= 1.0:  # tilt_frac
-                if f[30] <= -1.63142:  # log_peak_vs_prev
-                    if f[4] <= 4.58476:  # log_peak
-                        return 0.0402493141030488
-                    else:
-                        return -0.08159189166017751
-                else:
-                    return 0.004989731917375141
+        if f[7] <= 424.0:  # exc_mg
+            if f[5] <= 5.843275:  # log_energy
+                return 0.00032410735004691096
             else:
-                return 0.046369575523583846
-        else:
-            if f[37] <= 0.405521:  # axis_vs_spasm
-                if f[35] <= -0.855666:  # log_dur_vs_spasm
-                    if f[34] <= -1.11186:  # log_peak_vs_spasm
-                        return 0.06163353164907859
+                if f[36] <= 2.26705:  # ratio_vs_spasm
+                    if f[7] <= 172.0:  # exc_mg
+                        return -0.11230863376452281
                     else:
-                        if f[10] <= 0.53125:  # tilt_frac
-                            return -0.052160322059167735
+                        return -0.024303720226393773
+                else:
+                    return 0.13770422242391872
+        else:
+            if f[27] <= 0.5:  # fail_cut
+                if f[29] <= 1.42:  # gap_prev_s
+                    return 0.02009012316693257
+                else:
+                    if f[36] <= 3.56037:  # ratio_vs_spasm
+                        if f[36] <= 0.46:  # ratio_vs_spasm
+                            return -0.0027038178996537693
                         else:
-                            return 0.05138893640023099
-                else:
-                    return -0.020884224291141503
+                            return 0.10377741288178044
+                    else:
+                        return -0.114765160815118
             else:
-                if f[31] <= -1.97936:  # log_dur_vs_prev
-                    return -0.04145970364988107
+                if f[15] <= 1.02796:  # hold_frac
+                    return -0.031712283025481174
                 else:
-                    return 0.0023676904597682794
+                    return 0.48675188852741136
 
 
-def _t117(f: list[float]) -> float:
-    if f[1] <= 0.5:  # state
-        return -0.10035266750891073
-    else:
-        if f[30] <= -2.46243:  # log_peak_vs_prev
-            return -0.0716673785631898
+def _t100(f: list[float]) -> float:
+    if f[10] <= 1.11765:  # tilt_frac
+        if f[37] <= 0.405935:  # axis_vs_spasm
+            if f[32] <= 7.5:  # n_recent
+                return 0.006093503314946175
+            else:
+                return -0.01329435488007143
         else:
-            if f[4] <= 7.71382:  # log_peak
-                if f[7] <= 312.0:  # exc_mg
-                    return -0.0009477526647453032
+            if f[11] <= 0.0763567:  # fill
+                return 0.0793468427166496
+            else:
+                return 0.0015753249498132863
+    else:
+        if f[5] <= 3.7373849999999997:  # log_energy
+            if f[35] <= -0.496437:  # log_dur_vs_spasm
+                return 0.059888746384124884
+            else:
+                if f[9] <= 0.152778:  # exc_ratio
+                    return 0.789749321263932
                 else:
-                    if f[38] <= 3.5:  # n_recent_spasm
-                        if f[9] <= 0.455882:  # exc_ratio
-                            if f[5] <= 5.533265:  # log_energy
-                                return -0.06767997246762888
+                    return -0.08330708823179053
+        else:
+            if f[11] <= 0.478631:  # fill
+                if f[5] <= 4.948354999999999:  # log_energy
+                    if f[33] <= 0.592:  # since_spasm_s
+                        return -0.08541840677507138
+                    else:
+                        if f[37] <= 0.151947:  # axis_vs_spasm
+                            if f[4] <= 4.94123:  # log_peak
+                                return 0.39639761526714234
                             else:
-                                return -0.0017246418330028384
-                        else:
-                            if f[29] <= 0.66:  # gap_prev_s
-                                if f[30] <= 0.451985:  # log_peak_vs_prev
-                                    return -0.02178429578238838
+                                if f[13] <= 1.01:  # rise_s
+                                    return 0.06549095536188117
                                 else:
-                                    if f[14] <= 3.2300000000000004:  # hold_s
-                                        return 0.04007466029687663
-                                    else:
-                                        return -0.05325075341814842
+                                    return 0.24042135496371012
+                        else:
+                            if f[34] <= -0.735707:  # log_peak_vs_spasm
+                                return 0.07036936005107648
                             else:
-                                if f[9] <= 1.0625:  # exc_ratio
-                                    if f[14] <= 0.22999999999999998:  # hold_s
-                                        return -0.1479632047582898
+                                return -0.011023875650270241
+                else:
+                    return -0.059857814421488735
+            else:
+                return -0.10418438897399218
+
+
+def _t101(f: list[float]) -> float:
+    if f[17] <= 0.5:  # fail_warmup
+        if f[9] <= 0.145:  # exc_ratio
+            return -0.050532582826589324
+        else:
+            if f[6] <= 11.5:  # tilt_mg
+                if f[2] <= 4.5:  # peaks
+                    return 0.031018733335182236
+                else:
+                    return -0.08257085855003901
+            else:
+                if f[3] <= 0.09:  # dur_s
+                    if f[29] <= 0.04:  # gap_prev_s
+                        return 1.2090654656760371
+                    else:
+                        return -0.04064554654519105
+                else:
+                    if f[38] <= 0.5:  # n_recent_spasm
+                        if f[33] <= 49.108:  # since_spasm_s
+                            return 0.03379585100743728
+                        else:
+                            if f[32] <= 7.5:  # n_recent
+                                return 0.016147436742480984
+                            else:
+                                return -0.017639044241118784
+                    else:
+                        if f[33] <= 14.2:  # since_spasm_s
+                            if f[32] <= 4.5:  # n_recent
+                                if f[29] <= 0.372:  # gap_prev_s
+                                    return -0.10572646269156659
+                                else:
+                                    return -0.019984092893794377
+                            else:
+                                return 0.004278737153641395
+                        else:
+                            if f[30] <= 0.0:  # log_peak_vs_prev
+                                if f[36] <= 2.03175:  # ratio_vs_spasm
+                                    return 0.014780574360400181
+                                else:
+                                    return -0.04473423677749899
+                            else:
+                                return -0.026570015048434016
+    else:
+        return -0.10160365432504406
+
+
+def _t102(f: list[float]) -> float:
+    if f[29] <= 10.824:  # gap_prev_s
+        if f[33] <= 4.012:  # since_spasm_s
+            return -0.006178530573577076
+        else:
+            if f[36] <= 2.73125:  # ratio_vs_spasm
+                if f[33] <= 7.36:  # since_spasm_s
+                    return 0.016088908542006026
+                else:
+                    if f[30] <= 0.13815:  # log_peak_vs_prev
+                        if f[23] <= 0.5:  # fail_not_prominent
+                            if f[29] <= 3.132:  # gap_prev_s
+                                return -0.023384437454088663
+                            else:
+                                return 0.05146915805979842
+                        else:
+                            if f[29] <= 6.448:  # gap_prev_s
+                                return 0.00493834700146784
+                            else:
+                                if f[9] <= 0.0961538:  # exc_ratio
+                                    return 1.9327760647713372
+                                else:
+                                    return -0.08319972499789723
+                    else:
+                        if f[38] <= 0.5:  # n_recent_spasm
+                            return 0.008491113053071314
+                        else:
+                            return -0.015091081309762664
+            else:
+                return -0.02696278557506107
+    else:
+        if f[34] <= -0.735707:  # log_peak_vs_spasm
+            return -0.0939098660389488
+        else:
+            if f[4] <= 6.485865:  # log_peak
+                if f[30] <= 0.162519:  # log_peak_vs_prev
+                    return -0.032253492805511624
+                else:
+                    if f[1] <= 1.5:  # state
+                        return 0.038402971917695754
+                    else:
+                        return -0.07903048148597885
+            else:
+                return -0.06961853789530616
+
+
+def _t103(f: list[float]) -> float:
+    if f[7] <= 1312.0:  # exc_mg
+        if f[30] <= -2.45101:  # log_peak_vs_prev
+            return -0.07208022642533378
+        else:
+            if f[38] <= 5.5:  # n_recent_spasm
+                if f[31] <= -3.01945:  # log_dur_vs_prev
+                    if f[34] <= -0.34484:  # log_peak_vs_spasm
+                        if f[4] <= 4.6247799999999994:  # log_peak
+                            return -0.06467230880304635
+                        else:
+                            if f[29] <= 3.34:  # gap_prev_s
+                                if f[30] <= -0.887303:  # log_peak_vs_prev
+                                    if f[31] <= -3.5427:  # log_dur_vs_prev
+                                        return 0.4877462996033238
                                     else:
-                                        if f[5] <= 6.6238399999999995:  # log_energy
-                                            return 0.07701220829519542
+                                        if f[33] <= 8.676:  # since_spasm_s
+                                            return -0.11942961380326399
                                         else:
-                                            if f[3] <= 8.96:  # dur_s
-                                                return -0.06299298721262629
-                                            else:
-                                                return 0.14912418047434225
+                                            return 0.332983249778906
                                 else:
-                                    return -0.010695300274639302
+                                    if f[29] <= 2.416:  # gap_prev_s
+                                        return -0.1146436225086809
+                                    else:
+                                        return 0.294137015846124
+                            else:
+                                return -0.10606774775301786
                     else:
-                        return 0.07106477083346723
+                        return -0.09832092330724798
+                else:
+                    if f[9] <= 0.154412:  # exc_ratio
+                        return -0.041778147553654756
+                    else:
+                        return 0.0005074892665837545
             else:
-                return -0.09444836622564193
+                if f[4] <= 5.689995:  # log_peak
+                    if f[36] <= 3.56037:  # ratio_vs_spasm
+                        return -0.010481082871881686
+                    else:
+                        return 0.1709650087798845
+                else:
+                    return 0.11245482587324306
+    else:
+        return -0.10013471844858712
 
 
-def _t118(f: list[float]) -> float:
-    if f[6] <= 880.0:  # tilt_mg
-        if f[35] <= -0.565314:  # log_dur_vs_spasm
-            if f[13] <= 0.13:  # rise_s
-                if f[13] <= 0.05:  # rise_s
-                    return -0.0005987264513050463
+def _t104(f: list[float]) -> float:
+    if f[34] <= -0.41871:  # log_peak_vs_spasm
+        if f[29] <= 1.124:  # gap_prev_s
+            return 0.015427175612079777
+        else:
+            if f[15] <= 1.01562:  # hold_frac
+                if f[27] <= 0.5:  # fail_cut
+                    if f[34] <= -0.906721:  # log_peak_vs_spasm
+                        if f[4] <= 5.742675:  # log_peak
+                            return -0.020112845056760816
+                        else:
+                            return -0.10030388115039096
+                    else:
+                        if f[37] <= 0.979428:  # axis_vs_spasm
+                            return 0.0019291118369622056
+                        else:
+                            return 0.06797456153064534
                 else:
                     if f[4] <= 4.996845:  # log_peak
-                        return -0.02125365069346657
+                        return -0.02179770481838081
                     else:
-                        return 0.049238192036524464
-            else:
-                if f[7] <= 41.0:  # exc_mg
-                    return 0.09353201043056711
-                else:
-                    if f[11] <= 0.72338:  # fill
-                        if f[30] <= -0.367725:  # log_peak_vs_prev
-                            return 0.024648047723485833
+                        if f[35] <= 0.780159:  # log_dur_vs_spasm
+                            return 0.07411791283254912
                         else:
-                            if f[13] <= 0.29000000000000004:  # rise_s
-                                if f[6] <= 110.0:  # tilt_mg
-                                    return -0.030512787347884415
+                            return -0.011802254144149333
+            else:
+                return -0.041251257911592565
+    else:
+        if f[4] <= 5.57549:  # log_peak
+            if f[33] <= 21.22:  # since_spasm_s
+                return -0.03797258206638626
+            else:
+                if f[35] <= -0.298493:  # log_dur_vs_spasm
+                    if f[6] <= 12.5:  # tilt_mg
+                        return 0.4136271550093608
+                    else:
+                        return 0.04552455430768693
+                else:
+                    if f[7] <= 45.0:  # exc_mg
+                        return -0.06264856068774428
+                    else:
+                        return 0.0010126018377134885
+        else:
+            return 0.0013209874338628942
+
+
+def _t105(f: list[float]) -> float:
+    if f[1] <= 2.5:  # state
+        if f[1] <= 0.5:  # state
+            return -0.002849643538990137
+        else:
+            if f[6] <= 126.0:  # tilt_mg
+                if f[1] <= 1.5:  # state
+                    return 0.01108572985661244
+                else:
+                    return -0.0033142708537696533
+            else:
+                if f[36] <= 0.96:  # ratio_vs_spasm
+                    if f[3] <= 1.6320000000000001:  # dur_s
+                        return 0.07763353593071555
+                    else:
+                        if f[31] <= -0.287682:  # log_dur_vs_prev
+                            return -0.03823861130382993
+                        else:
+                            return 0.04027595556862082
+                else:
+                    if f[14] <= 3.09:  # hold_s
+                        return 0.01516373760646333
+                    else:
+                        return -0.019473309562117548
+    else:
+        if f[33] <= 50.692:  # since_spasm_s
+            if f[32] <= 7.5:  # n_recent
+                return -0.08647671839667578
+            else:
+                if f[34] <= 0.143101:  # log_peak_vs_spasm
+                    if f[7] <= 140.0:  # exc_mg
+                        return -0.01801301085270401
+                    else:
+                        if f[4] <= 4.996845:  # log_peak
+                            return -0.06203562952541791
+                        else:
+                            if f[14] <= 0.11:  # hold_s
+                                return -0.12133667618535804
+                            else:
+                                return 0.026260458350187244
+                else:
+                    return -0.041227839856297174
+        else:
+            return -0.07845636177789224
+
+
+def _t106(f: list[float]) -> float:
+    if f[29] <= 0.112:  # gap_prev_s
+        if f[13] <= 0.07:  # rise_s
+            if f[27] <= 0.5:  # fail_cut
+                return 0.03129322323952142
+            else:
+                return -0.02703447376212928
+        else:
+            if f[37] <= 0.984307:  # axis_vs_spasm
+                return -0.024145810857192564
+            else:
+                if f[27] <= 0.5:  # fail_cut
+                    return 0.08645702923747199
+                else:
+                    return -0.13649997783731455
+    else:
+        if f[13] <= 0.05:  # rise_s
+            if f[30] <= -0.594707:  # log_peak_vs_prev
+                return 0.007136114934908468
+            else:
+                return -0.029620914470466154
+        else:
+            if f[13] <= 0.11:  # rise_s
+                if f[15] <= 0.390625:  # hold_frac
+                    if f[6] <= 37.0:  # tilt_mg
+                        if f[31] <= -0.476924:  # log_dur_vs_prev
+                            return 0.03130921330964994
+                        else:
+                            return -0.06263238421632517
+                    else:
+                        return 0.027983049355893387
+                else:
+                    if f[27] <= 0.5:  # fail_cut
+                        if f[29] <= 2.112:  # gap_prev_s
+                            return 0.02803135554111054
+                        else:
+                            if f[29] <= 12.164:  # gap_prev_s
+                                return 0.10780378699935192
+                            else:
+                                return -0.01827684923074079
+                    else:
+                        return -0.02220169542769273
+            else:
+                return 0.00018546207554562993
+
+
+def _t107(f: list[float]) -> float:
+    if f[4] <= 7.769435:  # log_peak
+        if f[11] <= 0.153186:  # fill
+            if f[4] <= 5.885854999999999:  # log_peak
+                if f[3] <= 1.376:  # dur_s
+                    if f[9] <= 0.22619:  # exc_ratio
+                        return -0.08397664002295968
+                    else:
+                        if f[29] <= 6.16:  # gap_prev_s
+                            return 0.08743869430185625
+                        else:
+                            return 0.3164851033410659
+                else:
+                    return -0.009077193359556278
+            else:
+                if f[37] <= 0.729105:  # axis_vs_spasm
+                    if f[3] <= 1.76:  # dur_s
+                        if f[16] <= 0.0694444:  # rise_frac
+                            return -0.006805032822678213
+                        else:
+                            if f[15] <= 0.0543478:  # hold_frac
+                                if f[16] <= 0.104167:  # rise_frac
+                                    return 0.32846348386256047
                                 else:
-                                    return 0.05184836230535203
+                                    return 1.178227842941946
                             else:
-                                return 0.04451925274660169
+                                return 0.09984845265703655
                     else:
-                        if f[29] <= 1.212:  # gap_prev_s
-                            if f[35] <= -1.79176:  # log_dur_vs_spasm
-                                return 0.13091523253409373
-                            else:
-                                if f[31] <= -0.204794:  # log_dur_vs_prev
-                                    return -0.07759480806261183
+                        if f[9] <= 0.34:  # exc_ratio
+                            return -0.06532206601860203
+                        else:
+                            if f[36] <= 1.39706:  # ratio_vs_spasm
+                                if f[35] <= -0.213574:  # log_dur_vs_spasm
+                                    return -0.21855914581849972
                                 else:
-                                    return 0.1898929859352495
-                        else:
-                            return -0.08885836801694177
-        else:
-            if f[7] <= 45.0:  # exc_mg
-                return -0.05817308369663909
-            else:
-                return -0.0006919551577260657
-    else:
-        return -0.11314756418554626
-
-
-def _t119(f: list[float]) -> float:
-    if f[32] <= 3.5:  # n_recent
-        if f[1] <= 1.5:  # state
-            if f[30] <= 0.510826:  # log_peak_vs_prev
-                if f[5] <= 5.4679199999999994:  # log_energy
-                    if f[15] <= 0.252016:  # hold_frac
-                        return -0.056752727377469614
-                    else:
-                        if f[10] <= 0.100962:  # tilt_frac
-                            if f[3] <= 0.8160000000000001:  # dur_s
-                                return 0.32108258052347577
+                                    return 0.052244870049040916
                             else:
-                                return -0.08364808559273432
-                        else:
-                            if f[29] <= 0.62:  # gap_prev_s
-                                return -0.06417711516109915
+                                return -0.04322859827218767
+                else:
+                    return 0.05123822619550816
+        else:
+            return -0.0013442818332395944
+    else:
+        return -0.10287645851355554
+
+
+def _t108(f: list[float]) -> float:
+    if f[6] <= 880.0:  # tilt_mg
+        if f[17] <= 0.5:  # fail_warmup
+            if f[9] <= 0.121094:  # exc_ratio
+                return -0.0808413819713653
+            else:
+                if f[33] <= 4.012:  # since_spasm_s
+                    if f[35] <= -1.13943:  # log_dur_vs_spasm
+                        if f[11] <= 0.588235:  # fill
+                            if f[37] <= 0.729105:  # axis_vs_spasm
+                                return 0.11113136781069342
                             else:
-                                return 0.007191691525225219
-                else:
-                    return -0.10393345285045659
-            else:
-                if f[11] <= 0.603693:  # fill
-                    return 0.012552249522744977
-                else:
-                    if f[30] <= 0.747214:  # log_peak_vs_prev
-                        return -0.03023279685125753
-                    else:
-                        if f[9] <= 0.310345:  # exc_ratio
-                            return 0.852981941942794
-                        else:
-                            return 0.18012231917589372
-        else:
-            if f[3] <= 2.368:  # dur_s
-                return -0.10585820016674233
-            else:
-                if f[31] <= 0.146603:  # log_dur_vs_prev
-                    if f[2] <= 13.5:  # peaks
-                        return 0.11152050216489887
-                    else:
-                        return 1.2258116295854675
-                else:
-                    return -0.08623751638134795
-    else:
-        return 0.0007840107121723403
-
-
-def _t120(f: list[float]) -> float:
-    if f[34] <= 0.074108:  # log_peak_vs_spasm
-        return 0.0013645535339310056
-    else:
-        if f[4] <= 6.268635:  # log_peak
-            if f[33] <= 34.26:  # since_spasm_s
-                return -0.025776476503512752
-            else:
-                return 0.022720468382196102
-        else:
-            if f[34] <= 0.780159:  # log_peak_vs_spasm
-                if f[23] <= 0.5:  # fail_not_prominent
-                    if f[11] <= 0.189012:  # fill
-                        if f[36] <= 0.752235:  # ratio_vs_spasm
-                            return 0.10433503717229647
-                        else:
-                            return 0.020128613422522368
-                    else:
-                        return 0.01121668598580928
-                else:
-                    if f[33] <= 16.524:  # since_spasm_s
-                        if f[13] <= 1.17:  # rise_s
-                            return -0.09508893225745692
-                        else:
-                            return 0.029609012764523664
-                    else:
-                        if f[30] <= 0.693147:  # log_peak_vs_prev
-                            if f[1] <= 2.5:  # state
-                                return 0.10136695657978315
-                            else:
-                                return -0.07123866918634474
-                        else:
-                            return -0.1261603587900957
-            else:
-                if f[30] <= 0.875469:  # log_peak_vs_prev
-                    if f[35] <= 1.52444:  # log_dur_vs_spasm
-                        return 0.0016101804024799056
-                    else:
-                        if f[14] <= 3.99:  # hold_s
-                            return 0.15500058198709307
-                        else:
-                            return -0.12214784077029653
-                else:
-                    return -0.04704902857651606
-
-
-def _t121(f: list[float]) -> float:
-    if f[2] <= 1.5:  # peaks
-        if f[29] <= 2.008:  # gap_prev_s
-            if f[13] <= 0.19:  # rise_s
-                if f[30] <= 0.481838:  # log_peak_vs_prev
-                    if f[34] <= -0.117783:  # log_peak_vs_spasm
-                        return 0.0012824157928493466
-                    else:
-                        return -0.041680356693970196
-                else:
-                    return 0.014781616629202571
-            else:
-                return -0.034940679008245955
-        else:
-            if f[3] <= 3.776:  # dur_s
-                if f[30] <= 1.98707:  # log_peak_vs_prev
-                    return 0.020968249468707928
-                else:
-                    return -0.05610379636178987
-            else:
-                return -0.09362960617059873
-    else:
-        if f[29] <= 5.552:  # gap_prev_s
-            if f[24] <= 0.5:  # fail_impulse
-                return 0.0014795119151035008
-            else:
-                if f[35] <= -0.182322:  # log_dur_vs_spasm
-                    if f[36] <= 0.59232:  # ratio_vs_spasm
-                        return 0.07889686294965584
-                    else:
-                        return -0.03564582803915112
-                else:
-                    return -0.060525413005686125
-        else:
-            if f[34] <= -0.923671:  # log_peak_vs_spasm
-                return -0.06594817745909828
-            else:
-                if f[37] <= 0.96834:  # axis_vs_spasm
-                    return -0.018950418101297415
-                else:
-                    if f[5] <= 3.6372400000000003:  # log_energy
-                        return 0.2727773201966988
-                    else:
-                        return 0.022766497207886607
-
-
-def _t122(f: list[float]) -> float:
-    if f[10] <= 0.347222:  # tilt_frac
-        if f[29] <= 3.308:  # gap_prev_s
-            if f[9] <= 0.522727:  # exc_ratio
-                if f[34] <= -0.162519:  # log_peak_vs_spasm
-                    if f[14] <= 2.67:  # hold_s
-                        return 0.002463385461624419
-                    else:
-                        return 0.22709508279847168
-                else:
-                    return -0.024071434496553655
-            else:
-                if f[30] <= 1.0116:  # log_peak_vs_prev
-                    if f[31] <= -1.49752:  # log_dur_vs_prev
-                        return 0.12625246097909457
-                    else:
-                        return 0.004847169748883624
-                else:
-                    return 0.07680023181349079
-        else:
-            if f[37] <= 0.846394:  # axis_vs_spasm
-                if f[16] <= 0.219907:  # rise_frac
-                    if f[15] <= 0.678454:  # hold_frac
-                        if f[15] <= 0.661765:  # hold_frac
-                            return 0.04009760351114516
-                        else:
-                            return 0.5010843635827686
-                    else:
-                        return -0.10281003065615424
-                else:
-                    if f[11] <= 0.396499:  # fill
-                        if f[14] <= 0.29000000000000004:  # hold_s
-                            return -0.1010017361914964
-                        else:
-                            return -0.004118181878250404
-                    else:
-                        if f[34] <= -0.191055:  # log_peak_vs_spasm
-                            return -0.039049076987293735
-                        else:
-                            return 0.05224164388601626
-            else:
-                return 0.05181940678173489
-    else:
-        return -0.0020065399825251406
-
-
-def _t123(f: list[float]) -> float:
-    if f[9] <= 0.114583:  # exc_ratio
-        return -0.087650872547714
-    else:
-        if f[1] <= 2.5:  # state
-            return 0.001485201962356921
-        else:
-            if f[33] <= 51.692:  # since_spasm_s
-                if f[32] <= 7.5:  # n_recent
-                    return -0.0734973146817377
-                else:
-                    if f[5] <= 6.534975:  # log_energy
-                        if f[7] <= 296.0:  # exc_mg
-                            if f[34] <= -0.307485:  # log_peak_vs_spasm
-                                return 0.003898125733396013
-                            else:
-                                if f[3] <= 4.224:  # dur_s
-                                    if f[4] <= 5.742675:  # log_peak
-                                        return -0.05793976662965733
-                                    else:
-                                        return -0.0047603944332449515
+                                if f[6] <= 33.0:  # tilt_mg
+                                    return -0.08227745819348792
                                 else:
-                                    return 0.17429804631316226
+                                    return 0.05564754306550959
+                        else:
+                            if f[6] <= 13.5:  # tilt_mg
+                                return 0.09449640839086372
+                            else:
+                                return -0.027294568898887386
+                    else:
+                        if f[33] <= 0.784:  # since_spasm_s
+                            if f[13] <= 0.15000000000000002:  # rise_s
+                                return -0.021286542413683954
+                            else:
+                                if f[30] <= -0.41871:  # log_peak_vs_prev
+                                    return 0.04338458585537619
+                                else:
+                                    return -0.016115754090346237
                         else:
                             if f[27] <= 0.5:  # fail_cut
-                                if f[33] <= 0.62:  # since_spasm_s
-                                    return -0.11311560374184171
+                                if f[5] <= 3.417595:  # log_energy
+                                    return 0.04178429433975109
                                 else:
-                                    if f[10] <= 0.964286:  # tilt_frac
-                                        if f[34] <= 0.621688:  # log_peak_vs_spasm
-                                            return 0.08062832361797964
-                                        else:
-                                            if f[3] <= 1.184:  # dur_s
-                                                return 0.12168706766520335
-                                            else:
-                                                return -0.10760221087679947
-                                    else:
-                                        return -0.11742984595017683
+                                    return -0.027846165692222664
                             else:
-                                return -0.0325778560406116
-                    else:
-                        return -0.06852929739558729
-            else:
-                return -0.0688084188782544
-
-
-def _t124(f: list[float]) -> float:
-    if f[1] <= 0.5:  # state
-        return -0.10033184578478854
-    else:
-        if f[1] <= 1.5:  # state
-            if f[5] <= 5.888635:  # log_energy
-                if f[2] <= 1.5:  # peaks
-                    if f[29] <= 3.8:  # gap_prev_s
-                        if f[31] <= -0.325422:  # log_dur_vs_prev
-                            return 0.02762705722236998
-                        else:
-                            if f[34] <= -1.28093:  # log_peak_vs_spasm
-                                return 0.0915926113538283
-                            else:
-                                if f[6] <= 4.5:  # tilt_mg
-                                    return 0.32997602342467225
-                                else:
-                                    return -0.027450772981540375
-                    else:
-                        return 0.034098089265397556
+                                return 0.010175164436809866
                 else:
-                    if f[14] <= 0.13:  # hold_s
-                        return -0.037366887435374085
-                    else:
-                        return 0.004794575273444503
-            else:
-                return -0.03332330787953891
+                    return 0.0023309015146301703
         else:
-            if f[29] <= 8.956:  # gap_prev_s
-                if f[37] <= 0.9923:  # axis_vs_spasm
-                    return -0.0022529401584122847
-                else:
-                    if f[30] <= 0.257829:  # log_peak_vs_prev
-                        if f[34] <= -0.559616:  # log_peak_vs_spasm
-                            return 0.042850155636456076
-                        else:
-                            if f[29] <= 0.484:  # gap_prev_s
-                                return -0.15324076824281574
-                            else:
-                                return -0.018490475154045245
-                    else:
-                        return 0.06624425181322594
-            else:
-                return -0.04935633848903276
+            return -0.1015091824139453
+    else:
+        return -0.10564633961947033
 
 
-def _t125(f: list[float]) -> float:
+def _t109(f: list[float]) -> float:
     if f[32] <= 1.5:  # n_recent
-        if f[29] <= 1.188:  # gap_prev_s
-            return -0.08928314101554885
+        if f[8] <= 2.5:  # still_s
+            return -0.07998334638510654
         else:
-            return -0.011501166147230476
-    else:
-        if f[38] <= 0.5:  # n_recent_spasm
-            if f[24] <= 0.5:  # fail_impulse
-                return 0.013074496586193874
-            else:
-                if f[30] <= 0.265703:  # log_peak_vs_prev
-                    return -0.058569910276233796
-                else:
-                    if f[31] <= -0.307485:  # log_dur_vs_prev
-                        if f[5] <= 3.78393:  # log_energy
-                            if f[30] <= 0.534082:  # log_peak_vs_prev
-                                if f[4] <= 6.011075:  # log_peak
-                                    if f[29] <= 1.06:  # gap_prev_s
-                                        return 0.1027171389689216
+            if f[7] <= 560.0:  # exc_mg
+                if f[36] <= 0.96875:  # ratio_vs_spasm
+                    if f[4] <= 5.393465:  # log_peak
+                        if f[29] <= 3.284:  # gap_prev_s
+                            if f[30] <= -0.071459:  # log_peak_vs_prev
+                                return -0.10234641426622855
+                            else:
+                                return 0.8957637319588017
+                        else:
+                            return -0.06371158395064506
+                    else:
+                        if f[9] <= 0.388889:  # exc_ratio
+                            return -0.025612242932115906
+                        else:
+                            if f[9] <= 0.851852:  # exc_ratio
+                                if f[9] <= 0.763158:  # exc_ratio
+                                    if f[31] <= 0.342945:  # log_dur_vs_prev
+                                        return 0.03623460792593016
                                     else:
-                                        return 0.9281966911593991
+                                        if f[10] <= 0.547619:  # tilt_frac
+                                            return 0.13806270059074582
+                                        else:
+                                            return 0.4573880846847699
                                 else:
-                                    return 2.0258433548828325
+                                    if f[13] <= 0.63:  # rise_s
+                                        return 0.8402871153356145
+                                    else:
+                                        return -0.10197768112977179
                             else:
-                                return 0.06544295368005577
-                        else:
-                            return 0.03787756863666557
-                    else:
-                        if f[6] <= 296.0:  # tilt_mg
-                            return -0.018197837957199915
-                        else:
-                            return 1.4016378108398337
-        else:
-            if f[33] <= 28.264:  # since_spasm_s
-                if f[8] <= 10.5:  # still_s
-                    return 0.0006493317084475609
+                                return -0.1055977571684828
                 else:
-                    return -0.06115750619967503
+                    return 0.19083673494007936
             else:
-                if f[37] <= 0.990366:  # axis_vs_spasm
-                    return -0.033736527944531046
-                else:
-                    return 0.09876547853284362
-
-
-def _t126(f: list[float]) -> float:
-    if f[15] <= 1.0026:  # hold_frac
-        return 0.0010907362329151229
+                return -0.11813619485939474
     else:
-        if f[13] <= 2.49:  # rise_s
-            if f[34] <= -0.804373:  # log_peak_vs_spasm
-                if f[29] <= 0.632:  # gap_prev_s
-                    if f[11] <= 0.411184:  # fill
-                        if f[31] <= -0.287682:  # log_dur_vs_prev
-                            return -0.16461724706369862
-                        else:
-                            return -0.007158508832498675
-                    else:
-                        if f[30] <= -0.693147:  # log_peak_vs_prev
-                            return 0.09738852397837347
-                        else:
-                            return -0.028559219941059973
-                else:
-                    if f[9] <= 0.19375:  # exc_ratio
-                        if f[34] <= -1.49549:  # log_peak_vs_spasm
-                            return -0.11075195724580711
-                        else:
-                            return 0.3156235499494068
-                    else:
-                        return -0.049079999162135526
-            else:
-                if f[16] <= 1.0:  # rise_frac
-                    if f[38] <= 3.5:  # n_recent_spasm
-                        if f[34] <= -0.767255:  # log_peak_vs_spasm
-                            if f[7] <= 204.0:  # exc_mg
-                                return -0.027427679695603835
-                            else:
-                                return 0.321274402340967
-                        else:
-                            if f[5] <= 2.0126749999999998:  # log_energy
-                                return 0.4761982245066186
-                            else:
-                                return -0.010589885888390667
-                    else:
-                        return 0.05960313619229879
-                else:
-                    return 0.11342714946570776
+        if f[7] <= 440.0:  # exc_mg
+            return -0.0006146904089488845
         else:
-            return 0.04463195175497611
+            return 0.016961852216394964
 
 
-def _t127(f: list[float]) -> float:
-    if f[33] <= 3.944:  # since_spasm_s
-        if f[29] <= 1.124:  # gap_prev_s
-            if f[16] <= 0.441176:  # rise_frac
-                if f[30] <= -0.767255:  # log_peak_vs_prev
-                    if f[31] <= 1.81708:  # log_dur_vs_prev
-                        if f[14] <= 0.31:  # hold_s
-                            return 0.04825748674009067
-                        else:
-                            if f[11] <= 0.456029:  # fill
-                                return -0.0241547679779887
-                            else:
-                                return 0.05454705547236591
-                    else:
-                        return 0.14658901651982925
-                else:
-                    return -0.02175107604342908
-            else:
-                return 0.029120822070415678
-        else:
-            if f[27] <= 0.5:  # fail_cut
-                return -0.023729364085913904
-            else:
-                if f[11] <= 0.504032:  # fill
-                    if f[4] <= 5.049525:  # log_peak
-                        return -0.03477791919349651
-                    else:
-                        return 0.054911427294537934
-                else:
-                    return -0.13134713415512422
-    else:
-        if f[9] <= 2.47059:  # exc_ratio
-            if f[38] <= 4.5:  # n_recent_spasm
-                return 0.0013036057218667374
-            else:
-                if f[15] <= 0.684524:  # hold_frac
-                    return 0.07197797382834208
-                else:
-                    if f[33] <= 6.004:  # since_spasm_s
-                        return -0.09629814654692696
-                    else:
-                        return 0.057318410144299996
-        else:
-            return -0.11009936336116666
-
-
-def _t128(f: list[float]) -> float:
-    if f[31] <= 2.66723:  # log_dur_vs_prev
-        if f[2] <= 14.5:  # peaks
-            if f[31] <= 0.628609:  # log_dur_vs_prev
-                return -0.0017158961339061186
-            else:
-                if f[37] <= 0.891167:  # axis_vs_spasm
-                    if f[1] <= 1.5:  # state
-                        if f[9] <= 0.2625:  # exc_ratio
-                            return -0.041360183395803184
-                        else:
-                            if f[9] <= 0.362069:  # exc_ratio
-                                if f[15] <= 0.494792:  # hold_frac
-                                    return 0.09627764322350067
-                                else:
-                                    return -0.028909321413285696
-                            else:
-                                return 0.013098776594975338
-                    else:
-                        if f[3] <= 4.224:  # dur_s
-                            return -0.01193159670211035
-                        else:
-                            if f[6] <= 35.0:  # tilt_mg
-                                return 0.3097861713244218
-                            else:
-                                return 0.02507515060319598
-                else:
-                    return 0.02353697404637286
-        else:
-            return -0.07894828997066872
-    else:
-        if f[35] <= 0.887303:  # log_dur_vs_spasm
-            return -0.042246602885474514
-        else:
-            if f[10] <= 0.441176:  # tilt_frac
-                if f[10] <= 0.15:  # tilt_frac
-                    return -0.08944042079737674
-                else:
-                    return 0.14212245536385998
-            else:
-                if f[11] <= 0.126953:  # fill
-                    return 0.062078625850147
-                else:
-                    return -0.04075648066534613
-
-
-def _t129(f: list[float]) -> float:
-    if f[13] <= 0.11:  # rise_s
-        if f[13] <= 0.07:  # rise_s
-            if f[16] <= 0.294118:  # rise_frac
-                return -0.000644527957424054
-            else:
-                return -0.06848817985423322
-        else:
-            if f[5] <= 5.398:  # log_energy
-                if f[37] <= 0.9923:  # axis_vs_spasm
-                    if f[27] <= 0.5:  # fail_cut
-                        if f[37] <= 0.455626:  # axis_vs_spasm
-                            return 0.021126381147593347
-                        else:
-                            if f[14] <= 0.19:  # hold_s
-                                if f[2] <= 2.5:  # peaks
-                                    return 0.049321470332960464
-                                else:
-                                    return -0.08616343148638828
-                            else:
-                                return 0.09960962139363594
-                    else:
-                        return -0.0361718419037931
-                else:
-                    if f[26] <= 0.5:  # fail_flat
-                        return -0.08585373492636325
-                    else:
-                        return 0.12900929370804368
-            else:
-                return -0.03716126754037322
-    else:
-        if f[9] <= 0.3125:  # exc_ratio
-            if f[2] <= 3.5:  # peaks
-                return 0.021312537232353004
-            else:
-                return -0.05939960172325368
-        else:
-            if f[27] <= 0.5:  # fail_cut
-                if f[7] <= 280.0:  # exc_mg
-                    return -0.012835667614727313
-                else:
-                    return 0.011351081849453017
-            else:
-                return 0.011017096107611047
-
-
-def _t130(f: list[float]) -> float:
-    if f[36] <= 1.53535:  # ratio_vs_spasm
-        if f[9] <= 0.5:  # exc_ratio
-            if f[2] <= 5.5:  # peaks
-                return -0.00078666278352213
-            else:
-                if f[7] <= 204.0:  # exc_mg
-                    return -0.0715627673019154
-                else:
-                    if f[11] <= 0.250401:  # fill
-                        return 0.0814758367187605
-                    else:
-                        return -0.08887929815583985
-        else:
-            if f[4] <= 5.742675:  # log_peak
-                if f[30] <= 0.350202:  # log_peak_vs_prev
-                    if f[31] <= -1.02339:  # log_dur_vs_prev
-                        if f[11] <= 0.603693:  # fill
-                            if f[29] <= 0.092:  # gap_prev_s
-                                return 0.3053883879427688
-                            else:
-                                if f[34] <= -1.08619:  # log_peak_vs_spasm
-                                    return 0.156372740433919
-                                else:
-                                    return 0.019937297942299773
-                        else:
-                            return -0.033659201894969785
-                    else:
-                        return 0.0014984285099351017
-                else:
-                    return -0.023964323975875848
-            else:
-                return 0.02686315832227954
-    else:
-        if f[30] <= -1.38629:  # log_peak_vs_prev
-            if f[4] <= 4.803885:  # log_peak
-                return 0.06667082662694017
-            else:
-                return 0.0050533240804092085
-        else:
-            if f[9] <= 0.453125:  # exc_ratio
-                return -0.06913669287487599
-            else:
-                return -0.007959106758040386
-
-
-def _t131(f: list[float]) -> float:
+def _t110(f: list[float]) -> float:
     if f[3] <= 5.76:  # dur_s
         if f[3] <= 4.48:  # dur_s
-            return -0.00029325131297497863
+            return -0.00025577166351456145
         else:
-            if f[10] <= 0.09375:  # tilt_frac
-                if f[2] <= 7.5:  # peaks
-                    return 0.19571167787795907
-                else:
-                    return 0.8503966940950791
+            if f[31] <= -0.0870114:  # log_dur_vs_prev
+                return -0.07908362539783448
             else:
-                if f[31] <= -0.0833816:  # log_dur_vs_prev
-                    if f[32] <= 2.5:  # n_recent
-                        return 0.5207922090363022
+                if f[10] <= 0.645833:  # tilt_frac
+                    if f[31] <= 1.99606:  # log_dur_vs_prev
+                        return 0.056440054043126166
                     else:
-                        return -0.0967593094840323
+                        if f[4] <= 5.689995:  # log_peak
+                            return -0.011171633283764951
+                        else:
+                            if f[16] <= 0.454545:  # rise_frac
+                                if f[14] <= 1.41:  # hold_s
+                                    return 0.37277062121051346
+                                else:
+                                    return -0.00321568234776369
+                            else:
+                                return 0.5526679272230619
                 else:
-                    return 0.04520477577650414
+                    return -0.017041587791156037
     else:
-        if f[10] <= 0.96875:  # tilt_frac
-            if f[11] <= 0.264333:  # fill
-                if f[30] <= 0.215111:  # log_peak_vs_prev
-                    if f[31] <= 1.07881:  # log_dur_vs_prev
-                        if f[34] <= 0.510826:  # log_peak_vs_spasm
-                            if f[29] <= 3.908:  # gap_prev_s
-                                return -0.06992674541427554
-                            else:
-                                return 0.38917960548382446
-                        else:
-                            return 0.3211894017094836
-                    else:
-                        if f[4] <= 6.961785:  # log_peak
-                            if f[5] <= 7.316325:  # log_energy
-                                return 0.013329479061847425
-                            else:
-                                return 0.2779294749516106
-                        else:
-                            return -0.12046260752335254
+        if f[11] <= 0.252016:  # fill
+            if f[10] <= 0.92:  # tilt_frac
+                if f[13] <= 2.3099999999999996:  # rise_s
+                    return -0.05388551557808581
                 else:
-                    return -0.04803822570083849
-            else:
-                return -0.11052088776778544
-        else:
-            return 0.37903477878795105
-
-
-def _t132(f: list[float]) -> float:
-    if f[4] <= 4.836155:  # log_peak
-        if f[29] <= 2.552:  # gap_prev_s
-            if f[11] <= 0.221407:  # fill
-                return -0.05912440808891846
-            else:
-                if f[31] <= 1.11803:  # log_dur_vs_prev
-                    if f[30] <= -0.518794:  # log_peak_vs_prev
-                        if f[15] <= 0.486111:  # hold_frac
-                            return -0.02074036214502035
+                    if f[32] <= 6.5:  # n_recent
+                        if f[6] <= 220.0:  # tilt_mg
+                            return -0.010280985250269102
                         else:
-                            if f[10] <= 0.815789:  # tilt_frac
-                                if f[0] <= 0.5:  # cls
-                                    if f[36] <= 1.42529:  # ratio_vs_spasm
-                                        return 0.05231201862384597
+                            return 0.32997798954666036
+                    else:
+                        return -0.024023418512461252
+            else:
+                if f[11] <= 0.201613:  # fill
+                    return -0.10503702401520687
+                else:
+                    return 0.5240947408553631
+        else:
+            return -0.10013739240572533
+
+
+def _t111(f: list[float]) -> float:
+    if f[37] <= 0.99776:  # axis_vs_spasm
+        if f[34] <= 0.040822:  # log_peak_vs_spasm
+            return 0.0011961647057954995
+        else:
+            if f[38] <= 4.5:  # n_recent_spasm
+                if f[38] <= 0.5:  # n_recent_spasm
+                    if f[0] <= 1.5:  # cls
+                        return -0.01553552602880585
+                    else:
+                        if f[36] <= 0.980392:  # ratio_vs_spasm
+                            if f[9] <= 0.241667:  # exc_ratio
+                                return -0.004616296446673463
+                            else:
+                                if f[29] <= 0.88:  # gap_prev_s
+                                    return 0.09168793915332377
+                                else:
+                                    if f[5] <= 4.15876:  # log_energy
+                                        return -0.11682847463865083
                                     else:
-                                        return 0.22484552411939043
-                                else:
-                                    return -0.000386047262822867
-                            else:
-                                return -0.010690753722031975
-                    else:
-                        return -0.05001728187413129
-                else:
-                    if f[34] <= -1.25276:  # log_peak_vs_spasm
-                        if f[6] <= 39.0:  # tilt_mg
-                            return 0.5637509703823965
-                        else:
-                            return 0.11668523987065615
-                    else:
-                        if f[31] <= 1.28093:  # log_dur_vs_prev
-                            return 0.2271037166245339
-                        else:
-                            return -0.05401880419181507
-        else:
-            if f[3] <= 0.05:  # dur_s
-                if f[35] <= -3.28341:  # log_dur_vs_spasm
-                    return 0.5664817534403894
-                else:
-                    return -0.051154554314268734
-            else:
-                return -0.043960730239449894
-    else:
-        return 0.0008504238406893488
-
-
-def _t133(f: list[float]) -> float:
-    if f[33] <= 2.908:  # since_spasm_s
-        if f[33] <= 0.448:  # since_spasm_s
-            if f[32] <= 5.5:  # n_recent
-                return -0.0755906426038165
-            else:
-                if f[30] <= -0.194156:  # log_peak_vs_prev
-                    if f[13] <= 0.15000000000000002:  # rise_s
-                        if f[15] <= 1.30208:  # hold_frac
-                            return -0.009566581644364296
-                        else:
-                            return 0.10741478513109406
-                    else:
-                        return 0.0637917896856554
-                else:
-                    return -0.033051779555336426
-        else:
-            if f[15] <= 1.22283:  # hold_frac
-                if f[35] <= -1.38629:  # log_dur_vs_spasm
-                    if f[7] <= 61.0:  # exc_mg
-                        return -0.016792368883804518
-                    else:
-                        return 0.10137391370054652
-                else:
-                    return -0.011454112657958116
-            else:
-                return -0.0465703400236773
-    else:
-        if f[36] <= 3.20949:  # ratio_vs_spasm
-            return 0.002185329184454243
-        else:
-            if f[11] <= 0.283787:  # fill
-                if f[3] <= 3.392:  # dur_s
-                    if f[38] <= 0.5:  # n_recent_spasm
-                        return 0.23734330541269044
-                    else:
-                        if f[34] <= -1.16315:  # log_peak_vs_spasm
-                            return 0.09960474244637638
-                        else:
-                            return -0.05021157095138731
-                else:
-                    return -0.05921840802646966
-            else:
-                return -0.07238986234871268
-
-
-def _t134(f: list[float]) -> float:
-    if f[29] <= 0.112:  # gap_prev_s
-        if f[13] <= 0.07:  # rise_s
-            if f[37] <= 0.67798:  # axis_vs_spasm
-                if f[33] <= 4.076:  # since_spasm_s
-                    return -0.09771572126264153
-                else:
-                    if f[30] <= 0.27029:  # log_peak_vs_prev
-                        if f[14] <= 3.37:  # hold_s
-                            return -0.04514644740300347
-                        else:
-                            if f[6] <= 196.0:  # tilt_mg
-                                return -0.11299007987388626
-                            else:
-                                return 0.2680614221281867
-                    else:
-                        if f[5] <= 3.449865:  # log_energy
-                            return 0.4098475829987259
-                        else:
-                            return 0.031923339286583155
-            else:
-                if f[32] <= 6.5:  # n_recent
-                    return -0.07553873401196473
-                else:
-                    return 0.05117192615988203
-        else:
-            if f[37] <= 0.983089:  # axis_vs_spasm
-                if f[9] <= 0.458333:  # exc_ratio
-                    if f[16] <= 0.5:  # rise_frac
-                        if f[10] <= 0.0795455:  # tilt_frac
-                            return 0.15811882402631883
-                        else:
-                            return -0.05253720365143397
-                    else:
-                        if f[9] <= 0.323529:  # exc_ratio
-                            return -0.0870721649364418
-                        else:
-                            return 0.12373384875722777
-                else:
-                    return -0.010061604083513734
-            else:
-                return 0.05443217141480653
-    else:
-        return 0.0011330562190875974
-
-
-def _t135(f: list[float]) -> float:
-    if f[9] <= 0.12069:  # exc_ratio
-        return -0.07652029526960011
-    else:
-        if f[30] <= -2.46243:  # log_peak_vs_prev
-            return -0.06763025925341645
-        else:
-            if f[10] <= 1.40741:  # tilt_frac
-                if f[6] <= 16.5:  # tilt_mg
-                    if f[11] <= 0.407795:  # fill
-                        if f[3] <= 0.328:  # dur_s
-                            return -0.18227027940582338
-                        else:
-                            if f[16] <= 0.282258:  # rise_frac
-                                if f[11] <= 0.355114:  # fill
-                                    return -0.0037537381963594386
-                                else:
-                                    if f[31] <= 0.99164:  # log_dur_vs_prev
-                                        return 0.07412758569132587
-                                    else:
-                                        return 0.4897477570243536
-                            else:
-                                return -0.04995553021599439
-                    else:
-                        return 0.03091240856407712
-                else:
-                    if f[6] <= 23.5:  # tilt_mg
-                        return -0.019115688539631272
-                    else:
-                        return 0.0003244393079801685
-            else:
-                if f[9] <= 0.44:  # exc_ratio
-                    if f[29] <= 4.756:  # gap_prev_s
-                        if f[30] <= -0.437214:  # log_peak_vs_prev
-                            if f[29] <= 1.308:  # gap_prev_s
-                                return -0.1528974750554258
-                            else:
-                                return 0.044791217272289324
-                        else:
-                            return 0.08499565172621226
-                    else:
-                        return -0.17424332301888953
-                else:
-                    return 0.11303203173551252
-
-
-def _t136(f: list[float]) -> float:
-    if f[6] <= 880.0:  # tilt_mg
-        if f[9] <= 0.631579:  # exc_ratio
-            if f[36] <= 0.710909:  # ratio_vs_spasm
-                return 0.005616420437859846
-            else:
-                if f[0] <= 0.5:  # cls
-                    if f[9] <= 0.5625:  # exc_ratio
-                        if f[10] <= 0.144737:  # tilt_frac
-                            return -0.14301921727728015
-                        else:
-                            return 0.02312600756704084
-                    else:
-                        return -0.08206047516017177
-                else:
-                    if f[5] <= 3.52593:  # log_energy
-                        return -0.055211265477616456
-                    else:
-                        if f[35] <= -0.448025:  # log_dur_vs_spasm
-                            if f[36] <= 1.83743:  # ratio_vs_spasm
-                                return 0.004761332529789115
-                            else:
-                                return 0.1686657101876638
-                        else:
-                            return -0.012754965719362866
-        else:
-            if f[4] <= 5.497035:  # log_peak
-                if f[30] <= -0.350202:  # log_peak_vs_prev
-                    if f[31] <= 1.69168:  # log_dur_vs_prev
-                        return 0.0033087043069697135
-                    else:
-                        if f[30] <= -0.99164:  # log_peak_vs_prev
-                            return 0.1471628845589239
-                        else:
-                            return -0.009641902071215265
-                else:
-                    return -0.01812726294306792
-            else:
-                if f[13] <= 0.11:  # rise_s
-                    return 0.048864867860027604
-                else:
-                    return 0.010172982172818828
-    else:
-        return -0.11324469511177654
-
-
-def _t137(f: list[float]) -> float:
-    if f[32] <= 3.5:  # n_recent
-        if f[1] <= 1.5:  # state
-            if f[29] <= 0.66:  # gap_prev_s
-                if f[30] <= 1.0878:  # log_peak_vs_prev
-                    if f[11] <= 0.12429:  # fill
-                        if f[10] <= 0.96:  # tilt_frac
-                            return -0.041943386284627356
-                        else:
-                            return 0.38313296464222424
-                    else:
-                        return -0.06220753282855183
-                else:
-                    return 0.0918496048357268
-            else:
-                if f[29] <= 0.7:  # gap_prev_s
-                    if f[5] <= 3.52593:  # log_energy
-                        return 1.0900737788899024
-                    else:
-                        return 0.09750866243317695
-                else:
-                    if f[10] <= 1.10345:  # tilt_frac
-                        if f[4] <= 5.393465:  # log_peak
-                            if f[30] <= -0.215111:  # log_peak_vs_prev
-                                return 0.00871178032843839
-                            else:
-                                return -0.06215827696298526
-                        else:
-                            return 0.010240396812924367
-                    else:
-                        return 0.12166152732418976
-        else:
-            if f[3] <= 2.368:  # dur_s
-                return -0.1035130690593515
-            else:
-                if f[10] <= 0.90625:  # tilt_frac
-                    return -0.023429244529304685
-                else:
-                    if f[27] <= 0.5:  # fail_cut
-                        return -0.10391833278579068
-                    else:
-                        return 0.37706083836000576
-    else:
-        return 0.000760944377969151
-
-
-def _t138(f: list[float]) -> float:
-    if f[1] <= 0.5:  # state
-        return -0.1003142103045962
-    else:
-        if f[36] <= 1.88462:  # ratio_vs_spasm
-            if f[9] <= 0.631579:  # exc_ratio
-                if f[16] <= 0.509259:  # rise_frac
-                    return -0.003441354806298645
-                else:
-                    return 0.012238758361903223
-            else:
-                if f[26] <= 0.5:  # fail_flat
-                    if f[14] <= 0.67:  # hold_s
-                        if f[29] <= 1.94:  # gap_prev_s
-                            if f[38] <= 2.5:  # n_recent_spasm
-                                if f[30] <= -0.916291:  # log_peak_vs_prev
-                                    return -0.1460411080532195
-                                else:
-                                    return 0.017031647176786676
-                            else:
-                                return 0.07604589419457632
-                        else:
-                            return 0.08355375375454228
-                    else:
-                        if f[10] <= 1.17241:  # tilt_frac
-                            if f[9] <= 1.66667:  # exc_ratio
-                                return 0.006016450835710888
-                            else:
-                                return -0.10410597240120281
-                        else:
-                            return 0.0797646239941972
-                else:
-                    return -0.017616401841523587
-        else:
-            if f[30] <= -1.38629:  # log_peak_vs_prev
-                return 0.020320831414328347
-            else:
-                if f[29] <= 2.78:  # gap_prev_s
-                    if f[29] <= 2.728:  # gap_prev_s
-                        return -0.005290784804974223
-                    else:
-                        return 0.20991564663025042
-                else:
-                    return -0.036358196453174896
-
-
-def _t139(f: list[float]) -> float:
-    if f[11] <= 0.264333:  # fill
-        if f[7] <= 55.0:  # exc_mg
-            return -0.05518719446159747
-        else:
-            if f[3] <= 0.688:  # dur_s
-                if f[7] <= 236.0:  # exc_mg
-                    if f[31] <= 1.09861:  # log_dur_vs_prev
-                        return 0.08075644706299803
-                    else:
-                        return -0.10349044372554397
-                else:
-                    return -0.11106459390051582
-            else:
-                if f[31] <= -1.60141:  # log_dur_vs_prev
-                    return -0.08863318964633209
-                else:
-                    if f[10] <= 0.464286:  # tilt_frac
-                        return 0.015900935023692275
-                    else:
-                        if f[33] <= 15.632:  # since_spasm_s
-                            return 0.005419321355139103
-                        else:
-                            if f[38] <= 0.5:  # n_recent_spasm
-                                return 0.0028751976958999183
-                            else:
-                                if f[16] <= 0.00651042:  # rise_frac
-                                    return 0.0750580342183097
-                                else:
-                                    return -0.03741011039007443
-    else:
-        if f[13] <= 0.19:  # rise_s
-            if f[15] <= 0.046875:  # hold_frac
-                return 2.061563986562413
-            else:
-                return 0.0019713909120771165
-        else:
-            if f[31] <= 0.628609:  # log_dur_vs_prev
-                return -0.02036706478598122
-            else:
-                if f[14] <= 3.7300000000000004:  # hold_s
-                    return 0.01696407110506172
-                else:
-                    return -0.08559461624806915
-
-
-def _t140(f: list[float]) -> float:
-    if f[33] <= 2.908:  # since_spasm_s
-        if f[29] <= 1.332:  # gap_prev_s
-            if f[4] <= 5.885854999999999:  # log_peak
-                if f[13] <= 0.15000000000000002:  # rise_s
-                    if f[34] <= -0.864997:  # log_peak_vs_spasm
-                        if f[16] <= 0.260417:  # rise_frac
-                            return -0.005527185222006406
-                        else:
-                            if f[29] <= 0.516:  # gap_prev_s
-                                return -0.019656203093358374
-                            else:
-                                if f[35] <= -0.963438:  # log_dur_vs_spasm
-                                    return 0.06004822959736205
-                                else:
-                                    return 0.3052895431254261
-                    else:
-                        return -0.04056642446764036
-                else:
-                    if f[37] <= 0.68732:  # axis_vs_spasm
-                        if f[14] <= 0.13:  # hold_s
-                            return 0.20530852923638118
-                        else:
-                            return 0.03651655943218139
-                    else:
-                        if f[31] <= 1.62268:  # log_dur_vs_prev
-                            return -0.006475388974812219
-                        else:
-                            return 0.09079208310799453
-            else:
-                if f[11] <= 0.203239:  # fill
-                    if f[10] <= 0.441176:  # tilt_frac
-                        return 0.0661080721479934
-                    else:
-                        return -0.01825541370075393
-                else:
-                    return -0.04408390243420144
-        else:
-            if f[6] <= 12.5:  # tilt_mg
-                return 0.09986764817299673
-            else:
-                return -0.023499381183869322
-    else:
-        return 0.0014374236111767595
-
-
-def _t141(f: list[float]) -> float:
-    if f[29] <= 0.112:  # gap_prev_s
-        if f[13] <= 0.07:  # rise_s
-            if f[11] <= 0.498188:  # fill
-                if f[27] <= 0.5:  # fail_cut
-                    return 0.03384701524255541
-                else:
-                    return -0.01691009991624119
-            else:
-                return -0.06746508974674073
-        else:
-            if f[37] <= 0.983089:  # axis_vs_spasm
-                return -0.021792993028080868
-            else:
-                return 0.049756706371622085
-    else:
-        if f[4] <= 6.190185:  # log_peak
-            if f[34] <= 0.0444518:  # log_peak_vs_spasm
-                return 0.0010072125252950693
-            else:
-                if f[33] <= 24.288:  # since_spasm_s
-                    return -0.028701759230490176
-                else:
-                    return 0.01489356078318736
-        else:
-            if f[4] <= 6.6642:  # log_peak
-                if f[30] <= 0.510826:  # log_peak_vs_prev
-                    if f[29] <= 3.364:  # gap_prev_s
-                        return -0.01182002978589339
-                    else:
-                        if f[29] <= 9.648:  # gap_prev_s
-                            return 0.07459119904866784
-                        else:
-                            return -0.044731177220497464
-                else:
-                    if f[34] <= 0.621688:  # log_peak_vs_spasm
-                        return 0.057556727147031285
-                    else:
-                        return -0.03348934685626733
-            else:
-                if f[8] <= 7.5:  # still_s
-                    return 0.001123491346197318
-                else:
-                    return -0.07800926138231509
-
-
-def _t142(f: list[float]) -> float:
-    if f[4] <= 4.836155:  # log_peak
-        if f[29] <= 4.6:  # gap_prev_s
-            if f[30] <= -0.788457:  # log_peak_vs_prev
-                if f[10] <= 0.9375:  # tilt_frac
-                    if f[35] <= -0.405465:  # log_dur_vs_spasm
-                        return 0.004592693540390629
-                    else:
-                        if f[5] <= 2.86179:  # log_energy
-                            if f[9] <= 0.369565:  # exc_ratio
-                                return 0.05494546295008908
-                            else:
-                                if f[9] <= 0.42:  # exc_ratio
-                                    return 1.6527649265751436
-                                else:
-                                    return 0.3758826614317184
-                        else:
-                            return 0.03827934135934075
-                else:
-                    return -0.03824750446996194
-            else:
-                if f[8] <= 3.5:  # still_s
-                    return -0.03411366979575816
-                else:
-                    if f[31] <= 0.0909718:  # log_dur_vs_prev
-                        if f[34] <= -0.0317487:  # log_peak_vs_spasm
-                            if f[34] <= -0.967584:  # log_peak_vs_spasm
-                                return 0.2656183851549179
-                            else:
-                                return -0.10532760465045823
-                        else:
-                            if f[7] <= 45.0:  # exc_mg
-                                return 0.1576022238428738
-                            else:
-                                return 2.3087841374600098
-                    else:
-                        return -0.08255433828318992
-        else:
-            if f[11] <= 0.145904:  # fill
-                return 0.18920436329319446
-            else:
-                return -0.061337569333628474
-    else:
-        return 0.000805575347309126
-
-
-def _t143(f: list[float]) -> float:
-    if f[11] <= 0.0511908:  # fill
-        return -0.07557449842297051
-    else:
-        if f[11] <= 0.148438:  # fill
-            if f[7] <= 244.0:  # exc_mg
-                if f[3] <= 1.6320000000000001:  # dur_s
-                    if f[9] <= 0.230769:  # exc_ratio
-                        if f[16] <= 0.080819:  # rise_frac
-                            return -0.06318839998802579
-                        else:
-                            if f[30] <= 1.18958:  # log_peak_vs_prev
-                                return 0.16025249000579042
-                            else:
-                                return -0.09516331131781934
-                    else:
-                        if f[36] <= 0.838235:  # ratio_vs_spasm
-                            return 0.13309895635829058
-                        else:
-                            return 0.008753575594434305
-                else:
-                    if f[16] <= 0.735294:  # rise_frac
-                        return -0.012343507208392616
-                    else:
-                        if f[7] <= 118.0:  # exc_mg
-                            return -0.05082069494694608
-                        else:
-                            return 0.08589303469703104
-            else:
-                if f[15] <= 0.604839:  # hold_frac
-                    if f[9] <= 0.272727:  # exc_ratio
-                        return -0.029822577401075658
-                    else:
-                        if f[10] <= 0.9375:  # tilt_frac
-                            if f[13] <= 1.31:  # rise_s
-                                return 0.08512009670154705
-                            else:
-                                return -0.09468165940484768
-                        else:
-                            return -0.39138480716903373
-                else:
-                    return 0.0051394020268663975
-        else:
-            return -0.0010143192818940275
-
-
-def _t144(f: list[float]) -> float:
-    if f[30] <= 0.13815:  # log_peak_vs_prev
-        return 0.002544102982165798
-    else:
-        if f[4] <= 5.92936:  # log_peak
-            if f[23] <= 0.5:  # fail_not_prominent
-                if f[32] <= 6.5:  # n_recent
-                    return 0.009294894110112488
-                else:
-                    return -0.035773652876308626
-            else:
-                if f[3] <= 2.368:  # dur_s
-                    if f[7] <= 280.0:  # exc_mg
-                        if f[3] <= 1.376:  # dur_s
-                            return -0.0007314699999124004
-                        else:
-                            if f[30] <= 0.159065:  # log_peak_vs_prev
-                                return 0.282972046088041
-                            else:
-                                return 0.03379554130973752
-                    else:
-                        return 0.1422531313339395
-                else:
-                    if f[10] <= 0.59375:  # tilt_frac
-                        return 0.00968852863849886
-                    else:
-                        return -0.04497274303869244
-        else:
-            if f[33] <= 2.452:  # since_spasm_s
-                if f[36] <= 0.826667:  # ratio_vs_spasm
-                    return 0.028752126271121937
-                else:
-                    if f[15] <= 0.3875:  # hold_frac
-                        return -0.10828894300996768
-                    else:
-                        return -0.018446338653513816
-            else:
-                if f[34] <= 0.693147:  # log_peak_vs_spasm
-                    if f[5] <= 5.579275:  # log_energy
-                        return 0.02003610161727097
-                    else:
-                        return -0.005008330330616773
-                else:
-                    return -0.020904493207993494
-
-
-def _t145(f: list[float]) -> float:
-    if f[32] <= 2.5:  # n_recent
-        if f[15] <= 0.494792:  # hold_frac
-            return -0.03798209061996802
-        else:
-            if f[16] <= 0.0607639:  # rise_frac
-                return -0.047239505734448246
-            else:
-                if f[5] <= 2.350245:  # log_energy
-                    if f[10] <= 0.826087:  # tilt_frac
-                        return -0.10052745300291538
-                    else:
-                        return 1.9505449246267608
-                else:
-                    if f[3] <= 3.392:  # dur_s
-                        if f[11] <= 0.15024:  # fill
-                            return 0.1862674917320736
-                        else:
-                            return 0.019831905466437084
-                    else:
-                        if f[11] <= 0.232515:  # fill
-                            return -0.11650125779142168
-                        else:
-                            return 0.07001568050048282
-    else:
-        if f[1] <= 1.5:  # state
-            if f[32] <= 7.5:  # n_recent
-                if f[37] <= 0.0730696:  # axis_vs_spasm
-                    return 0.03807935836982049
-                else:
-                    return 0.0026465861559591686
-            else:
-                if f[30] <= -0.117783:  # log_peak_vs_prev
-                    if f[31] <= 0.587787:  # log_dur_vs_prev
-                        return 0.0025651090495314023
-                    else:
-                        if f[7] <= 78.0:  # exc_mg
-                            return -0.046214838715468
-                        else:
-                            return 0.05864151476479497
-                else:
-                    return -0.01054139765334642
-        else:
-            return -0.0018193443676301027
-
-
-def _t146(f: list[float]) -> float:
-    if f[32] <= 3.5:  # n_recent
-        if f[15] <= 0.401786:  # hold_frac
-            return -0.0306546617237438
-        else:
-            if f[9] <= 0.272727:  # exc_ratio
-                return -0.06967357067695058
-            else:
-                if f[29] <= 2.96:  # gap_prev_s
-                    return -0.01309328285758071
-                else:
-                    if f[36] <= 0.975:  # ratio_vs_spasm
-                        if f[29] <= 4.024:  # gap_prev_s
-                            if f[11] <= 0.192901:  # fill
-                                return 0.25514076870167196
-                            else:
-                                if f[13] <= 0.19:  # rise_s
-                                    if f[33] <= 19.764:  # since_spasm_s
-                                        return -0.08814480930791693
-                                    else:
-                                        return 0.21629619041873657
-                                else:
-                                    return -0.10294620156421573
-                        else:
-                            if f[2] <= 1.5:  # peaks
-                                if f[16] <= 0.7:  # rise_frac
-                                    return 0.04676041147269044
-                                else:
-                                    if f[11] <= 0.595674:  # fill
-                                        return -0.10040386934411023
-                                    else:
-                                        return 2.350667467991468
-                            else:
-                                if f[16] <= 0.991848:  # rise_frac
-                                    return -0.03303799856025134
-                                else:
-                                    return 0.31471456549690263
-                    else:
-                        if f[29] <= 13.364:  # gap_prev_s
-                            return 0.0700806795868137
-                        else:
-                            return 0.33558771297381235
-    else:
-        return 0.0007115289250230962
-
-
-def _t147(f: list[float]) -> float:
-    if f[4] <= 4.836155:  # log_peak
-        if f[29] <= 2.552:  # gap_prev_s
-            if f[11] <= 0.221407:  # fill
-                return -0.05667377896359643
-            else:
-                if f[31] <= 1.11803:  # log_dur_vs_prev
-                    if f[30] <= -0.518794:  # log_peak_vs_prev
-                        return 0.016090972852789175
-                    else:
-                        return -0.04549999375282623
-                else:
-                    if f[34] <= -1.25276:  # log_peak_vs_spasm
-                        if f[10] <= 0.655172:  # tilt_frac
-                            return 0.2968024477176185
-                        else:
-                            return 0.03276462540901684
-                    else:
-                        return 0.0034929802368324687
-        else:
-            if f[3] <= 0.05:  # dur_s
-                if f[36] <= 0.376117:  # ratio_vs_spasm
-                    if f[14] <= 0.35:  # hold_s
-                        return 0.012549035724139039
-                    else:
-                        if f[14] <= 0.37:  # hold_s
-                            return 2.536474901138154
-                        else:
-                            if f[29] <= 3.468:  # gap_prev_s
-                                return 0.5731230906460862
-                            else:
-                                return -0.10167673359872334
-                else:
-                    return -0.10634070453051521
-            else:
-                return -0.04048129940350905
-    else:
-        if f[3] <= 0.09:  # dur_s
-            if f[29] <= 0.024:  # gap_prev_s
-                return 0.6204700567284734
-            else:
-                return -0.10340626070271741
-        else:
-            return 0.000925095141562763
-
-
-def _t148(f: list[float]) -> float:
-    if f[9] <= 0.12069:  # exc_ratio
-        return -0.07532157198623957
-    else:
-        if f[1] <= 0.5:  # state
-            return -0.10030477365086728
-        else:
-            if f[1] <= 2.5:  # state
-                return 0.0014260039530584862
-            else:
-                if f[33] <= 55.752:  # since_spasm_s
-                    if f[30] <= 1.79176:  # log_peak_vs_prev
-                        if f[34] <= 0.200671:  # log_peak_vs_spasm
-                            if f[32] <= 7.5:  # n_recent
-                                return -0.08922676500076863
-                            else:
-                                if f[6] <= 59.0:  # tilt_mg
-                                    if f[35] <= 0.182322:  # log_dur_vs_spasm
-                                        if f[15] <= 0.486111:  # hold_frac
-                                            if f[29] <= 1.812:  # gap_prev_s
-                                                return 0.004754861538008356
-                                            else:
-                                                return -0.06188621396326251
+                                        if f[13] <= 0.69:  # rise_s
+                                            return 0.34502100879828856
                                         else:
-                                            return 0.023721246848429384
-                                    else:
-                                        if f[7] <= 59.0:  # exc_mg
-                                            if f[0] <= 0.5:  # cls
-                                                return 0.41364381040000775
-                                            else:
-                                                return -0.02656032374087506
-                                        else:
-                                            return -0.06378997222089754
-                                else:
-                                    if f[10] <= 0.403846:  # tilt_frac
-                                        return 0.05401120620809855
-                                    else:
-                                        return 0.0066912938873200396
+                                            return -0.015580138719067896
                         else:
-                            return -0.040202312603805294
-                    else:
-                        return 0.12383805453061787
+                            return -0.0014268607459344707
                 else:
-                    return -0.06988893273048957
-
-
-def _t149(f: list[float]) -> float:
-    if f[16] <= 0.080819:  # rise_frac
-        return -0.004442809907143791
-    else:
-        if f[16] <= 0.125:  # rise_frac
-            return 0.018018081249522304
-        else:
-            if f[15] <= 0.486111:  # hold_frac
-                if f[10] <= 0.553571:  # tilt_frac
-                    if f[31] <= 0.362905:  # log_dur_vs_prev
-                        return -0.022723749795568737
-                    else:
-                        if f[30] <= 0.101783:  # log_peak_vs_prev
-                            return 0.046217680863321904
-                        else:
-                            if f[9] <= 0.370968:  # exc_ratio
-                                if f[3] <= 0.344:  # dur_s
-                                    return -0.09760421779141304
-                                else:
-                                    return 0.037051551768660235
-                            else:
-                                return -0.03575006703763224
-                else:
-                    return 0.017468248431798845
+                    return -0.013684364583382874
             else:
-                if f[16] <= 0.329861:  # rise_frac
-                    if f[14] <= 0.65:  # hold_s
-                        return 0.05051041341791887
-                    else:
-                        return -0.00028867484181479896
-                else:
-                    if f[11] <= 0.337358:  # fill
-                        return 0.011932177145452605
-                    else:
-                        if f[9] <= 0.3125:  # exc_ratio
-                            if f[13] <= 0.05:  # rise_s
-                                return -0.10593468651771054
-                            else:
-                                if f[5] <= 4.778980000000001:  # log_energy
-                                    return 0.05882690006982571
-                                else:
-                                    return -0.0819856019209963
-                        else:
-                            return -0.022988443241576097
-
-
-def _t150(f: list[float]) -> float:
-    if f[36] <= 1.88462:  # ratio_vs_spasm
-        if f[6] <= 126.0:  # tilt_mg
-            return -0.001292959190807054
-        else:
-            if f[5] <= 4.41855:  # log_energy
-                if f[11] <= 0.117808:  # fill
-                    return 0.140060538925805
-                else:
-                    if f[36] <= 0.881119:  # ratio_vs_spasm
-                        if f[3] <= 1.824:  # dur_s
-                            if f[3] <= 0.848:  # dur_s
-                                return 0.049754477092319865
-                            else:
-                                return 0.17762828083722332
-                        else:
-                            return -0.033879447167554456
-                    else:
-                        if f[34] <= -0.737599:  # log_peak_vs_spasm
-                            return 0.05376113102072288
-                        else:
-                            if f[34] <= -0.0645385:  # log_peak_vs_spasm
-                                return -0.07285522214117249
-                            else:
-                                return 0.1056754019470228
-            else:
-                if f[34] <= -0.864997:  # log_peak_vs_spasm
-                    if f[15] <= 1.01004:  # hold_frac
-                        return 0.08223234860189581
-                    else:
-                        return -0.04726064201102062
-                else:
-                    if f[30] <= -0.804373:  # log_peak_vs_prev
-                        if f[10] <= 0.703704:  # tilt_frac
-                            return 0.12692879583510147
-                        else:
-                            return -0.12529463144372308
-                    else:
-                        if f[9] <= 1.72414:  # exc_ratio
-                            return 0.00521170433213072
-                        else:
-                            return -0.11308934024211797
+                return 0.08748774435023296
     else:
-        return -0.007302985813159586
+        if f[38] <= 0.5:  # n_recent_spasm
+            return -0.08370150739437487
+        else:
+            if f[16] <= 0.208333:  # rise_frac
+                if f[35] <= 0.105361:  # log_dur_vs_spasm
+                    return -0.041052216986981145
+                else:
+                    return 0.06507723498695207
+            else:
+                if f[15] <= 1.02796:  # hold_frac
+                    return 0.09687696296685169
+                else:
+                    return -0.09533888314979772
 
 
-def _t151(f: list[float]) -> float:
+def _t112(f: list[float]) -> float:
     if f[14] <= 0.67:  # hold_s
-        if f[15] <= 0.486111:  # hold_frac
-            if f[6] <= 126.0:  # tilt_mg
-                return -0.0047614330157183665
+        if f[15] <= 0.484375:  # hold_frac
+            if f[6] <= 90.0:  # tilt_mg
+                if f[31] <= 0.635989:  # log_dur_vs_prev
+                    return -0.012100450360939641
+                else:
+                    return 0.010422377372152939
             else:
-                return 0.02924381765706896
+                return 0.018665163894035133
         else:
             if f[11] <= 0.195312:  # fill
-                if f[16] <= 0.0213068:  # rise_frac
-                    return 0.3245491247922397
-                else:
-                    return 0.0762069535231536
+                return 0.10562614512409141
             else:
                 if f[19] <= 0.5:  # fail_tilt
                     if f[7] <= 140.0:  # exc_mg
-                        if f[9] <= 0.3125:  # exc_ratio
-                            if f[13] <= 0.07:  # rise_s
-                                if f[6] <= 15.5:  # tilt_mg
-                                    if f[31] <= -2.22254:  # log_dur_vs_prev
-                                        return -0.020947796568383338
-                                    else:
-                                        return 0.10157856185669899
-                                else:
-                                    return -0.03897961185622964
-                            else:
-                                return 0.05247306626195474
-                        else:
-                            return -0.0040072658391885575
+                        return 0.006652609871267898
                     else:
-                        if f[16] <= 0.282258:  # rise_frac
-                            if f[16] <= 0.226385:  # rise_frac
-                                return 0.0539275017422991
-                            else:
-                                return 0.15383679711861625
-                        else:
-                            return 0.0010106884465026036
+                        return 0.038626208549294966
                 else:
-                    return -0.17285852482327851
+                    return -0.1435827836899287
     else:
-        if f[9] <= 0.296296:  # exc_ratio
-            return -0.05061886995616432
+        if f[9] <= 0.318182:  # exc_ratio
+            return -0.04739746816235839
         else:
-            return -0.0016404635042619213
-
-
-def _t152(f: list[float]) -> float:
-    if f[33] <= 2.908:  # since_spasm_s
-        if f[33] <= 0.448:  # since_spasm_s
-            if f[32] <= 5.5:  # n_recent
-                if f[34] <= -1.08619:  # log_peak_vs_spasm
-                    return 0.05746006787343075
+            if f[11] <= 0.328256:  # fill
+                if f[29] <= 4.876:  # gap_prev_s
+                    if f[16] <= 0.0904605:  # rise_frac
+                        return -0.0047816520226869295
+                    else:
+                        return 0.01626184485842738
                 else:
-                    return -0.0978280664527594
+                    return -0.024680776146011378
             else:
-                if f[30] <= -0.194156:  # log_peak_vs_prev
-                    if f[10] <= 1.07143:  # tilt_frac
-                        if f[10] <= 0.9:  # tilt_frac
-                            return 0.028036250050898298
-                        else:
-                            if f[16] <= 0.266204:  # rise_frac
-                                return 0.048273982593448915
-                            else:
-                                return 0.18864749010391424
-                    else:
-                        return -0.091315774575861
-                else:
-                    if f[6] <= 156.0:  # tilt_mg
-                        if f[16] <= 0.462963:  # rise_frac
-                            return -0.027842896678013943
-                        else:
-                            return 0.13788015199067458
-                    else:
-                        return -0.1383617370496197
-        else:
-            if f[30] <= -1.70475:  # log_peak_vs_prev
-                return -0.036111545357896
-            else:
-                if f[35] <= -1.38629:  # log_dur_vs_spasm
-                    if f[3] <= 0.504:  # dur_s
-                        return 0.0006787578145548762
-                    else:
-                        return 0.14213484159202436
-                else:
-                    return -0.010471128551933911
-    else:
-        if f[9] <= 2.33333:  # exc_ratio
-            return 0.0015448039721698925
-        else:
-            return -0.09258977771433712
-
-
-def _t153(f: list[float]) -> float:
-    if f[4] <= 7.71382:  # log_peak
-        if f[30] <= -2.46243:  # log_peak_vs_prev
-            if f[4] <= 4.54307:  # log_peak
-                if f[5] <= 2.6735550000000003:  # log_energy
-                    return -0.10459352140640842
-                else:
-                    return 0.23892320288213212
-            else:
-                return -0.09129703809883066
-        else:
-            if f[29] <= 0.076:  # gap_prev_s
-                if f[13] <= 0.03:  # rise_s
-                    if f[36] <= 0.858586:  # ratio_vs_spasm
-                        if f[36] <= 0.287356:  # ratio_vs_spasm
-                            return -0.003939653257807224
-                        else:
-                            if f[10] <= 0.381579:  # tilt_frac
-                                return -0.002667116004074185
-                            else:
-                                if f[38] <= 1.5:  # n_recent_spasm
-                                    if f[9] <= 0.275862:  # exc_ratio
-                                        return 0.3398663166875574
-                                    else:
-                                        return 0.14859946168982174
-                                else:
-                                    return 0.033098875785319344
-                    else:
-                        return -0.011967576712192857
-                else:
-                    if f[37] <= 0.983089:  # axis_vs_spasm
-                        return -0.020646732650035825
-                    else:
-                        return 0.05185213010504071
-            else:
-                if f[7] <= 456.0:  # exc_mg
-                    return 0.00024564529743143003
-                else:
-                    if f[18] <= 0.5:  # fail_long
-                        return 0.05096742763361879
-                    else:
-                        return -0.004862753749384897
-    else:
-        return -0.08484731602354167
-
-
-def _t154(f: list[float]) -> float:
-    if f[9] <= 0.114583:  # exc_ratio
-        return -0.08362504623960824
-    else:
-        if f[35] <= 2.3206:  # log_dur_vs_spasm
-            if f[3] <= 5.76:  # dur_s
-                if f[3] <= 4.48:  # dur_s
-                    return -0.0003312789793750348
-                else:
-                    if f[10] <= 0.09375:  # tilt_frac
-                        return 0.22498185640476556
-                    else:
-                        if f[31] <= -0.0833816:  # log_dur_vs_prev
-                            return -0.0703122969899409
-                        else:
-                            if f[29] <= 0.008:  # gap_prev_s
-                                if f[31] <= 1.91692:  # log_dur_vs_prev
-                                    return -0.07815622917724106
-                                else:
-                                    return -0.9302252116615417
-                            else:
-                                return 0.04352471897636783
-            else:
-                return -0.028333602447994585
-        else:
-            if f[11] <= 0.24532:  # fill
-                if f[30] <= -0.502092:  # log_peak_vs_prev
-                    return 0.19858665273786844
-                else:
-                    if f[4] <= 5.57549:  # log_peak
-                        return -0.08707717814173019
-                    else:
-                        if f[33] <= 22.956:  # since_spasm_s
-                            if f[34] <= -0.0444518:  # log_peak_vs_spasm
-                                return 0.21106878039476534
-                            else:
-                                if f[32] <= 7.5:  # n_recent
-                                    return 0.16791729284006462
-                                else:
-                                    return -0.05632651323142315
-                        else:
-                            return -0.07896618518759517
-            else:
-                return -0.10695879775610431
-
-
-def _t155(f: list[float]) -> float:
-    if f[32] <= 3.5:  # n_recent
-        if f[1] <= 1.5:  # state
-            if f[11] <= 0.396499:  # fill
-                if f[31] <= 0.606136:  # log_dur_vs_prev
-                    if f[11] <= 0.269397:  # fill
-                        if f[4] <= 5.049525:  # log_peak
-                            if f[15] <= 0.432692:  # hold_frac
-                                return -0.10365539996611933
-                            else:
-                                if f[9] <= 0.527778:  # exc_ratio
-                                    return -0.10235669786760074
-                                else:
-                                    return 0.3730851693069359
-                        else:
-                            return -0.02321530838222409
-                    else:
-                        return -0.06362940884810207
-                else:
-                    if f[31] <= 0.628609:  # log_dur_vs_prev
-                        return 0.4675659595379018
-                    else:
-                        return 0.006928108310194346
-            else:
-                if f[3] <= 0.28:  # dur_s
-                    if f[15] <= 0.2:  # hold_frac
-                        if f[31] <= 0.182322:  # log_dur_vs_prev
-                            return 0.25017444043870907
-                        else:
-                            return 2.0703460039109274
-                    else:
-                        return -0.04115068883656617
-                else:
-                    if f[5] <= 2.917405:  # log_energy
-                        return 0.8245173260821681
-                    else:
-                        return 0.042304706459369956
-        else:
-            if f[3] <= 2.368:  # dur_s
-                return -0.09978235609115725
-            else:
-                return 0.021340673937231918
-    else:
-        return 0.0006641611064070106
-
-
-def _t156(f: list[float]) -> float:
-    if f[1] <= 0.5:  # state
-        return -0.1002795723445295
-    else:
-        if f[1] <= 1.5:  # state
-            return 0.0039042805665007057
-        else:
-            if f[32] <= 7.5:  # n_recent
-                if f[5] <= 7.43644:  # log_energy
-                    if f[33] <= 5.508:  # since_spasm_s
-                        return 0.024942835167289137
-                    else:
-                        if f[34] <= -0.0444518:  # log_peak_vs_spasm
-                            return -0.06709866115661231
-                        else:
-                            if f[7] <= 94.0:  # exc_mg
-                                return -0.09667029702023562
-                            else:
-                                if f[11] <= 0.400641:  # fill
-                                    if f[3] <= 0.72:  # dur_s
-                                        return -0.11825841376429852
-                                    else:
-                                        return -0.014279177124442478
-                                else:
-                                    if f[14] <= 0.61:  # hold_s
-                                        if f[14] <= 0.43:  # hold_s
-                                            return 0.09065806572825588
-                                        else:
-                                            if f[9] <= 0.75:  # exc_ratio
-                                                return 0.6076665797827467
-                                            else:
-                                                return 0.14351603892645468
-                                    else:
-                                        return -0.037397692098350005
-                else:
-                    if f[11] <= 0.264333:  # fill
-                        if f[15] <= 0.192308:  # hold_frac
-                            return -0.047491088910670325
-                        else:
-                            return 0.27627520463714084
-                    else:
-                        return -0.10420757533543841
-            else:
-                return -0.0003587070300410688
-
-
-def _t157(f: list[float]) -> float:
-    if f[8] <= 124.5:  # still_s
-        if f[33] <= 2.908:  # since_spasm_s
-            if f[6] <= 13.5:  # tilt_mg
-                return 0.043570203372363885
-            else:
-                if f[29] <= 1.332:  # gap_prev_s
-                    if f[4] <= 5.885854999999999:  # log_peak
-                        if f[34] <= -1.75667:  # log_peak_vs_spasm
-                            if f[36] <= 2.21538:  # ratio_vs_spasm
-                                return -0.05794310424120766
-                            else:
-                                return 0.024183850919260223
-                        else:
-                            if f[6] <= 21.5:  # tilt_mg
-                                return -0.05262764156626703
-                            else:
-                                if f[14] <= 0.25:  # hold_s
-                                    if f[37] <= 0.162885:  # axis_vs_spasm
-                                        if f[30] <= -0.287682:  # log_peak_vs_prev
-                                            return 0.10650770234313754
-                                        else:
-                                            return 0.42189031290998014
-                                    else:
-                                        if f[37] <= 0.971468:  # axis_vs_spasm
-                                            if f[37] <= 0.325987:  # axis_vs_spasm
-                                                return -0.08656496107758849
-                                            else:
-                                                return 0.060607990055411246
-                                        else:
-                                            return -0.08680172646172923
-                                else:
-                                    return 0.007242484539053715
-                    else:
-                        if f[11] <= 0.203239:  # fill
-                            return 0.014025635661703718
-                        else:
-                            return -0.04016053844171431
-                else:
-                    return -0.02150439885839685
-        else:
-            return 0.001386101889957868
-    else:
-        return -0.10533621273247817
-
-
-def _t158(f: list[float]) -> float:
-    if f[11] <= 0.0511908:  # fill
-        if f[36] <= 0.426667:  # ratio_vs_spasm
-            return -0.11133579211336596
-        else:
-            return 0.06497842155103493
-    else:
-        if f[13] <= 0.11:  # rise_s
-            if f[13] <= 0.07:  # rise_s
-                if f[9] <= 0.470588:  # exc_ratio
-                    return -0.013103413902080691
-                else:
-                    return 0.00891190866628908
-            else:
-                if f[5] <= 5.361115:  # log_energy
-                    if f[6] <= 37.0:  # tilt_mg
-                        if f[31] <= -0.503905:  # log_dur_vs_prev
-                            if f[30] <= -1.04145:  # log_peak_vs_prev
-                                return -0.08937930222437114
-                            else:
-                                if f[11] <= 0.549316:  # fill
-                                    return 0.03396823351938266
-                                else:
-                                    return 0.1569854218115338
-                        else:
-                            if f[34] <= -0.405465:  # log_peak_vs_spasm
-                                return 0.03959404700738439
-                            else:
-                                if f[37] <= 0.988104:  # axis_vs_spasm
-                                    return -0.029096016143728115
-                                else:
-                                    return -0.14406564426417812
-                    else:
-                        if f[27] <= 0.5:  # fail_cut
-                            if f[34] <= 0.904456:  # log_peak_vs_spasm
-                                return 0.06373809790436508
-                            else:
-                                return -0.07665222011595639
-                        else:
-                            return -0.023583861529126886
-                else:
-                    return -0.030753317740575256
-        else:
-            return -0.0016964576301207693
-
-
-def _t159(f: list[float]) -> float:
-    if f[36] <= 1.53535:  # ratio_vs_spasm
-        return 0.0014468008548039549
-    else:
-        if f[9] <= 0.444444:  # exc_ratio
-            return -0.05955509985565302
-        else:
-            if f[7] <= 59.0:  # exc_mg
-                if f[10] <= 0.703704:  # tilt_frac
-                    if f[31] <= -0.940007:  # log_dur_vs_prev
-                        return 0.3663583054363104
-                    else:
-                        if f[29] <= 1.46:  # gap_prev_s
-                            return 0.19380157185972613
-                        else:
-                            return -0.05000329010103202
-                else:
-                    return -0.09197708461777869
-            else:
-                if f[30] <= 0.133531:  # log_peak_vs_prev
+                if f[13] <= 0.15000000000000002:  # rise_s
                     if f[2] <= 1.5:  # peaks
-                        if f[23] <= 0.5:  # fail_not_prominent
-                            return 0.11791514020589683
+                        if f[10] <= 0.666667:  # tilt_frac
+                            return -0.06532908369035528
                         else:
-                            return 0.008013182390040993
+                            return 0.06964423120487555
                     else:
-                        return -0.004370911278471909
+                        return -0.02054590732468776
                 else:
-                    if f[9] <= 0.705882:  # exc_ratio
-                        if f[37] <= 0.846394:  # axis_vs_spasm
-                            return -0.06575962194442592
-                        else:
-                            if f[13] <= 0.19:  # rise_s
-                                return -0.0479155064417847
-                            else:
-                                if f[6] <= 39.0:  # tilt_mg
-                                    return 0.2168250885011056
-                                else:
-                                    return 0.02106295546643372
-                    else:
-                        if f[15] <= 0.585937:  # hold_frac
-                            return 0.04009149012464345
-                        else:
-                            return -0.014678977565439566
+                    return -0.0345364311036621
 
 
-def _t160(f: list[float]) -> float:
-    if f[13] <= 0.31:  # rise_s
-        if f[13] <= 0.21000000000000002:  # rise_s
-            return 0.0004306742760173229
-        else:
-            if f[23] <= 0.5:  # fail_not_prominent
-                if f[9] <= 0.342105:  # exc_ratio
-                    return 0.04515463213478828
-                else:
-                    if f[4] <= 6.579005:  # log_peak
-                        return -0.06106988021780041
-                    else:
-                        return -0.15987272030928934
+def _t113(f: list[float]) -> float:
+    if f[29] <= 0.112:  # gap_prev_s
+        if f[13] <= 0.07:  # rise_s
+            if f[27] <= 0.5:  # fail_cut
+                return 0.02810132052909932
             else:
-                if f[30] <= 0.435318:  # log_peak_vs_prev
-                    if f[37] <= 0.68732:  # axis_vs_spasm
-                        if f[15] <= 1.5:  # hold_frac
-                            return 0.05082773142842287
-                        else:
-                            return -0.13369724898431043
+                if f[11] <= 0.284363:  # fill
+                    if f[4] <= 5.57549:  # log_peak
+                        return 0.11114398406629818
                     else:
-                        if f[6] <= 196.0:  # tilt_mg
-                            return -0.031728478853886175
-                        else:
-                            return 0.11141419555250026
+                        return -0.02433099680249577
                 else:
-                    return -0.06757961240393283
+                    return -0.10736437386463285
+        else:
+            return -0.018817923038326335
     else:
-        if f[9] <= 0.238636:  # exc_ratio
-            return -0.058061961318407275
-        else:
-            if f[14] <= 0.39:  # hold_s
-                if f[30] <= -1.44345:  # log_peak_vs_prev
-                    return -0.1210596186309316
-                else:
-                    return 0.05165386979246666
-            else:
-                if f[5] <= 3.3842499999999998:  # log_energy
-                    return -0.147636641620112
-                else:
-                    if f[11] <= 0.279018:  # fill
-                        return 0.012190263262320897
+        if f[4] <= 6.190185:  # log_peak
+            if f[29] <= 0.452:  # gap_prev_s
+                if f[30] <= -0.693147:  # log_peak_vs_prev
+                    if f[26] <= 0.5:  # fail_flat
+                        return 0.02305664270288442
                     else:
-                        return -0.009422219204867343
-
-
-def _t161(f: list[float]) -> float:
-    if f[10] <= 0.347222:  # tilt_frac
-        if f[29] <= 3.308:  # gap_prev_s
-            if f[9] <= 0.272727:  # exc_ratio
-                if f[35] <= -1.44345:  # log_dur_vs_spasm
-                    if f[38] <= 2.5:  # n_recent_spasm
-                        return 0.11875001984070006
-                    else:
-                        return -0.08218312111460827
-                else:
-                    if f[30] <= 0.961411:  # log_peak_vs_prev
-                        if f[7] <= 560.0:  # exc_mg
-                            if f[7] <= 196.0:  # exc_mg
-                                return -0.07788617505095968
-                            else:
-                                return 0.029769008364214818
+                        if f[6] <= 63.0:  # tilt_mg
+                            return 0.06529856750906626
                         else:
-                            return -1.063236318920961
-                    else:
-                        return 0.008246038087911788
+                            return 0.19470456530825878
+                else:
+                    return -0.0009753762618860562
             else:
-                return 0.0033006515553129184
+                if f[34] <= 0.040822:  # log_peak_vs_spasm
+                    return -0.0010258337614218005
+                else:
+                    if f[33] <= 23.824:  # since_spasm_s
+                        return -0.03484647655893169
+                    else:
+                        return 0.01303303245575776
         else:
-            if f[37] <= 0.777113:  # axis_vs_spasm
-                if f[33] <= 17.576:  # since_spasm_s
-                    return -0.02443271478462461
-                else:
-                    if f[30] <= 0.839751:  # log_peak_vs_prev
-                        if f[34] <= 0.0:  # log_peak_vs_spasm
-                            return 0.02695630975575209
-                        else:
-                            return 0.15177117139665564
-                    else:
-                        return -0.02238210809514889
+            if f[9] <= 0.52381:  # exc_ratio
+                return 0.004198148038850063
             else:
-                if f[30] <= 0.302281:  # log_peak_vs_prev
-                    return 0.06603237182486316
+                if f[5] <= 5.63795:  # log_energy
+                    return 0.08844789952176105
                 else:
-                    if f[31] <= 1.33223:  # log_dur_vs_prev
-                        return 0.026604167115270118
-                    else:
-                        return -0.13190705836323693
-    else:
-        return -0.001753276877247112
+                    return 0.01182006281708964
 
 
-def _t162(f: list[float]) -> float:
-    if f[6] <= 880.0:  # tilt_mg
-        if f[10] <= 1.40741:  # tilt_frac
-            if f[4] <= 4.836155:  # log_peak
-                if f[30] <= -1.34184:  # log_peak_vs_prev
-                    if f[36] <= 0.92236:  # ratio_vs_spasm
-                        return -0.027224537281184808
-                    else:
-                        if f[27] <= 0.5:  # fail_cut
-                            if f[29] <= 1.24:  # gap_prev_s
-                                return 0.08525163410739287
+def _t114(f: list[float]) -> float:
+    if f[4] <= 4.836155:  # log_peak
+        if f[29] <= 2.54:  # gap_prev_s
+            if f[11] <= 0.220942:  # fill
+                return -0.0570162173903602
+            else:
+                if f[31] <= 1.12059:  # log_dur_vs_prev
+                    if f[30] <= -0.523248:  # log_peak_vs_prev
+                        if f[3] <= 0.22799999999999998:  # dur_s
+                            if f[31] <= -0.995428:  # log_dur_vs_prev
+                                return 0.031680818867338964
                             else:
-                                if f[38] <= 2.5:  # n_recent_spasm
-                                    return 0.08514752995068021
-                                else:
-                                    if f[16] <= 0.0104167:  # rise_frac
-                                        return 0.08626960070526103
+                                if f[30] <= -1.05605:  # log_peak_vs_prev
+                                    if f[8] <= 0.5:  # still_s
+                                        return 0.24806413261883598
                                     else:
-                                        return -0.09768469184943666
-                        else:
-                            return -0.04841697578883211
-                else:
-                    return -0.024758038691620316
-            else:
-                return 0.0006290591309070187
-        else:
-            if f[9] <= 0.44:  # exc_ratio
-                if f[5] <= 3.9118250000000003:  # log_energy
-                    if f[37] <= 0.338329:  # axis_vs_spasm
-                        return 0.0553493350876727
-                    else:
-                        return -0.11734352021913903
-                else:
-                    if f[34] <= -0.737599:  # log_peak_vs_spasm
-                        return 0.13262254145988658
-                    else:
-                        if f[29] <= 1.684:  # gap_prev_s
-                            return -0.19014824837840605
-                        else:
-                            return 0.11686015826934887
-            else:
-                return 0.1071417022035792
-    else:
-        return -0.11364500968381493
-
-
-def _t163(f: list[float]) -> float:
-    if f[36] <= 3.20949:  # ratio_vs_spasm
-        if f[6] <= 376.0:  # tilt_mg
-            if f[7] <= 424.0:  # exc_mg
-                if f[5] <= 5.843275:  # log_energy
-                    return 0.000537742671432455
-                else:
-                    if f[15] <= 0.9:  # hold_frac
-                        return -0.011037663846816455
-                    else:
-                        return -0.09499330384909098
-            else:
-                if f[29] <= 1.66:  # gap_prev_s
-                    return 0.00594479519612426
-                else:
-                    if f[30] <= 0.875469:  # log_peak_vs_prev
-                        return 0.1311801490924721
-                    else:
-                        return 0.011397394805471837
-        else:
-            return -0.03279735262765665
-    else:
-        if f[31] <= 1.30291:  # log_dur_vs_prev
-            if f[10] <= 1.0:  # tilt_frac
-                if f[4] <= 4.803885:  # log_peak
-                    if f[30] <= -1.25276:  # log_peak_vs_prev
-                        return 0.0947320680112873
-                    else:
-                        return -0.05266918580569444
-                else:
-                    return -0.06160820769994235
-            else:
-                if f[4] <= 4.996845:  # log_peak
-                    return -0.05734969916372699
-                else:
-                    return 0.14634068376477935
-        else:
-            if f[16] <= 0.745968:  # rise_frac
-                if f[29] <= 2.304:  # gap_prev_s
-                    return 0.035757373344416234
-                else:
-                    return -0.0753949522214817
-            else:
-                return 0.13043768767454214
-
-
-def _t164(f: list[float]) -> float:
-    if f[6] <= 10.5:  # tilt_mg
-        if f[27] <= 0.5:  # fail_cut
-            if f[5] <= 4.060295:  # log_energy
-                if f[7] <= 70.0:  # exc_mg
-                    if f[30] <= 0.19671:  # log_peak_vs_prev
-                        if f[37] <= 0.930241:  # axis_vs_spasm
-                            if f[6] <= 7.5:  # tilt_mg
-                                return -0.0370695373730544
-                            else:
-                                return 0.06195551644901623
-                        else:
-                            return -0.06605923220065074
-                    else:
-                        if f[14] <= 0.13:  # hold_s
-                            if f[13] <= 0.01:  # rise_s
-                                if f[4] <= 4.996845:  # log_peak
-                                    return -0.10026070709018126
+                                        return 0.7515997285769325
                                 else:
-                                    return 1.839694928794404
-                            else:
-                                return -0.002241490147809418
+                                    if f[11] <= 1.18534:  # fill
+                                        return -0.05683686717055059
+                                    else:
+                                        if f[15] <= 1.0:  # hold_frac
+                                            return 2.310301319746788
+                                        else:
+                                            return -0.10461156004161097
                         else:
-                            if f[15] <= 0.625:  # hold_frac
-                                return 0.49419741157728136
-                            else:
-                                return -0.05411167476111559
-                else:
-                    return -0.09741678715779577
-            else:
-                if f[7] <= 236.0:  # exc_mg
-                    if f[31] <= 1.91692:  # log_dur_vs_prev
-                        if f[11] <= 0.247036:  # fill
-                            return -0.020797968558489664
-                        else:
-                            return 0.0953793299281413
+                            return 0.0025619663928298383
                     else:
-                        return -0.14093111901377384
+                        return -0.0529628961534006
                 else:
-                    return -0.046192858594354826
+                    if f[34] <= -1.25846:  # log_peak_vs_spasm
+                        if f[6] <= 31.5:  # tilt_mg
+                            return 0.7441638461248766
+                        else:
+                            if f[11] <= 0.248016:  # fill
+                                return 0.43585259620879313
+                            else:
+                                return 0.056921755387878914
+                    else:
+                        return -0.007111546464636601
         else:
-            return -0.1014483520669723
+            return -0.041122172058183054
     else:
-        return -0.0004530841762710983
+        return 0.0008969956542344978
 
 
-def _t165(f: list[float]) -> float:
-    if f[30] <= -2.24196:  # log_peak_vs_prev
-        if f[5] <= 4.262285:  # log_energy
-            if f[31] <= -4.00935:  # log_dur_vs_prev
-                return 0.43989023051772824
+def _t115(f: list[float]) -> float:
+    if f[33] <= 2.904:  # since_spasm_s
+        if f[35] <= -1.38629:  # log_dur_vs_spasm
+            if f[3] <= 0.304:  # dur_s
+                return -0.008231934497806771
             else:
-                return -0.05463704992583301
+                if f[37] <= 0.737108:  # axis_vs_spasm
+                    if f[11] <= 0.472862:  # fill
+                        return 0.21939247283564436
+                    else:
+                        if f[3] <= 0.44:  # dur_s
+                            return 0.1463083669327851
+                        else:
+                            return -0.10336040051985984
+                else:
+                    return 0.0009046999300508107
         else:
-            if f[32] <= 2.5:  # n_recent
-                return 1.1760645052562968
+            if f[33] <= 0.784:  # since_spasm_s
+                if f[13] <= 0.15000000000000002:  # rise_s
+                    return -0.02021645437678958
+                else:
+                    if f[4] <= 6.04956:  # log_peak
+                        if f[31] <= 2.16282:  # log_dur_vs_prev
+                            if f[14] <= 0.15000000000000002:  # hold_s
+                                return 0.15626414611536144
+                            else:
+                                return 0.02227778663698135
+                        else:
+                            return 0.21039579258946525
+                    else:
+                        return -0.031388802522026416
             else:
-                if f[6] <= 106.0:  # tilt_mg
-                    return -0.16936404226303214
+                if f[15] <= 1.25:  # hold_frac
+                    if f[10] <= 0.952381:  # tilt_frac
+                        return -0.022546639990766008
+                    else:
+                        return 0.0238483595463973
                 else:
-                    return 0.1354915905463276
+                    return -0.0781790342684091
     else:
-        if f[13] <= 0.11:  # rise_s
-            if f[37] <= 0.0730696:  # axis_vs_spasm
-                if f[9] <= 0.367647:  # exc_ratio
-                    if f[29] <= 4.756:  # gap_prev_s
-                        if f[13] <= 0.09:  # rise_s
-                            return -0.07152682276403316
+        if f[9] <= 2.32258:  # exc_ratio
+            return 0.0018972103442648934
+        else:
+            return -0.097896643683798
+
+
+def _t116(f: list[float]) -> float:
+    if f[4] <= 7.65493:  # log_peak
+        if f[11] <= 0.142609:  # fill
+            if f[38] <= 3.5:  # n_recent_spasm
+                if f[6] <= 164.0:  # tilt_mg
+                    if f[10] <= 0.861111:  # tilt_frac
+                        if f[11] <= 0.140086:  # fill
+                            if f[35] <= 1.94591:  # log_dur_vs_spasm
+                                return -0.006293386111428193
+                            else:
+                                if f[9] <= 0.5:  # exc_ratio
+                                    return 0.14514370961230955
+                                else:
+                                    if f[37] <= 0.772861:  # axis_vs_spasm
+                                        return -0.15016174625965517
+                                    else:
+                                        return 0.08674634307338894
                         else:
-                            return 0.04920829026903721
+                            if f[9] <= 0.56:  # exc_ratio
+                                return 0.14992284064216346
+                            else:
+                                return -0.016192796339289314
                     else:
-                        if f[29] <= 8.652:  # gap_prev_s
-                            return 0.09574876322027531
-                        else:
-                            return -0.0368316036691903
+                        return -0.07290522214841172
                 else:
-                    if f[33] <= 16.072:  # since_spasm_s
-                        return -0.0655250547471522
+                    if f[16] <= 0.711496:  # rise_frac
+                        if f[31] <= -0.300105:  # log_dur_vs_prev
+                            return -0.0885481259047617
+                        else:
+                            if f[36] <= 1.55556:  # ratio_vs_spasm
+                                return 0.05473991297676598
+                            else:
+                                return -0.00839548458356083
                     else:
-                        return 0.02296527748399027
+                        return 0.1421512810587046
+            else:
+                if f[35] <= 1.34373:  # log_dur_vs_spasm
+                    return 0.09608408081297447
+                else:
+                    return -0.012903519511534955
+        else:
+            return -0.0010971773165690838
+    else:
+        return -0.07445851556645892
+
+
+def _t117(f: list[float]) -> float:
+    if f[17] <= 0.5:  # fail_warmup
+        if f[1] <= 2.5:  # state
+            if f[1] <= 0.5:  # state
+                return -0.0022532879204582835
+            else:
+                return 0.005493933190079497
+        else:
+            if f[33] <= 50.692:  # since_spasm_s
+                if f[32] <= 7.5:  # n_recent
+                    return -0.08311459825006264
+                else:
+                    if f[34] <= 0.485508:  # log_peak_vs_spasm
+                        if f[5] <= 4.634539999999999:  # log_energy
+                            if f[34] <= -0.597837:  # log_peak_vs_spasm
+                                if f[4] <= 4.996845:  # log_peak
+                                    return -0.026386964573399497
+                                else:
+                                    return 0.018492559852457752
+                            else:
+                                return -0.04036879409042243
+                        else:
+                            if f[5] <= 6.534975:  # log_energy
+                                if f[7] <= 312.0:  # exc_mg
+                                    if f[36] <= 1.3125:  # ratio_vs_spasm
+                                        if f[14] <= 0.11:  # hold_s
+                                            return -0.09480819943076241
+                                        else:
+                                            return 0.033834748527778194
+                                    else:
+                                        return -0.01730960317722905
+                                else:
+                                    return 0.05896269585614793
+                            else:
+                                return -0.06930160151709462
+                    else:
+                        if f[10] <= 0.302632:  # tilt_frac
+                            return 0.0016259861565828097
+                        else:
+                            return -0.10508181823411966
+            else:
+                return -0.07637562956772409
+    else:
+        return -0.10136602016353245
+
+
+def _t118(f: list[float]) -> float:
+    if f[31] <= -3.01945:  # log_dur_vs_prev
+        if f[34] <= -0.34484:  # log_peak_vs_spasm
+            if f[36] <= 0.46:  # ratio_vs_spasm
+                if f[29] <= 1.76:  # gap_prev_s
+                    return -0.03331932605993677
+                else:
+                    if f[29] <= 3.496:  # gap_prev_s
+                        if f[11] <= 1.69753:  # fill
+                            return 0.7050158820577179
+                        else:
+                            return 0.1443016785638635
+                    else:
+                        return -0.10453911201618343
+            else:
+                if f[15] <= 0.441176:  # hold_frac
+                    return 0.20641140889594364
+                else:
+                    return -0.053431863325515375
+        else:
+            return -0.09744976176407827
+    else:
+        if f[13] <= 0.13:  # rise_s
+            if f[27] <= 0.5:  # fail_cut
+                if f[13] <= 0.07:  # rise_s
+                    if f[29] <= 0.372:  # gap_prev_s
+                        return 0.025323800501082495
+                    else:
+                        return -0.01317529496958703
+                else:
+                    if f[15] <= 0.46131:  # hold_frac
+                        return 0.008594709780496127
+                    else:
+                        if f[34] <= -1.72277:  # log_peak_vs_spasm
+                            return -0.1150689206209131
+                        else:
+                            if f[29] <= 0.748:  # gap_prev_s
+                                return 0.007667936052367898
+                            else:
+                                return 0.06585909382873541
+            else:
+                return -0.017147248050873625
+        else:
+            return -0.0024222631853614562
+
+
+def _t119(f: list[float]) -> float:
+    if f[16] <= 1.00962:  # rise_frac
+        if f[14] <= 0.67:  # hold_s
+            if f[15] <= 0.516304:  # hold_frac
+                if f[6] <= 126.0:  # tilt_mg
+                    return -0.004488723730130825
+                else:
+                    return 0.027776874935817947
             else:
                 if f[13] <= 0.05:  # rise_s
-                    return 0.0014364891938625961
+                    return -0.00540568965166513
                 else:
-                    if f[15] <= 0.246711:  # hold_frac
-                        return -0.007698828546201554
+                    if f[16] <= 0.326087:  # rise_frac
+                        if f[8] <= 0.5:  # still_s
+                            return -8.063430065016713e-05
+                        else:
+                            return 0.0753721739892783
                     else:
-                        return 0.039199380601939476
+                        if f[9] <= 0.3125:  # exc_ratio
+                            return 0.06443509375602474
+                        else:
+                            return -0.011458468652326248
         else:
-            return -0.001552724751781266
-
-
-def _t166(f: list[float]) -> float:
-    if f[1] <= 2.5:  # state
-        return 0.001146984639295384
+            if f[24] <= 0.5:  # fail_impulse
+                return -0.003025370327109531
+            else:
+                return -0.07031147753778814
     else:
-        if f[33] <= 49.936:  # since_spasm_s
-            if f[30] <= 1.79176:  # log_peak_vs_prev
-                if f[34] <= 0.200671:  # log_peak_vs_spasm
+        if f[11] <= 0.305707:  # fill
+            if f[7] <= 122.0:  # exc_mg
+                if f[11] <= 0.213068:  # fill
+                    return -0.05548335229976286
+                else:
+                    return 0.14994910358641264
+            else:
+                if f[6] <= 110.0:  # tilt_mg
+                    return 0.2676569197277741
+                else:
+                    return 0.08482068399627893
+        else:
+            if f[36] <= 1.89076:  # ratio_vs_spasm
+                return -0.16123007234954
+            else:
+                return 0.07231935071434911
+
+
+def _t120(f: list[float]) -> float:
+    if f[29] <= 9.432:  # gap_prev_s
+        return 0.0005940523663686007
+    else:
+        if f[1] <= 1.5:  # state
+            if f[31] <= 0.342945:  # log_dur_vs_prev
+                if f[0] <= 1.5:  # cls
+                    if f[9] <= 0.552632:  # exc_ratio
+                        return -0.022107700458378596
+                    else:
+                        if f[14] <= 0.89:  # hold_s
+                            if f[15] <= 0.46131:  # hold_frac
+                                return 0.01989962174729756
+                            else:
+                                return 0.21876727439391158
+                        else:
+                            return -0.07691158567442768
+                else:
+                    if f[8] <= 107.5:  # still_s
+                        return -0.06954994453233272
+                    else:
+                        if f[6] <= 172.0:  # tilt_mg
+                            return -0.10138816654017513
+                        else:
+                            if f[15] <= 1.0:  # hold_frac
+                                if f[11] <= 0.572917:  # fill
+                                    return 3.1753961204034695
+                                else:
+                                    return 1.4432526271848387
+                            else:
+                                return -0.1005907576885105
+            else:
+                if f[14] <= 1.33:  # hold_s
+                    if f[15] <= 3.0:  # hold_frac
+                        if f[5] <= 3.4811249999999996:  # log_energy
+                            return -0.08004494305163838
+                        else:
+                            return 0.05733501963114695
+                    else:
+                        return 0.9801575222469703
+                else:
+                    return -0.04509509507598104
+        else:
+            return -0.06814909259956055
+
+
+def _t121(f: list[float]) -> float:
+    if f[32] <= 1.5:  # n_recent
+        if f[29] <= 3.18:  # gap_prev_s
+            return -0.07578816990563979
+        else:
+            if f[14] <= 0.09:  # hold_s
+                return -0.09957987779499762
+            else:
+                if f[7] <= 560.0:  # exc_mg
+                    if f[29] <= 15.744:  # gap_prev_s
+                        if f[5] <= 5.69337:  # log_energy
+                            if f[29] <= 12.164:  # gap_prev_s
+                                return 0.03916761410726921
+                            else:
+                                if f[15] <= 0.302419:  # hold_frac
+                                    return 0.5307442309148974
+                                else:
+                                    return 0.11253259275023011
+                        else:
+                            return 0.2623762511198855
+                    else:
+                        if f[31] <= -0.624154:  # log_dur_vs_prev
+                            if f[10] <= 0.458333:  # tilt_frac
+                                if f[10] <= 0.44:  # tilt_frac
+                                    return 0.13686028873941694
+                                else:
+                                    return 0.6718730863428353
+                            else:
+                                return -0.06910399783242475
+                        else:
+                            return -0.03403711014320368
+                else:
+                    return -0.117737262384697
+    else:
+        if f[7] <= 440.0:  # exc_mg
+            return -0.0005091591076318548
+        else:
+            if f[29] <= 1.42:  # gap_prev_s
+                if f[30] <= 0.750306:  # log_peak_vs_prev
+                    return -0.013745380675369165
+                else:
+                    return 0.038375319861482154
+            else:
+                return 0.06571655624073232
+
+
+def _t122(f: list[float]) -> float:
+    if f[34] <= 0.635989:  # log_peak_vs_spasm
+        if f[32] <= 2.5:  # n_recent
+            if f[7] <= 504.0:  # exc_mg
+                if f[29] <= 0.668:  # gap_prev_s
+                    return -0.06421055681724698
+                else:
+                    if f[7] <= 188.0:  # exc_mg
+                        return -0.016685960842030122
+                    else:
+                        return 0.057812397662459214
+            else:
+                return -0.10127310796795158
+        else:
+            return 0.0014170113866733283
+    else:
+        if f[38] <= 1.5:  # n_recent_spasm
+            if f[30] <= 0.725937:  # log_peak_vs_prev
+                if f[33] <= 16.588:  # since_spasm_s
+                    if f[11] <= 0.404095:  # fill
+                        return -0.04303732629045162
+                    else:
+                        return 0.17328184717238404
+                else:
+                    return 0.05895340497743984
+            else:
+                if f[23] <= 0.5:  # fail_not_prominent
+                    if f[1] <= 1.5:  # state
+                        return -0.018825702253638058
+                    else:
+                        return -0.09503888129937325
+                else:
+                    if f[35] <= 0.963438:  # log_dur_vs_spasm
+                        return -0.06033788219278609
+                    else:
+                        if f[13] <= 0.13:  # rise_s
+                            return 0.11035259849540324
+                        else:
+                            return 0.4718543390107671
+        else:
+            if f[33] <= 10.012:  # since_spasm_s
+                return -0.0166479376396383
+            else:
+                return -0.0985535133505035
+
+
+def _t123(f: list[float]) -> float:
+    if f[30] <= -2.45101:  # log_peak_vs_prev
+        return -0.06653871744458971
+    else:
+        if f[29] <= 0.112:  # gap_prev_s
+            if f[37] <= 0.984307:  # axis_vs_spasm
+                if f[16] <= 0.0231481:  # rise_frac
+                    if f[3] <= 5.248:  # dur_s
+                        if f[14] <= 4.37:  # hold_s
+                            return 0.016136106773293166
+                        else:
+                            return 0.229243241294365
+                    else:
+                        return -0.08274281416601673
+                else:
+                    if f[9] <= 0.454545:  # exc_ratio
+                        if f[16] <= 0.5:  # rise_frac
+                            if f[6] <= 53.0:  # tilt_mg
+                                return -0.008137102852125494
+                            else:
+                                if f[10] <= 0.34:  # tilt_frac
+                                    if f[35] <= 0.0339016:  # log_dur_vs_spasm
+                                        return -0.06711229100733514
+                                    else:
+                                        return -0.20047580241342988
+                                else:
+                                    return -0.04649447077192048
+                        else:
+                            if f[9] <= 0.326087:  # exc_ratio
+                                return -0.09029664032329868
+                            else:
+                                return 0.12755466585869238
+                    else:
+                        if f[33] <= 1.436:  # since_spasm_s
+                            return -0.1481575218422792
+                        else:
+                            return -0.0019876945780007253
+            else:
+                if f[27] <= 0.5:  # fail_cut
+                    return 0.0821527778786721
+                else:
+                    return -0.10401835365678982
+        else:
+            return 0.0013733095904569024
+
+
+def _t124(f: list[float]) -> float:
+    if f[36] <= 1.55556:  # ratio_vs_spasm
+        if f[9] <= 0.65625:  # exc_ratio
+            return -0.0007016475447769893
+        else:
+            if f[36] <= 0.723982:  # ratio_vs_spasm
+                if f[5] <= 4.594915:  # log_energy
+                    if f[16] <= 0.0434028:  # rise_frac
+                        if f[9] <= 0.676471:  # exc_ratio
+                            if f[6] <= 45.0:  # tilt_mg
+                                return 2.03914755366519
+                            else:
+                                return 0.42968788488668735
+                        else:
+                            return 0.10011023342551886
+                    else:
+                        if f[10] <= 0.956522:  # tilt_frac
+                            return -0.016369596305134668
+                        else:
+                            if f[3] <= 0.848:  # dur_s
+                                return -0.0005265261418365871
+                            else:
+                                if f[29] <= 9.76:  # gap_prev_s
+                                    return 0.12793988247966928
+                                else:
+                                    if f[8] <= 19.5:  # still_s
+                                        return 1.4702951738371404
+                                    else:
+                                        return 0.2795982734452435
+                else:
+                    return -0.01761243404624755
+            else:
+                if f[4] <= 5.35641:  # log_peak
+                    return -0.001558969585215179
+                else:
+                    return 0.04208275663806046
+    else:
+        if f[30] <= -1.38629:  # log_peak_vs_prev
+            return 0.021098566493393943
+        else:
+            if f[9] <= 0.454545:  # exc_ratio
+                return -0.07008710019572183
+            else:
+                return -0.008651040078108926
+
+
+def _t125(f: list[float]) -> float:
+    if f[6] <= 12.5:  # tilt_mg
+        if f[27] <= 0.5:  # fail_cut
+            if f[29] <= 1.82:  # gap_prev_s
+                if f[4] <= 4.4995650000000005:  # log_peak
+                    if f[29] <= 1.42:  # gap_prev_s
+                        if f[8] <= 0.5:  # still_s
+                            return 0.18689263518795746
+                        else:
+                            return 0.7258051776758951
+                    else:
+                        return -0.11406427532262674
+                else:
+                    return -0.008871191862317385
+            else:
+                if f[33] <= 2.764:  # since_spasm_s
+                    if f[6] <= 7.5:  # tilt_mg
+                        return -0.014545341910276144
+                    else:
+                        return 0.2696456654516552
+                else:
+                    if f[4] <= 4.88234:  # log_peak
+                        return -0.030818796375525617
+                    else:
+                        if f[11] <= 0.770621:  # fill
+                            if f[10] <= 0.64:  # tilt_frac
+                                return 0.039507837046209006
+                            else:
+                                return 0.9850858677888541
+                        else:
+                            if f[11] <= 0.810185:  # fill
+                                if f[5] <= 3.1984649999999997:  # log_energy
+                                    return 2.3703615947615972
+                                else:
+                                    return 0.4750436856043013
+                            else:
+                                if f[37] <= 0.355481:  # axis_vs_spasm
+                                    return -0.10452610205529587
+                                else:
+                                    return 0.29931531441784537
+        else:
+            return -0.10785964475972194
+    else:
+        return -0.0006683050010784805
+
+
+def _t126(f: list[float]) -> float:
+    if f[9] <= 0.121094:  # exc_ratio
+        return -0.07900772661538667
+    else:
+        if f[36] <= 0.832579:  # ratio_vs_spasm
+            return 0.003980216823351103
+        else:
+            if f[37] <= 0.991157:  # axis_vs_spasm
+                if f[30] <= 0.149532:  # log_peak_vs_prev
+                    return 0.0013275766860139854
+                else:
+                    if f[14] <= 0.37:  # hold_s
+                        if f[13] <= 0.33:  # rise_s
+                            if f[13] <= 0.22999999999999998:  # rise_s
+                                if f[37] <= 0.367302:  # axis_vs_spasm
+                                    return -0.07441848440121489
+                                else:
+                                    return -0.019995163435534376
+                            else:
+                                if f[7] <= 220.0:  # exc_mg
+                                    return -0.023892189068872017
+                                else:
+                                    return -0.17134161240800005
+                        else:
+                            return 0.07763402241631184
+                    else:
+                        if f[4] <= 5.689995:  # log_peak
+                            if f[33] <= 7.748:  # since_spasm_s
+                                return 0.01370890540296285
+                            else:
+                                if f[32] <= 4.5:  # n_recent
+                                    return 0.10585874959424652
+                                else:
+                                    return -0.04327990383391602
+                        else:
+                            if f[14] <= 3.13:  # hold_s
+                                if f[9] <= 0.52381:  # exc_ratio
+                                    return -0.007403968307311735
+                                else:
+                                    return 0.03598927014463646
+                            else:
+                                return -0.030525210793941278
+            else:
+                return 0.02854691655205497
+
+
+def _t127(f: list[float]) -> float:
+    if f[33] <= 2.904:  # since_spasm_s
+        if f[33] <= 1.152:  # since_spasm_s
+            if f[26] <= 0.5:  # fail_flat
+                if f[35] <= 1.49165:  # log_dur_vs_spasm
+                    return -0.01649572460530356
+                else:
+                    if f[30] <= -0.693147:  # log_peak_vs_prev
+                        return 0.09689101371463521
+                    else:
+                        return -0.014824445905185413
+            else:
+                return 0.02872660093906155
+        else:
+            if f[6] <= 12.5:  # tilt_mg
+                return 0.09947174269639625
+            else:
+                if f[15] <= 1.25:  # hold_frac
+                    if f[6] <= 132.0:  # tilt_mg
+                        if f[35] <= -0.446287:  # log_dur_vs_spasm
+                            if f[6] <= 51.0:  # tilt_mg
+                                if f[9] <= 0.265625:  # exc_ratio
+                                    return 0.0776971794492132
+                                else:
+                                    return -0.03665417535374071
+                            else:
+                                return 0.06577766826147177
+                        else:
+                            return -0.03827482613226522
+                    else:
+                        if f[5] <= 4.594915:  # log_energy
+                            if f[9] <= 1.30435:  # exc_ratio
+                                return 0.10406148529933693
+                            else:
+                                return -0.050547269008127
+                        else:
+                            if f[11] <= 0.208333:  # fill
+                                return 0.03198888356089495
+                            else:
+                                return -0.060361150072847924
+                else:
+                    return -0.07842082940403082
+    else:
+        return 0.0014879347043873338
+
+
+def _t128(f: list[float]) -> float:
+    if f[4] <= 5.3179300000000005:  # log_peak
+        if f[29] <= 3.496:  # gap_prev_s
+            if f[34] <= -0.534082:  # log_peak_vs_spasm
+                if f[33] <= 3.744:  # since_spasm_s
+                    if f[31] <= 1.55619:  # log_dur_vs_prev
+                        return -0.008784847890697505
+                    else:
+                        return 0.06948357806361365
+                else:
+                    if f[30] <= -0.980829:  # log_peak_vs_prev
+                        if f[6] <= 74.0:  # tilt_mg
+                            if f[31] <= 0.510826:  # log_dur_vs_prev
+                                return 0.06547481501751039
+                            else:
+                                return 0.21994202260699464
+                        else:
+                            return 0.0003004720920961028
+                    else:
+                        return 0.008196637766880793
+            else:
+                if f[33] <= 15.764:  # since_spasm_s
+                    return -0.061023600804969505
+                else:
+                    if f[7] <= 55.0:  # exc_mg
+                        if f[35] <= -0.693147:  # log_dur_vs_spasm
+                            if f[15] <= 1.0:  # hold_frac
+                                if f[15] <= 0.648148:  # hold_frac
+                                    if f[38] <= 0.5:  # n_recent_spasm
+                                        return 1.0064947859448823
+                                    else:
+                                        return 0.0702212862424461
+                                else:
+                                    return -0.10548963039398805
+                            else:
+                                return 0.9201574908805384
+                        else:
+                            return -0.06909129073615808
+                    else:
+                        return 0.021601914730969663
+        else:
+            return -0.024540757591649844
+    else:
+        return 0.0019528774696945979
+
+
+def _t129(f: list[float]) -> float:
+    if f[17] <= 0.5:  # fail_warmup
+        if f[31] <= -3.01945:  # log_dur_vs_prev
+            if f[34] <= -0.34484:  # log_peak_vs_spasm
+                if f[4] <= 4.6247799999999994:  # log_peak
+                    if f[7] <= 16.5:  # exc_mg
+                        return 0.16659995238137368
+                    else:
+                        return -0.07144277133418883
+                else:
+                    if f[29] <= 3.34:  # gap_prev_s
+                        if f[15] <= 5.0:  # hold_frac
+                            if f[15] <= 1.13911:  # hold_frac
+                                if f[38] <= 1.5:  # n_recent_spasm
+                                    return -0.06845626310069979
+                                else:
+                                    return 0.18786425404100193
+                            else:
+                                return 0.42329839285108667
+                        else:
+                            return -0.11340767278009695
+                    else:
+                        return -0.10501879318089596
+            else:
+                return -0.09610974572250995
+        else:
+            if f[2] <= 1.5:  # peaks
+                if f[8] <= 4.5:  # still_s
+                    return -0.00013971904727473744
+                else:
+                    if f[30] <= 1.67398:  # log_peak_vs_prev
+                        if f[4] <= 4.94123:  # log_peak
+                            return -0.03434229261864434
+                        else:
+                            return 0.042544220333624365
+                    else:
+                        return -0.06887903150457826
+            else:
+                if f[29] <= 6.928:  # gap_prev_s
+                    return -0.00014153978009756832
+                else:
+                    return -0.029694205634533306
+    else:
+        return -0.10126916349260842
+
+
+def _t130(f: list[float]) -> float:
+    if f[6] <= 880.0:  # tilt_mg
+        if f[10] <= 1.4:  # tilt_frac
+            if f[4] <= 4.836155:  # log_peak
+                if f[30] <= -0.693147:  # log_peak_vs_prev
+                    if f[27] <= 0.5:  # fail_cut
+                        if f[4] <= 4.54307:  # log_peak
+                            return 0.057971274678768205
+                        else:
+                            if f[37] <= 0.961376:  # axis_vs_spasm
+                                return 0.0098663974591293
+                            else:
+                                return -0.07079203801597046
+                    else:
+                        if f[9] <= 0.833333:  # exc_ratio
+                            return -0.14747805550055848
+                        else:
+                            if f[36] <= 3.03571:  # ratio_vs_spasm
+                                return 0.0747946797017297
+                            else:
+                                return -0.08864116584976117
+                else:
+                    return -0.038742624224708935
+            else:
+                return 0.0006623532489732757
+        else:
+            if f[9] <= 0.44:  # exc_ratio
+                if f[31] <= 0.693147:  # log_dur_vs_prev
+                    if f[30] <= -0.693147:  # log_peak_vs_prev
+                        if f[13] <= 0.71:  # rise_s
+                            return -0.17428916809197512
+                        else:
+                            return 0.10921857857615201
+                    else:
+                        if f[31] <= -1.38629:  # log_dur_vs_prev
+                            return -0.2177390594832129
+                        else:
+                            return 0.1107921377345236
+                else:
+                    return -0.1658156365193878
+            else:
+                return 0.11101362514738591
+    else:
+        return -0.10554170272865034
+
+
+def _t131(f: list[float]) -> float:
+    if f[2] <= 14.5:  # peaks
+        if f[31] <= 0.635989:  # log_dur_vs_prev
+            if f[13] <= 0.15000000000000002:  # rise_s
+                if f[29] <= 9.432:  # gap_prev_s
+                    if f[29] <= 3.132:  # gap_prev_s
+                        return -0.0007812709698937092
+                    else:
+                        if f[13] <= 0.05:  # rise_s
+                            return -0.01699708549037093
+                        else:
+                            if f[4] <= 5.23622:  # log_peak
+                                return -0.008435737132887682
+                            else:
+                                return 0.05842912648224015
+                else:
+                    return -0.035201601720079696
+            else:
+                if f[27] <= 0.5:  # fail_cut
+                    return -0.012587573959209354
+                else:
+                    if f[5] <= 5.198255:  # log_energy
+                        if f[11] <= 0.488281:  # fill
+                            if f[7] <= 70.0:  # exc_mg
+                                return -0.06470824067077217
+                            else:
+                                if f[8] <= 76.5:  # still_s
+                                    return 0.041763650817752934
+                                else:
+                                    return 0.7745663311147175
+                        else:
+                            return -0.08613432770246175
+                    else:
+                        return -0.04496185108506383
+        else:
+            if f[10] <= 0.7:  # tilt_frac
+                if f[3] <= 0.328:  # dur_s
+                    return -0.08549205562542989
+                else:
+                    return 0.012565979512910986
+            else:
+                return -0.010645665059631515
+    else:
+        return -0.06509808300777813
+
+
+def _t132(f: list[float]) -> float:
+    if f[4] <= 7.769435:  # log_peak
+        if f[30] <= -2.45101:  # log_peak_vs_prev
+            return -0.06347441691750041
+        else:
+            if f[38] <= 5.5:  # n_recent_spasm
+                if f[31] <= -3.01945:  # log_dur_vs_prev
+                    if f[34] <= -0.34484:  # log_peak_vs_spasm
+                        if f[4] <= 4.6247799999999994:  # log_peak
+                            return -0.059571149152412996
+                        else:
+                            return 0.05376183417723192
+                    else:
+                        return -0.09474257326384627
+                else:
+                    if f[0] <= 0.5:  # cls
+                        return 0.008538550673194117
+                    else:
+                        if f[7] <= 53.0:  # exc_mg
+                            return -0.050385190287646126
+                        else:
+                            return -0.00028144007075912956
+            else:
+                if f[4] <= 5.689995:  # log_peak
+                    if f[36] <= 3.56037:  # ratio_vs_spasm
+                        if f[15] <= 0.996094:  # hold_frac
+                            if f[30] <= -2.07944:  # log_peak_vs_prev
+                                return -0.13641410095742143
+                            else:
+                                if f[34] <= -1.78095:  # log_peak_vs_spasm
+                                    return 0.17929846212970585
+                                else:
+                                    return 0.01182544235670738
+                        else:
+                            if f[16] <= 0.147059:  # rise_frac
+                                return -0.009171467282246977
+                            else:
+                                return -0.21596063338871235
+                    else:
+                        return 0.1507999585633626
+                else:
+                    return 0.11031828229779223
+    else:
+        return -0.0958228777855803
+
+
+def _t133(f: list[float]) -> float:
+    if f[34] <= 1.09861:  # log_peak_vs_spasm
+        if f[30] <= 1.2771:  # log_peak_vs_prev
+            if f[13] <= 0.13:  # rise_s
+                return 0.004805342897458989
+            else:
+                return -0.003632475015280016
+        else:
+            if f[9] <= 0.6:  # exc_ratio
+                if f[29] <= 6.928:  # gap_prev_s
+                    if f[36] <= 0.821256:  # ratio_vs_spasm
+                        return 0.03627390466677426
+                    else:
+                        if f[37] <= 0.705159:  # axis_vs_spasm
+                            return -0.04801796494537423
+                        else:
+                            if f[16] <= 0.0735294:  # rise_frac
+                                if f[30] <= 1.83258:  # log_peak_vs_prev
+                                    if f[15] <= 0.604839:  # hold_frac
+                                        return 0.07778437273405372
+                                    else:
+                                        return -0.14015476483914444
+                                else:
+                                    if f[3] <= 1.6320000000000001:  # dur_s
+                                        return -1.239788347222066
+                                    else:
+                                        return 0.1051800401623506
+                            else:
+                                return 0.03303078738807554
+                else:
+                    if f[5] <= 5.1530249999999995:  # log_energy
+                        if f[3] <= 0.752:  # dur_s
+                            return -0.0737577529064579
+                        else:
+                            return 0.10746349281949806
+                    else:
+                        return -0.13415742919973847
+            else:
+                return 0.07577550639447578
+    else:
+        if f[38] <= 1.5:  # n_recent_spasm
+            return -0.004675635722427887
+        else:
+            return -0.08988143162899852
+
+
+def _t134(f: list[float]) -> float:
+    if f[16] <= 0.441176:  # rise_frac
+        return -0.001674427426054611
+    else:
+        if f[11] <= 0.9375:  # fill
+            if f[13] <= 0.63:  # rise_s
+                if f[29] <= 1.164:  # gap_prev_s
+                    return 0.04220464275738886
+                else:
+                    return 0.009460679796981928
+            else:
+                if f[11] <= 0.347925:  # fill
+                    if f[4] <= 4.94123:  # log_peak
+                        if f[29] <= 0.444:  # gap_prev_s
+                            return 0.11208662807089856
+                        else:
+                            return -0.0607663338228541
+                    else:
+                        if f[10] <= 1.08696:  # tilt_frac
+                            if f[29] <= 3.86:  # gap_prev_s
+                                return 0.015434492434726603
+                            else:
+                                if f[4] <= 6.011075:  # log_peak
+                                    return -0.03893558516650369
+                                else:
+                                    return 0.0771472191497413
+                        else:
+                            if f[9] <= 0.306818:  # exc_ratio
+                                return -0.16987333528558726
+                            else:
+                                return 0.083070018533208
+                else:
+                    if f[34] <= -0.949081:  # log_peak_vs_spasm
+                        if f[31] <= -0.995428:  # log_dur_vs_prev
+                            return 0.16655282845258831
+                        else:
+                            if f[31] <= 0.162519:  # log_dur_vs_prev
+                                return -0.08085144471500312
+                            else:
+                                return 0.0680844783390186
+                    else:
+                        return -0.05534668592254566
+        else:
+            return -0.034173928124833414
+
+
+def _t135(f: list[float]) -> float:
+    if f[9] <= 0.113281:  # exc_ratio
+        return -0.08717351802110351
+    else:
+        if f[7] <= 1376.0:  # exc_mg
+            if f[1] <= 2.5:  # state
+                if f[1] <= 0.5:  # state
+                    return -0.0019742072892690045
+                else:
+                    return 0.005144596856015976
+            else:
+                if f[33] <= 50.692:  # since_spasm_s
                     if f[32] <= 7.5:  # n_recent
-                        return -0.08616861728342644
+                        return -0.08083524496621686
                     else:
-                        if f[6] <= 59.0:  # tilt_mg
-                            if f[35] <= 0.374693:  # log_dur_vs_spasm
-                                if f[37] <= 0.0289251:  # axis_vs_spasm
-                                    return -0.16048458291408085
-                                else:
-                                    if f[5] <= 4.844060000000001:  # log_energy
-                                        return -0.00919628963124808
+                        if f[34] <= 0.143101:  # log_peak_vs_spasm
+                            if f[6] <= 59.0:  # tilt_mg
+                                if f[29] <= 0.572:  # gap_prev_s
+                                    if f[4] <= 5.099565:  # log_peak
+                                        return -0.05603703586651775
                                     else:
-                                        if f[4] <= 6.579005:  # log_peak
-                                            if f[13] <= 0.21000000000000002:  # rise_s
-                                                return 0.18141682478823884
+                                        if f[5] <= 3.6885649999999996:  # log_energy
+                                            return 0.2695547860774848
+                                        else:
+                                            if f[11] <= 0.551471:  # fill
+                                                return 0.019090605669348622
                                             else:
-                                                if f[31] <= 0.17185:  # log_dur_vs_prev
-                                                    return -0.08072161248534965
-                                                else:
-                                                    return 0.1733527040342954
-                                        else:
-                                            return -0.11008160975268266
-                            else:
-                                return -0.05747066829753607
-                        else:
-                            if f[36] <= 0.815657:  # ratio_vs_spasm
-                                return 0.05188126065206805
-                            else:
-                                if f[3] <= 0.688:  # dur_s
-                                    return -0.044617324074323485
+                                                return 0.3125178456115418
                                 else:
-                                    return 0.011702453039948548
+                                    return -0.02781727137472395
+                            else:
+                                if f[4] <= 5.63438:  # log_peak
+                                    return -0.0032332904263734567
+                                else:
+                                    return 0.0325264898041917
+                        else:
+                            if f[30] <= 1.7492:  # log_peak_vs_prev
+                                return -0.04389195081146206
+                            else:
+                                return 0.10147459609493298
                 else:
-                    return -0.03768748931926601
-            else:
-                return 0.12527852481493956
+                    return -0.073976669162212
         else:
-            return -0.06331695915446864
+            return -0.10141140958149131
 
 
-def _t167(f: list[float]) -> float:
-    if f[32] <= 3.5:  # n_recent
-        return -0.010196279843250389
-    else:
-        if f[29] <= 10.744:  # gap_prev_s
-            return 0.0011239811768117385
-        else:
-            if f[34] <= -0.593064:  # log_peak_vs_spasm
-                return -0.08913814595672168
+def _t136(f: list[float]) -> float:
+    if f[17] <= 0.5:  # fail_warmup
+        if f[36] <= 1.55556:  # ratio_vs_spasm
+            if f[6] <= 90.0:  # tilt_mg
+                return -0.001869658079487152
             else:
-                if f[4] <= 6.579005:  # log_peak
-                    if f[7] <= 66.0:  # exc_mg
-                        if f[26] <= 0.5:  # fail_flat
-                            return -0.10266651391498433
-                        else:
-                            if f[16] <= 0.661765:  # rise_frac
-                                if f[31] <= -0.371564:  # log_dur_vs_prev
-                                    return -0.1049294685659749
+                if f[5] <= 4.41855:  # log_energy
+                    if f[36] <= 0.851852:  # ratio_vs_spasm
+                        return 0.06701492113202331
+                    else:
+                        return 0.013994434243094808
+                else:
+                    if f[31] <= -1.56065:  # log_dur_vs_prev
+                        return -0.04815643181264254
+                    else:
+                        if f[13] <= 0.21000000000000002:  # rise_s
+                            if f[16] <= 0.0735294:  # rise_frac
+                                if f[9] <= 0.34:  # exc_ratio
+                                    return -0.04526023233811226
                                 else:
-                                    if f[11] <= 0.9375:  # fill
-                                        if f[9] <= 0.333333:  # exc_ratio
-                                            return 0.4155506130363934
-                                        else:
-                                            return -0.10245375520581651
+                                    if f[15] <= 0.484375:  # hold_frac
+                                        return 0.04211144822532689
                                     else:
-                                        if f[4] <= 4.6247799999999994:  # log_peak
-                                            return -0.10027440802739683
-                                        else:
-                                            return 4.718639762229871
+                                        return -0.002281226155196559
                             else:
-                                return 1.297656675501577
-                    else:
-                        if f[32] <= 6.5:  # n_recent
-                            return 0.051975261615313434
+                                return 0.03636112517629033
                         else:
-                            if f[31] <= 1.11803:  # log_dur_vs_prev
-                                return -0.07427905255693797
-                            else:
-                                if f[31] <= 1.25846:  # log_dur_vs_prev
-                                    return 0.6778686762465407
-                                else:
-                                    return 0.007719395536216248
-                else:
-                    return -0.10031216525639751
-
-
-def _t168(f: list[float]) -> float:
-    if f[9] <= 0.114583:  # exc_ratio
-        return -0.08427944403869678
-    else:
-        if f[36] <= 1.88462:  # ratio_vs_spasm
-            if f[6] <= 126.0:  # tilt_mg
-                return -0.0009937417900314491
-            else:
-                if f[34] <= -0.864997:  # log_peak_vs_spasm
-                    if f[15] <= 1.01004:  # hold_frac
-                        return 0.07565423333883081
-                    else:
-                        return -0.026931946011333946
-                else:
-                    if f[5] <= 4.41855:  # log_energy
-                        if f[1] <= 1.5:  # state
-                            return 0.0868819196982113
-                        else:
-                            if f[4] <= 5.742675:  # log_peak
-                                if f[34] <= -0.737599:  # log_peak_vs_spasm
-                                    return 0.1143916267980889
-                                else:
-                                    return -0.037933523865384684
-                            else:
-                                return 0.14798312540032624
-                    else:
-                        if f[16] <= 0.979167:  # rise_frac
-                            return 0.0029371390915644844
-                        else:
-                            return -0.13186142260984043
-        else:
-            if f[29] <= 3.744:  # gap_prev_s
-                return -0.0018770880649656475
-            else:
-                if f[16] <= 0.0269397:  # rise_frac
-                    if f[3] <= 0.8160000000000001:  # dur_s
-                        return 0.48820868345398793
-                    else:
-                        if f[33] <= 8.224:  # since_spasm_s
-                            return 0.09945054084811689
-                        else:
-                            return -0.07301410162948423
-                else:
-                    return -0.04056305205347763
-
-
-def _t169(f: list[float]) -> float:
-    if f[9] <= 0.114583:  # exc_ratio
-        return -0.08217769003840308
-    else:
-        if f[14] <= 0.67:  # hold_s
-            return 0.0022472939685057925
-        else:
-            if f[9] <= 0.3375:  # exc_ratio
-                if f[35] <= -1.28093:  # log_dur_vs_spasm
-                    return 0.19088110960605886
-                else:
-                    return -0.04044005736848256
-            else:
-                if f[11] <= 0.328947:  # fill
-                    if f[35] <= -0.565314:  # log_dur_vs_spasm
-                        return 0.0598990041346441
-                    else:
-                        if f[29] <= 3.632:  # gap_prev_s
-                            if f[30] <= 0.839751:  # log_peak_vs_prev
-                                if f[16] <= 0.0868056:  # rise_frac
-                                    if f[29] <= 2.728:  # gap_prev_s
-                                        return -0.014637446862691767
+                            if f[13] <= 0.33:  # rise_s
+                                if f[9] <= 0.347826:  # exc_ratio
+                                    if f[2] <= 2.5:  # peaks
+                                        return 0.1427118198451117
                                     else:
-                                        if f[29] <= 2.78:  # gap_prev_s
-                                            return 0.2611125057199885
-                                        else:
-                                            return 0.02496168971042574
+                                        return -0.21298607107915576
                                 else:
-                                    if f[5] <= 3.78393:  # log_energy
-                                        return -0.07221372354763682
+                                    if f[0] <= 1.5:  # cls
+                                        return -0.13239764466760306
                                     else:
-                                        if f[7] <= 70.0:  # exc_mg
-                                            return 0.2685061966481715
-                                        else:
-                                            return 0.014269562617593538
+                                        return -0.024327753415424206
                             else:
-                                return 0.03264315216651726
-                        else:
-                            return -0.016882297893955785
-                else:
-                    if f[5] <= 5.69337:  # log_energy
-                        return -0.01183137903394533
-                    else:
-                        return -0.08082521077916922
-
-
-def _t170(f: list[float]) -> float:
-    if f[33] <= 4.076:  # since_spasm_s
-        return -0.004658217451521691
+                                return 0.005035063436242326
+        else:
+            return -0.005647072775041839
     else:
-        if f[33] <= 12.456:  # since_spasm_s
-            if f[37] <= 0.102622:  # axis_vs_spasm
-                return -0.029806512857385323
-            else:
-                if f[34] <= -1.69378:  # log_peak_vs_spasm
-                    if f[15] <= 0.950521:  # hold_frac
-                        return 0.07733728971107558
-                    else:
-                        return -0.02003335095236425
-                else:
-                    if f[4] <= 5.3179300000000005:  # log_peak
-                        if f[34] <= -0.606136:  # log_peak_vs_spasm
-                            if f[29] <= 4.6:  # gap_prev_s
-                                return 0.020662019712084645
-                            else:
-                                return -0.0468149639882422
-                        else:
-                            return -0.050381624637607425
-                    else:
-                        return 0.011923096092221325
-        else:
-            if f[38] <= 1.5:  # n_recent_spasm
-                return 0.0017611490949496129
-            else:
-                if f[30] <= 0.074108:  # log_peak_vs_prev
-                    if f[4] <= 5.147220000000001:  # log_peak
-                        return -0.032812658415468925
-                    else:
-                        if f[5] <= 3.870985:  # log_energy
-                            return 0.10160081117171066
-                        else:
-                            if f[29] <= 11.608:  # gap_prev_s
-                                return 0.016841587714348363
-                            else:
-                                return -0.1359049992065002
-                else:
-                    if f[7] <= 66.0:  # exc_mg
-                        return 0.05811021918893529
-                    else:
-                        return -0.040147104215504756
+        return -0.10116168412445321
 
 
-def _t171(f: list[float]) -> float:
-    if f[1] <= 0.5:  # state
-        return -0.10026834061322583
-    else:
-        if f[16] <= 1.0119:  # rise_frac
-            if f[36] <= 1.53535:  # ratio_vs_spasm
-                if f[7] <= 196.0:  # exc_mg
-                    return -0.0014071939502681065
-                else:
-                    if f[14] <= 0.15000000000000002:  # hold_s
-                        if f[16] <= 0.197368:  # rise_frac
-                            return 0.0101878387613863
-                        else:
-                            return -0.07513720979187716
-                    else:
-                        return 0.01398542842408502
-            else:
-                if f[9] <= 0.444444:  # exc_ratio
-                    return -0.05487272592464365
-                else:
-                    if f[7] <= 59.0:  # exc_mg
-                        if f[10] <= 0.703704:  # tilt_frac
-                            return 0.14383089053634024
-                        else:
-                            return -0.08764687562913953
-                    else:
-                        return -0.004579964481783597
-        else:
-            if f[29] <= 4.524:  # gap_prev_s
-                if f[7] <= 122.0:  # exc_mg
-                    if f[10] <= 0.913043:  # tilt_frac
-                        return -0.09468878344354291
-                    else:
-                        return 0.05338208496642671
-                else:
-                    if f[7] <= 156.0:  # exc_mg
-                        return 0.1731732715862549
-                    else:
-                        if f[36] <= 1.83743:  # ratio_vs_spasm
-                            return -0.039355752800713
-                        else:
-                            return 0.12665599514457754
-            else:
-                return -0.08283117176472332
-
-
-def _t172(f: list[float]) -> float:
-    if f[3] <= 5.76:  # dur_s
-        if f[3] <= 4.48:  # dur_s
-            return -0.0002750817931981586
-        else:
-            if f[31] <= -0.0833816:  # log_dur_vs_prev
-                return -0.06791725199190232
-            else:
-                if f[10] <= 0.645161:  # tilt_frac
-                    if f[32] <= 5.5:  # n_recent
-                        return -0.025826595497974114
-                    else:
-                        if f[34] <= -0.632523:  # log_peak_vs_spasm
-                            return -0.036240624652755044
-                        else:
-                            return 0.09500500036859069
-                else:
-                    if f[16] <= 0.03125:  # rise_frac
-                        if f[37] <= 0.591177:  # axis_vs_spasm
-                            if f[11] <= 0.20715:  # fill
-                                return 0.22217418311083278
-                            else:
-                                return -0.1400722980338536
-                        else:
-                            return -0.07820087584709953
-                    else:
-                        return -0.06462023305779817
-    else:
-        if f[10] <= 0.92:  # tilt_frac
-            if f[11] <= 0.264333:  # fill
-                if f[15] <= 0.416667:  # hold_frac
-                    if f[34] <= 0.325422:  # log_peak_vs_spasm
-                        return -0.020952272578860995
-                    else:
-                        if f[31] <= 1.11803:  # log_dur_vs_prev
-                            return 0.21362317586475923
-                        else:
-                            return 0.0285339464405758
-                else:
-                    return -0.050509561158893636
-            else:
-                return -0.10945139547217755
-        else:
-            return 0.21530031032723562
-
-
-def _t173(f: list[float]) -> float:
-    if f[34] <= -0.133531:  # log_peak_vs_spasm
+def _t137(f: list[float]) -> float:
+    if f[34] <= -0.139762:  # log_peak_vs_spasm
         if f[32] <= 4.5:  # n_recent
-            if f[29] <= 0.32:  # gap_prev_s
-                return -0.12750045657883813
-            else:
-                return -0.021550688866279068
+            return -0.034504861165792614
         else:
-            return 0.0033517677804054493
+            return 0.003975712240029823
     else:
         if f[32] <= 7.5:  # n_recent
             if f[1] <= 1.5:  # state
                 if f[32] <= 3.5:  # n_recent
-                    return -0.002895308221228198
+                    if f[30] <= 0.485508:  # log_peak_vs_prev
+                        if f[5] <= 5.4679199999999994:  # log_energy
+                            return -0.007488255173091703
+                        else:
+                            return -0.09046259322451827
+                    else:
+                        return 0.025268042449394484
                 else:
-                    return 0.029369787670851306
+                    return 0.028962107674613758
             else:
-                return -0.013770613800286683
+                return -0.028693440698147207
         else:
-            if f[5] <= 4.0942050000000005:  # log_energy
-                if f[29] <= 4.672:  # gap_prev_s
-                    if f[13] <= 0.09:  # rise_s
-                        return -0.08104301211384606
-                    else:
-                        if f[5] <= 3.78393:  # log_energy
-                            if f[15] <= 0.15625:  # hold_frac
-                                return 0.2752575077964997
-                            else:
-                                return 0.019981908110508605
-                        else:
-                            return -0.05115322053723525
-                else:
-                    if f[31] <= -0.737599:  # log_dur_vs_prev
-                        if f[16] <= 0.553385:  # rise_frac
-                            return 0.05763040287000698
-                        else:
-                            if f[7] <= 47.0:  # exc_mg
-                                return 0.8943110745670447
-                            else:
-                                return 0.1925083258263497
-                    else:
-                        return -0.017981324148436135
+            if f[4] <= 6.268635:  # log_peak
+                return -0.018925845247454554
             else:
-                return -0.004516192240268805
+                if f[29] <= 0.076:  # gap_prev_s
+                    return -0.023122937041771013
+                else:
+                    if f[34] <= 0.916291:  # log_peak_vs_spasm
+                        if f[11] <= 0.224248:  # fill
+                            return 0.0406894909939272
+                        else:
+                            if f[15] <= 0.260417:  # hold_frac
+                                if f[16] <= 0.208333:  # rise_frac
+                                    return 0.01841297418040075
+                                else:
+                                    if f[24] <= 0.5:  # fail_impulse
+                                        return -0.10055876750182309
+                                    else:
+                                        return 0.05728864603940279
+                            else:
+                                return 0.028881644269172203
+                    else:
+                        return -0.03625005969977729
+
+
+def _t138(f: list[float]) -> float:
+    if f[9] <= 0.171053:  # exc_ratio
+        if f[31] <= -1.67398:  # log_dur_vs_prev
+            if f[30] <= 0.276253:  # log_peak_vs_prev
+                if f[34] <= -0.268264:  # log_peak_vs_spasm
+                    return 0.12400589947831327
+                else:
+                    return -0.05029147399552784
+            else:
+                if f[5] <= 3.6372400000000003:  # log_energy
+                    if f[30] <= 0.441833:  # log_peak_vs_prev
+                        if f[4] <= 5.92936:  # log_peak
+                            return -0.1002742467557794
+                        else:
+                            return 2.9767347707096716
+                    else:
+                        return 0.511980582721806
+                else:
+                    return 0.08897597863614559
+        else:
+            if f[15] <= 0.1875:  # hold_frac
+                if f[33] <= 29.012:  # since_spasm_s
+                    if f[34] <= 1.09861:  # log_peak_vs_spasm
+                        if f[37] <= 0.509226:  # axis_vs_spasm
+                            return 0.43772015193194175
+                        else:
+                            return 0.05620022436296174
+                    else:
+                        return -0.1388376592217274
+                else:
+                    if f[15] <= 0.175781:  # hold_frac
+                        return -0.07886255871791886
+                    else:
+                        if f[9] <= 0.166667:  # exc_ratio
+                            return -0.10154746733959129
+                        else:
+                            return 0.8624190126900712
+            else:
+                return -0.07379672433899107
+    else:
+        if f[38] <= 0.5:  # n_recent_spasm
+            return 0.006440252655018718
+        else:
+            return -0.0014901388468273697
+
+
+def _t139(f: list[float]) -> float:
+    if f[9] <= 0.145:  # exc_ratio
+        return -0.044258141256097006
+    else:
+        if f[6] <= 10.5:  # tilt_mg
+            if f[31] <= 1.95161:  # log_dur_vs_prev
+                if f[27] <= 0.5:  # fail_cut
+                    if f[31] <= 1.6864:  # log_dur_vs_prev
+                        if f[5] <= 4.060295:  # log_energy
+                            if f[7] <= 70.0:  # exc_mg
+                                if f[30] <= 0.194156:  # log_peak_vs_prev
+                                    if f[10] <= 0.47619:  # tilt_frac
+                                        return -0.009664023084724783
+                                    else:
+                                        return 0.16438110148742843
+                                else:
+                                    if f[14] <= 0.13:  # hold_s
+                                        return 0.06119534491341912
+                                    else:
+                                        if f[15] <= 0.625:  # hold_frac
+                                            return 0.48310273605790777
+                                        else:
+                                            return -0.03719810717380805
+                            else:
+                                return -0.10138632523427944
+                        else:
+                            if f[31] <= 0.389465:  # log_dur_vs_prev
+                                return 0.038183092323257506
+                            else:
+                                if f[16] <= 0.666667:  # rise_frac
+                                    return 0.1062479330163517
+                                else:
+                                    return 0.4149090140721239
+                    else:
+                        if f[6] <= 8.5:  # tilt_mg
+                            return 0.669188419452554
+                        else:
+                            return -0.10409351699504205
+                else:
+                    return -0.11763812152043958
+            else:
+                return -0.11376624750601952
+        else:
+            return -0.0003353215114584875
+
+
+def _t140(f: list[float]) -> float:
+    if f[9] <= 0.121094:  # exc_ratio
+        return -0.07606655135753743
+    else:
+        if f[14] <= 0.67:  # hold_s
+            if f[15] <= 0.484375:  # hold_frac
+                if f[6] <= 90.0:  # tilt_mg
+                    return -0.005657066605917333
+                else:
+                    return 0.01539218412168436
+            else:
+                if f[16] <= 0.332031:  # rise_frac
+                    if f[16] <= 0.0585938:  # rise_frac
+                        return -0.004748102552749662
+                    else:
+                        if f[31] <= -2.01275:  # log_dur_vs_prev
+                            if f[35] <= -3.32264:  # log_dur_vs_spasm
+                                return 0.27768135913480824
+                            else:
+                                return -0.047353965450671366
+                        else:
+                            if f[10] <= 0.2625:  # tilt_frac
+                                return 0.0793920369212145
+                            else:
+                                if f[4] <= 4.54307:  # log_peak
+                                    return 0.34644583873715074
+                                else:
+                                    return 0.03159857469353355
+                else:
+                    if f[9] <= 0.351852:  # exc_ratio
+                        if f[16] <= 0.4375:  # rise_frac
+                            return -0.018799294323917595
+                        else:
+                            return 0.04819381465452219
+                    else:
+                        if f[11] <= 0.710227:  # fill
+                            return -0.0081967251429281
+                        else:
+                            return -0.06948904514061488
+        else:
+            if f[24] <= 0.5:  # fail_impulse
+                return -0.002196292964170957
+            else:
+                return -0.06404338687523285
+
+
+def _t141(f: list[float]) -> float:
+    if f[34] <= -0.139762:  # log_peak_vs_spasm
+        return 0.0024667738429359222
+    else:
+        if f[32] <= 7.5:  # n_recent
+            if f[23] <= 0.5:  # fail_not_prominent
+                if f[4] <= 6.6642:  # log_peak
+                    if f[4] <= 5.792714999999999:  # log_peak
+                        return 0.004798466654318732
+                    else:
+                        return 0.044028252114858016
+                else:
+                    return -0.021924582486302222
+            else:
+                if f[9] <= 0.475:  # exc_ratio
+                    if f[5] <= 6.851039999999999:  # log_energy
+                        return -0.05959150555257536
+                    else:
+                        return 0.19236014867926604
+                else:
+                    if f[5] <= 3.020125:  # log_energy
+                        if f[8] <= 60.5:  # still_s
+                            if f[4] <= 4.736045:  # log_peak
+                                return 0.05227727497396422
+                            else:
+                                return 1.6619683535151122
+                        else:
+                            return 3.386984440599802
+                    else:
+                        if f[32] <= 3.5:  # n_recent
+                            return -0.03624119349010651
+                        else:
+                            return 0.03166263980840609
+        else:
+            if f[4] <= 6.268635:  # log_peak
+                return -0.017285929497259954
+            else:
+                if f[23] <= 0.5:  # fail_not_prominent
+                    if f[34] <= 0.793231:  # log_peak_vs_spasm
+                        return 0.02296532373393312
+                    else:
+                        return -0.03946004831680773
+                else:
+                    return -0.020197022320004768
+
+
+def _t142(f: list[float]) -> float:
+    if f[29] <= 10.824:  # gap_prev_s
+        return 0.00042392671174134173
+    else:
+        if f[34] <= -0.735707:  # log_peak_vs_spasm
+            return -0.08859219502598106
+        else:
+            if f[4] <= 6.533519999999999:  # log_peak
+                if f[30] <= 0.194156:  # log_peak_vs_prev
+                    return -0.024931277141987614
+                else:
+                    if f[32] <= 3.5:  # n_recent
+                        if f[9] <= 0.265625:  # exc_ratio
+                            if f[31] <= 0.826679:  # log_dur_vs_prev
+                                return -0.10955458758135293
+                            else:
+                                return 0.0764430092256432
+                        else:
+                            if f[4] <= 5.35641:  # log_peak
+                                if f[6] <= 126.0:  # tilt_mg
+                                    return -0.05782390496643919
+                                else:
+                                    return 0.26847841989112287
+                            else:
+                                if f[5] <= 3.95106:  # log_energy
+                                    return 0.28608686503986686
+                                else:
+                                    return 0.0913076335847374
+                    else:
+                        if f[4] <= 6.122335:  # log_peak
+                            if f[9] <= 0.125:  # exc_ratio
+                                return 0.6752432368971791
+                            else:
+                                return -0.041516355649265896
+                        else:
+                            if f[15] <= 0.144231:  # hold_frac
+                                return -0.09809986354548722
+                            else:
+                                if f[13] <= 0.21000000000000002:  # rise_s
+                                    return 0.17417073781070497
+                                else:
+                                    return -0.10852830260489495
+            else:
+                return -0.06576769283582783
+
+
+def _t143(f: list[float]) -> float:
+    if f[16] <= 0.666667:  # rise_frac
+        return -0.0010530375060605153
+    else:
+        if f[9] <= 0.452381:  # exc_ratio
+            if f[9] <= 0.447368:  # exc_ratio
+                return 0.03200066860555531
+            else:
+                if f[33] <= 41.764:  # since_spasm_s
+                    return 0.0978144106841472
+                else:
+                    return 0.42038583414549846
+        else:
+            if f[11] <= 0.125558:  # fill
+                if f[15] <= 1.01562:  # hold_frac
+                    if f[35] <= 1.13498:  # log_dur_vs_spasm
+                        return 0.10201563533669969
+                    else:
+                        if f[31] <= 1.52444:  # log_dur_vs_prev
+                            return -0.15422441927812508
+                        else:
+                            return 0.09146278750530262
+                else:
+                    return 0.18452367874091224
+            else:
+                if f[29] <= 0.42:  # gap_prev_s
+                    if f[4] <= 5.84037:  # log_peak
+                        if f[30] <= 0.788457:  # log_peak_vs_prev
+                            if f[33] <= 21.22:  # since_spasm_s
+                                return 0.08519634984353572
+                            else:
+                                return -0.059618433806430005
+                        else:
+                            return 0.26947088122796026
+                    else:
+                        return -0.037860306067814556
+                else:
+                    if f[15] <= 0.208333:  # hold_frac
+                        if f[30] <= 0.0833816:  # log_peak_vs_prev
+                            return 0.290489219905037
+                        else:
+                            return -0.013690706537157147
+                    else:
+                        return -0.014952921236776245
+
+
+def _t144(f: list[float]) -> float:
+    if f[6] <= 880.0:  # tilt_mg
+        if f[7] <= 312.0:  # exc_mg
+            return -0.0011763978987712398
+        else:
+            if f[29] <= 0.656:  # gap_prev_s
+                if f[30] <= 0.594707:  # log_peak_vs_prev
+                    if f[11] <= 0.210013:  # fill
+                        return 0.0016301414712595224
+                    else:
+                        if f[14] <= 1.15:  # hold_s
+                            return -0.07463095424301311
+                        else:
+                            return -0.01523664033581358
+                else:
+                    return 0.015002794532303756
+            else:
+                if f[14] <= 0.21000000000000002:  # hold_s
+                    if f[4] <= 6.915595:  # log_peak
+                        return -0.13029619372801812
+                    else:
+                        if f[29] <= 3.916:  # gap_prev_s
+                            return 0.0715162245905649
+                        else:
+                            return -0.06257100412385869
+                else:
+                    if f[15] <= 0.921875:  # hold_frac
+                        if f[34] <= 0.693147:  # log_peak_vs_spasm
+                            if f[32] <= 1.5:  # n_recent
+                                if f[31] <= 0.328504:  # log_dur_vs_prev
+                                    return -0.09878317865218737
+                                else:
+                                    return 0.10172107973228738
+                            else:
+                                return 0.06435103743834093
+                        else:
+                            if f[13] <= 0.25:  # rise_s
+                                return 0.04113680638161948
+                            else:
+                                return -0.08946769688499034
+                    else:
+                        return -0.01655470917022384
+    else:
+        return -0.1053702251246394
+
+
+def _t145(f: list[float]) -> float:
+    if f[17] <= 0.5:  # fail_warmup
+        if f[13] <= 0.11:  # rise_s
+            if f[13] <= 0.07:  # rise_s
+                if f[16] <= 0.294118:  # rise_frac
+                    return -0.0012322503671789052
+                else:
+                    return -0.0680701500996327
+            else:
+                if f[5] <= 5.398:  # log_energy
+                    if f[27] <= 0.5:  # fail_cut
+                        if f[6] <= 37.0:  # tilt_mg
+                            if f[31] <= -0.476924:  # log_dur_vs_prev
+                                if f[16] <= 0.462963:  # rise_frac
+                                    return 0.04656638523415758
+                                else:
+                                    if f[29] <= 1.496:  # gap_prev_s
+                                        return 0.012451304592038793
+                                    else:
+                                        return 0.351053850473234
+                            else:
+                                if f[9] <= 0.278846:  # exc_ratio
+                                    if f[37] <= 0.982061:  # axis_vs_spasm
+                                        return -0.02588478132183235
+                                    else:
+                                        return -0.11735185135840226
+                                else:
+                                    if f[11] <= 0.297215:  # fill
+                                        return 0.13296012604603955
+                                    else:
+                                        return -0.02885638130224239
+                        else:
+                            if f[34] <= 0.916291:  # log_peak_vs_spasm
+                                return 0.06679405436081913
+                            else:
+                                return -0.06762810742442808
+                    else:
+                        return -0.04237902218106976
+                else:
+                    return -0.03532674832464375
+        else:
+            return -0.0017658751537136007
+    else:
+        return -0.10110264387794683
+
+
+def _t146(f: list[float]) -> float:
+    if f[37] <= 0.99776:  # axis_vs_spasm
+        if f[35] <= 2.3263:  # log_dur_vs_spasm
+            if f[3] <= 5.76:  # dur_s
+                if f[3] <= 4.48:  # dur_s
+                    return -0.0007231172990226337
+                else:
+                    if f[10] <= 0.0955882:  # tilt_frac
+                        return 0.2258487729237697
+                    else:
+                        if f[37] <= 0.919827:  # axis_vs_spasm
+                            return 0.03524513384896631
+                        else:
+                            return -0.07327864968070577
+            else:
+                return -0.03125219387922307
+        else:
+            if f[11] <= 0.246264:  # fill
+                return 0.07362397915987039
+            else:
+                return -0.09748533243579348
+    else:
+        if f[38] <= 0.5:  # n_recent_spasm
+            return -0.07948919012173788
+        else:
+            if f[16] <= 0.208333:  # rise_frac
+                if f[35] <= 0.0:  # log_dur_vs_spasm
+                    return -0.04263408775189706
+                else:
+                    if f[34] <= -0.597837:  # log_peak_vs_spasm
+                        return 0.13440151401850342
+                    else:
+                        if f[30] <= 0.040822:  # log_peak_vs_prev
+                            return -0.07936228161411867
+                        else:
+                            return 0.07240394225495478
+            else:
+                if f[6] <= 86.0:  # tilt_mg
+                    return 0.09569495652169671
+                else:
+                    if f[6] <= 188.0:  # tilt_mg
+                        return -0.10514767293948574
+                    else:
+                        return 0.15975303079236725
+
+
+def _t147(f: list[float]) -> float:
+    if f[32] <= 3.5:  # n_recent
+        if f[29] <= 0.668:  # gap_prev_s
+            if f[30] <= 0.510826:  # log_peak_vs_prev
+                return -0.0746242997038521
+            else:
+                return -0.00401272436975841
+        else:
+            if f[14] <= 0.09:  # hold_s
+                return -0.06366517852067045
+            else:
+                if f[30] <= -0.628609:  # log_peak_vs_prev
+                    if f[5] <= 2.350245:  # log_energy
+                        if f[11] <= 1.22768:  # fill
+                            return 5.021376656040153
+                        else:
+                            return 0.17053763063287966
+                    else:
+                        return -0.050716957193479184
+                else:
+                    if f[29] <= 0.696:  # gap_prev_s
+                        return 0.2502119978407238
+                    else:
+                        return 0.013640635657367598
+    else:
+        if f[7] <= 440.0:  # exc_mg
+            return -0.0003609878110498384
+        else:
+            if f[29] <= 1.908:  # gap_prev_s
+                if f[27] <= 0.5:  # fail_cut
+                    return 0.024001708898355248
+                else:
+                    if f[15] <= 1.02796:  # hold_frac
+                        if f[32] <= 7.5:  # n_recent
+                            return 0.038620576830887696
+                        else:
+                            return -0.049181429860593345
+                    else:
+                        return 0.362514875922886
+            else:
+                if f[9] <= 1.89474:  # exc_ratio
+                    return 0.09707903303591836
+                else:
+                    return -0.09431222067280896
+
+
+def _t148(f: list[float]) -> float:
+    if f[9] <= 0.121094:  # exc_ratio
+        return -0.07558302823929058
+    else:
+        if f[29] <= 9.432:  # gap_prev_s
+            if f[9] <= 0.302083:  # exc_ratio
+                if f[29] <= 3.44:  # gap_prev_s
+                    if f[33] <= 38.152:  # since_spasm_s
+                        return 0.008148815155298883
+                    else:
+                        if f[30] <= 0.430783:  # log_peak_vs_prev
+                            return -0.07446517263522319
+                        else:
+                            return 0.0037480055357493923
+                else:
+                    if f[30] <= 1.38629:  # log_peak_vs_prev
+                        if f[2] <= 3.5:  # peaks
+                            if f[35] <= -0.847298:  # log_dur_vs_spasm
+                                return 0.014217447768200728
+                            else:
+                                return 0.07652481805490342
+                        else:
+                            return -0.08454754095479673
+                    else:
+                        return -0.04428867711176803
+            else:
+                return -0.001013478709268402
+        else:
+            if f[1] <= 1.5:  # state
+                if f[37] <= 0.976671:  # axis_vs_spasm
+                    if f[14] <= 0.07:  # hold_s
+                        if f[9] <= 0.309524:  # exc_ratio
+                            return -0.09091310577869632
+                        else:
+                            return 0.8754646681207569
+                    else:
+                        if f[34] <= -0.735707:  # log_peak_vs_spasm
+                            return -0.08347855024248231
+                        else:
+                            return 0.002548033225054652
+                else:
+                    return 0.07882071032852055
+            else:
+                return -0.06121326953319245
+
+
+def _t149(f: list[float]) -> float:
+    if f[34] <= -0.41871:  # log_peak_vs_spasm
+        if f[29] <= 1.124:  # gap_prev_s
+            if f[14] <= 0.31:  # hold_s
+                if f[30] <= -0.534082:  # log_peak_vs_prev
+                    if f[37] <= 0.971046:  # axis_vs_spasm
+                        return 0.06424821922907882
+                    else:
+                        return -0.06133737508069658
+                else:
+                    return 0.004241815442025377
+            else:
+                if f[36] <= 0.479167:  # ratio_vs_spasm
+                    if f[38] <= 1.5:  # n_recent_spasm
+                        if f[2] <= 1.5:  # peaks
+                            return 0.014706474922425581
+                        else:
+                            return 0.6976785175786286
+                    else:
+                        return 0.06985547226097076
+                else:
+                    return 0.002207629186141708
+        else:
+            if f[14] <= 2.6100000000000003:  # hold_s
+                if f[6] <= 164.0:  # tilt_mg
+                    if f[34] <= -0.906721:  # log_peak_vs_spasm
+                        return -0.013656439577676593
+                    else:
+                        if f[7] <= 29.5:  # exc_mg
+                            return 0.16646902179748366
+                        else:
+                            return 0.007632205362568649
+                else:
+                    return 0.05238529786320905
+            else:
+                if f[34] <= -0.658056:  # log_peak_vs_spasm
+                    if f[10] <= 1.11765:  # tilt_frac
+                        return -0.0720086964316987
+                    else:
+                        return 0.06992133544845029
+                else:
+                    return 0.011980046496135972
+    else:
+        return -0.0026825980432649828
+
+
+def _t150(f: list[float]) -> float:
+    if f[9] <= 0.631579:  # exc_ratio
+        if f[2] <= 5.5:  # peaks
+            return -0.0009389064403912989
+        else:
+            if f[7] <= 90.0:  # exc_mg
+                return -0.10565941297080997
+            else:
+                return -0.01906941117681092
+    else:
+        if f[10] <= 1.21053:  # tilt_frac
+            if f[4] <= 5.689995:  # log_peak
+                if f[23] <= 0.5:  # fail_not_prominent
+                    if f[32] <= 4.5:  # n_recent
+                        if f[34] <= -0.489548:  # log_peak_vs_spasm
+                            if f[9] <= 0.738095:  # exc_ratio
+                                return -0.11656415062662569
+                            else:
+                                return 0.4585844084482775
+                        else:
+                            return 0.02450459911269906
+                    else:
+                        return -0.03942070855990498
+                else:
+                    if f[29] <= 4.876:  # gap_prev_s
+                        return 0.0051542793418398025
+                    else:
+                        if f[14] <= 1.03:  # hold_s
+                            return 0.01032766477104188
+                        else:
+                            return -0.07574926579729215
+            else:
+                if f[29] <= 0.628:  # gap_prev_s
+                    return 0.0005497345286892082
+                else:
+                    if f[34] <= -1.09861:  # log_peak_vs_spasm
+                        return -0.10962907316793416
+                    else:
+                        return 0.039964356489593345
+        else:
+            if f[11] <= 0.400641:  # fill
+                return 0.0949498695425951
+            else:
+                return -0.07794938536226052
+
+
+def _t151(f: list[float]) -> float:
+    if f[33] <= 2.904:  # since_spasm_s
+        if f[33] <= 0.784:  # since_spasm_s
+            if f[30] <= -0.534082:  # log_peak_vs_prev
+                if f[34] <= -1.72277:  # log_peak_vs_spasm
+                    if f[4] <= 4.58476:  # log_peak
+                        return 0.07293653085796474
+                    else:
+                        return -0.055658409249359865
+                else:
+                    if f[30] <= -0.546544:  # log_peak_vs_prev
+                        if f[10] <= 1.11765:  # tilt_frac
+                            if f[2] <= 1.5:  # peaks
+                                return -0.012028355312997289
+                            else:
+                                if f[31] <= -1.63315:  # log_dur_vs_prev
+                                    return 0.16782308295494866
+                                else:
+                                    if f[6] <= 19.5:  # tilt_mg
+                                        return -0.0748853492224337
+                                    else:
+                                        return 0.04204696695120161
+                        else:
+                            if f[31] <= -0.351398:  # log_dur_vs_prev
+                                return -0.2265616709574192
+                            else:
+                                return -0.0177034688132123
+                    else:
+                        return 0.19059663831593074
+            else:
+                return -0.017966713216697593
+        else:
+            if f[6] <= 16.5:  # tilt_mg
+                if f[36] <= 1.06667:  # ratio_vs_spasm
+                    return 0.0036854476989476776
+                else:
+                    return 0.16934231451155715
+            else:
+                return -0.016573721154608128
+    else:
+        if f[9] <= 2.32258:  # exc_ratio
+            return 0.0016405394741115559
+        else:
+            return -0.09465513554455665
+
+
+def _t152(f: list[float]) -> float:
+    if f[31] <= 0.635989:  # log_dur_vs_prev
+        return -0.0020363577072633992
+    else:
+        if f[7] <= 244.0:  # exc_mg
+            if f[3] <= 1.888:  # dur_s
+                if f[30] <= 0.149532:  # log_peak_vs_prev
+                    if f[10] <= 0.421053:  # tilt_frac
+                        return 0.08462000289907645
+                    else:
+                        if f[29] <= 1.524:  # gap_prev_s
+                            if f[36] <= 1.34783:  # ratio_vs_spasm
+                                return 0.020611265367474155
+                            else:
+                                if f[14] <= 0.47:  # hold_s
+                                    if f[34] <= -0.503905:  # log_peak_vs_spasm
+                                        if f[33] <= 2.464:  # since_spasm_s
+                                            return 0.0037316229047281314
+                                        else:
+                                            return 0.2865248502357116
+                                    else:
+                                        return 0.5666360966058555
+                                else:
+                                    return 0.06363697608920287
+                        else:
+                            return -0.017452517347785114
+                else:
+                    if f[9] <= 0.365385:  # exc_ratio
+                        if f[3] <= 0.328:  # dur_s
+                            return -0.07222349774415615
+                        else:
+                            if f[31] <= 0.750306:  # log_dur_vs_prev
+                                return 0.11147200396718804
+                            else:
+                                return 0.018365338632531165
+                    else:
+                        if f[32] <= 7.5:  # n_recent
+                            return 0.023905055273317447
+                        else:
+                            return -0.03316072250709386
+            else:
+                return -0.011403120496499119
+        else:
+            return 0.018989606741596072
+
+
+def _t153(f: list[float]) -> float:
+    if f[32] <= 2.5:  # n_recent
+        if f[7] <= 504.0:  # exc_mg
+            if f[30] <= -0.628609:  # log_peak_vs_prev
+                return -0.06682312823703751
+            else:
+                if f[29] <= 0.668:  # gap_prev_s
+                    return -0.058961358222042376
+                else:
+                    if f[14] <= 0.09:  # hold_s
+                        return -0.0662441641606054
+                    else:
+                        if f[7] <= 188.0:  # exc_mg
+                            if f[30] <= -0.583948:  # log_peak_vs_prev
+                                if f[7] <= 51.0:  # exc_mg
+                                    return 1.353841353520902
+                                else:
+                                    return 0.20839039411080937
+                            else:
+                                if f[10] <= 1.08696:  # tilt_frac
+                                    return -0.008733687296736905
+                                else:
+                                    if f[5] <= 4.20425:  # log_energy
+                                        return 0.34040787677548345
+                                    else:
+                                        return -0.10960154429964503
+                        else:
+                            if f[15] <= 0.217391:  # hold_frac
+                                if f[29] <= 113.884:  # gap_prev_s
+                                    return 0.23008954969512196
+                                else:
+                                    return 1.4122645004272443
+                            else:
+                                if f[13] <= 0.09:  # rise_s
+                                    return -0.10677929942654019
+                                else:
+                                    if f[11] <= 0.616776:  # fill
+                                        return 0.05503033208461623
+                                    else:
+                                        return 0.315811275601836
+        else:
+            return -0.0862660550794432
+    else:
+        return 0.0005076641470616133
+
+
+def _t154(f: list[float]) -> float:
+    if f[30] <= -2.45101:  # log_peak_vs_prev
+        return -0.05993148961176925
+    else:
+        if f[29] <= 58.64:  # gap_prev_s
+            if f[8] <= 51.5:  # still_s
+                if f[16] <= 0.75:  # rise_frac
+                    return -0.0006878687664219013
+                else:
+                    if f[29] <= 0.452:  # gap_prev_s
+                        if f[16] <= 0.985577:  # rise_frac
+                            return 0.07972668936398987
+                        else:
+                            return -0.04935088362976719
+                    else:
+                        if f[11] <= 0.12207:  # fill
+                            return 0.10122808566335434
+                        else:
+                            if f[9] <= 0.452381:  # exc_ratio
+                                if f[36] <= 1.2:  # ratio_vs_spasm
+                                    if f[35] <= -0.298493:  # log_dur_vs_spasm
+                                        return 0.0710489569985359
+                                    else:
+                                        if f[9] <= 0.447368:  # exc_ratio
+                                            return -0.023986813045980545
+                                        else:
+                                            return 0.26031096134027765
+                                else:
+                                    if f[35] <= -0.632523:  # log_dur_vs_spasm
+                                        return 0.30243518046308004
+                                    else:
+                                        return 0.07593417442993038
+                            else:
+                                if f[15] <= 0.175781:  # hold_frac
+                                    return 0.23849502986622226
+                                else:
+                                    return -0.014092288064216302
+            else:
+                if f[31] <= -0.624154:  # log_dur_vs_prev
+                    return 0.2279719483548815
+                else:
+                    return 0.02917273204996977
+        else:
+            return -0.0411844775023642
+
+
+def _t155(f: list[float]) -> float:
+    if f[33] <= 4.012:  # since_spasm_s
+        if f[35] <= -1.56862:  # log_dur_vs_spasm
+            if f[11] <= 0.516304:  # fill
+                if f[34] <= -0.462624:  # log_peak_vs_spasm
+                    if f[5] <= 3.417595:  # log_energy
+                        return 0.04581300353486588
+                    else:
+                        if f[36] <= 0.842105:  # ratio_vs_spasm
+                            return 0.19027647706566683
+                        else:
+                            return 0.49003648315384896
+                else:
+                    return 0.01623398208146194
+            else:
+                return 0.001403217750962719
+        else:
+            return -0.00709116322035165
+    else:
+        if f[38] <= 4.5:  # n_recent_spasm
+            if f[33] <= 4.144:  # since_spasm_s
+                if f[4] <= 4.736045:  # log_peak
+                    return 0.37061732143295956
+                else:
+                    if f[32] <= 7.5:  # n_recent
+                        return -0.07272679276678141
+                    else:
+                        return 0.06391229848179952
+            else:
+                if f[9] <= 2.32258:  # exc_ratio
+                    return 0.0006954419218752966
+                else:
+                    return -0.10835651482145776
+        else:
+            if f[15] <= 0.577257:  # hold_frac
+                return 0.0839411987846032
+            else:
+                if f[34] <= -0.85349:  # log_peak_vs_spasm
+                    return -0.07653293876851085
+                else:
+                    if f[34] <= -0.405465:  # log_peak_vs_spasm
+                        return 0.13163975572897244
+                    else:
+                        return -0.028409288184407112
+
+
+def _t156(f: list[float]) -> float:
+    if f[9] <= 0.65625:  # exc_ratio
+        return -0.001817534057898645
+    else:
+        if f[14] <= 0.65:  # hold_s
+            if f[26] <= 0.5:  # fail_flat
+                return 0.03445483293205223
+            else:
+                if f[30] <= -1.44345:  # log_peak_vs_prev
+                    return 0.07808866114222521
+                else:
+                    if f[29] <= 0.604:  # gap_prev_s
+                        return 0.058947115442237547
+                    else:
+                        return -0.05004424621557179
+        else:
+            if f[29] <= 3.496:  # gap_prev_s
+                if f[10] <= 1.21053:  # tilt_frac
+                    if f[31] <= 1.72277:  # log_dur_vs_prev
+                        return -8.952192656930789e-05
+                    else:
+                        if f[30] <= -0.980829:  # log_peak_vs_prev
+                            return 0.14883406542848218
+                        else:
+                            if f[9] <= 0.68:  # exc_ratio
+                                if f[15] <= 0.714286:  # hold_frac
+                                    return -0.0032532351480275105
+                                else:
+                                    if f[31] <= 2.22786:  # log_dur_vs_prev
+                                        return 0.03571709011532468
+                                    else:
+                                        return 0.4809757816958259
+                            else:
+                                return 0.01063288980569721
+                else:
+                    if f[38] <= 0.5:  # n_recent_spasm
+                        return 0.2902206324802314
+                    else:
+                        return 0.0621246327233787
+            else:
+                if f[11] <= 0.12207:  # fill
+                    return 0.07844249889747748
+                else:
+                    return -0.030086117538293513
+
+
+def _t157(f: list[float]) -> float:
+    if f[31] <= -3.01945:  # log_dur_vs_prev
+        if f[34] <= -0.34484:  # log_peak_vs_spasm
+            if f[36] <= 0.46:  # ratio_vs_spasm
+                if f[29] <= 1.76:  # gap_prev_s
+                    return -0.04347318988728974
+                else:
+                    if f[29] <= 3.496:  # gap_prev_s
+                        if f[14] <= 0.29000000000000004:  # hold_s
+                            return 0.12175109927192831
+                        else:
+                            return 0.39249301946565746
+                    else:
+                        return -0.10439343935699957
+            else:
+                if f[3] <= 0.07:  # dur_s
+                    return -0.11130197313660542
+                else:
+                    if f[36] <= 0.713922:  # ratio_vs_spasm
+                        if f[6] <= 25.5:  # tilt_mg
+                            return -0.02150038826275151
+                        else:
+                            if f[10] <= 0.888889:  # tilt_frac
+                                return 0.32645520543892514
+                            else:
+                                return -0.10446042664549214
+                    else:
+                        if f[35] <= -2.11581:  # log_dur_vs_spasm
+                            return -0.12013528771950538
+                        else:
+                            if f[34] <= -1.17499:  # log_peak_vs_spasm
+                                return 0.1523177246823768
+                            else:
+                                return -0.11033942451161075
+        else:
+            if f[4] <= 4.4995650000000005:  # log_peak
+                return 0.3449544211866285
+            else:
+                return -0.10591225365372242
+    else:
+        if f[13] <= 0.11:  # rise_s
+            return 0.005047248120706123
+        else:
+            return -0.001699064131134387
+
+
+def _t158(f: list[float]) -> float:
+    if f[13] <= 0.31:  # rise_s
+        if f[13] <= 0.19:  # rise_s
+            return 0.0012737969881286238
+        else:
+            if f[30] <= -0.149532:  # log_peak_vs_prev
+                if f[11] <= 0.710227:  # fill
+                    if f[35] <= -1.56862:  # log_dur_vs_spasm
+                        if f[36] <= 0.96875:  # ratio_vs_spasm
+                            return 0.059821289641863576
+                        else:
+                            return 0.3868317010805489
+                    else:
+                        return 0.010202502684728727
+                else:
+                    return -0.07682642951499556
+            else:
+                if f[9] <= 0.314815:  # exc_ratio
+                    if f[37] <= 0.680758:  # axis_vs_spasm
+                        return -0.008469876627707745
+                    else:
+                        return 0.11541199625860686
+                else:
+                    if f[34] <= -1.56862:  # log_peak_vs_spasm
+                        return 0.12260630388124666
+                    else:
+                        return -0.046653971327056044
+    else:
+        if f[9] <= 0.25:  # exc_ratio
+            return -0.05925790753208102
+        else:
+            if f[14] <= 0.39:  # hold_s
+                if f[31] <= 0.305382:  # log_dur_vs_prev
+                    return 0.01958067344411014
+                else:
+                    return 0.10048215684352779
+            else:
+                if f[5] <= 3.3842499999999998:  # log_energy
+                    return -0.13008454048263876
+                else:
+                    if f[11] <= 0.283062:  # fill
+                        return 0.012322733560549035
+                    else:
+                        return -0.0085768631249171
+
+
+def _t159(f: list[float]) -> float:
+    if f[33] <= 2.904:  # since_spasm_s
+        if f[29] <= 0.052:  # gap_prev_s
+            if f[35] <= -0.575364:  # log_dur_vs_spasm
+                if f[31] <= -0.518794:  # log_dur_vs_prev
+                    return -0.038592935232604285
+                else:
+                    return 0.19087726420125833
+            else:
+                return -0.06877299276025972
+        else:
+            if f[32] <= 1.5:  # n_recent
+                return -0.10034077837275027
+            else:
+                return -0.0029621941635603337
+    else:
+        if f[36] <= 3.03571:  # ratio_vs_spasm
+            if f[31] <= -0.737599:  # log_dur_vs_prev
+                return -0.0056426102995956505
+            else:
+                return 0.0045500592541215445
+        else:
+            if f[11] <= 0.283062:  # fill
+                if f[35] <= 0.441833:  # log_dur_vs_spasm
+                    if f[3] <= 3.52:  # dur_s
+                        if f[35] <= -0.101783:  # log_dur_vs_spasm
+                            return 0.013750017210395036
+                        else:
+                            return 0.30771870374402255
+                    else:
+                        return -0.1033074575894169
+                else:
+                    if f[10] <= 1.0:  # tilt_frac
+                        if f[16] <= 0.745192:  # rise_frac
+                            return -0.04909946607597625
+                        else:
+                            return 0.08292387852028348
+                    else:
+                        if f[5] <= 4.51062:  # log_energy
+                            return 0.021146632245525456
+                        else:
+                            return 0.2527744012203202
+            else:
+                return -0.06563696970887414
+
+
+def _t160(f: list[float]) -> float:
+    if f[17] <= 0.5:  # fail_warmup
+        if f[10] <= 1.4:  # tilt_frac
+            if f[36] <= 1.55556:  # ratio_vs_spasm
+                if f[11] <= 0.192901:  # fill
+                    if f[3] <= 1.376:  # dur_s
+                        if f[34] <= 0.916291:  # log_peak_vs_spasm
+                            return 0.04541036942210063
+                        else:
+                            if f[35] <= -0.040822:  # log_dur_vs_spasm
+                                return -0.2381246751184746
+                            else:
+                                return 0.0074131850249317555
+                    else:
+                        if f[7] <= 110.0:  # exc_mg
+                            return -0.03628445175075724
+                        else:
+                            return 0.012801352687360516
+                else:
+                    return -0.0013997375655152666
+            else:
+                return -0.0055360680754457875
+        else:
+            if f[9] <= 0.44:  # exc_ratio
+                if f[29] <= 5.14:  # gap_prev_s
+                    if f[30] <= -0.435318:  # log_peak_vs_prev
+                        if f[29] <= 1.368:  # gap_prev_s
+                            if f[14] <= 1.01:  # hold_s
+                                return -0.20128741301269196
+                            else:
+                                return 0.061480194155041995
+                        else:
+                            return 0.08103530673533611
+                    else:
+                        if f[35] <= 0.125163:  # log_dur_vs_spasm
+                            return 0.13151946816834342
+                        else:
+                            return -0.07110465617526797
+                else:
+                    return -0.17139518949140528
+            else:
+                return 0.10292554885766717
+    else:
+        return -0.10104392868114401
+
+
+def _t161(f: list[float]) -> float:
+    if f[29] <= 0.068:  # gap_prev_s
+        if f[37] <= 0.984307:  # axis_vs_spasm
+            if f[13] <= 0.03:  # rise_s
+                if f[36] <= 0.861244:  # ratio_vs_spasm
+                    if f[33] <= 50.692:  # since_spasm_s
+                        if f[10] <= 0.381579:  # tilt_frac
+                            return -0.008389226652742466
+                        else:
+                            if f[38] <= 1.5:  # n_recent_spasm
+                                if f[36] <= 0.782609:  # ratio_vs_spasm
+                                    if f[29] <= 0.004:  # gap_prev_s
+                                        return 0.4112197985163209
+                                    else:
+                                        return 0.12596947981467146
+                                else:
+                                    return 0.37877345447488275
+                            else:
+                                return 0.040216002492759334
+                    else:
+                        return -0.0008174441608390442
+                else:
+                    if f[33] <= 35.82:  # since_spasm_s
+                        return -0.02790519129953092
+                    else:
+                        if f[30] <= 0.276253:  # log_peak_vs_prev
+                            return -0.025658385535158236
+                        else:
+                            return 0.28781364851996927
+            else:
+                if f[16] <= 0.0107759:  # rise_frac
+                    return -0.15857286815086027
+                else:
+                    if f[16] <= 0.745192:  # rise_frac
+                        return -0.019994786813727253
+                    else:
+                        if f[7] <= 360.0:  # exc_mg
+                            return 0.11608148232416154
+                        else:
+                            return -0.13884658567743918
+        else:
+            return 0.05308864775613076
+    else:
+        return 0.0008806604076652835
+
+
+def _t162(f: list[float]) -> float:
+    if f[9] <= 0.631579:  # exc_ratio
+        if f[2] <= 5.5:  # peaks
+            return -0.0008444809288198692
+        else:
+            if f[7] <= 90.0:  # exc_mg
+                return -0.10387631792319861
+            else:
+                return -0.01788021154438261
+    else:
+        if f[10] <= 1.21053:  # tilt_frac
+            if f[4] <= 5.689995:  # log_peak
+                if f[23] <= 0.5:  # fail_not_prominent
+                    if f[32] <= 5.5:  # n_recent
+                        return 0.02958977697105999
+                    else:
+                        return -0.037662029966036556
+                else:
+                    if f[29] <= 4.876:  # gap_prev_s
+                        return 0.004855563096830957
+                    else:
+                        return -0.03975233291889604
+            else:
+                if f[6] <= 252.0:  # tilt_mg
+                    if f[34] <= -1.22723:  # log_peak_vs_spasm
+                        return -0.14171438535310985
+                    else:
+                        if f[29] <= 0.48:  # gap_prev_s
+                            if f[3] <= 11.52:  # dur_s
+                                if f[30] <= 0.342945:  # log_peak_vs_prev
+                                    return -0.037528608206347056
+                                else:
+                                    return 0.031032999128604934
+                            else:
+                                if f[13] <= 2.33:  # rise_s
+                                    return 0.5806273227532713
+                                else:
+                                    return -0.10679014130691274
+                        else:
+                            return 0.042307382445844754
+                else:
+                    return -0.010331955980199913
+        else:
+            return 0.06042530686409349
+
+
+def _t163(f: list[float]) -> float:
+    if f[1] <= 2.5:  # state
+        return 0.0007555169905432771
+    else:
+        if f[33] <= 50.692:  # since_spasm_s
+            if f[32] <= 7.5:  # n_recent
+                return -0.07865755638502811
+            else:
+                if f[34] <= 0.268264:  # log_peak_vs_spasm
+                    if f[6] <= 59.0:  # tilt_mg
+                        if f[35] <= 0.393043:  # log_dur_vs_spasm
+                            return -0.008905555128165429
+                        else:
+                            return -0.06054875611293418
+                    else:
+                        if f[10] <= 0.413793:  # tilt_frac
+                            if f[29] <= 1.26:  # gap_prev_s
+                                if f[16] <= 0.144531:  # rise_frac
+                                    if f[37] <= 0.405935:  # axis_vs_spasm
+                                        return 0.26260819034032584
+                                    else:
+                                        return 0.036281991172258825
+                                else:
+                                    if f[15] <= 0.555556:  # hold_frac
+                                        return -0.1096191621871902
+                                    else:
+                                        if f[30] <= 0.550046:  # log_peak_vs_prev
+                                            return -0.04949117037887743
+                                        else:
+                                            return 0.1715515634481258
+                            else:
+                                return 0.10850104416828464
+                        else:
+                            return 0.005345698744853998
+                else:
+                    if f[9] <= 0.296296:  # exc_ratio
+                        return 0.036820854695905396
+                    else:
+                        return -0.05733297510548146
+        else:
+            if f[10] <= 0.08125:  # tilt_frac
+                return 0.3736852657772948
+            else:
+                return -0.07611813260362821
+
+
+def _t164(f: list[float]) -> float:
+    if f[32] <= 3.5:  # n_recent
+        if f[15] <= 0.399306:  # hold_frac
+            if f[31] <= 0.661398:  # log_dur_vs_prev
+                return -0.04937979785324189
+            else:
+                return 0.004759092909496079
+        else:
+            if f[3] <= 11.008:  # dur_s
+                if f[9] <= 0.275862:  # exc_ratio
+                    return -0.06409121875451687
+                else:
+                    if f[23] <= 0.5:  # fail_not_prominent
+                        if f[31] <= 3.14728:  # log_dur_vs_prev
+                            return 0.03701985972379902
+                        else:
+                            return -0.12982766174133922
+                    else:
+                        if f[9] <= 0.730769:  # exc_ratio
+                            if f[5] <= 3.52593:  # log_energy
+                                return 0.031901688564618544
+                            else:
+                                return -0.07947380378910544
+                        else:
+                            if f[36] <= 1.93333:  # ratio_vs_spasm
+                                if f[14] <= 1.99:  # hold_s
+                                    if f[14] <= 1.93:  # hold_s
+                                        if f[9] <= 0.78125:  # exc_ratio
+                                            return 0.2739855802413196
+                                        else:
+                                            return 0.035516012581952014
+                                    else:
+                                        return 0.673100320543083
+                                else:
+                                    if f[11] <= 0.192901:  # fill
+                                        return 0.11399222176513231
+                                    else:
+                                        return -0.1070994748032637
+                            else:
+                                return -0.06343155050601261
+            else:
+                return 0.6577390517841167
+    else:
+        return 0.0006671332370680595
+
+
+def _t165(f: list[float]) -> float:
+    if f[4] <= 7.769435:  # log_peak
+        if f[33] <= 4.012:  # since_spasm_s
+            return -0.004621458020592667
+        else:
+            if f[38] <= 4.5:  # n_recent_spasm
+                if f[36] <= 2.73125:  # ratio_vs_spasm
+                    if f[14] <= 0.07:  # hold_s
+                        if f[31] <= -0.0392207:  # log_dur_vs_prev
+                            if f[29] <= 6.768:  # gap_prev_s
+                                if f[30] <= 0.307485:  # log_peak_vs_prev
+                                    return -0.017116208675154856
+                                else:
+                                    if f[30] <= 0.330242:  # log_peak_vs_prev
+                                        return 1.5915761095606717
+                                    else:
+                                        if f[35] <= -1.28093:  # log_dur_vs_spasm
+                                            return 0.2998788852599979
+                                        else:
+                                            return 0.07207616104607074
+                            else:
+                                return -0.09121862863519825
+                        else:
+                            return -0.05622303379307203
+                    else:
+                        return 0.0027058322737775627
+                else:
+                    if f[16] <= 0.967742:  # rise_frac
+                        return -0.02910918750009757
+                    else:
+                        return 0.09684792963441297
+            else:
+                if f[15] <= 0.577257:  # hold_frac
+                    return 0.07738867163247805
+                else:
+                    if f[33] <= 5.944:  # since_spasm_s
+                        return -0.07378916703993915
+                    else:
+                        if f[33] <= 7.148:  # since_spasm_s
+                            return 0.20277154009825915
+                        else:
+                            return -0.0011794062683347108
+    else:
+        return -0.08874267769088515
+
+
+def _t166(f: list[float]) -> float:
+    if f[30] <= 0.13815:  # log_peak_vs_prev
+        return 0.0024389203714430935
+    else:
+        if f[4] <= 5.92936:  # log_peak
+            if f[23] <= 0.5:  # fail_not_prominent
+                if f[32] <= 6.5:  # n_recent
+                    return 0.0065860847932394774
+                else:
+                    return -0.032940622670853716
+            else:
+                if f[31] <= -2.59027:  # log_dur_vs_prev
+                    return 0.3332328506281632
+                else:
+                    if f[3] <= 2.368:  # dur_s
+                        if f[6] <= 78.0:  # tilt_mg
+                            return -0.001444141199000265
+                        else:
+                            if f[11] <= 0.383772:  # fill
+                                return 0.059796273729116195
+                            else:
+                                return -0.009889753798949616
+                    else:
+                        if f[10] <= 0.59375:  # tilt_frac
+                            return 0.007687887638261432
+                        else:
+                            return -0.05001956833186319
+        else:
+            if f[36] <= 0.980392:  # ratio_vs_spasm
+                if f[34] <= 0.693147:  # log_peak_vs_spasm
+                    if f[5] <= 5.843275:  # log_energy
+                        return 0.0264626066418057
+                    else:
+                        return -0.012721493725849436
+                else:
+                    return -0.021614873349743793
+            else:
+                if f[9] <= 0.7:  # exc_ratio
+                    if f[37] <= 0.961376:  # axis_vs_spasm
+                        return -0.028696683632524797
+                    else:
+                        return 0.03403329380796744
+                else:
+                    return 0.04069708833715795
+
+
+def _t167(f: list[float]) -> float:
+    if f[9] <= 0.121094:  # exc_ratio
+        return -0.07321395453277743
+    else:
+        if f[6] <= 10.5:  # tilt_mg
+            if f[31] <= 1.95161:  # log_dur_vs_prev
+                if f[5] <= 4.20425:  # log_energy
+                    if f[2] <= 1.5:  # peaks
+                        return 0.03534212875734525
+                    else:
+                        return -0.02508484336242517
+                else:
+                    if f[11] <= 0.347925:  # fill
+                        if f[29] <= 0.86:  # gap_prev_s
+                            return -0.0874180371535465
+                        else:
+                            if f[29] <= 1.044:  # gap_prev_s
+                                return 0.31810394609763454
+                            else:
+                                return 0.022608326881260143
+                    else:
+                        if f[29] <= 0.52:  # gap_prev_s
+                            if f[37] <= 0.518641:  # axis_vs_spasm
+                                return 0.8671239200466566
+                            else:
+                                return 0.17800130356904795
+                        else:
+                            if f[13] <= 0.49:  # rise_s
+                                if f[37] <= 0.786408:  # axis_vs_spasm
+                                    if f[6] <= 4.5:  # tilt_mg
+                                        return 0.1804066304613955
+                                    else:
+                                        if f[3] <= 0.424:  # dur_s
+                                            return 0.15649601466454185
+                                        else:
+                                            return -0.10526286944793017
+                                else:
+                                    return 0.14206264490462925
+                            else:
+                                return 0.353675593750202
+            else:
+                return -0.10876748934323209
+        else:
+            return -0.00037191764671139194
+
+
+def _t168(f: list[float]) -> float:
+    if f[32] <= 1.5:  # n_recent
+        if f[29] <= 3.18:  # gap_prev_s
+            if f[11] <= 0.119358:  # fill
+                if f[15] <= 0.996094:  # hold_frac
+                    return -0.041331548947235494
+                else:
+                    if f[30] <= 0.496437:  # log_peak_vs_prev
+                        return -0.10057842898197918
+                    else:
+                        return 0.9977088203761311
+            else:
+                return -0.07792665660596358
+        else:
+            if f[29] <= 58.64:  # gap_prev_s
+                if f[15] <= 0.47619:  # hold_frac
+                    if f[11] <= 0.198143:  # fill
+                        if f[31] <= 0.389465:  # log_dur_vs_prev
+                            return -0.04285696006092119
+                        else:
+                            if f[11] <= 0.168373:  # fill
+                                return 0.11084487595104156
+                            else:
+                                return 0.4068981973481215
+                    else:
+                        return -0.05396184532614379
+                else:
+                    if f[15] <= 0.721983:  # hold_frac
+                        if f[6] <= 20.5:  # tilt_mg
+                            return -0.040387833356001795
+                        else:
+                            if f[6] <= 22.5:  # tilt_mg
+                                return 0.503060963176601
+                            else:
+                                return 0.11725204673059897
+                    else:
+                        if f[29] <= 3.34:  # gap_prev_s
+                            return 0.5810438154320774
+                        else:
+                            return -0.04507663017190438
+            else:
+                return -0.03951314845259765
+    else:
+        return 0.00029409092951682885
+
+
+def _t169(f: list[float]) -> float:
+    if f[30] <= -2.45101:  # log_peak_vs_prev
+        if f[4] <= 4.88234:  # log_peak
+            if f[36] <= 1.26948:  # ratio_vs_spasm
+                return -0.08220680836288721
+            else:
+                if f[14] <= 0.27:  # hold_s
+                    return 0.3667277280615293
+                else:
+                    return -0.016354985590928735
+        else:
+            return -0.13665098097142755
+    else:
+        if f[34] <= -0.122602:  # log_peak_vs_spasm
+            return 0.0023066293988179857
+        else:
+            if f[32] <= 7.5:  # n_recent
+                if f[1] <= 1.5:  # state
+                    if f[32] <= 3.5:  # n_recent
+                        return -0.002748420814897519
+                    else:
+                        return 0.02349954155364253
+                else:
+                    return -0.024429558782907073
+            else:
+                if f[5] <= 4.0942050000000005:  # log_energy
+                    if f[29] <= 4.44:  # gap_prev_s
+                        return -0.04638416108556227
+                    else:
+                        if f[11] <= 0.664406:  # fill
+                            return 0.0019940221860549694
+                        else:
+                            if f[31] <= -0.897942:  # log_dur_vs_prev
+                                if f[15] <= 0.833333:  # hold_frac
+                                    if f[7] <= 31.5:  # exc_mg
+                                        return 1.916638475295782
+                                    else:
+                                        return 0.4334399501011924
+                                else:
+                                    return -0.09666884451366231
+                            else:
+                                return -0.03553722986886952
+                else:
+                    return -0.005749890784943109
+
+
+def _t170(f: list[float]) -> float:
+    if f[17] <= 0.5:  # fail_warmup
+        if f[38] <= 0.5:  # n_recent_spasm
+            if f[9] <= 0.178571:  # exc_ratio
+                return -0.06463664083226509
+            else:
+                if f[33] <= 47.42:  # since_spasm_s
+                    if f[13] <= 0.39:  # rise_s
+                        if f[36] <= 0.802222:  # ratio_vs_spasm
+                            if f[16] <= 0.0231481:  # rise_frac
+                                if f[36] <= 0.395085:  # ratio_vs_spasm
+                                    return 0.7101494446314837
+                                else:
+                                    return 0.13587112793442233
+                            else:
+                                if f[4] <= 5.63438:  # log_peak
+                                    return 0.09653570351407019
+                                else:
+                                    return -0.0051831224453073735
+                        else:
+                            if f[9] <= 0.68:  # exc_ratio
+                                return -0.019697623504666282
+                            else:
+                                if f[4] <= 5.3179300000000005:  # log_peak
+                                    return -0.027131478930464522
+                                else:
+                                    return 0.12724160950009086
+                    else:
+                        if f[36] <= 0.991948:  # ratio_vs_spasm
+                            return 0.1844680648257674
+                        else:
+                            if f[36] <= 1.13636:  # ratio_vs_spasm
+                                return -0.09597017617022474
+                            else:
+                                return 0.058240682010336345
+                else:
+                    if f[31] <= 3.14728:  # log_dur_vs_prev
+                        return 0.00276523748322457
+                    else:
+                        return -0.08438709157082476
+        else:
+            return -0.0014784195659338958
+    else:
+        return -0.10097737610403956
+
+
+def _t171(f: list[float]) -> float:
+    if f[3] <= 5.76:  # dur_s
+        if f[3] <= 4.48:  # dur_s
+            return -0.0002410614168277536
+        else:
+            if f[31] <= -0.0870114:  # log_dur_vs_prev
+                return -0.0756936487100614
+            else:
+                return 0.040504455391518465
+    else:
+        if f[11] <= 0.252016:  # fill
+            if f[10] <= 0.92:  # tilt_frac
+                if f[13] <= 2.3099999999999996:  # rise_s
+                    return -0.04750546529307401
+                else:
+                    if f[32] <= 6.5:  # n_recent
+                        if f[6] <= 164.0:  # tilt_mg
+                            return -0.07816155373572929
+                        else:
+                            if f[9] <= 0.625:  # exc_ratio
+                                return 0.4069113498679937
+                            else:
+                                if f[29] <= 0.044:  # gap_prev_s
+                                    return 0.40029950046607654
+                                else:
+                                    if f[5] <= 8.166335:  # log_energy
+                                        return -0.08833727926131274
+                                    else:
+                                        return 0.3496115632226663
+                    else:
+                        if f[15] <= 0.201613:  # hold_frac
+                            if f[5] <= 6.6238399999999995:  # log_energy
+                                return 2.3292316805825553
+                            else:
+                                if f[30] <= 0.194156:  # log_peak_vs_prev
+                                    return 0.3090705859437585
+                                else:
+                                    return -0.11223636395000375
+                        else:
+                            return -0.042309689145310525
+            else:
+                return 0.23369313388774554
+        else:
+            return -0.09760505919572379
+
+
+def _t172(f: list[float]) -> float:
+    if f[31] <= -3.01945:  # log_dur_vs_prev
+        if f[34] <= -0.34484:  # log_peak_vs_spasm
+            return -0.005056172976230178
+        else:
+            if f[4] <= 4.4995650000000005:  # log_peak
+                if f[32] <= 1.5:  # n_recent
+                    return 0.5681998250060029
+                else:
+                    return -0.10112439909679186
+            else:
+                return -0.10562851456641215
+    else:
+        if f[0] <= 0.5:  # cls
+            if f[9] <= 0.565217:  # exc_ratio
+                if f[14] <= 0.49:  # hold_s
+                    if f[7] <= 98.0:  # exc_mg
+                        return 0.015354852871696932
+                    else:
+                        if f[10] <= 0.224138:  # tilt_frac
+                            return -0.13718393901717651
+                        else:
+                            return -0.010249012154554954
+                else:
+                    if f[10] <= 0.526316:  # tilt_frac
+                        if f[5] <= 3.828405:  # log_energy
+                            return 0.28299666897595627
+                        else:
+                            return 0.06943994457570814
+                    else:
+                        return 0.015918422356674268
+            else:
+                if f[9] <= 0.666667:  # exc_ratio
+                    return -0.07644370402295309
+                else:
+                    if f[29] <= 0.372:  # gap_prev_s
+                        return 0.15699644314286343
+                    else:
+                        return -0.017994481873744004
+        else:
+            if f[7] <= 53.0:  # exc_mg
+                return -0.045054670525197744
+            else:
+                return -0.00020996417145884312
+
+
+def _t173(f: list[float]) -> float:
+    if f[6] <= 880.0:  # tilt_mg
+        if f[16] <= 0.441176:  # rise_frac
+            return -0.0013479156276290367
+        else:
+            if f[9] <= 0.351852:  # exc_ratio
+                if f[11] <= 0.677083:  # fill
+                    if f[9] <= 0.28125:  # exc_ratio
+                        return -0.01975281103412266
+                    else:
+                        if f[29] <= 0.68:  # gap_prev_s
+                            return 0.0893487979030096
+                        else:
+                            if f[16] <= 0.661765:  # rise_frac
+                                return -0.011283239881911553
+                            else:
+                                return 0.07695859546429949
+                else:
+                    if f[37] <= 0.405935:  # axis_vs_spasm
+                        return -0.002568329085214723
+                    else:
+                        if f[13] <= 0.16999999999999998:  # rise_s
+                            if f[36] <= 1.04516:  # ratio_vs_spasm
+                                if f[35] <= -2.47248:  # log_dur_vs_spasm
+                                    return -0.034822988264772085
+                                else:
+                                    return 0.12194138051882478
+                            else:
+                                return 0.31152835337088625
+                        else:
+                            return -0.07433891375585996
+            else:
+                if f[11] <= 0.710227:  # fill
+                    return 0.00486492275753566
+                else:
+                    if f[3] <= 0.624:  # dur_s
+                        return -0.04969957510394306
+                    else:
+                        if f[30] <= -0.040822:  # log_peak_vs_prev
+                            return 0.0304880317642869
+                        else:
+                            return 0.648834875632434
+    else:
+        return -0.10494985275638263
 
 
 def _t174(f: list[float]) -> float:
-    if f[8] <= 124.5:  # still_s
-        if f[29] <= 0.112:  # gap_prev_s
-            if f[13] <= 0.07:  # rise_s
-                if f[37] <= 0.364427:  # axis_vs_spasm
-                    return -0.014202918577899602
+    if f[13] <= 0.11:  # rise_s
+        if f[13] <= 0.07:  # rise_s
+            if f[9] <= 0.470588:  # exc_ratio
+                if f[37] <= 0.067596:  # axis_vs_spasm
+                    return -0.04566229739899913
                 else:
-                    return 0.026913801240651222
+                    return -0.004517165013333859
             else:
-                if f[15] <= 0.40483:  # hold_frac
-                    if f[33] <= 12.128:  # since_spasm_s
-                        return -0.007932998508063449
-                    else:
-                        if f[35] <= 1.17272:  # log_dur_vs_spasm
-                            return -0.06050404175767174
-                        else:
-                            if f[34] <= 0.27029:  # log_peak_vs_spasm
-                                return -0.07172080898049589
-                            else:
-                                return 0.16188921609996693
+                if f[33] <= 23.196:  # since_spasm_s
+                    return -0.0013282881159662142
                 else:
-                    if f[14] <= 2.8099999999999996:  # hold_s
-                        return 0.011166027684886021
+                    if f[15] <= 0.0462963:  # hold_frac
+                        return 0.8458498853766685
                     else:
-                        if f[9] <= 1.48387:  # exc_ratio
-                            return -0.042057656067359755
-                        else:
-                            return 0.14096956255008367
+                        return 0.032508393093001534
         else:
-            if f[4] <= 6.268635:  # log_peak
-                if f[34] <= 0.200671:  # log_peak_vs_spasm
-                    return 0.0006027297043517469
-                else:
-                    return -0.021715041540057756
-            else:
-                if f[4] <= 6.579005:  # log_peak
-                    return 0.030513745844262575
-                else:
-                    if f[29] <= 8.344:  # gap_prev_s
-                        return 0.002633250140302776
+            if f[5] <= 5.398:  # log_energy
+                if f[37] <= 0.992872:  # axis_vs_spasm
+                    if f[27] <= 0.5:  # fail_cut
+                        if f[37] <= 0.393119:  # axis_vs_spasm
+                            return 0.015448130358743446
+                        else:
+                            if f[14] <= 0.19:  # hold_s
+                                if f[2] <= 2.5:  # peaks
+                                    if f[9] <= 0.46875:  # exc_ratio
+                                        return 0.05605753341279686
+                                    else:
+                                        return -0.12791010187639634
+                                else:
+                                    return -0.09160004434275373
+                            else:
+                                return 0.08910760011752233
                     else:
-                        return -0.06466123400925183
+                        return -0.03873364753033259
+                else:
+                    if f[26] <= 0.5:  # fail_flat
+                        return -0.07520708754455281
+                    else:
+                        return 0.11304089356978464
+            else:
+                return -0.0321264399688112
     else:
-        return -0.10500271813466021
+        return -0.00169192676575575
 
 
 def _t175(f: list[float]) -> float:
-    if f[1] <= 2.5:  # state
-        return 0.00105620177693212
-    else:
-        if f[33] <= 55.752:  # since_spasm_s
-            if f[5] <= 6.534975:  # log_energy
-                if f[14] <= 0.25:  # hold_s
-                    if f[29] <= 4.212:  # gap_prev_s
-                        if f[9] <= 0.477273:  # exc_ratio
-                            if f[16] <= 0.514706:  # rise_frac
-                                return -0.00927239278616176
-                            else:
-                                if f[35] <= -0.855666:  # log_dur_vs_spasm
-                                    if f[10] <= 0.321429:  # tilt_frac
-                                        return 0.3480605516406795
-                                    else:
-                                        if f[35] <= -1.28093:  # log_dur_vs_spasm
-                                            return -0.02320935528363763
-                                        else:
-                                            return 0.25654850048919914
-                                else:
-                                    return -0.09600801791835298
-                        else:
-                            return -0.07584517946888687
-                    else:
-                        return -0.07291958827862587
-                else:
-                    if f[33] <= 3.212:  # since_spasm_s
-                        return -0.02116832887539524
-                    else:
-                        if f[4] <= 5.27791:  # log_peak
-                            if f[34] <= -1.16315:  # log_peak_vs_spasm
-                                return 0.04420077842577786
-                            else:
-                                return -0.042786944038187766
-                        else:
-                            if f[34] <= -0.0645385:  # log_peak_vs_spasm
-                                return 0.03379201462986317
-                            else:
-                                return -0.009708479229443323
+    if f[37] <= 0.99776:  # axis_vs_spasm
+        if f[38] <= 0.5:  # n_recent_spasm
+            if f[9] <= 0.178571:  # exc_ratio
+                return -0.060174203091868605
             else:
-                return -0.06532750924966318
+                if f[33] <= 49.108:  # since_spasm_s
+                    if f[34] <= -1.05605:  # log_peak_vs_spasm
+                        return -0.028890341356413374
+                    else:
+                        return 0.03599789725797684
+                else:
+                    return 0.0007173950756188147
         else:
-            return -0.06512051660013174
+            return -0.0019186699575049681
+    else:
+        if f[9] <= 0.260417:  # exc_ratio
+            if f[29] <= 3.816:  # gap_prev_s
+                if f[30] <= 1.06352:  # log_peak_vs_prev
+                    if f[35] <= -1.38629:  # log_dur_vs_spasm
+                        return 0.10562733470219338
+                    else:
+                        return -0.1148335112658035
+                else:
+                    return 0.09307527113364483
+            else:
+                return 0.08030135981220027
+        else:
+            if f[35] <= -1.84305:  # log_dur_vs_spasm
+                return -0.20960023473068243
+            else:
+                if f[10] <= 0.347222:  # tilt_frac
+                    if f[7] <= 102.0:  # exc_mg
+                        return 0.17079833638270403
+                    else:
+                        if f[15] <= 0.120192:  # hold_frac
+                            return -0.07357403789886047
+                        else:
+                            return 0.08474758393239114
+                else:
+                    if f[16] <= 0.711496:  # rise_frac
+                        return 0.003522138931264624
+                    else:
+                        return 0.19417617801126058
 
 
 def _t176(f: list[float]) -> float:
-    if f[14] <= 0.67:  # hold_s
-        if f[11] <= 0.189012:  # fill
-            if f[15] <= 0.334821:  # hold_frac
-                return 0.008287841056306016
-            else:
-                return 0.07927684440535869
-        else:
-            if f[15] <= 0.486111:  # hold_frac
-                if f[10] <= 0.65625:  # tilt_frac
-                    if f[5] <= 4.672655:  # log_energy
-                        if f[30] <= 0.0833816:  # log_peak_vs_prev
-                            if f[31] <= 0.587787:  # log_dur_vs_prev
-                                return -0.00887775103778299
-                            else:
-                                return 0.0520178148892978
-                        else:
-                            if f[9] <= 0.3375:  # exc_ratio
-                                return -0.0049549382987677075
-                            else:
-                                return -0.0487055582513171
-                    else:
-                        if f[16] <= 0.1875:  # rise_frac
-                            return 0.022789596970296186
-                        else:
-                            if f[11] <= 0.339674:  # fill
-                                return -0.04471184368443312
-                            else:
-                                return 0.01814432222544752
-                else:
-                    if f[4] <= 4.836155:  # log_peak
-                        return -0.06680092771855504
-                    else:
-                        if f[6] <= 12.5:  # tilt_mg
-                            return 1.7258258965435738
-                        else:
-                            return 0.04673122035034793
-            else:
-                return 0.009359868096244457
+    if f[34] <= 0.040822:  # log_peak_vs_spasm
+        return 0.001154547122874626
     else:
-        if f[9] <= 0.290323:  # exc_ratio
-            return -0.044718533707830424
+        if f[38] <= 4.5:  # n_recent_spasm
+            if f[4] <= 6.268635:  # log_peak
+                if f[3] <= 0.384:  # dur_s
+                    if f[16] <= 0.686961:  # rise_frac
+                        return 0.02789159179026973
+                    else:
+                        return 0.3635805335586495
+                else:
+                    return -0.020654242328865265
+            else:
+                if f[23] <= 0.5:  # fail_not_prominent
+                    if f[34] <= 0.793231:  # log_peak_vs_spasm
+                        if f[16] <= 0.0260417:  # rise_frac
+                            return 0.10246098004766863
+                        else:
+                            return 0.018521910581605742
+                    else:
+                        return -0.021795630457818634
+                else:
+                    if f[33] <= 22.592:  # since_spasm_s
+                        if f[35] <= 1.82161:  # log_dur_vs_spasm
+                            if f[10] <= 0.941176:  # tilt_frac
+                                return -0.08226053149001265
+                            else:
+                                return 0.12302612618307206
+                        else:
+                            return 0.05254042173476236
+                    else:
+                        if f[37] <= 0.538918:  # axis_vs_spasm
+                            if f[36] <= 0.511278:  # ratio_vs_spasm
+                                return 0.3481419114141161
+                            else:
+                                if f[5] <= 5.533265:  # log_energy
+                                    return -0.1322312409004272
+                                else:
+                                    return 0.11923373414470087
+                        else:
+                            return -0.013837739965792871
         else:
-            return -0.0016592864007382625
+            return 0.0830592334218106
 
 
 def _t177(f: list[float]) -> float:
-    if f[38] <= 0.5:  # n_recent_spasm
-        if f[9] <= 0.18:  # exc_ratio
-            return -0.062179913641184185
-        else:
-            if f[34] <= -1.08619:  # log_peak_vs_spasm
-                return -0.03909987473736962
-            else:
-                if f[33] <= 46.316:  # since_spasm_s
-                    if f[4] <= 5.792714999999999:  # log_peak
-                        if f[11] <= 0.203239:  # fill
-                            return -0.0017102061578469887
-                        else:
-                            return 0.07877845944533085
-                    else:
-                        if f[3] <= 1.504:  # dur_s
-                            return -0.039463218027052466
-                        else:
-                            return 0.059507329978528124
+    if f[29] <= 0.068:  # gap_prev_s
+        if f[37] <= 0.984307:  # axis_vs_spasm
+            if f[15] <= 0.325:  # hold_frac
+                if f[34] <= -0.446287:  # log_peak_vs_spasm
+                    return 0.022448500437033517
                 else:
-                    if f[1] <= 2.5:  # state
-                        return 0.00626659606879717
-                    else:
-                        if f[2] <= 1.5:  # peaks
-                            if f[15] <= 0.078125:  # hold_frac
-                                return 0.7170389979259839
-                            else:
-                                if f[10] <= 0.208333:  # tilt_frac
-                                    if f[4] <= 5.497035:  # log_peak
-                                        return 1.3974192027109893
-                                    else:
-                                        return 0.16576795820022083
-                                else:
-                                    return -0.020265342733062783
-                        else:
-                            return -0.08451939384288594
-    else:
-        if f[33] <= 37.984:  # since_spasm_s
-            return -0.0006501548198797604
-        else:
-            if f[29] <= 6.808:  # gap_prev_s
-                return -0.06716069644485544
+                    return -0.036205273949405405
             else:
-                return 0.02643359977928733
+                if f[36] <= 0.940439:  # ratio_vs_spasm
+                    if f[33] <= 1.568:  # since_spasm_s
+                        return -0.1729120559058159
+                    else:
+                        if f[33] <= 50.692:  # since_spasm_s
+                            if f[10] <= 0.236842:  # tilt_frac
+                                return -0.058176311108113665
+                            else:
+                                return 0.052051106132084204
+                        else:
+                            if f[9] <= 0.44:  # exc_ratio
+                                return -0.05599747363050866
+                            else:
+                                if f[7] <= 90.0:  # exc_mg
+                                    return 0.6914746261766711
+                                else:
+                                    if f[9] <= 0.444444:  # exc_ratio
+                                        return 0.31839105527331346
+                                    else:
+                                        if f[5] <= 7.655405:  # log_energy
+                                            return 0.005282558882172815
+                                        else:
+                                            if f[2] <= 4.5:  # peaks
+                                                return -0.11401626633457856
+                                            else:
+                                                return 0.41148451908683237
+                else:
+                    return -0.017370932974316997
+        else:
+            if f[27] <= 0.5:  # fail_cut
+                return 0.07032186157899899
+            else:
+                return -0.08720912195342925
+    else:
+        return 0.0008232949497550239
 
 
 def _t178(f: list[float]) -> float:
-    if f[16] <= 0.080819:  # rise_frac
-        return -0.004022004202824668
-    else:
-        if f[16] <= 0.124512:  # rise_frac
-            if f[29] <= 0.028:  # gap_prev_s
-                if f[31] <= 0.0512933:  # log_dur_vs_prev
-                    return 0.022305179078540918
-                else:
-                    return -0.10122846031404349
-            else:
-                return 0.020881641631833044
-        else:
-            if f[15] <= 0.486111:  # hold_frac
-                return -0.0067441674892700365
-            else:
-                if f[16] <= 0.329861:  # rise_frac
-                    if f[14] <= 0.63:  # hold_s
-                        if f[11] <= 0.352648:  # fill
-                            return 0.01229920138780982
+    if f[10] <= 0.160714:  # tilt_frac
+        if f[9] <= 0.520833:  # exc_ratio
+            if f[11] <= 0.411184:  # fill
+                if f[16] <= 0.220588:  # rise_frac
+                    if f[9] <= 0.465517:  # exc_ratio
+                        if f[35] <= -0.99164:  # log_dur_vs_spasm
+                            return -0.1535935040181815
                         else:
-                            if f[11] <= 0.483871:  # fill
-                                return 0.09381477245921427
+                            if f[5] <= 3.4811249999999996:  # log_energy
+                                return 1.1233297379756868
                             else:
-                                return 0.030303917170287298
-                    else:
-                        return 0.0016161797032537293
-                else:
-                    if f[11] <= 0.337358:  # fill
-                        if f[4] <= 4.996845:  # log_peak
-                            return -0.0383301447044706
-                        else:
-                            return 0.014809602166914196
-                    else:
-                        if f[5] <= 5.398:  # log_energy
-                            if f[9] <= 0.3125:  # exc_ratio
-                                if f[13] <= 0.05:  # rise_s
-                                    return -0.10543875135104236
+                                if f[13] <= 0.11:  # rise_s
+                                    return -0.01619543948884855
                                 else:
-                                    return 0.03797878070646102
-                            else:
-                                return -0.017376979262800404
+                                    return 0.05899864331166371
+                    else:
+                        return -0.11131851082453566
+                else:
+                    if f[35] <= 0.750306:  # log_dur_vs_spasm
+                        if f[34] <= 0.34484:  # log_peak_vs_spasm
+                            return -0.08704594953427948
                         else:
-                            return -0.103201937781678
+                            return -0.0018921597636054584
+                    else:
+                        return 0.08067353251376885
+            else:
+                if f[5] <= 4.20425:  # log_energy
+                    return -0.018587358750290436
+                else:
+                    if f[3] <= 0.944:  # dur_s
+                        if f[33] <= 15.764:  # since_spasm_s
+                            return 0.03873653392781367
+                        else:
+                            return 0.1445181078064435
+                    else:
+                        return -0.1157651181176344
+        else:
+            if f[9] <= 0.961538:  # exc_ratio
+                return 0.05122373716917973
+            else:
+                return -0.05844732811187701
+    else:
+        return -0.0007759272810413165
 
 
 def _t179(f: list[float]) -> float:
-    if f[1] <= 0.5:  # state
-        return -0.10024489614271892
-    else:
-        if f[8] <= 72.5:  # still_s
-            if f[8] <= 51.5:  # still_s
-                if f[36] <= 0.826667:  # ratio_vs_spasm
-                    return 0.0031977730174720417
-                else:
-                    return -0.0020064316714912835
-            else:
-                if f[8] <= 56.5:  # still_s
-                    if f[15] <= 1.62946:  # hold_frac
-                        if f[4] <= 4.700315:  # log_peak
-                            return 1.1720203834585432
-                        else:
-                            if f[30] <= 0.189242:  # log_peak_vs_prev
-                                return -0.10370670375955074
-                            else:
-                                if f[9] <= 0.265625:  # exc_ratio
-                                    return -0.10205489769802828
-                                else:
-                                    return 0.25298545035804815
-                    else:
-                        return 1.4658631731948257
-                else:
-                    if f[10] <= 0.276316:  # tilt_frac
-                        if f[15] <= 0.17663:  # hold_frac
-                            return 0.7219905025386867
-                        else:
-                            if f[6] <= 15.5:  # tilt_mg
-                                return 0.2452021797040511
-                            else:
-                                return -0.003802973453319293
-                    else:
-                        return -0.10282231687507755
+    if f[3] <= 5.248:  # dur_s
+        if f[3] <= 4.48:  # dur_s
+            return -0.00019660094770870335
         else:
-            if f[6] <= 236.0:  # tilt_mg
-                return -0.05377093790338749
-            else:
-                if f[16] <= 0.297619:  # rise_frac
-                    return 1.0099977114139091
+            if f[37] <= 0.976671:  # axis_vs_spasm
+                if f[31] <= -0.0870114:  # log_dur_vs_prev
+                    if f[6] <= 55.0:  # tilt_mg
+                        return 0.5277438749237262
+                    else:
+                        return -0.08729767573244104
                 else:
-                    return -0.10172869942307493
+                    if f[15] <= 0.921875:  # hold_frac
+                        if f[32] <= 5.5:  # n_recent
+                            return -0.02154616417798264
+                        else:
+                            if f[35] <= 1.21444:  # log_dur_vs_spasm
+                                if f[11] <= 0.322581:  # fill
+                                    if f[11] <= 0.189145:  # fill
+                                        return 0.09534629284468481
+                                    else:
+                                        return -0.03179965155706123
+                                else:
+                                    return 0.43475839991972953
+                            else:
+                                return 0.1312402184918384
+                    else:
+                        if f[37] <= 0.509226:  # axis_vs_spasm
+                            if f[13] <= 0.49:  # rise_s
+                                return 0.20916584308902042
+                            else:
+                                return -0.09373905738678467
+                        else:
+                            return -0.1508246257335265
+            else:
+                return -0.1345574179826011
+    else:
+        if f[16] <= 0.0297619:  # rise_frac
+            return -0.06624396757592903
+        else:
+            if f[11] <= 0.295431:  # fill
+                return 0.010111532451935582
+            else:
+                return -0.1035471987095445
 
 
 def _t180(f: list[float]) -> float:
-    if f[32] <= 1.5:  # n_recent
-        if f[29] <= 3.108:  # gap_prev_s
-            if f[11] <= 0.117808:  # fill
-                return 0.1393284692151202
-            else:
-                return -0.0817156258258469
+    if f[17] <= 0.5:  # fail_warmup
+        if f[31] <= 0.635989:  # log_dur_vs_prev
+            return -0.0016505197281490938
         else:
-            if f[14] <= 0.09:  # hold_s
-                return -0.10320988811036283
-            else:
-                if f[4] <= 4.4995650000000005:  # log_peak
-                    if f[5] <= 2.350245:  # log_energy
-                        return 1.8266175028225342
-                    else:
-                        return -0.10127474406972091
-                else:
-                    if f[16] <= 0.0240385:  # rise_frac
-                        return -0.10810178262021215
-                    else:
-                        if f[30] <= 1.51146:  # log_peak_vs_prev
-                            if f[30] <= 0.839751:  # log_peak_vs_prev
-                                if f[36] <= 0.963719:  # ratio_vs_spasm
-                                    return -0.009312105184811141
-                                else:
-                                    return 0.11530284928510459
-                            else:
-                                if f[8] <= 63.5:  # still_s
-                                    if f[15] <= 1.02319:  # hold_frac
-                                        if f[13] <= 0.15000000000000002:  # rise_s
-                                            return 0.24022168876598565
-                                        else:
-                                            if f[7] <= 212.0:  # exc_mg
-                                                return -0.05404493694096751
-                                            else:
-                                                return 0.21719074417742143
-                                    else:
-                                        return 0.6661939159751631
-                                else:
-                                    return -0.11170422231872093
+            if f[10] <= 0.7:  # tilt_frac
+                if f[30] <= 0.105361:  # log_peak_vs_prev
+                    if f[16] <= 0.120192:  # rise_frac
+                        if f[9] <= 0.416667:  # exc_ratio
+                            return -0.04386879278270701
                         else:
-                            return -0.10384488061112157
+                            if f[11] <= 0.598086:  # fill
+                                return 0.014539606564695988
+                            else:
+                                return 0.48639859708399885
+                    else:
+                        if f[15] <= 0.175781:  # hold_frac
+                            return 0.16642101399104672
+                        else:
+                            return 0.032969984961712884
+                else:
+                    return 0.000693534523936093
+            else:
+                if f[5] <= 3.78393:  # log_energy
+                    return -0.07288829250376573
+                else:
+                    if f[35] <= 0.900787:  # log_dur_vs_spasm
+                        if f[31] <= 2.83713:  # log_dur_vs_prev
+                            return 0.02103732458418169
+                        else:
+                            return -0.08119079923158
+                    else:
+                        if f[6] <= 244.0:  # tilt_mg
+                            return -0.03778601959600639
+                        else:
+                            if f[33] <= 36.952:  # since_spasm_s
+                                return 0.00984831656970164
+                            else:
+                                if f[15] <= 1.03795:  # hold_frac
+                                    return 0.05913236467560323
+                                else:
+                                    return 0.5781605965652094
     else:
-        return 0.0002433754216814856
+        return -0.10089064715417873
 
 
 def _t181(f: list[float]) -> float:
-    if f[30] <= -2.24196:  # log_peak_vs_prev
-        if f[5] <= 4.262285:  # log_energy
-            if f[31] <= -4.00935:  # log_dur_vs_prev
-                return 0.2881880397716947
+    if f[13] <= 0.11:  # rise_s
+        if f[13] <= 0.07:  # rise_s
+            if f[16] <= 0.294118:  # rise_frac
+                return -0.0007154902007721564
             else:
-                if f[6] <= 11.5:  # tilt_mg
-                    if f[31] <= -2.07944:  # log_dur_vs_prev
-                        return -0.11130921765346302
-                    else:
-                        return 0.32698878732330416
-                else:
-                    return -0.057409749125444845
+                return -0.06220353129106776
         else:
-            if f[7] <= 140.0:  # exc_mg
-                return 0.2853899163225227
-            else:
-                return 0.013741051243824774
-    else:
-        if f[0] <= 0.5:  # cls
-            if f[9] <= 0.5625:  # exc_ratio
-                if f[11] <= 0.189012:  # fill
-                    return 0.048413300794330566
-                else:
-                    if f[7] <= 98.0:  # exc_mg
-                        return 0.01350278231708052
-                    else:
-                        if f[31] <= -2.46243:  # log_dur_vs_prev
-                            return 0.1489969152094609
+            if f[5] <= 5.398:  # log_energy
+                if f[37] <= 0.984307:  # axis_vs_spasm
+                    if f[37] <= 0.442261:  # axis_vs_spasm
+                        if f[30] <= -0.0606246:  # log_peak_vs_prev
+                            if f[11] <= 0.755208:  # fill
+                                return -0.05031196520551332
+                            else:
+                                if f[30] <= -0.908259:  # log_peak_vs_prev
+                                    return -0.13219446258363768
+                                else:
+                                    if f[31] <= -1.23969:  # log_dur_vs_prev
+                                        return 0.45822704292394384
+                                    else:
+                                        return -0.029253458956486372
                         else:
-                            return -0.052364568416137416
-            else:
-                if f[9] <= 0.666667:  # exc_ratio
-                    return -0.07528843024226142
-                else:
-                    if f[29] <= 0.368:  # gap_prev_s
-                        return 0.15840155848751883
+                            return 0.02460294812101888
                     else:
-                        return -0.016163942080842483
-        else:
-            if f[7] <= 53.0:  # exc_mg
-                return -0.043181591563696255
+                        if f[30] <= -0.650588:  # log_peak_vs_prev
+                            return -0.0008991346065512657
+                        else:
+                            return 0.06701252602603926
+                else:
+                    if f[14] <= 0.19:  # hold_s
+                        if f[35] <= -0.271934:  # log_dur_vs_spasm
+                            return 0.020522640272536828
+                        else:
+                            return -0.12663213636765527
+                    else:
+                        return 0.08247682572986226
             else:
-                return -0.00021107659258120485
+                if f[38] <= 1.5:  # n_recent_spasm
+                    return -0.05040226265107023
+                else:
+                    return 0.03149236502671244
+    else:
+        return -0.00164565806425759
 
 
 def _t182(f: list[float]) -> float:
-    if f[31] <= 2.66723:  # log_dur_vs_prev
-        return 0.0002766798126784116
+    if f[6] <= 126.0:  # tilt_mg
+        return -0.0015368041018197956
     else:
-        if f[35] <= 0.887303:  # log_dur_vs_spasm
-            if f[33] <= 7.552:  # since_spasm_s
-                if f[31] <= 3.17805:  # log_dur_vs_prev
-                    return -0.025434506192112696
+        if f[36] <= 1.75:  # ratio_vs_spasm
+            if f[34] <= -0.889857:  # log_peak_vs_spasm
+                if f[15] <= 1.00446:  # hold_frac
+                    return 0.09743493848952284
                 else:
-                    return 0.11223116416727315
+                    return -0.016690247584579918
             else:
-                if f[34] <= 0.0:  # log_peak_vs_spasm
-                    return -0.0638594393284777
-                else:
-                    if f[29] <= 1.78:  # gap_prev_s
-                        return 0.152645706499856
-                    else:
-                        return -0.08558272445522498
-        else:
-            if f[3] <= 3.392:  # dur_s
-                if f[31] <= 3.56105:  # log_dur_vs_prev
-                    if f[9] <= 0.59375:  # exc_ratio
-                        return 0.09924611449848829
-                    else:
-                        return -0.08037736105728116
-                else:
-                    return -0.10062690695469385
-            else:
-                if f[3] <= 3.648:  # dur_s
-                    return 0.1836288637057366
-                else:
-                    if f[5] <= 4.844060000000001:  # log_energy
-                        return -0.08975698020685036
-                    else:
-                        if f[15] <= 0.868056:  # hold_frac
-                            if f[10] <= 0.421875:  # tilt_frac
-                                if f[5] <= 6.816585:  # log_energy
-                                    return 0.2149629493979524
-                                else:
-                                    return -0.05411041877342809
-                            else:
-                                return -0.07405526231692651
+                if f[5] <= 4.41855:  # log_energy
+                    if f[9] <= 0.95:  # exc_ratio
+                        if f[10] <= 0.888889:  # tilt_frac
+                            return 0.17990575664188135
                         else:
-                            return 0.18580157554879753
+                            return 0.04734507847599785
+                    else:
+                        return -0.035794901670224644
+                else:
+                    if f[16] <= 0.866168:  # rise_frac
+                        if f[31] <= -1.63315:  # log_dur_vs_prev
+                            return -0.052616191057370046
+                        else:
+                            if f[35] <= -0.632523:  # log_dur_vs_spasm
+                                return 0.05365687660441945
+                            else:
+                                return 0.003093950311154726
+                    else:
+                        if f[3] <= 2.368:  # dur_s
+                            return -0.10074697367961943
+                        else:
+                            if f[9] <= 1.5:  # exc_ratio
+                                if f[8] <= 10.5:  # still_s
+                                    return -0.01366284395334915
+                                else:
+                                    return 0.9580805907834317
+                            else:
+                                return 0.5545872528744118
+        else:
+            if f[30] <= 1.32567:  # log_peak_vs_prev
+                return -0.009916394118342005
+            else:
+                return 0.12624954650690232
 
 
 def _t183(f: list[float]) -> float:
-    if f[9] <= 0.114583:  # exc_ratio
-        if f[30] <= -0.693147:  # log_peak_vs_prev
-            if f[30] <= -0.733969:  # log_peak_vs_prev
-                return -0.10060058896591667
-            else:
-                return 0.5708444560678954
-        else:
-            return -0.10508777079506004
-    else:
-        if f[37] <= 0.997573:  # axis_vs_spasm
-            if f[13] <= 0.11:  # rise_s
-                if f[30] <= 1.79176:  # log_peak_vs_prev
-                    return 0.005625424157426059
-                else:
-                    return -0.07003179078082233
-            else:
-                return -0.0020680693272907102
-        else:
-            if f[29] <= 3.744:  # gap_prev_s
-                if f[9] <= 0.260417:  # exc_ratio
-                    if f[35] <= -0.448025:  # log_dur_vs_spasm
-                        return 0.04167685787674711
+    if f[16] <= 1.00962:  # rise_frac
+        if f[35] <= -3.32264:  # log_dur_vs_spasm
+            if f[15] <= 8.5625:  # hold_frac
+                if f[29] <= 1.28:  # gap_prev_s
+                    if f[36] <= 0.553571:  # ratio_vs_spasm
+                        return -0.03333142867498486
                     else:
-                        return -0.10188457287096363
-                else:
-                    if f[30] <= 0.19671:  # log_peak_vs_prev
-                        if f[38] <= 3.5:  # n_recent_spasm
-                            if f[7] <= 280.0:  # exc_mg
-                                if f[35] <= 0.693147:  # log_dur_vs_spasm
-                                    return -0.08706634613255344
-                                else:
-                                    return 0.047129349558686855
-                            else:
-                                return 0.14557450828838064
+                        if f[36] <= 0.713922:  # ratio_vs_spasm
+                            return 0.4113196826013983
                         else:
-                            return 0.1510370266634678
-                    else:
-                        return 0.08016839656286885
-            else:
-                if f[6] <= 118.0:  # tilt_mg
-                    return 0.10938365396702428
+                            return -0.13440204562197774
                 else:
-                    return -0.10326073747358822
+                    return -0.046989092618026446
+            else:
+                if f[29] <= 2.76:  # gap_prev_s
+                    return 0.006481483727997059
+                else:
+                    return 0.5040119810554001
+        else:
+            return -0.0003668258144543235
+    else:
+        if f[11] <= 0.305707:  # fill
+            if f[11] <= 0.252016:  # fill
+                if f[6] <= 180.0:  # tilt_mg
+                    if f[31] <= 0.950976:  # log_dur_vs_prev
+                        return 0.04272843486409149
+                    else:
+                        if f[31] <= 1.35239:  # log_dur_vs_prev
+                            return -0.16079404174015316
+                        else:
+                            return 0.020128939050229815
+                else:
+                    return 0.11166341941430656
+            else:
+                if f[2] <= 3.5:  # peaks
+                    return 0.06759251906076531
+                else:
+                    return 0.3083999831167066
+        else:
+            if f[14] <= 0.75:  # hold_s
+                return -0.2630325345958875
+            else:
+                return 0.0013999658106266376
 
 
 def _t184(f: list[float]) -> float:
-    if f[13] <= 0.31:  # rise_s
-        if f[13] <= 0.21000000000000002:  # rise_s
-            return 0.0003067428429365045
-        else:
-            if f[23] <= 0.5:  # fail_not_prominent
-                if f[9] <= 0.342105:  # exc_ratio
-                    return 0.04039620189071971
-                else:
-                    if f[4] <= 6.579005:  # log_peak
-                        return -0.05612289279511216
-                    else:
-                        return -0.14261421556663814
+    if f[33] <= 0.436:  # since_spasm_s
+        if f[30] <= -0.693147:  # log_peak_vs_prev
+            if f[11] <= 0.146852:  # fill
+                return 0.1654168227617512
             else:
-                if f[30] <= 0.435318:  # log_peak_vs_prev
-                    if f[37] <= 0.68732:  # axis_vs_spasm
-                        return 0.037752183140876805
+                if f[15] <= 1.92708:  # hold_frac
+                    if f[13] <= 0.13:  # rise_s
+                        return -0.02420025575254122
                     else:
-                        if f[6] <= 196.0:  # tilt_mg
-                            return -0.029102107407675243
-                        else:
-                            return 0.10154368862898577
+                        return 0.03974662606928252
                 else:
-                    return -0.06231461186596402
+                    return 0.12615592717375873
+        else:
+            if f[32] <= 5.5:  # n_recent
+                return -0.11151377667795999
+            else:
+                if f[4] <= 5.429195:  # log_peak
+                    return -0.06414230011979814
+                else:
+                    if f[30] <= -0.194156:  # log_peak_vs_prev
+                        if f[14] <= 2.7699999999999996:  # hold_s
+                            if f[31] <= 0.478036:  # log_dur_vs_prev
+                                if f[37] <= 0.509226:  # axis_vs_spasm
+                                    return 0.2638218725770673
+                                else:
+                                    return 0.03240276794831384
+                            else:
+                                return -0.02161431530051073
+                        else:
+                            return 0.22424022353281958
+                    else:
+                        if f[36] <= 1.36341:  # ratio_vs_spasm
+                            if f[30] <= -0.117783:  # log_peak_vs_prev
+                                return -0.17593237399998993
+                            else:
+                                if f[16] <= 0.462963:  # rise_frac
+                                    return 0.013388071894961821
+                                else:
+                                    return 0.2443016773503477
+                        else:
+                            return -0.13885331743393411
     else:
-        if f[14] <= 0.35:  # hold_s
-            if f[30] <= -1.07264:  # log_peak_vs_prev
-                return -0.0856776310486795
-            else:
-                return 0.051132900457802416
-        else:
-            if f[5] <= 3.449865:  # log_energy
-                return -0.11162272114992206
-            else:
-                if f[3] <= 0.656:  # dur_s
-                    return 0.0587005370296801
-                else:
-                    if f[11] <= 0.325521:  # fill
-                        return 0.007085557861960946
-                    else:
-                        if f[33] <= 0.716:  # since_spasm_s
-                            return 0.06290135429993221
-                        else:
-                            return -0.026310480851909818
+        return -0.0005158881390700363
 
 
 def _t185(f: list[float]) -> float:
-    if f[10] <= 0.212963:  # tilt_frac
-        if f[13] <= 0.09:  # rise_s
-            return -0.02748807803511319
-        else:
-            if f[16] <= 0.226385:  # rise_frac
-                return 0.03444349055346658
-            else:
-                if f[15] <= 0.511364:  # hold_frac
-                    if f[4] <= 5.885854999999999:  # log_peak
-                        if f[15] <= 0.359375:  # hold_frac
-                            if f[3] <= 3.2640000000000002:  # dur_s
-                                return 0.05696487357221919
-                            else:
-                                return 0.6714573494830638
-                        else:
-                            if f[30] <= 0.581922:  # log_peak_vs_prev
-                                return -0.11387678881480255
-                            else:
-                                return 0.09890733307014019
-                    else:
-                        if f[34] <= 0.27029:  # log_peak_vs_spasm
-                            if f[11] <= 0.446429:  # fill
-                                return -0.07656623588923112
-                            else:
-                                if f[5] <= 4.262285:  # log_energy
-                                    return -0.14916703607631832
-                                else:
-                                    return 0.05578224838069005
-                        else:
-                            return 0.0017669057946082863
-                else:
-                    if f[11] <= 0.400641:  # fill
-                        return 0.001506905230453437
-                    else:
-                        if f[35] <= -1.28093:  # log_dur_vs_spasm
-                            return -0.03898627192458372
-                        else:
-                            if f[13] <= 0.61:  # rise_s
-                                return 0.10625404292576886
-                            else:
-                                return -0.03167420676475493
+    if f[7] <= 312.0:  # exc_mg
+        return -0.0010020449704851
     else:
-        return -0.000998237425742093
+        if f[29] <= 1.232:  # gap_prev_s
+            if f[31] <= 1.05779:  # log_dur_vs_prev
+                return -0.012867923476482601
+            else:
+                if f[5] <= 6.158955:  # log_energy
+                    return 0.0667687585401891
+                else:
+                    if f[33] <= 12.748:  # since_spasm_s
+                        return -0.05059939428181849
+                    else:
+                        if f[30] <= 0.0833816:  # log_peak_vs_prev
+                            return 0.2144108376124145
+                        else:
+                            return 0.021304860378365837
+        else:
+            if f[14] <= 0.16999999999999998:  # hold_s
+                if f[5] <= 5.533265:  # log_energy
+                    return -0.10742090166511264
+                else:
+                    if f[14] <= 0.13:  # hold_s
+                        return 0.09606600801006626
+                    else:
+                        return -0.10339310941781099
+            else:
+                if f[9] <= 1.05882:  # exc_ratio
+                    if f[31] <= 1.99606:  # log_dur_vs_prev
+                        return 0.06694952133790415
+                    else:
+                        return -0.039977682229480366
+                else:
+                    if f[34] <= -0.207639:  # log_peak_vs_spasm
+                        if f[10] <= 0.413793:  # tilt_frac
+                            return 0.19237151717381545
+                        else:
+                            if f[10] <= 0.952381:  # tilt_frac
+                                return -0.02514624471746034
+                            else:
+                                return 0.136936907071266
+                    else:
+                        return -0.05384593594974835
 
 
 def _t186(f: list[float]) -> float:
-    if f[6] <= 164.0:  # tilt_mg
-        return -0.0011298334357684062
-    else:
-        if f[11] <= 0.134698:  # fill
-            if f[16] <= 0.711496:  # rise_frac
-                if f[31] <= -0.485508:  # log_dur_vs_prev
-                    return -0.10466737834930102
-                else:
-                    if f[14] <= 3.99:  # hold_s
-                        return 0.042665111467283745
-                    else:
-                        if f[36] <= 1.33482:  # ratio_vs_spasm
-                            return 0.027116144470096318
+    if f[6] <= 10.5:  # tilt_mg
+        if f[31] <= 1.95161:  # log_dur_vs_prev
+            if f[27] <= 0.5:  # fail_cut
+                if f[5] <= 3.95106:  # log_energy
+                    if f[7] <= 70.0:  # exc_mg
+                        if f[30] <= 0.330242:  # log_peak_vs_prev
+                            if f[6] <= 8.5:  # tilt_mg
+                                if f[38] <= 4.5:  # n_recent_spasm
+                                    return -0.04871616428409357
+                                else:
+                                    return 0.18300743874108338
+                            else:
+                                if f[2] <= 1.5:  # peaks
+                                    if f[37] <= 0.940458:  # axis_vs_spasm
+                                        if f[29] <= 0.572:  # gap_prev_s
+                                            if f[15] <= 0.4:  # hold_frac
+                                                return 1.7945532389893633
+                                            else:
+                                                return 0.302563388236679
+                                        else:
+                                            return 0.10157612545876878
+                                    else:
+                                        return -0.04273746321474607
+                                else:
+                                    if f[4] <= 4.58476:  # log_peak
+                                        return 0.5843760249279177
+                                    else:
+                                        return -0.04268663437628467
                         else:
-                            return -0.11007969911412457
+                            if f[3] <= 0.328:  # dur_s
+                                return 0.07512622787610719
+                            else:
+                                return 0.3013850752958368
+                    else:
+                        return -0.10888866423590843
+                else:
+                    return 0.04932940430036248
             else:
-                return 0.1364267029123723
+                return -0.11909822322187327
         else:
-            if f[3] <= 1.312:  # dur_s
-                if f[3] <= 0.72:  # dur_s
-                    if f[2] <= 1.5:  # peaks
-                        if f[10] <= 0.964286:  # tilt_frac
-                            return 0.07724805209130481
-                        else:
-                            return -0.013555648990923125
-                    else:
-                        if f[19] <= 0.5:  # fail_tilt
-                            return -0.04036633406308906
-                        else:
-                            return -0.16055440706760243
-                else:
-                    if f[29] <= 6.472:  # gap_prev_s
-                        return 0.056017586594230534
-                    else:
-                        return -0.06917722454056692
-            else:
-                if f[10] <= 1.21739:  # tilt_frac
-                    return -0.0066821857004737036
-                else:
-                    if f[34] <= -0.948039:  # log_peak_vs_spasm
-                        return 0.13667005240405636
-                    else:
-                        return -0.015726643231132754
+            return -0.10492971649778558
+    else:
+        return -0.00040849921424517243
 
 
 def _t187(f: list[float]) -> float:
-    if f[4] <= 7.71382:  # log_peak
-        if f[7] <= 424.0:  # exc_mg
-            return -0.000577714334066473
-        else:
-            if f[29] <= 1.432:  # gap_prev_s
-                if f[30] <= 0.747214:  # log_peak_vs_prev
-                    if f[31] <= 3.03495:  # log_dur_vs_prev
-                        if f[2] <= 1.5:  # peaks
-                            return -0.059165825183697666
+    if f[29] <= 9.432:  # gap_prev_s
+        if f[9] <= 0.302083:  # exc_ratio
+            if f[29] <= 3.44:  # gap_prev_s
+                if f[30] <= 0.268264:  # log_peak_vs_prev
+                    if f[34] <= -0.34484:  # log_peak_vs_spasm
+                        if f[16] <= 0.553385:  # rise_frac
+                            return -0.008473753119078446
                         else:
-                            if f[1] <= 2.5:  # state
-                                if f[1] <= 1.5:  # state
-                                    if f[31] <= 1.73113:  # log_dur_vs_prev
-                                        return -0.07756624976016761
-                                    else:
-                                        return 0.18228681596563123
-                                else:
-                                    return 0.02978431327268165
-                            else:
-                                return -0.04876630925278077
+                            return 0.08317505041746415
                     else:
-                        return 0.9947056641242201
+                        if f[9] <= 0.293103:  # exc_ratio
+                            return -0.06134993566846292
+                        else:
+                            return 0.0655098529248702
                 else:
-                    if f[11] <= 0.286823:  # fill
-                        return 0.013021084702600765
-                    else:
-                        return 0.10655792967024169
+                    return 0.014431024197757226
             else:
-                if f[31] <= 1.73113:  # log_dur_vs_prev
-                    if f[16] <= 0.661765:  # rise_frac
-                        return 0.08756704842724883
-                    else:
-                        return -0.07548467348560017
-                else:
-                    if f[10] <= 0.0604839:  # tilt_frac
-                        if f[29] <= 3.744:  # gap_prev_s
-                            return -2.723325878762809
+                if f[30] <= 1.5976:  # log_peak_vs_prev
+                    if f[35] <= -0.847298:  # log_dur_vs_spasm
+                        if f[3] <= 0.344:  # dur_s
+                            return 0.04726664552871888
                         else:
-                            return -0.1437814164977246
+                            return -0.07728825994025351
                     else:
-                        return -0.028170483152541417
+                        return 0.06093981137134004
+                else:
+                    return -0.052783003935271966
+        else:
+            return -0.0009476926294229726
     else:
-        return -0.07854191721661445
+        if f[4] <= 6.579005:  # log_peak
+            if f[34] <= -0.534082:  # log_peak_vs_spasm
+                if f[6] <= 11.5:  # tilt_mg
+                    if f[15] <= 0.294118:  # hold_frac
+                        return 0.5177172563888117
+                    else:
+                        return -0.08093827297231274
+                else:
+                    return -0.06779618623549982
+            else:
+                return 0.004901314452422211
+        else:
+            return -0.061149686218972765
 
 
 def _t188(f: list[float]) -> float:
-    if f[6] <= 880.0:  # tilt_mg
-        if f[35] <= 2.3206:  # log_dur_vs_spasm
-            if f[2] <= 9.5:  # peaks
-                return 2.4017670019613963e-05
-            else:
-                if f[11] <= 0.111289:  # fill
-                    return 0.4668981392197787
-                else:
-                    if f[3] <= 11.008:  # dur_s
-                        if f[10] <= 0.0507812:  # tilt_frac
-                            return 0.2829345560514786
-                        else:
-                            return -0.0723951594022808
-                    else:
-                        if f[10] <= 0.689655:  # tilt_frac
-                            if f[7] <= 472.0:  # exc_mg
-                                return -0.10821958378776247
-                            else:
-                                return 0.10991360375996778
-                        else:
-                            return 0.35660143041490067
-        else:
-            if f[30] <= -0.502092:  # log_peak_vs_prev
-                return 0.16691812913928605
-            else:
-                if f[11] <= 0.217014:  # fill
-                    if f[5] <= 5.4679199999999994:  # log_energy
-                        if f[36] <= 2.14737:  # ratio_vs_spasm
-                            return 0.05262099737304674
-                        else:
-                            return -0.1028859110283372
-                    else:
-                        if f[3] <= 5.76:  # dur_s
-                            return 0.204597245829503
-                        else:
-                            if f[6] <= 98.0:  # tilt_mg
-                                return -0.14223398720015143
-                            else:
-                                return 0.09074451318356448
-                else:
-                    return -0.09048928183500303
+    if f[30] <= 0.13815:  # log_peak_vs_prev
+        return 0.002204989971738739
     else:
-        return -0.11355781204435055
+        if f[4] <= 5.92936:  # log_peak
+            if f[13] <= 0.13:  # rise_s
+                if f[28] <= 0.5:  # fail_short
+                    if f[14] <= 0.19:  # hold_s
+                        return -0.055578357945356704
+                    else:
+                        if f[16] <= 0.25:  # rise_frac
+                            if f[35] <= -0.298493:  # log_dur_vs_spasm
+                                return 0.05586912656316104
+                            else:
+                                if f[4] <= 5.689995:  # log_peak
+                                    return -0.028802144794971136
+                                else:
+                                    return 0.027992670394531474
+                        else:
+                            return 0.30747894215838917
+                else:
+                    if f[5] <= 3.15677:  # log_energy
+                        return -0.0490776454177814
+                    else:
+                        return 0.06651488091480152
+            else:
+                if f[27] <= 0.5:  # fail_cut
+                    if f[16] <= 0.0390625:  # rise_frac
+                        return -0.13320475192900486
+                    else:
+                        if f[34] <= -1.03609:  # log_peak_vs_spasm
+                            return -0.06797425704546353
+                        else:
+                            return -0.01981400066245565
+                else:
+                    return 0.025465462014280273
+        else:
+            if f[33] <= 2.464:  # since_spasm_s
+                return -0.028422937003520523
+            else:
+                if f[33] <= 7.56:  # since_spasm_s
+                    return 0.026315985540605963
+                else:
+                    return 0.0013042373570402435
 
 
 def _t189(f: list[float]) -> float:
-    if f[33] <= 2.764:  # since_spasm_s
-        if f[16] <= 0.16369:  # rise_frac
-            if f[35] <= -0.785521:  # log_dur_vs_spasm
-                if f[3] <= 0.624:  # dur_s
-                    return -0.01390913591651328
-                else:
-                    return 0.09204223971937187
-            else:
-                if f[11] <= 0.578704:  # fill
-                    if f[30] <= -1.70475:  # log_peak_vs_prev
-                        return -0.06859443150327091
-                    else:
-                        return -0.017984788727534194
-                else:
-                    return 0.06329607816995529
-        else:
-            if f[31] <= 1.46968:  # log_dur_vs_prev
-                if f[29] <= 0.776:  # gap_prev_s
-                    if f[2] <= 1.5:  # peaks
-                        return -0.04056841469285354
-                    else:
-                        return 0.025294708549299105
-                else:
-                    if f[9] <= 0.265625:  # exc_ratio
-                        return 0.07635148162611323
-                    else:
-                        if f[11] <= 0.254313:  # fill
-                            if f[30] <= -0.733969:  # log_peak_vs_prev
-                                return -0.031396656999039096
-                            else:
-                                return 0.04739890489136915
-                        else:
-                            if f[31] <= -2.22254:  # log_dur_vs_prev
-                                return 0.10014661345754061
-                            else:
-                                return -0.03756953080726668
-            else:
-                if f[14] <= 3.6100000000000003:  # hold_s
-                    return 0.08237446261945179
-                else:
-                    return -0.02649473732733075
+    if f[34] <= 0.040822:  # log_peak_vs_spasm
+        return 0.0011273093007809025
     else:
-        return 0.0011460172430966505
+        if f[14] <= 4.8100000000000005:  # hold_s
+            if f[7] <= 456.0:  # exc_mg
+                if f[36] <= 2.61538:  # ratio_vs_spasm
+                    if f[38] <= 4.5:  # n_recent_spasm
+                        if f[38] <= 0.5:  # n_recent_spasm
+                            if f[0] <= 1.5:  # cls
+                                if f[35] <= 1.29532:  # log_dur_vs_spasm
+                                    return -0.037312822864703964
+                                else:
+                                    return 0.17965349764386274
+                            else:
+                                if f[35] <= -0.251314:  # log_dur_vs_spasm
+                                    if f[37] <= 0.807396:  # axis_vs_spasm
+                                        return 0.04237949342603403
+                                    else:
+                                        if f[6] <= 78.0:  # tilt_mg
+                                            return 0.36110292786436304
+                                        else:
+                                            return 0.010079116688120851
+                                else:
+                                    if f[37] <= 0.957966:  # axis_vs_spasm
+                                        return 0.04895107428429131
+                                    else:
+                                        return -0.14136981104427535
+                        else:
+                            return -0.013352645258079344
+                    else:
+                        return 0.07724514600873927
+                else:
+                    if f[14] <= 3.3899999999999997:  # hold_s
+                        if f[15] <= 0.729167:  # hold_frac
+                            return 0.03711681105856888
+                        else:
+                            return 0.3282320125437044
+                    else:
+                        return -0.12764259972563133
+            else:
+                return 0.02269112527829976
+        else:
+            return -0.09152572700355893
 
 
 def _t190(f: list[float]) -> float:
-    if f[2] <= 3.5:  # peaks
-        return 0.0011664077175655453
-    else:
-        if f[9] <= 0.258065:  # exc_ratio
-            return -0.08372645660979337
-        else:
-            if f[15] <= 0.0390625:  # hold_frac
-                if f[32] <= 7.5:  # n_recent
-                    return 1.4160442443602514
-                else:
-                    return 0.17518320895351977
+    if f[35] <= 2.3263:  # log_dur_vs_spasm
+        if f[3] <= 5.248:  # dur_s
+            if f[3] <= 4.48:  # dur_s
+                return -0.0002686487927804135
             else:
-                if f[29] <= 5.652:  # gap_prev_s
-                    if f[15] <= 1.11328:  # hold_frac
-                        if f[9] <= 0.260417:  # exc_ratio
-                            return 0.20895475635052074
-                        else:
-                            if f[7] <= 61.0:  # exc_mg
-                                return -0.10301849893720005
-                            else:
-                                if f[31] <= 0.864997:  # log_dur_vs_prev
-                                    return -0.004795212466159228
-                                else:
-                                    if f[7] <= 94.0:  # exc_mg
-                                        if f[16] <= 0.795455:  # rise_frac
-                                            if f[14] <= 1.11:  # hold_s
-                                                return -0.0150041571588896
-                                            else:
-                                                return 0.15596966068113818
-                                        else:
-                                            return 0.3052259976870265
-                                    else:
-                                        return 0.011197340033577176
+                if f[37] <= 0.919827:  # axis_vs_spasm
+                    if f[29] <= 0.008:  # gap_prev_s
+                        return -0.1138088657637638
                     else:
-                        if f[5] <= 4.594915:  # log_energy
-                            if f[9] <= 0.655172:  # exc_ratio
-                                return -0.08398643139069195
-                            else:
-                                return 0.18091110130377738
-                        else:
-                            return -0.06150609139669727
+                        return 0.048026237725837244
                 else:
-                    return -0.04574430523144414
+                    return -0.06410925050228815
+        else:
+            if f[16] <= 0.03125:  # rise_frac
+                return -0.07119683030264551
+            else:
+                return -0.005232137947272911
+    else:
+        if f[30] <= -0.510826:  # log_peak_vs_prev
+            return 0.16318021361382934
+        else:
+            if f[31] <= 0.693147:  # log_dur_vs_prev
+                if f[31] <= 0.0666914:  # log_dur_vs_prev
+                    return -0.11991250237143858
+                else:
+                    if f[15] <= 0.625:  # hold_frac
+                        return 0.25794982667125155
+                    else:
+                        return 0.046019583253200304
+            else:
+                if f[37] <= 0.814164:  # axis_vs_spasm
+                    return -0.07699859486850733
+                else:
+                    if f[33] <= 18.564:  # since_spasm_s
+                        if f[34] <= -0.405465:  # log_peak_vs_spasm
+                            return -0.03277764216288342
+                        else:
+                            if f[11] <= 0.213068:  # fill
+                                return 0.2011402856847061
+                            else:
+                                return -0.10677707173422724
+                    else:
+                        return -0.1178121052917561
 
 
 def _t191(f: list[float]) -> float:
-    if f[38] <= 5.5:  # n_recent_spasm
-        if f[31] <= -3.00898:  # log_dur_vs_prev
-            if f[34] <= -0.341749:  # log_peak_vs_spasm
-                if f[13] <= 0.03:  # rise_s
-                    if f[7] <= 30.5:  # exc_mg
-                        return -0.0785406437781491
+    if f[32] <= 1.5:  # n_recent
+        if f[7] <= 592.0:  # exc_mg
+            if f[33] <= 3.044:  # since_spasm_s
+                return -0.11269587360552219
+            else:
+                if f[36] <= 0.96875:  # ratio_vs_spasm
+                    if f[4] <= 5.393465:  # log_peak
+                        return -0.0492322752043409
                     else:
-                        if f[9] <= 0.369565:  # exc_ratio
-                            if f[29] <= 2.304:  # gap_prev_s
-                                if f[29] <= 1.408:  # gap_prev_s
-                                    return 0.06264080975821017
+                        if f[4] <= 5.63438:  # log_peak
+                            if f[13] <= 0.59:  # rise_s
+                                if f[16] <= 0.0538793:  # rise_frac
+                                    return -0.11677245807676971
                                 else:
-                                    return 0.47592106825399416
+                                    if f[29] <= 1.444:  # gap_prev_s
+                                        if f[29] <= 0.896:  # gap_prev_s
+                                            return 0.12780544747244635
+                                        else:
+                                            return 1.6449705582820078
+                                    else:
+                                        if f[31] <= -0.255933:  # log_dur_vs_prev
+                                            return 0.0036314887439519157
+                                        else:
+                                            return 0.18478302655560955
                             else:
-                                return -0.05219011716428343
+                                return -0.10483549378148826
                         else:
-                            return -0.08427105933663782
+                            if f[31] <= 0.929536:  # log_dur_vs_prev
+                                if f[10] <= 0.297619:  # tilt_frac
+                                    return 0.010263520856132108
+                                else:
+                                    return -0.07792806789734723
+                            else:
+                                if f[6] <= 118.0:  # tilt_mg
+                                    return -0.02900904946740931
+                                else:
+                                    return 0.17313677469567243
                 else:
-                    return 0.15566866605567353
-            else:
-                return -0.09630408794046023
+                    return 0.13629810537791362
         else:
-            return -6.434153214421256e-05
+            return -0.09970227230256655
     else:
-        if f[4] <= 5.689995:  # log_peak
-            if f[9] <= 1.21429:  # exc_ratio
-                if f[33] <= 5.34:  # since_spasm_s
-                    if f[15] <= 0.797414:  # hold_frac
-                        if f[37] <= 0.455626:  # axis_vs_spasm
-                            return 0.09107693018002114
-                        else:
-                            if f[16] <= 0.145833:  # rise_frac
-                                return -0.11347589924103348
-                            else:
-                                return 0.016161877389378722
-                    else:
-                        return -0.11579584126093019
-                else:
-                    return 0.057101729029312445
-            else:
-                return 0.09589766149224074
-        else:
-            return 0.1154211193586212
+        return 0.00026989891485847535
 
 
 def _t192(f: list[float]) -> float:
-    if f[8] <= 124.5:  # still_s
-        if f[36] <= 0.521739:  # ratio_vs_spasm
-            if f[10] <= 1.05263:  # tilt_frac
-                if f[30] <= -1.63142:  # log_peak_vs_prev
-                    return -0.07358070866378506
-                else:
-                    if f[3] <= 1.824:  # dur_s
-                        if f[11] <= 0.177894:  # fill
-                            return 0.052544772040529736
-                        else:
-                            if f[6] <= 148.0:  # tilt_mg
-                                if f[10] <= 0.46:  # tilt_frac
-                                    return 0.018256836081859178
-                                else:
-                                    if f[34] <= -0.523248:  # log_peak_vs_spasm
-                                        if f[9] <= 0.227941:  # exc_ratio
-                                            return 0.14848627679881019
-                                        else:
-                                            return 0.003056032790406935
-                                    else:
-                                        return -0.023849126733953983
-                            else:
-                                if f[7] <= 252.0:  # exc_mg
-                                    if f[16] <= 0.711496:  # rise_frac
-                                        return 0.14913801667377366
-                                    else:
-                                        return -0.15368993820552557
-                                else:
-                                    return 0.005907017111622935
-                    else:
-                        if f[9] <= 0.302632:  # exc_ratio
-                            return -0.07168841766127403
-                        else:
-                            if f[9] <= 0.705882:  # exc_ratio
-                                return 0.015241072238592486
-                            else:
-                                return -0.027225599649002993
-            else:
-                return 0.059565814734229075
-        else:
-            return -0.0012599592478045776
+    if f[1] <= 2.5:  # state
+        return 0.0006806059080463617
     else:
-        return -0.10441181919456224
+        if f[33] <= 50.692:  # since_spasm_s
+            if f[32] <= 7.5:  # n_recent
+                return -0.07496427425128874
+            else:
+                if f[14] <= 0.29000000000000004:  # hold_s
+                    if f[29] <= 3.816:  # gap_prev_s
+                        if f[16] <= 0.416667:  # rise_frac
+                            if f[6] <= 82.0:  # tilt_mg
+                                return -0.03104102073249399
+                            else:
+                                return 0.03829076997718028
+                        else:
+                            return 0.053987030759169025
+                    else:
+                        return -0.07437271171707223
+                else:
+                    if f[5] <= 5.843275:  # log_energy
+                        if f[4] <= 5.3179300000000005:  # log_peak
+                            if f[34] <= -0.446287:  # log_peak_vs_spasm
+                                if f[14] <= 0.31:  # hold_s
+                                    if f[35] <= -0.575364:  # log_dur_vs_spasm
+                                        return 0.5124130351828795
+                                    else:
+                                        return -0.04064799023649932
+                                else:
+                                    return -0.011422988873375964
+                            else:
+                                return -0.09718984807671704
+                        else:
+                            return 0.02194390295011759
+                    else:
+                        if f[29] <= 1.524:  # gap_prev_s
+                            if f[36] <= 0.909699:  # ratio_vs_spasm
+                                return -0.14539452338767134
+                            else:
+                                return -0.03505289502247773
+                        else:
+                            return 0.08346097591962581
+        else:
+            return -0.06812466555716666
 
 
 def _t193(f: list[float]) -> float:
-    if f[34] <= 1.08401:  # log_peak_vs_spasm
-        if f[30] <= 1.35239:  # log_peak_vs_prev
-            return -0.0004475799319213909
-        else:
-            if f[29] <= 3.852:  # gap_prev_s
-                if f[29] <= 0.016:  # gap_prev_s
-                    return -0.044620766662651516
-                else:
-                    return 0.03695299775267843
+    if f[30] <= -2.45101:  # log_peak_vs_prev
+        if f[4] <= 4.88234:  # log_peak
+            if f[3] <= 0.188:  # dur_s
+                return -0.11288000552455818
             else:
-                if f[33] <= 10.8:  # since_spasm_s
-                    return 0.07659886536274801
-                else:
-                    if f[3] <= 1.184:  # dur_s
-                        return -0.01937732162678862
+                if f[3] <= 0.264:  # dur_s
+                    if f[6] <= 24.5:  # tilt_mg
+                        return 0.4484508041759502
                     else:
-                        if f[6] <= 188.0:  # tilt_mg
-                            return -0.18013887852663085
-                        else:
-                            return 0.04100273708310693
+                        return -0.10476777979800506
+                else:
+                    if f[36] <= 1.93333:  # ratio_vs_spasm
+                        return -0.08790522560523373
+                    else:
+                        return 0.1394625994232543
+        else:
+            return -0.13355243499380892
     else:
-        if f[38] <= 0.5:  # n_recent_spasm
-            return 0.0539647135624308
+        if f[37] <= 0.99776:  # axis_vs_spasm
+            return -0.00021947161525916618
         else:
-            if f[32] <= 7.5:  # n_recent
-                if f[9] <= 0.227941:  # exc_ratio
-                    return -0.14077860987608587
-                else:
-                    if f[14] <= 3.25:  # hold_s
-                        return 0.06377023432359658
-                    else:
-                        return -0.14305536667457006
+            if f[38] <= 0.5:  # n_recent_spasm
+                return -0.07358274723140876
             else:
-                if f[16] <= 0.17174:  # rise_frac
-                    return -0.1096267477148627
+                if f[2] <= 1.5:  # peaks
+                    return 0.06491888927121517
                 else:
-                    if f[31] <= 0.820981:  # log_dur_vs_prev
-                        if f[36] <= 0.565476:  # ratio_vs_spasm
-                            return -0.08692109167261933
+                    if f[34] <= -0.362905:  # log_peak_vs_spasm
+                        if f[10] <= 0.314815:  # tilt_frac
+                            return 0.14620997623266338
                         else:
-                            return 0.0935494684083662
+                            if f[11] <= 0.444734:  # fill
+                                return 0.05578210192697089
+                            else:
+                                return -0.17720067298518172
                     else:
-                        return -0.15467274501843242
+                        if f[14] <= 0.15000000000000002:  # hold_s
+                            return -0.15315725746649167
+                        else:
+                            if f[36] <= 1.36341:  # ratio_vs_spasm
+                                return 0.0563015005553699
+                            else:
+                                return -0.13684079926766243
 
 
 def _t194(f: list[float]) -> float:
-    if f[1] <= 1.5:  # state
-        if f[2] <= 1.5:  # peaks
-            return 0.0122511336655185
-        else:
-            if f[14] <= 0.13:  # hold_s
-                if f[16] <= 0.0078125:  # rise_frac
-                    if f[31] <= -2.07944:  # log_dur_vs_prev
-                        return 0.8102328368642064
-                    else:
-                        return 0.06640657608947101
-                else:
-                    if f[13] <= 0.09:  # rise_s
-                        return -0.0681522390558814
-                    else:
-                        if f[13] <= 0.19:  # rise_s
-                            return 0.02136292836152976
-                        else:
-                            return -0.085048449141992
-            else:
-                return 0.0017009849160452301
+    if f[36] <= 1.93333:  # ratio_vs_spasm
+        return 0.0008680162658055933
     else:
-        if f[32] <= 5.5:  # n_recent
-            if f[9] <= 0.558824:  # exc_ratio
-                return -0.05575473883115564
-            else:
-                if f[36] <= 1.80117:  # ratio_vs_spasm
-                    if f[16] <= 0.0117188:  # rise_frac
-                        if f[14] <= 0.77:  # hold_s
-                            return -0.06292377386756341
-                        else:
-                            if f[10] <= 0.482143:  # tilt_frac
-                                return 0.5324311532167658
-                            else:
-                                if f[30] <= 0.0392207:  # log_peak_vs_prev
-                                    return -0.11398340779685599
-                                else:
-                                    return 0.2972821464994683
-                    else:
-                        return 0.006668688117690328
+        if f[30] <= -1.38629:  # log_peak_vs_prev
+            if f[4] <= 4.663259999999999:  # log_peak
+                if f[37] <= 0.689117:  # axis_vs_spasm
+                    return 0.2531783289343003
                 else:
-                    return -0.09683045406332437
+                    return 0.0863164328911198
+            else:
+                if f[38] <= 0.5:  # n_recent_spasm
+                    return 0.22606630467910038
+                else:
+                    if f[15] <= 0.851562:  # hold_frac
+                        if f[36] <= 2.03175:  # ratio_vs_spasm
+                            return 0.17096961867512947
+                        else:
+                            return 0.014630521657214571
+                    else:
+                        if f[7] <= 118.0:  # exc_mg
+                            return -0.20736030331350863
+                        else:
+                            return -0.0009243007423206059
         else:
-            return -0.0008580452556734881
+            if f[29] <= 2.804:  # gap_prev_s
+                if f[9] <= 0.64:  # exc_ratio
+                    return -0.04449219575136345
+                else:
+                    if f[31] <= 2.16282:  # log_dur_vs_prev
+                        return -0.0032424527843407957
+                    else:
+                        if f[10] <= 0.428571:  # tilt_frac
+                            return 0.22361092787184608
+                        else:
+                            if f[16] <= 0.0568182:  # rise_frac
+                                if f[16] <= 0.05:  # rise_frac
+                                    return 0.06173730537707747
+                                else:
+                                    return 0.37976603043162227
+                            else:
+                                return -0.045765593013860545
+            else:
+                return -0.03628807019837766
 
 
 def _t195(f: list[float]) -> float:
-    if f[9] <= 0.15:  # exc_ratio
-        if f[31] <= -1.67398:  # log_dur_vs_prev
-            if f[11] <= 0.204873:  # fill
-                if f[16] <= 0.0892857:  # rise_frac
-                    return 2.3030263193507423
+    if f[4] <= 4.836155:  # log_peak
+        if f[29] <= 4.72:  # gap_prev_s
+            if f[10] <= 0.92:  # tilt_frac
+                if f[30] <= -0.785521:  # log_peak_vs_prev
+                    return 0.019547443017897386
                 else:
-                    return -0.1013209191009365
-            else:
-                if f[34] <= -0.268264:  # log_peak_vs_spasm
-                    if f[33] <= 21.548:  # since_spasm_s
-                        return 0.07816703546030046
-                    else:
-                        return 0.3759091107061392
-                else:
-                    if f[10] <= 0.416667:  # tilt_frac
-                        return 0.10903893076130995
-                    else:
-                        return -0.11109533007988243
-        else:
-            if f[15] <= 0.15625:  # hold_frac
-                if f[11] <= 0.168011:  # fill
-                    return -0.10641349482906957
-                else:
-                    if f[14] <= 0.11:  # hold_s
-                        if f[33] <= 15.632:  # since_spasm_s
-                            return 0.12048165102790812
+                    if f[34] <= -2.01882:  # log_peak_vs_spasm
+                        if f[10] <= 0.566667:  # tilt_frac
+                            if f[33] <= 9.196:  # since_spasm_s
+                                return 0.5154270959357423
+                            else:
+                                return -0.010615073676565431
                         else:
-                            return -0.1042568969232985
+                            return -0.04319391957469969
                     else:
-                        return 0.5828977142576712
+                        if f[31] <= 2.31124:  # log_dur_vs_prev
+                            return -0.038179962214156586
+                        else:
+                            if f[29] <= 1.324:  # gap_prev_s
+                                if f[32] <= 5.5:  # n_recent
+                                    return 1.5365539989753265
+                                else:
+                                    return 0.2617936549759265
+                            else:
+                                return -0.10758392733070286
             else:
-                return -0.0896235802995748
-    else:
-        if f[9] <= 0.302632:  # exc_ratio
-            if f[2] <= 3.5:  # peaks
-                if f[29] <= 3.42:  # gap_prev_s
-                    return 0.0007429598210301406
+                if f[10] <= 1.4:  # tilt_frac
+                    if f[35] <= -2.91235:  # log_dur_vs_spasm
+                        return 0.060791988555589295
+                    else:
+                        return -0.05463893833468328
                 else:
-                    return 0.02874573192559593
-            else:
-                return -0.053873118950310064
+                    return 0.11536543939040418
         else:
-            return -0.001009540397532996
+            if f[11] <= 0.146852:  # fill
+                if f[37] <= 0.442261:  # axis_vs_spasm
+                    return -0.11097562712791918
+                else:
+                    return 0.3795972629754183
+            else:
+                return -0.058120441051675145
+    else:
+        return 0.0006643339491317238
 
 
 def _t196(f: list[float]) -> float:
-    if f[7] <= 30.5:  # exc_mg
-        if f[16] <= 0.568182:  # rise_frac
-            if f[35] <= -1.44345:  # log_dur_vs_spasm
-                if f[36] <= 0.376117:  # ratio_vs_spasm
-                    if f[37] <= 0.580267:  # axis_vs_spasm
-                        return -0.07785349464876343
-                    else:
-                        if f[29] <= 2.424:  # gap_prev_s
-                            return -0.008335572929021635
-                        else:
-                            return 0.2555212443845728
-                else:
-                    if f[10] <= 0.535714:  # tilt_frac
-                        if f[35] <= -3.28341:  # log_dur_vs_spasm
-                            return 0.2136109404427202
-                        else:
-                            if f[31] <= -2.22254:  # log_dur_vs_prev
-                                return -0.07078732131940521
-                            else:
-                                if f[14] <= 0.07:  # hold_s
-                                    return -0.03677593248891225
-                                else:
-                                    return 0.17603926986341867
-                    else:
-                        return -0.07578506801394838
-            else:
-                return -0.08666578696387196
-        else:
-            if f[29] <= 0.62:  # gap_prev_s
-                return -0.12610013538654297
-            else:
-                if f[29] <= 0.672:  # gap_prev_s
-                    return 1.4635933963223968
-                else:
-                    if f[31] <= -1.25846:  # log_dur_vs_prev
-                        if f[30] <= -0.767255:  # log_peak_vs_prev
-                            return 0.03598719954655889
-                        else:
-                            return 0.35369500159996675
-                    else:
-                        return -0.023425561773001063
+    if f[33] <= 4.012:  # since_spasm_s
+        return -0.004422471570195849
     else:
-        return 0.00022271640931557704
+        if f[33] <= 12.412:  # since_spasm_s
+            if f[5] <= 6.224435:  # log_energy
+                return 0.008628511520034734
+            else:
+                if f[7] <= 344.0:  # exc_mg
+                    return -0.1259276262748011
+                else:
+                    return -0.017170290858935514
+        else:
+            if f[38] <= 1.5:  # n_recent_spasm
+                return 0.0015261360019723327
+            else:
+                if f[29] <= 0.076:  # gap_prev_s
+                    if f[14] <= 0.37:  # hold_s
+                        return -0.12782521210886705
+                    else:
+                        return -0.02973540176333292
+                else:
+                    if f[4] <= 6.485865:  # log_peak
+                        if f[30] <= 0.342945:  # log_peak_vs_prev
+                            if f[4] <= 5.147220000000001:  # log_peak
+                                return -0.032089217155498694
+                            else:
+                                if f[5] <= 3.870985:  # log_energy
+                                    return 0.0763554793347335
+                                else:
+                                    return -0.0018593259541034907
+                        else:
+                            if f[7] <= 63.0:  # exc_mg
+                                return 0.17816192336641123
+                            else:
+                                if f[4] <= 5.689995:  # log_peak
+                                    return -0.08318624685829602
+                                else:
+                                    return -0.019900182170002532
+                    else:
+                        if f[34] <= 0.916291:  # log_peak_vs_spasm
+                            return 0.06955342410796427
+                        else:
+                            return -0.12766054623629805
 
 
 def _t197(f: list[float]) -> float:
-    if f[1] <= 0.5:  # state
-        return -0.10022669844868899
-    else:
-        if f[13] <= 0.31:  # rise_s
-            if f[13] <= 0.19:  # rise_s
-                return 0.0010557295599974447
-            else:
-                if f[30] <= -0.160343:  # log_peak_vs_prev
-                    if f[11] <= 0.710227:  # fill
-                        if f[35] <= -1.5976:  # log_dur_vs_spasm
-                            return 0.20008714493988167
-                        else:
-                            if f[29] <= 6.632:  # gap_prev_s
-                                return 0.017496048703345108
-                            else:
-                                return -0.07556677511910864
-                    else:
-                        return -0.07709873889162905
+    if f[17] <= 0.5:  # fail_warmup
+        if f[4] <= 7.872155:  # log_peak
+            if f[7] <= 392.0:  # exc_mg
+                if f[5] <= 6.534975:  # log_energy
+                    return -0.0003101508510943646
                 else:
-                    if f[9] <= 0.315789:  # exc_ratio
-                        if f[37] <= 0.660057:  # axis_vs_spasm
-                            if f[34] <= -0.0540672:  # log_peak_vs_spasm
-                                return -0.15468843159045592
-                            else:
-                                return 0.019837551904471878
-                        else:
-                            return 0.08936408810554396
+                    if f[10] <= 0.966667:  # tilt_frac
+                        return -0.062810293140341
                     else:
-                        if f[34] <= -1.58989:  # log_peak_vs_spasm
-                            return 0.11934839276126466
+                        return 0.2506855266532372
+            else:
+                if f[32] <= 2.5:  # n_recent
+                    return -0.047804142438011656
+                else:
+                    if f[29] <= 1.42:  # gap_prev_s
+                        if f[31] <= 0.788457:  # log_dur_vs_prev
+                            return -0.00910881790386629
                         else:
-                            return -0.04302047124466031
+                            if f[32] <= 6.5:  # n_recent
+                                if f[33] <= 10.856:  # since_spasm_s
+                                    return 0.006076255168860661
+                                else:
+                                    if f[31] <= 1.07881:  # log_dur_vs_prev
+                                        return 0.020624066657963833
+                                    else:
+                                        if f[30] <= 0.0833816:  # log_peak_vs_prev
+                                            return 0.5367725158852784
+                                        else:
+                                            if f[9] <= 0.625:  # exc_ratio
+                                                return 0.3055424169078511
+                                            else:
+                                                return 0.10911167012602987
+                            else:
+                                return 0.010311296604586712
+                    else:
+                        if f[16] <= 0.661765:  # rise_frac
+                            return 0.059133767855998755
+                        else:
+                            return -0.06575917046638406
         else:
-            if f[4] <= 4.94123:  # log_peak
-                return -0.028981628931132826
-            else:
-                if f[11] <= 0.632496:  # fill
-                    return 0.005669513339260607
-                else:
-                    if f[31] <= -0.04652:  # log_dur_vs_prev
-                        return 0.005224621321299273
-                    else:
-                        return 0.2853440214347777
+            return -0.1016106148263974
+    else:
+        return -0.10082264377482629
 
 
 def _t198(f: list[float]) -> float:
-    if f[15] <= 20.0:  # hold_frac
-        if f[15] <= 15.3:  # hold_frac
-            if f[31] <= -2.04022:  # log_dur_vs_prev
-                if f[5] <= 4.41855:  # log_energy
-                    if f[9] <= 1.25:  # exc_ratio
-                        if f[16] <= 0.544181:  # rise_frac
-                            return -0.016184195534217363
+    if f[2] <= 14.5:  # peaks
+        if f[35] <= 2.3263:  # log_dur_vs_spasm
+            if f[7] <= 848.0:  # exc_mg
+                if f[7] <= 752.0:  # exc_mg
+                    return -0.0001236131685428912
+                else:
+                    if f[30] <= 0.646627:  # log_peak_vs_prev
+                        return 0.0006508434665036616
+                    else:
+                        return 0.11289026834956964
+            else:
+                return -0.03525172360610703
+        else:
+            if f[30] <= -0.510826:  # log_peak_vs_prev
+                return 0.15242248403356162
+            else:
+                if f[31] <= 0.693147:  # log_dur_vs_prev
+                    if f[31] <= 0.0666914:  # log_dur_vs_prev
+                        return -0.11836312808858965
+                    else:
+                        return 0.16679597274984484
+                else:
+                    if f[37] <= 0.876838:  # axis_vs_spasm
+                        if f[13] <= 0.13:  # rise_s
+                            return 0.029035314261089018
                         else:
-                            if f[37] <= 0.906678:  # axis_vs_spasm
-                                if f[4] <= 5.689995:  # log_peak
-                                    return 0.05824792533195447
-                                else:
-                                    return 0.44948700873694025
-                            else:
-                                return -0.06693225225791803
+                            return -0.12399996052910989
                     else:
-                        return 0.22534171150165766
-                else:
-                    return -0.08379327275746093
-            else:
-                return 0.00039146024695805177
-        else:
-            if f[3] <= 0.248:  # dur_s
-                if f[4] <= 5.27791:  # log_peak
-                    if f[30] <= -1.63142:  # log_peak_vs_prev
-                        return 0.15153118648427227
-                    else:
-                        return -0.0731051096336403
-                else:
-                    return 0.10556996614271219
-            else:
-                return 0.24644268823995033
+                        if f[29] <= 1.368:  # gap_prev_s
+                            return -0.03001963519830518
+                        else:
+                            return 0.16797427249080796
     else:
-        if f[4] <= 5.46369:  # log_peak
-            if f[30] <= -0.963438:  # log_peak_vs_prev
-                return -0.12930397015231557
-            else:
-                if f[9] <= 1.0:  # exc_ratio
-                    return 0.169214067893257
-                else:
-                    return -0.054310447121966504
+        if f[7] <= 296.0:  # exc_mg
+            return -0.10318161268071746
         else:
-            return -0.1342988574338359
+            if f[30] <= 0.162519:  # log_peak_vs_prev
+                if f[16] <= 0.192308:  # rise_frac
+                    return 0.0357013140367377
+                else:
+                    return 0.44860713716797945
+            else:
+                return -0.10607176460576309
 
 
 def _t199(f: list[float]) -> float:
-    if f[9] <= 0.15:  # exc_ratio
-        if f[29] <= 0.008:  # gap_prev_s
-            if f[15] <= 0.329861:  # hold_frac
-                return -0.10360078109755982
-            else:
-                return 0.2876366373771278
-        else:
-            if f[30] <= -0.567984:  # log_peak_vs_prev
-                if f[33] <= 29.228:  # since_spasm_s
-                    return 0.1304230491386161
+    if f[31] <= -3.01945:  # log_dur_vs_prev
+        if f[34] <= -0.81575:  # log_peak_vs_spasm
+            if f[4] <= 4.6247799999999994:  # log_peak
+                if f[7] <= 16.5:  # exc_mg
+                    return 0.09163032639704258
                 else:
-                    return -0.1010413330707858
+                    return -0.07349534868329634
             else:
-                if f[32] <= 5.5:  # n_recent
-                    if f[35] <= 0.658056:  # log_dur_vs_spasm
-                        return 0.002602474259066244
-                    else:
-                        return 0.41361918678475806
-                else:
-                    if f[15] <= 0.144231:  # hold_frac
-                        if f[16] <= 0.0925926:  # rise_frac
-                            return -0.11159198105604502
+                if f[15] <= 5.0:  # hold_frac
+                    if f[10] <= 0.76:  # tilt_frac
+                        if f[36] <= 0.46:  # ratio_vs_spasm
+                            return 0.1925387052882109
                         else:
-                            return 0.054791050272486444
+                            return -0.050832396281527276
                     else:
-                        return -0.1068993101579902
+                        if f[15] <= 1.25:  # hold_frac
+                            return 0.1347145099050919
+                        else:
+                            return 0.41770825984658944
+                else:
+                    return -0.11097421090904383
+        else:
+            if f[3] <= 0.05:  # dur_s
+                return 0.17458524983429072
+            else:
+                return -0.09888411236277211
     else:
-        if f[38] <= 0.5:  # n_recent_spasm
-            return 0.004943903507594747
-        else:
-            if f[33] <= 34.26:  # since_spasm_s
-                return -0.0003481965182603091
-            else:
-                if f[29] <= 6.808:  # gap_prev_s
-                    return -0.04940143748777182
+        if f[4] <= 4.54307:  # log_peak
+            if f[30] <= -1.50408:  # log_peak_vs_prev
+                if f[33] <= 7.56:  # since_spasm_s
+                    return 0.05938779602358211
                 else:
-                    if f[16] <= 0.836694:  # rise_frac
-                        if f[1] <= 1.5:  # state
-                            return 0.0414848914885322
-                        else:
-                            return -0.09888071932743235
+                    if f[15] <= 0.597826:  # hold_frac
+                        return 0.5331228872604686
                     else:
-                        return 0.39456631550053345
+                        if f[35] <= -1.64866:  # log_dur_vs_spasm
+                            return 0.27672116403346314
+                        else:
+                            return -0.10937916181936634
+            else:
+                return -0.018088907658088786
+        else:
+            return -0.00010623686640271848
 
 
 _TREES = (
