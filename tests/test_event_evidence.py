@@ -188,3 +188,30 @@ def test_the_demo_nights_give_one_alarm_for_their_cluster(seed: int) -> None:
     trace, labels = scenarios.generate("mixed-night", seed)
     s = score_trace(trace, labels, AlertConfig())
     assert (s.alarms, s.detected, s.clusters, s.false_alarms) == (1, 1, 1, 0)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_cluster_in_the_sensors_first_minute_still_alarms(seed: int) -> None:
+    """The sensor reports the arousal state "unknown" for its first minute. A model that
+    learned "unknown = not a spasm" (the real recordings all fall there) set every spasm
+    of such a cluster aside (round 6, first model); trained with state-unknown copies it
+    scores them on their shape."""
+    from spasmwatch.simulator import scenarios
+
+    trace, labels = scenarios.generate("spasm-cluster", seed)
+    first = min(lb.start for lb in labels if lb.label == "spasm")
+    keep = (trace.t >= first - 20.0) & (trace.t < first + 40.0)  # boot 20 s before it
+    cut = Trace(t=trace.t[keep] - trace.t[keep][0], acc=trace.acc[keep], meta=trace.meta,
+                source=trace.source)
+    eng = Engine(AlertConfig(), t0=0.0)
+    from spasmwatch.host.evaluate import trace_packets
+
+    outs = js([o for p in trace_packets(cut) for o in eng.feed_packet(p)])
+    assert {o["state"] for o in outs if o["type"] == "event"} == {"unknown"}
+    assert [o["level"] for o in outs if o["type"] == "alert"].count("alarm") == 1
+
+
+def test_the_boosted_model_stays_a_probability_at_extremes() -> None:
+    for v in (0.0, -1e12, 1e12):
+        p = event_model.predict([v] * len(FEATURES))
+        assert 0.0 <= p <= 1.0 and math.isfinite(p)

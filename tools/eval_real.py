@@ -1,8 +1,9 @@
 """Real recordings (adults, no spasms) through the detector and every host evidence mode.
 
-Each recording is preceded by 20 s (``--still``) of its first sample held still (the worst case, see
-tests/test_detector_real.py); the detector runs once per recording and its packets go to
-one host engine per mode. Prints alarms and warnings per source and mode.
+Each recording is preceded by 20 s (``--still``) of its first sample held still (the
+worst case, see tests/test_detector_real.py); the detector runs once per recording and
+its packets go to one host engine per mode. Prints alarms and warnings per source and
+mode. ``--still 90`` lets the sensor learn the arousal state first, as in a night.
 
     python tools/eval_real.py            # wheels (PyPI) + ../shared/data when present
     python tools/eval_real.py --det spasm_min_prominence_x10=80   # a detector variant
@@ -44,6 +45,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--det", nargs="*", default=[], metavar="FIELD=INT",
                     help="DetectorConfig fields (integers) instead of the defaults")
+    ap.add_argument("--still", type=float, default=20.0,
+                    help="seconds held still before each recording (default 20; 90 gives "
+                         "the sensor time to know the arousal state, as in a night)")
     a = ap.parse_args()
     det_cfg = DetectorConfig(**{k: int(v) for k, v in (x.split("=", 1) for x in a.det)})
     root = rd.shared_data_root()
