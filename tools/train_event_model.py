@@ -77,6 +77,8 @@ def fit(x: np.ndarray, y: np.ndarray, a: argparse.Namespace):  # type: ignore[no
 
 def check(names: list[str], groups: np.ndarray, x: np.ndarray, y: np.ndarray,
           a: argparse.Namespace) -> None:
+    from sklearn.metrics import average_precision_score
+
     suites = [g for g in dict.fromkeys(groups) if not g.startswith("real")]
     for left in suites:
         train = groups != left
@@ -84,8 +86,9 @@ def check(names: list[str], groups: np.ndarray, x: np.ndarray, y: np.ndarray,
         yt = y[~train]
         fw = x[~train, names.index("cls")] == 1
         print(f"{left}: firmware spasm_like recall {(fw & (yt == 1)).sum() / yt.sum():.3f}, "
-              f"false {int((fw & (yt == 0)).sum())}")
-        for th in (0.3, 0.4, 0.5, 0.6):
+              f"false {int((fw & (yt == 0)).sum())}; score average precision "
+              f"{average_precision_score(yt, p):.3f}")
+        for th in (0.4, 0.5, 0.6, 0.7, 0.8):
             s = p >= th
             print(f"   score >= {th}: recall {(s & (yt == 1)).sum() / yt.sum():.3f}, "
                   f"false {int((s & (yt == 0)).sum())}")
