@@ -19,28 +19,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import train_event_model as tem  # noqa: E402
-from eval_suites import line  # noqa: E402
+from eval_suites import line, settings  # noqa: E402
 
 from spasmwatch.host.evaluate import evaluate_folder  # noqa: E402
 from spasmwatch.host.monitor import event_model  # noqa: E402
 from spasmwatch.host.monitor.alerts import AlertConfig  # noqa: E402
 
 
-def _value(v: str) -> object:
-    for kind in (int, float):
-        try:
-            return kind(v)
-        except ValueError:
-            pass
-    return v
-
-
 def _settings(c: str) -> AlertConfig:
-    kw: dict[str, object] = {"event_class": "scored"}
-    for item in c.split(","):
-        k, v = item.split("=", 1)
-        kw[k] = _value(v)
-    return AlertConfig(**kw)  # type: ignore[arg-type]
+    return AlertConfig(**{"event_class": "scored", **settings(c)})  # type: ignore[arg-type]
 
 
 def _model(a: argparse.Namespace, names: list[str], x, y, train, tag: str):  # type: ignore[no-untyped-def]
