@@ -215,3 +215,24 @@ def test_the_boosted_model_stays_a_probability_at_extremes() -> None:
     for v in (0.0, -1e12, 1e12):
         p = event_model.predict([v] * len(FEATURES))
         assert 0.0 <= p <= 1.0 and math.isfinite(p)
+
+
+def test_eval_suites_scores_with_an_earlier_model_and_settings(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """tools/eval_suites.py: how an earlier round's default is scored with today's code."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+    import eval_suites
+
+    assert eval_suites.settings("event_threshold=0.45,firmware_min=2,evidence=rules") == {
+        "event_threshold": 0.45, "firmware_min": 2, "evidence": "rules"}
+    monkeypatch.setattr(event_model, "predict", event_model.predict)  # restored after
+    good = tmp_path / "m.py"
+    good.write_text(f"FEATURES = {tuple(FEATURES)!r}\ndef predict(f):\n    return 0.25\n")
+    eval_suites.use_event_model(good)
+    assert event_model.predict([0.0] * len(FEATURES)) == 0.25
+    bad = tmp_path / "old.py"
+    bad.write_text("FEATURES = ('cls',)\ndef predict(f):\n    return 1.0\n")
+    with pytest.raises(SystemExit):
+        eval_suites.use_event_model(bad)
