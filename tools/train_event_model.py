@@ -118,6 +118,8 @@ def _boosted_tree(nodes, names: list[str]) -> list[str]:  # type: ignore[no-unty
 def boosted_module(model, names: list[str], doc: list[str]) -> str:  # type: ignore[no-untyped-def]
     """The text of a generated module for a boosted model: one function per tree and
     ``predict`` (the logistic of the baseline plus the trees' sum, as ``predict_proba``)."""
+    # scikit-learn keeps the fitted trees in private attributes (checked with 1.9: the
+    # exported predict matched predict_proba to 1e-15); a newer release may move them.
     trees = [preds[0].nodes for preds in model._predictors]
     base = float(np.ravel(model._baseline_prediction)[0])
     out = [*doc, "", "import math", "", "FEATURES = (", *[f"    {n!r}," for n in names], ")",
@@ -137,7 +139,9 @@ def boosted_module(model, names: list[str], doc: list[str]) -> str:  # type: ign
 def export(names: list[str], model, a: argparse.Namespace, n: int, n_pos: int) -> None:  # type: ignore[no-untyped-def]
     if getattr(a, "kind", "boosted") == "boosted":
         what = [f"Gradient-boosted trees (scikit-learn's HistGradientBoostingClassifier), "
-                f"{a.iters} trees", f"of <= {a.leaves} leaves, learning rate {a.rate},"]
+                f"{a.iters} trees", f"of <= {a.leaves} leaves, learning rate {a.rate}; every "
+                "event with a known arousal state", "also once with the state unknown "
+                "(with_unknown_state);"]
     else:
         what = [f"Random forest, {a.trees} trees, depth <= {a.depth}, leaves >= {a.leaf} "
                 "samples,"]
