@@ -13,21 +13,16 @@ threshold and mode are chosen without a held-out suite.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import train_event_model as tem  # noqa: E402
-from eval_suites import line, settings  # noqa: E402
+from eval_suites import line, load_event_model, scored  # noqa: E402
 
 from spasmwatch.host.evaluate import evaluate_folder  # noqa: E402
 from spasmwatch.host.monitor import event_model  # noqa: E402
 from spasmwatch.host.monitor.alerts import AlertConfig  # noqa: E402
-
-
-def _settings(c: str) -> AlertConfig:
-    return AlertConfig(**{"event_class": "scored", **settings(c)})  # type: ignore[arg-type]
 
 
 def _model(a: argparse.Namespace, names: list[str], x, y, train, tag: str):  # type: ignore[no-untyped-def]
@@ -35,11 +30,7 @@ def _model(a: argparse.Namespace, names: list[str], x, y, train, tag: str):  # t
     path = a.work / f"event_model_without_{tag.replace(':', '_')}.py"
     tem.export(names, model, argparse.Namespace(**{**vars(a), "out": str(path)}),
                int(train.sum()), int(y[train].sum()))
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_event_model(path)
 
 
 def real_check(a: argparse.Namespace, names: list[str], groups, x, y) -> None:  # type: ignore[no-untyped-def]
@@ -64,7 +55,7 @@ def real_check(a: argparse.Namespace, names: list[str], groups, x, y) -> None:  
         for c in configs:
             alarms = warnings = 0
             for r in mine:
-                eng = Engine(_settings(c), t0=0.0)
+                eng = Engine(scored(c), t0=0.0)
                 outs = [o for p in packets[id(r)] for o in eng.feed_packet(p)] + eng.finish()
                 alarms += sum(isinstance(o, Alert) and o.level == "alarm" for o in outs)
                 warnings += sum(isinstance(o, Alert) and o.level == "warning" for o in outs)
@@ -101,7 +92,7 @@ def main() -> None:
         mod = _model(a, names, x, y, train, suite.name)
         event_model.predict = mod.predict
         for c in a.configs:
-            s, _ = evaluate_folder(suite, _settings(c), cache_dir=a.cache)
+            s, _ = evaluate_folder(suite, scored(c), cache_dir=a.cache)
             print(line(suite.name, c, s), flush=True)
         for mode in a.modes if not a.configs else []:
             event_model.predict = original

@@ -20,6 +20,7 @@ import argparse
 import importlib.util
 import json
 from pathlib import Path
+from types import ModuleType
 
 from spasmwatch.host.evaluate import Summary, evaluate_folder
 from spasmwatch.host.monitor import event_model
@@ -67,16 +68,26 @@ def settings(text: str) -> dict[str, object]:
     return out
 
 
-def use_event_model(path: Path) -> None:
-    """Score events with the generated model module at ``path`` (same FEATURES)."""
-    spec = importlib.util.spec_from_file_location("event_model_under_test", path)
+def scored(text: str) -> AlertConfig:
+    """``K=V,K=V`` settings with the host's event score (``event_class=scored``) implied."""
+    return AlertConfig(**{"event_class": "scored", **settings(text)})  # type: ignore[arg-type]
+
+
+def load_event_model(path: Path) -> ModuleType:
+    """A generated event model module from a file; refused unless over today's FEATURES."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     if spec is None or spec.loader is None:
         raise SystemExit(f"{path}: not a Python module")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     if tuple(mod.FEATURES) != tuple(event_model.FEATURES):
         raise SystemExit(f"{path}: its FEATURES are not today's event_evidence.FEATURES")
-    event_model.predict = mod.predict
+    return mod
+
+
+def use_event_model(path: Path) -> None:
+    """Score events with the generated model module at ``path`` (same FEATURES)."""
+    event_model.predict = load_event_model(path).predict
 
 
 def main(argv: list[str] | None = None) -> None:

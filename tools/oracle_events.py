@@ -19,41 +19,41 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cluster_dataset import label_of  # noqa: E402
-from eval_suites import line, settings  # noqa: E402
+from eval_suites import line, scored  # noqa: E402
 
 from spasmwatch.host import evaluate  # noqa: E402
 from spasmwatch.host.monitor import patterns  # noqa: E402
 from spasmwatch.host.monitor.alerts import AlertConfig  # noqa: E402
-from spasmwatch.simulator.traceio import Label, read_trace  # noqa: E402
+from spasmwatch.host.monitor.records import Event  # noqa: E402
+from spasmwatch.simulator.traceio import Label  # noqa: E402
 
 
 def score_with_truth(folder: Path, cfg: AlertConfig, cache: Path | None) -> evaluate.Summary:
+    """``evaluate_folder`` with the event score replaced by each event's truth."""
     labels: list[Label] = []
-    current: list[object] = [None]
-    add = patterns.SpasmChainDetector.add
-    score = patterns.event_score
+    current: list[Event] = []
+    load, add, score = (evaluate.load_labels_for, patterns.SpasmChainDetector.add,
+                        patterns.event_score)
+
+    def load_noting(path: Path) -> list[Label] | None:  # the labels of the trace replayed
+        labels[:] = load(path) or []
+        return labels
 
     def add_noting(self, ev, known_at, cluster_id):  # type: ignore[no-untyped-def]
-        current[0] = ev
+        current[:] = [ev]  # the event whose features are scored next
         return add(self, ev, known_at, cluster_id)
 
     def truth(_features: object) -> float:
         ev = current[0]
-        return 1.0 if label_of(ev.t, ev.end, labels) == "spasm" else 0.0  # type: ignore[attr-defined]
+        return 1.0 if label_of(ev.t, ev.end, labels) == "spasm" else 0.0
 
+    evaluate.load_labels_for = load_noting  # type: ignore[assignment]
     patterns.SpasmChainDetector.add = add_noting  # type: ignore[method-assign]
     patterns.event_score = truth  # type: ignore[assignment]
     try:
-        scores = []
-        for path in evaluate.find_traces(folder):
-            trace = read_trace(path)
-            labels[:] = evaluate.load_labels_for(path) or []
-            packets = evaluate.cached_packets(path, trace, None, cache)
-            s = evaluate.score_trace(trace, labels, cfg, None, packets)
-            s.name = path.name
-            scores.append(s)
-        return evaluate.summarise(scores)
+        return evaluate.evaluate_folder(folder, cfg, cache_dir=cache)[0]
     finally:
+        evaluate.load_labels_for = load  # type: ignore[assignment]
         patterns.SpasmChainDetector.add = add  # type: ignore[method-assign]
         patterns.event_score = score
 
@@ -66,7 +66,7 @@ def main() -> None:
                     help="AlertConfig settings (event_class=scored is implied)")
     ap.add_argument("--verbose", action="store_true", help="list missed / false-alarm traces")
     a = ap.parse_args()
-    cfg = AlertConfig(**{"event_class": "scored", **settings(a.set)})  # type: ignore[arg-type]
+    cfg = scored(a.set)
     for suite in a.suites:
         s = score_with_truth(suite, cfg, a.cache)
         print(line(suite.name, "truth", s), flush=True)

@@ -50,16 +50,30 @@ def _tree_code(tree, names: list[str], indent: str = "    ") -> list[str]:  # ty
     return lines
 
 
-def forest_module(model, names: list[str], doc: list[str], predict_doc: str) -> str:  # type: ignore[no-untyped-def]
-    """The text of a generated model module: ``doc`` (its docstring lines), ``FEATURES``,
-    one function per tree and ``predict`` (the mean leaf probability)."""
-    out = [*doc, "", "FEATURES = (", *[f"    {n!r}," for n in names], ")", ""]
-    for i, est in enumerate(model.estimators_):
-        out += ["", f"def _t{i}(f: list[float]) -> float:", *_tree_code(est, names), ""]
-    out += ["", "_TREES = (", *[f"    _t{i}," for i in range(len(model.estimators_))], ")",
-            "", "", "def predict(f: list[float]) -> float:", f'    """{predict_doc}"""',
-            "    return sum(t(f) for t in _TREES) / len(_TREES)"]
+def module_text(doc: list[str], names: list[str], trees: list[list[str]],
+                predict: list[str], imports: tuple[str, ...] = (),
+                constants: tuple[str, ...] = ()) -> str:
+    """The text of a generated model module: ``doc`` (its docstring lines), ``imports``,
+    ``FEATURES``, ``constants``, one function ``_t<i>`` per tree body, ``_TREES`` and the
+    ``predict`` lines (the trained models of both tools are written this way)."""
+    out = [*doc, ""]
+    if imports:
+        out += [*imports, ""]
+    out += ["FEATURES = (", *[f"    {n!r}," for n in names], ")", ""]
+    if constants:
+        out += [*constants, ""]
+    for i, body in enumerate(trees):
+        out += ["", f"def _t{i}(f: list[float]) -> float:", *body, ""]
+    out += ["", "_TREES = (", *[f"    _t{i}," for i in range(len(trees))], ")", "", "",
+            *predict]
     return "\n".join(out) + "\n"
+
+
+def forest_module(model, names: list[str], doc: list[str], predict_doc: str) -> str:  # type: ignore[no-untyped-def]
+    """A random forest's module: ``predict`` is the mean leaf probability."""
+    return module_text(doc, names, [_tree_code(est, names) for est in model.estimators_],
+                       ["def predict(f: list[float]) -> float:", f'    """{predict_doc}"""',
+                        "    return sum(t(f) for t in _TREES) / len(_TREES)"])
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_cluster_model import forest_module  # noqa: E402
+from train_cluster_model import forest_module, module_text  # noqa: E402
 
 OUT = Path(__file__).resolve().parent.parent / "host" / "monitor" / "event_model.py"
 
@@ -62,7 +62,7 @@ def with_unknown_state(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.nda
 def fit(x: np.ndarray, y: np.ndarray, a: argparse.Namespace):  # type: ignore[no-untyped-def]
     from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 
-    if getattr(a, "kind", "boosted") == "boosted":
+    if a.kind == "boosted":
         x, y = with_unknown_state(x, y)
         # No early stopping: its validation split would make the model depend on it.
         return HistGradientBoostingClassifier(
@@ -120,24 +120,20 @@ def boosted_module(model, names: list[str], doc: list[str]) -> str:  # type: ign
     ``predict`` (the logistic of the baseline plus the trees' sum, as ``predict_proba``)."""
     # scikit-learn keeps the fitted trees in private attributes (checked with 1.9: the
     # exported predict matched predict_proba to 1e-15); a newer release may move them.
-    trees = [preds[0].nodes for preds in model._predictors]
+    trees = [_boosted_tree(preds[0].nodes, names) for preds in model._predictors]
     base = float(np.ravel(model._baseline_prediction)[0])
-    out = [*doc, "", "import math", "", "FEATURES = (", *[f"    {n!r}," for n in names], ")",
-           "", f"_BASE = {base!r}", ""]
-    for i, nodes in enumerate(trees):
-        out += ["", f"def _t{i}(f: list[float]) -> float:", *_boosted_tree(nodes, names), ""]
-    out += ["", "_TREES = (", *[f"    _t{i}," for i in range(len(trees))], ")", "", "",
-            "def predict(f: list[float]) -> float:",
-            '    """Probability that the event is a spasm (0..1)."""',
-            "    raw = _BASE + sum(t(f) for t in _TREES)",
-            "    if raw < -700.0:  # math.exp overflows past ~709",
-            "        return 0.0",
-            "    return 1.0 / (1.0 + math.exp(-raw))"]
-    return "\n".join(out) + "\n"
+    return module_text(doc, names, trees, [
+        "def predict(f: list[float]) -> float:",
+        '    """Probability that the event is a spasm (0..1)."""',
+        "    raw = _BASE + sum(t(f) for t in _TREES)",
+        "    if raw < -700.0:  # math.exp overflows past ~709",
+        "        return 0.0",
+        "    return 1.0 / (1.0 + math.exp(-raw))"],
+        imports=("import math",), constants=(f"_BASE = {base!r}",))
 
 
 def export(names: list[str], model, a: argparse.Namespace, n: int, n_pos: int) -> None:  # type: ignore[no-untyped-def]
-    if getattr(a, "kind", "boosted") == "boosted":
+    if a.kind == "boosted":
         what = [f"Gradient-boosted trees (scikit-learn's HistGradientBoostingClassifier), "
                 f"{a.iters} trees", f"of <= {a.leaves} leaves, learning rate {a.rate}; every "
                 "event with a known arousal state", "also once with the state unknown "
@@ -154,7 +150,7 @@ def export(names: list[str], model, a: argparse.Namespace, n: int, n_pos: int) -
         "host/monitor/event_evidence.py (FEATURES, in that order).",
         '"""',
     ]
-    if getattr(a, "kind", "boosted") == "boosted":
+    if a.kind == "boosted":
         Path(a.out).write_text(boosted_module(model, names, doc))
         return
     Path(a.out).write_text(forest_module(
